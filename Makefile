@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := .make
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test check lint typecheck pytest clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changes.
+$(STAMP)/install: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@mkdir -p $(STAMP) && touch $@
+
+$(STAMP)/install-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(STAMP) && touch $@ $(STAMP)/install
+
+## run: create .venv, install wsevents and serve the chat example (in-memory backplane)
+run: $(STAMP)/install
+	@echo "wsevents chat example: open http://$(HOST):$(PORT)/ in two browser tabs"
+	$(BIN)/python -m uvicorn examples.chat.app:app --host $(HOST) --port $(PORT)
+
+## test: create .venv, install the dev dependencies and run every check
+test: $(STAMP)/install-dev check
+
+## check: ruff, mypy --strict and pytest with a branch-coverage gate, without reinstalling
+check: lint typecheck pytest
+
+lint:
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/python -m pytest --cov=wsevents --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+clean:
+	rm -rf $(VENV) $(STAMP) .coverage .mypy_cache .ruff_cache .pytest_cache

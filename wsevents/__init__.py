@@ -1,0 +1,42 @@
+"""Declarative, decorator-based WebSocket event routing for ASGI, with AsyncAPI docs."""
+
+from __future__ import annotations
+
+from ._app import EventApp
+from ._connection import Connection
+from ._limits import Limits
+from ._routing import Channel
+from .codecs import Codec, JSONCodec, MessagePackCodec
+from .exceptions import (
+    CloseCode,
+    DecodeError,
+    ErrorCode,
+    EventError,
+    PayloadError,
+    RegistrationError,
+    Reject,
+    TopicError,
+    WSEventsError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Channel",
+    "CloseCode",
+    "Codec",
+    "Connection",
+    "DecodeError",
+    "ErrorCode",
+    "EventApp",
+    "EventError",
+    "JSONCodec",
+    "Limits",
+    "MessagePackCodec",
+    "PayloadError",
+    "RegistrationError",
+    "Reject",
+    "TopicError",
+    "WSEventsError",
+    "__version__",
+]

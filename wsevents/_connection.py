@@ -1,0 +1,254 @@
+"""Connection: one client, its state, its send queue and its subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import deque
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from pydantic_core import to_jsonable_python
+from starlette.datastructures import Address, Headers, QueryParams, State
+from starlette.requests import cookie_parser
+from starlette.types import Message, Scope, Send
+
+from ._envelope import event_frame
+from ._topics import check_topic
+from .exceptions import CloseCode, TopicError
+
+if TYPE_CHECKING:
+    from ._app import EventApp
+    from ._routing import Channel
+    from .codecs import Codec
+
+__all__ = ["Connection", "ConnectionState"]
+
+logger = logging.getLogger("wsevents")
+
+
+class ConnectionState(Enum):
+    """Where a connection is in its life; every transition checks it."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Close(NamedTuple):
+    code: int
+    reason: str
+
+
+Frame = str | bytes
+
+
+class Connection:
+    """One WebSocket client of a channel.
+
+    Handlers receive it by annotating a parameter ``Connection``.
+
+    Attributes:
+        id: a unique id, for ``EventApp.send_to``.
+        channel: the :class:`Channel` it connected to.
+        params: the path parameters, converted.
+        state: a namespace for your own per-connection data (``conn.state.user``).
+        subprotocol: the negotiated subprotocol, or ``None`` (JSON).
+    """
+
+    __wsevents_connection__ = True
+
+    def __init__(
+        self,
+        app: EventApp,
+        channel: Channel,
+        scope: Scope,
+        send: Send,
+        params: dict[str, Any],
+        codec: Codec,
+        subprotocol: str | None,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.app = app
+        self.channel = channel
+        self.scope = scope
+        self.params = params
+        self.subprotocol = subprotocol
+        self.state = State()
+        self.codec = codec
+        self.text_decoder, self.binary_decoder = app.codecs.decoders(codec)
+        self.connection_state = ConnectionState.CONNECTING
+        self.close_code: int | None = None
+        self._asgi_send = send
+        self._frame_type = "websocket.send"
+        self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
+        self._queue: deque[Frame | _Close] = deque()
+        self._sending = False
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._topics: set[str] = set()
+        self._headers: Headers | None = None
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.channel.address!r} {self.connection_state.value}>"
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's HTTP headers, case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    @property
+    def query_params(self) -> QueryParams:
+        """The query string's parameters."""
+        return QueryParams(self.scope.get("query_string", b""))
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The handshake's cookies."""
+        return cookie_parser(self.headers.get("cookie", ""))
+
+    @property
+    def client(self) -> Address | None:
+        """The client's ``(host, port)``, when the server knows it."""
+        client = self.scope.get("client")
+        return Address(*client) if client else None
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics this connection is subscribed to."""
+        return frozenset(self._topics)
+
+    async def send(self, event: str, data: Any = None) -> None:
+        """Send ``event`` with ``data`` to this client.
+
+        ``data`` is validated against the model of an event the channel
+        ``emits`` (a model instance or a dict), and sent as it is otherwise.
+        A connection that has closed drops it.
+
+        Raises:
+            PayloadError: ``data`` does not match the declared model.
+        """
+        emit = self.channel.emitted.get(event)
+        payload = to_jsonable_python(data) if emit is None else emit.dump(data)
+        await self.send_frame(self.codec.encode(event_frame(event, payload)))
+
+    async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection once the frames already queued are sent."""
+        if self.connection_state is ConnectionState.CONNECTING:
+            raise RuntimeError("cannot close a connection before it is accepted: raise Reject")
+        if self.connection_state is not ConnectionState.CONNECTED:
+            return
+        self.connection_state = ConnectionState.CLOSING
+        close = _Close(int(code), reason)
+        if self._sending or self._queue:
+            self._queue.append(close)
+            self._wakeup.set()
+        else:
+            await self._transmit(close)
+
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe to ``topic``: this client hears what is published there.
+
+        Raises:
+            TopicError: ``topic`` is not a valid topic, or the connection holds
+                ``Limits.max_subscriptions`` already.
+        """
+        check_topic(topic)
+        if topic in self._topics:
+            return
+        limit = self.app.limits.max_subscriptions
+        if len(self._topics) >= limit:
+            raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
+        self._topics.add(topic)
+        self.app.topics.add(topic, self)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop hearing ``topic``; a topic not subscribed to is ignored."""
+        self._topics.discard(topic)
+        self.app.topics.discard(topic, self)
+
+    async def publish(self, topic: str, event: str, data: Any = None) -> None:
+        """Publish to every subscriber of ``topic``, this connection included."""
+        await self.app.publish(topic, event, data)
+
+    # -- internals: the receive loop and the app call these ----------------------
+
+    async def send_frame(self, frame: Frame) -> None:
+        """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
+        if self.connection_state is ConnectionState.CONNECTED and not (
+            self._sending or self._queue
+        ):
+            await self._transmit(frame)
+        else:
+            self.push(frame)
+
+    def push(self, frame: Frame) -> None:
+        """Queue an encoded frame without waiting: publishers use this."""
+        state = self.connection_state
+        if state is ConnectionState.CLOSING or state is ConnectionState.CLOSED:
+            return
+        if len(self._queue) >= self.app.limits.send_queue:
+            logger.warning("closing %s: its send queue is full (a slow consumer)", self.id)
+            self._queue.clear()
+            self.connection_state = ConnectionState.CLOSING
+            self._queue.append(_Close(CloseCode.TRY_AGAIN_LATER, "send queue full"))
+        else:
+            self._queue.append(frame)
+        if state is ConnectionState.CONNECTED:
+            self._start_writer()
+
+    def accepted(self) -> None:
+        """Mark the handshake done; frames queued during ``on_connect`` go out now."""
+        self.connection_state = ConnectionState.CONNECTED
+        if self._queue:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._wakeup.set()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        # One writer per connection that has ever queued a frame, never one per frame.
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and not self._sending:
+                await self._transmit(self._queue.popleft())
+
+    async def _transmit(self, item: Frame | _Close) -> None:
+        if self.connection_state is ConnectionState.CLOSED:
+            return
+        message: Message
+        if isinstance(item, _Close):
+            self.connection_state = ConnectionState.CLOSING
+            message = {"type": "websocket.close", "code": item.code, "reason": item.reason}
+        else:
+            message = {"type": self._frame_type, self._frame_key: item}
+        self._sending = True
+        try:
+            await self._asgi_send(message)
+        except OSError:  # the client went away; the receive loop sees the disconnect
+            self._queue.clear()
+            self.connection_state = ConnectionState.CLOSING
+        finally:
+            self._sending = False
+        if self._queue:
+            self._wakeup.set()
+
+    async def closed(self, code: int) -> None:
+        """Tear down after the disconnect: drop subscriptions, stop the writer."""
+        self.connection_state = ConnectionState.CLOSED
+        self.close_code = code
+        for topic in self._topics:
+            self.app.topics.discard(topic, self)
+        self._topics.clear()
+        self._queue.clear()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)

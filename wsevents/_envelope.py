@@ -1,0 +1,107 @@
+"""The envelope: every frame is ``{"event": ..., "data": ..., "id": ...}``.
+
+Pure functions that read a decoded frame and build the frames we answer with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_SAFE_INTEGER",
+    "BadEnvelope",
+    "Message",
+    "RequestId",
+    "error_frame",
+    "event_frame",
+    "parse_envelope",
+]
+
+MAX_ID_LENGTH = 128
+# Integers beyond this lose precision in a browser's Number.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+RequestId = str | int | None
+
+
+class Message(NamedTuple):
+    """One frame as a client sees it."""
+
+    event: str
+    data: Any
+    id: RequestId = None
+
+
+class BadEnvelope(Exception):
+    """A decoded frame that is not an envelope; ``request_id`` is what could be read."""
+
+    def __init__(self, message: str, request_id: RequestId = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+
+def parse_envelope(obj: Any) -> tuple[str, Any, RequestId]:
+    """Return ``(event, data, id)`` from a decoded frame.
+
+    The ``id`` is read first, so that an error about ``event`` can echo it.
+
+    Raises:
+        BadEnvelope: ``obj`` is not an object, or its ``event`` or ``id`` is bad.
+    """
+    if type(obj) is not dict:
+        raise BadEnvelope(f"a frame must be an object, got {_json_type(obj)}")
+    request_id = obj.get("id")
+    if request_id is not None:
+        kind = type(request_id)
+        if kind is str:
+            if len(request_id) > MAX_ID_LENGTH:
+                raise BadEnvelope(f"'id' is longer than {MAX_ID_LENGTH} characters")
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= request_id <= MAX_SAFE_INTEGER:
+                raise BadEnvelope("'id' is an integer beyond +/-(2**53-1)")
+        else:
+            raise BadEnvelope(f"'id' must be a string or an integer, got {_json_type(request_id)}")
+    event = obj.get("event")
+    if type(event) is not str or not event:
+        if event is None:
+            raise BadEnvelope("a frame must have an 'event'", request_id)
+        raise BadEnvelope(
+            f"'event' must be a non-empty string, got {_json_type(event)}", request_id
+        )
+    return event, obj.get("data"), request_id
+
+
+def event_frame(event: str, data: Any, request_id: RequestId = None) -> dict[str, Any]:
+    """Build a push (no ``id``) or a reply (the request's ``id``)."""
+    if request_id is None:
+        return {"event": event, "data": data}
+    return {"event": event, "data": data, "id": request_id}
+
+
+def error_frame(
+    code: str, message: str, details: Any = None, request_id: RequestId = None
+) -> dict[str, Any]:
+    """Build an error frame; its ``id`` is ``null`` when the request had none."""
+    return {
+        "event": "error",
+        "data": {"code": code, "message": message, "details": details},
+        "id": request_id,
+    }
+
+
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    bytes: "binary data",
+    type(None): "null",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)

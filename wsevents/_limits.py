@@ -1,0 +1,46 @@
+"""Per-connection limits (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection limits, each enforced with a close code or an error frame.
+
+    Args:
+        max_message_bytes: a larger frame closes the connection with 1009.
+        rate: events per second a connection may send (token bucket); ``None``
+            turns rate limiting off.
+        burst: the bucket's size.
+        send_queue: frames queued for a client that reads slower than we send;
+            a connection whose queue is full is closed with 1013.
+        send_timeout: seconds a send to a client that stopped reading may take.
+        idle_timeout: seconds without a frame from the client before it is
+            closed with 1000; ``None`` for never.
+        concurrency: frames handled at once per connection.
+        max_subscriptions: topics one connection may subscribe to.
+    """
+
+    max_message_bytes: int = 1_048_576
+    rate: float | None = 100.0
+    burst: int = 200
+    send_queue: int = 256
+    send_timeout: float = 5.0
+    idle_timeout: float | None = None
+    concurrency: int = 1
+    max_subscriptions: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "burst", "send_queue", "concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_subscriptions < 0:
+            raise ValueError(f"max_subscriptions must be >= 0, got {self.max_subscriptions!r}")
+        for name in ("rate", "send_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")

@@ -1,0 +1,440 @@
+"""Channels, handler records, and parameter binding at registration.
+
+Everything a frame needs (the validator, the reply serializer, how to call
+the handler with which arguments) is worked out here, once, when the
+decorator runs; the receive loop only looks records up and calls them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
+
+from .exceptions import PayloadError, RegistrationError
+
+__all__ = ["Channel", "Emit", "Handler", "Hook", "bind_hook"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Invoker = Callable[[Any, Any], Any]
+
+RESERVED_EVENTS = frozenset({"error"})
+MAX_EVENT_LENGTH = 256
+
+_CONVERTORS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "str": ("[^/]+", str),
+    "int": ("[0-9]+", int),
+    "float": (r"[0-9]+(?:\.[0-9]+)?", float),
+    "path": (".*", str),
+    "uuid": (
+        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        uuid.UUID,
+    ),
+}
+_PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
+
+
+class _Source(Enum):
+    CONNECTION = "connection"
+    DATA = "data"
+    PATH = "path"
+    CLOSE_CODE = "close code"
+
+
+@dataclass(frozen=True, eq=False)
+class Hook:
+    """An ``on_connect`` or ``on_disconnect`` function, bound at registration."""
+
+    func: Callable[..., Any]
+    invoke: Invoker
+    is_async: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Handler:
+    """A client-to-server event and everything needed to serve it."""
+
+    event: str
+    func: Callable[..., Any]
+    model: Any
+    reply: Any
+    summary: str | None
+    description: str | None
+    tags: tuple[str, ...]
+    validate: Callable[[Any], Any] | None
+    dump_reply: Callable[[Any], Any] | None
+    invoke: Invoker
+    is_async: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Emit:
+    """A server-to-client event declared with ``Channel.emits``."""
+
+    event: str
+    model: Any
+    summary: str | None
+    description: str | None
+    dump: Callable[[Any], Any]
+
+
+class Channel:
+    """A WebSocket endpoint at ``address`` and its handlers.
+
+    Args:
+        address: a Starlette-style path: ``/chat/{room}``, ``/items/{id:int}``.
+            Convertors: ``str`` (the default), ``int``, ``float``, ``path``, ``uuid``.
+        name: the channel's id in the AsyncAPI document; derived from the address
+            when not given.
+        title: a short human name.
+        description: what the channel is for.
+        tags: names to group channels in the docs.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        name: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        self.address = address
+        self.params, self._regex, self._convertors = _compile_address(address)
+        self.name = name or re.sub(r"[^a-zA-Z0-9.\-_]+", "_", address).strip("_") or "root"
+        self.title = title
+        self.description = description
+        self.tags = tuple(tags)
+        self.handlers: dict[str, Handler] = {}
+        self.emitted: dict[str, Emit] = {}
+        self.connect_hooks: list[Hook] = []
+        self.disconnect_hooks: list[Hook] = []
+
+    def __repr__(self) -> str:
+        return f"Channel({self.address!r})"
+
+    @property
+    def is_static(self) -> bool:
+        """Whether the address has no path parameters."""
+        return not self.params
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """Return the converted path parameters if ``path`` is this channel's, else ``None``."""
+        found = self._regex.fullmatch(path)
+        if found is None:
+            return None
+        return {name: self._convertors[name](value) for name, value in found.groupdict().items()}
+
+    def on(
+        self,
+        event: str,
+        *,
+        model: Any = None,
+        reply: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of client event ``event``.
+
+        Returns the function unchanged. See :meth:`add_handler`.
+        """
+
+        def decorator(func: F) -> F:
+            self.add_handler(
+                event,
+                func,
+                model=model,
+                reply=reply,
+                summary=summary,
+                description=description,
+                tags=tags,
+            )
+            return func
+
+        return decorator
+
+    def add_handler(
+        self,
+        event: str,
+        func: Callable[..., Any],
+        *,
+        model: Any = None,
+        reply: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> Handler:
+        """Register ``func`` as the handler of client event ``event``.
+
+        Its parameters are bound by annotation and name: one annotated
+        ``Connection`` gets the connection; one annotated with ``model``, or named
+        ``data``, gets the validated payload; one named after a path parameter
+        gets its converted value.
+
+        Raises:
+            RegistrationError: a duplicate or reserved event, a parameter that
+                cannot be bound, or a ``model``/``reply`` pydantic cannot validate.
+        """
+        what = f"handler {_name(func)} for event {event!r} on {self!r}"
+        self._check_event(event, what, self.handlers)
+        validate = None if model is None else _adapter(model, what, "model").validate_python
+        dump_reply = None
+        if reply is not None:
+            dump_reply = _dumper(_adapter(reply, what, "reply"))
+        invoke, is_async = _bind(
+            func, what, self.params, model=model, sources=(_Source.CONNECTION, _Source.DATA)
+        )
+        doc_summary, doc_description = _docstring(func)
+        handler = Handler(
+            event=event,
+            func=func,
+            model=model,
+            reply=reply,
+            summary=summary if summary is not None else doc_summary,
+            description=description if description is not None else doc_description,
+            tags=tuple(tags),
+            validate=validate,
+            dump_reply=dump_reply,
+            invoke=invoke,
+            is_async=is_async,
+        )
+        self.handlers[event] = handler
+        return handler
+
+    def emits(
+        self,
+        event: str,
+        *,
+        model: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+    ) -> Emit:
+        """Declare server-to-client event ``event``: ``send`` validates against ``model``."""
+        what = f"emitted event {event!r} on {self!r}"
+        self._check_event(event, what, self.emitted)
+        dump: Callable[[Any], Any]
+        if model is None:
+            dump = to_jsonable_python
+        else:
+            dump = _dumper(_adapter(model, what, "model"), event=event)
+        emit = Emit(event=event, model=model, summary=summary, description=description, dump=dump)
+        self.emitted[event] = emit
+        return emit
+
+    def on_connect(self, func: F) -> F:
+        """Register a hook that runs at the handshake; it may raise ``Reject``."""
+        self.connect_hooks.append(bind_hook(func, f"on_connect hook {_name(func)}", self.params))
+        return func
+
+    def on_disconnect(self, func: F) -> F:
+        """Register a hook that runs after the connection closed; ``code`` gets the close code."""
+        self.disconnect_hooks.append(
+            bind_hook(func, f"on_disconnect hook {_name(func)}", self.params, close_code=True)
+        )
+        return func
+
+    def _check_event(self, event: str, what: str, registered: dict[str, Any]) -> None:
+        if not isinstance(event, str) or not event or len(event) > MAX_EVENT_LENGTH:
+            raise RegistrationError(
+                f"{what}: an event name must be a string of 1 to {MAX_EVENT_LENGTH} characters"
+            )
+        if event in RESERVED_EVENTS:
+            raise RegistrationError(f"{what}: the event name {event!r} is reserved")
+        if event in registered:
+            raise RegistrationError(f"{what}: event {event!r} is already registered")
+
+
+def bind_hook(
+    func: Callable[..., Any], what: str, params: Iterable[str] = (), *, close_code: bool = False
+) -> Hook:
+    """Bind a lifecycle hook's parameters: the connection, path parameters, ``code``."""
+    sources = (_Source.CONNECTION, _Source.CLOSE_CODE) if close_code else (_Source.CONNECTION,)
+    invoke, is_async = _bind(func, what, tuple(params), model=None, sources=sources)
+    return Hook(func=func, invoke=invoke, is_async=is_async)
+
+
+def _compile_address(
+    address: str,
+) -> tuple[tuple[str, ...], re.Pattern[str], dict[str, Callable[[str], Any]]]:
+    if not isinstance(address, str) or not address.startswith("/"):
+        raise RegistrationError(f"a channel address must start with '/', got {address!r}")
+    pattern, names, convertors, end = "", [], {}, 0
+    for found in _PARAM.finditer(address):
+        name, kind = found.group(1), found.group(2) or "str"
+        if not name.isidentifier():
+            raise RegistrationError(f"bad path parameter name {name!r} in {address!r}")
+        if kind not in _CONVERTORS:
+            raise RegistrationError(
+                f"unknown convertor {kind!r} for {{{name}}} in {address!r}: "
+                f"expected one of {', '.join(_CONVERTORS)}"
+            )
+        if name in convertors:
+            raise RegistrationError(f"path parameter {name!r} repeats in {address!r}")
+        regex, convert = _CONVERTORS[kind]
+        pattern += _literal(address, address[end : found.start()]) + f"(?P<{name}>{regex})"
+        names.append(name)
+        convertors[name] = convert
+        end = found.end()
+    pattern += _literal(address, address[end:])
+    return tuple(names), re.compile(pattern), convertors
+
+
+def _literal(address: str, text: str) -> str:
+    if "{" in text or "}" in text:
+        raise RegistrationError(f"unbalanced braces in channel address {address!r}")
+    return re.escape(text)
+
+
+def _name(func: Callable[..., Any]) -> str:
+    return repr(getattr(func, "__qualname__", None) or type(func).__qualname__)
+
+
+def _docstring(func: Callable[..., Any]) -> tuple[str | None, str | None]:
+    doc = inspect.getdoc(func) if getattr(func, "__doc__", None) else None
+    if not doc:
+        return None, None
+    summary, _, rest = doc.partition("\n")
+    return summary.strip() or None, rest.strip() or None
+
+
+def _adapter(model: Any, what: str, role: str) -> TypeAdapter[Any]:
+    try:
+        adapter: TypeAdapter[Any] = TypeAdapter(model)
+        if not adapter.pydantic_complete:
+            adapter.rebuild(raise_errors=True)
+    except Exception as exc:
+        raise RegistrationError(
+            f"{what}: {role} {model!r} is not a type pydantic can validate: {exc}"
+        ) from exc
+    return adapter
+
+
+def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[[Any], Any]:
+    """Return a function that validates a value and dumps it to JSON-compatible data."""
+    validate, dump = adapter.validate_python, adapter.dump_python
+
+    def validate_and_dump(value: Any) -> Any:
+        try:
+            return dump(validate(value), mode="json")
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            if event is None:
+                raise
+            raise PayloadError(f"data for event {event!r} does not match its model: {exc}") from exc
+
+    return validate_and_dump
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__  # type: ignore[operator]
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable string annotations: fall back to names below
+        return {}
+
+
+def _is_connection(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.rsplit(".", 1)[-1] == "Connection"
+    return bool(getattr(annotation, "__wsevents_connection__", False))
+
+
+def _is_model(annotation: Any, model: Any) -> bool:
+    if model is None or annotation is inspect.Parameter.empty:
+        return False
+    if isinstance(annotation, str):
+        return annotation == getattr(model, "__name__", None)
+    return bool(annotation is model or annotation == model)
+
+
+def _bind(
+    func: Callable[..., Any],
+    what: str,
+    path_params: tuple[str, ...],
+    *,
+    model: Any,
+    sources: tuple[_Source, ...],
+) -> tuple[Invoker, bool]:
+    """Work out, once, how to call ``func`` with ``(connection, data)``."""
+    if not callable(func):
+        raise RegistrationError(f"{what}: expected a function, got {func!r}")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(f"{what}: cannot read its signature") from exc
+    hints = _hints(func)
+    positional: list[tuple[_Source, str]] = []
+    keyword: list[tuple[str, _Source, str]] = []
+    for name, parameter in signature.parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise RegistrationError(f"{what}: *args and **kwargs cannot be bound")
+        annotation = hints.get(name, parameter.annotation)
+        if _is_connection(annotation):
+            source = _Source.CONNECTION
+        elif _Source.DATA in sources and (name == "data" or _is_model(annotation, model)):
+            source = _Source.DATA
+        elif name in path_params:
+            source = _Source.PATH
+        elif _Source.CLOSE_CODE in sources and name == "code":
+            source = _Source.CLOSE_CODE
+        else:
+            expected = ["a Connection"]
+            if _Source.DATA in sources:
+                expected.append("'data' or the event's model")
+            expected += [repr(p) for p in path_params]
+            if _Source.CLOSE_CODE in sources:
+                expected.append("'code'")
+            raise RegistrationError(
+                f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}"
+            )
+        if parameter.kind is parameter.KEYWORD_ONLY:
+            keyword.append((name, source, name))
+        else:
+            positional.append((source, name))
+    is_async = inspect.iscoroutinefunction(func) or (
+        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+    )
+    return _invoker(func, positional, keyword), is_async
+
+
+def _getter(source: _Source, name: str) -> Callable[[Any, Any], Any]:
+    if source is _Source.CONNECTION:
+        return lambda conn, data: conn
+    if source is _Source.PATH:
+        return lambda conn, data: conn.params[name]
+    return lambda conn, data: data  # the payload, or the close code for on_disconnect
+
+
+def _invoker(
+    func: Callable[..., Any],
+    positional: list[tuple[_Source, str]],
+    keyword: list[tuple[str, _Source, str]],
+) -> Invoker:
+    # The common shapes get a direct call; the per-frame cost is one lambda.
+    if not keyword:
+        shape = tuple(source for source, _ in positional)
+        conn, data = _Source.CONNECTION, _Source.DATA
+        if shape == ():
+            return lambda c, d: func()
+        if shape in ((conn,),):
+            return lambda c, d: func(c)
+        if shape in ((data,), (_Source.CLOSE_CODE,)):
+            return lambda c, d: func(d)
+        if shape in ((conn, data), (conn, _Source.CLOSE_CODE)):
+            return lambda c, d: func(c, d)
+    args = [_getter(source, name) for source, name in positional]
+    kwargs = [(key, _getter(source, name)) for key, source, name in keyword]
+
+    def invoke(c: Any, d: Any) -> Any:
+        return func(*[get(c, d) for get in args], **{key: get(c, d) for key, get in kwargs})
+
+    return invoke

@@ -1,0 +1,215 @@
+"""Codecs: how envelopes become frames, and subprotocol negotiation.
+
+A codec turns an envelope (a ``dict`` of JSON-compatible values) into the
+payload of one WebSocket frame and back. JSON travels in text frames,
+MessagePack in binary frames. A client picks one with the
+``Sec-WebSocket-Protocol`` header (``wsevents.json`` or ``wsevents.msgpack``);
+with none, the server answers in JSON.
+
+Add your own by subclassing :class:`Codec` and passing it to
+``EventApp(codecs=[...])``; one with the subprotocol of a built-in codec
+replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import msgpack
+
+from .exceptions import DecodeError, DuplicateKeyError
+
+__all__ = ["Codec", "CodecSet", "JSONCodec", "MessagePackCodec"]
+
+FrameType = Literal["text", "binary"]
+
+
+class Codec(ABC):
+    """Encode envelopes to frames and decode frames to envelopes.
+
+    Attributes:
+        subprotocol: the ``Sec-WebSocket-Protocol`` value that selects it.
+        frame_type: ``"text"`` or ``"binary"``: the frames it writes and reads.
+    """
+
+    subprotocol: str
+    frame_type: FrameType
+
+    @abstractmethod
+    def encode(self, message: Any) -> str | bytes:
+        """Encode ``message`` (JSON-compatible values) as one frame's payload."""
+
+    @abstractmethod
+    def decode(self, payload: str | bytes) -> Any:
+        """Decode one frame's payload.
+
+        Raises:
+            DecodeError: the payload is not valid in this codec.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(subprotocol={self.subprotocol!r})"
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: object) -> None:
+        self.key = key
+
+
+def _repeated_key(pairs: Sequence[tuple[Any, Any]]) -> object:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    return None  # pragma: no cover - only called when a key repeats
+
+
+def _object_strict(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _RepeatedKey(_repeated_key(pairs))
+    return obj
+
+
+class _Repeated(dict[Any, Any]):
+    """An object that repeated a key; only built on the error path."""
+
+
+def _object_marking(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    if len(dict(pairs)) != len(pairs):
+        return _Repeated(pairs)
+    return dict(pairs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"{name} is not a JSON number")
+
+
+def _repeated_error(error: _RepeatedKey, decoded: Any) -> DuplicateKeyError:
+    # The second pass marks instead of raising, so it tells whether the envelope
+    # itself repeats a key, and lets the caller read what it can (the ``id``).
+    return DuplicateKeyError(
+        error.key, top_level=type(decoded) is _Repeated, decoded=_unmark(decoded)
+    )
+
+
+def _unmark(decoded: Any) -> Any:
+    return dict(decoded) if type(decoded) is _Repeated else decoded
+
+
+class JSONCodec(Codec):
+    """JSON in text frames, the default.
+
+    Decoding rejects ``NaN`` and ``Infinity`` and repeated keys, which the
+    standard library would let through.
+    """
+
+    subprotocol = "wsevents.json"
+    frame_type: FrameType = "text"
+
+    def __init__(self) -> None:
+        self._decode = json.JSONDecoder(
+            object_pairs_hook=_object_strict, parse_constant=_reject_constant
+        ).decode
+        self._decode_marking = json.JSONDecoder(
+            object_pairs_hook=_object_marking, parse_constant=_reject_constant
+        ).decode
+        self._encode = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode
+
+    def encode(self, message: Any) -> str:
+        """Encode ``message`` as compact JSON text."""
+        return self._encode(message)
+
+    def decode(self, payload: str | bytes) -> Any:
+        """Decode JSON text (or UTF-8 bytes)."""
+        try:
+            text = payload if isinstance(payload, str) else payload.decode()
+            return self._decode(text)
+        except _RepeatedKey as error:
+            raise _repeated_error(error, self._decode_marking(text)) from None
+        except DecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise DecodeError(f"frame is not valid JSON: {exc}") from None
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"MessagePack extension type {code} is not allowed")
+
+
+class MessagePackCodec(Codec):
+    """MessagePack in binary frames.
+
+    Decoding rejects extension types, trailing bytes, repeated keys and map
+    keys that are not strings.
+    """
+
+    subprotocol = "wsevents.msgpack"
+    frame_type: FrameType = "binary"
+
+    def encode(self, message: Any) -> bytes:
+        """Encode ``message`` as MessagePack."""
+        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def decode(self, payload: str | bytes) -> Any:
+        """Decode MessagePack bytes."""
+        if isinstance(payload, str):
+            raise DecodeError("MessagePack travels in binary frames")
+        try:
+            return msgpack.unpackb(
+                payload, raw=False, object_pairs_hook=_object_strict, ext_hook=_reject_ext
+            )
+        except _RepeatedKey as error:
+            marked = msgpack.unpackb(payload, raw=False, object_pairs_hook=_object_marking)
+            raise _repeated_error(error, marked) from None
+        except DecodeError:
+            raise
+        except Exception as exc:  # msgpack raises many unrelated types for bad input
+            raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
+
+
+class CodecSet:
+    """The codecs an app speaks, and how a connection picks one.
+
+    Text frames decode with the text codec of the connection's subprotocol, or
+    JSON; binary frames with its binary codec, or MessagePack.
+    """
+
+    def __init__(self, codecs: Iterable[Codec] | None = None) -> None:
+        by_subprotocol: dict[str, Codec] = {}
+        for codec in (JSONCodec(), MessagePackCodec(), *(codecs or ())):
+            if not isinstance(codec, Codec):
+                raise TypeError(f"expected a Codec instance, got {codec!r}")
+            if codec.frame_type not in ("text", "binary"):
+                raise ValueError(f"frame_type must be 'text' or 'binary', got {codec.frame_type!r}")
+            by_subprotocol[codec.subprotocol] = codec
+        self.by_subprotocol = by_subprotocol
+        self.default = by_subprotocol[JSONCodec.subprotocol]
+        self._fallback: dict[FrameType, Codec] = {
+            "text": self.default,
+            "binary": by_subprotocol[MessagePackCodec.subprotocol],
+        }
+
+    def negotiate(self, offered: Iterable[str]) -> tuple[Codec, str | None]:
+        """Pick the first offered subprotocol this app speaks.
+
+        Returns the codec and the subprotocol to accept with (``None`` when the
+        client offered none that we speak: JSON, and no subprotocol header).
+        """
+        for name in offered:
+            codec = self.by_subprotocol.get(name)
+            if codec is not None:
+                return codec, name
+        return self.default, None
+
+    def decoders(self, codec: Codec) -> tuple[Codec, Codec]:
+        """Return the codecs that decode text and binary frames for ``codec``'s connections."""
+        text = codec if codec.frame_type == "text" else self._fallback["text"]
+        binary = codec if codec.frame_type == "binary" else self._fallback["binary"]
+        return text, binary

@@ -1,0 +1,204 @@
+"""EventTestClient: drive an app in-process from synchronous tests.
+
+::
+
+    from wsevents.testing import EventTestClient
+
+    def test_ping() -> None:
+        with EventTestClient(app) as client, client.connect("/chat/lobby?user=ann") as ws:
+            assert ws.request("ping", {"n": 1}) == {"n": 1}
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+from pydantic_core import to_jsonable_python
+from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
+from starlette.types import ASGIApp
+from starlette.types import Message as ASGIMessage
+from starlette.websockets import WebSocketDisconnect
+
+from ._envelope import Message, RequestId
+from .codecs import Codec, JSONCodec, MessagePackCodec
+from .exceptions import EventError, Reject
+
+__all__ = ["EventTestClient", "EventTestSession", "Message"]
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class EventTestClient:
+    """An in-process client for an ASGI app that serves wsevents channels.
+
+    Use it as a context manager to run the app's lifespan. ``http`` is the
+    underlying Starlette ``TestClient``, for plain HTTP requests.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        base_url: str = "http://testserver",
+        root_path: str = "",
+        raise_server_exceptions: bool = True,
+    ) -> None:
+        self.http = TestClient(
+            app,
+            base_url=base_url,
+            root_path=root_path,
+            raise_server_exceptions=raise_server_exceptions,
+        )
+
+    def __enter__(self) -> EventTestClient:
+        self.http.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.http.__exit__(exc_type, exc, traceback)
+
+    def connect(
+        self,
+        path: str,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> EventTestSession:
+        """Open a WebSocket to ``path``; use the result in a ``with`` block.
+
+        Entering raises :class:`Reject` (with the HTTP status) when the
+        handshake is refused.
+        """
+        session = self.http.websocket_connect(
+            path, subprotocols=subprotocols, headers=dict(headers or {})
+        )
+        return EventTestSession(session)
+
+
+class EventTestSession:
+    """One open test connection: send events, make requests, read frames."""
+
+    def __init__(self, session: WebSocketTestSession) -> None:
+        self._session = session
+        self._ids = itertools.count(1)
+        self._pending: deque[Message] = deque()
+        self._json = JSONCodec()
+        self._msgpack = MessagePackCodec()
+        self.codec: Codec = self._json
+        self.subprotocol: str | None = None
+
+    def __enter__(self) -> EventTestSession:
+        try:
+            self._session.__enter__()
+        except WebSocketDenialResponse as denial:
+            raise Reject(denial.status_code, denial.text) from None
+        except WebSocketDisconnect as closed:
+            raise Reject(403, closed.reason or "") from None
+        self.subprotocol = self._session.accepted_subprotocol
+        if self.subprotocol == self._msgpack.subprotocol:
+            self.codec = self._msgpack
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._session.__exit__(exc_type, exc, traceback)
+
+    def send(self, event: str, data: Any = None, *, id: RequestId = None) -> None:
+        """Send ``event`` with ``data`` (a model, a dict, anything JSON can carry)."""
+        envelope: dict[str, Any] = {"event": event, "data": to_jsonable_python(data)}
+        if id is not None:
+            envelope["id"] = id
+        self.send_raw(self.codec.encode(envelope))
+
+    def send_raw(self, payload: str | bytes) -> None:
+        """Send one frame as it is: text for ``str``, binary for ``bytes``."""
+        if isinstance(payload, str):
+            self._session.send_text(payload)
+        else:
+            self._session.send_bytes(payload)
+
+    def request(self, event: str, data: Any = None, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send ``event`` with a fresh id and return the reply's data.
+
+        Frames that arrive before the reply are kept for :meth:`receive`.
+
+        Raises:
+            EventError: the server answered with an error frame.
+            TimeoutError: no answer within ``timeout`` seconds.
+        """
+        request_id = f"t{next(self._ids)}"
+        self.send(event, data, id=request_id)
+        skipped: list[Message] = []
+        try:
+            while True:
+                message = self._read(timeout)
+                if message.id == request_id:
+                    break
+                skipped.append(message)
+        finally:
+            self._pending.extend(skipped)
+        if message.event == "error":
+            raise _event_error(message.data)
+        return message.data
+
+    def receive(self, *, timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """Return the next frame as ``Message(event, data, id)``.
+
+        Raises:
+            WebSocketDisconnect: the server closed the connection (``code``, ``reason``).
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+        """
+        if self._pending:
+            return self._pending.popleft()
+        return self._read(timeout)
+
+    def receive_raw(self, *, timeout: float = DEFAULT_TIMEOUT) -> str | bytes:
+        """Return the next frame's payload undecoded."""
+        message = self._receive_asgi(timeout)
+        if message["type"] == "websocket.close":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason", ""))
+        payload: str | bytes | None = message.get("text")
+        return message["bytes"] if payload is None else payload
+
+    def close(self, code: int = 1000) -> None:
+        """Close the connection from the client side."""
+        self._session.close(code)
+
+    def _read(self, timeout: float) -> Message:
+        payload = self.receive_raw(timeout=timeout)
+        codec = self._json if isinstance(payload, str) else self._msgpack
+        frame = codec.decode(payload)
+        return Message(frame["event"], frame.get("data"), frame.get("id"))
+
+    def _receive_asgi(self, timeout: float) -> ASGIMessage:
+        stream = getattr(self._session, "_send_rx", None)
+        if stream is None:  # pragma: no cover - a Starlette without the stream: no timeout
+            return self._session.receive()
+
+        async def receive() -> ASGIMessage:
+            with anyio.fail_after(timeout):
+                message: ASGIMessage = await stream.receive()
+                return message
+
+        return self._session.portal.call(receive)
+
+
+def _event_error(data: Any) -> EventError:
+    data = data if isinstance(data, dict) else {}
+    return EventError(
+        str(data.get("code") or "error"), str(data.get("message") or ""), data.get("details")
+    )
