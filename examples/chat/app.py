@@ -1,0 +1,97 @@
+"""A chat with rooms: ``uvicorn examples.chat.app:app``, then open http://127.0.0.1:8000/.
+
+Each room is a topic; everyone in a room hears what is said there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Mount, Route
+
+from wsevents import Channel, Connection, EventApp, Reject
+
+MAX_USER_LENGTH = 32
+
+chat = Channel("/chat/{room}", title="Chat room", description="One room of the chat.")
+
+
+class Say(BaseModel):
+    """Something to say to the room."""
+
+    text: str = Field(min_length=1, max_length=500, description="What to say.")
+
+
+class Said(BaseModel):
+    """Someone said something in the room."""
+
+    user: str
+    text: str
+
+
+class Presence(BaseModel):
+    """Someone joined or left the room."""
+
+    user: str
+
+
+class Ping(BaseModel):
+    n: int
+
+
+class Pong(BaseModel):
+    n: int
+
+
+chat.emits("said", model=Said, description="Someone said something in the room.")
+chat.emits("joined", model=Presence, description="Someone joined the room.")
+chat.emits("left", model=Presence, description="Someone left the room.")
+
+
+@chat.on_connect
+async def join(conn: Connection, room: str) -> None:
+    """Take the user name from ``?user=`` and join the room's topic."""
+    user = conn.query_params.get("user", "").strip()
+    if not user:
+        raise Reject(403, "a user name is required: add ?user=NAME")
+    if len(user) > MAX_USER_LENGTH:
+        raise Reject(403, f"a user name has at most {MAX_USER_LENGTH} characters")
+    conn.state.user = user
+    await conn.subscribe(f"rooms/{room}")
+    await conn.publish(f"rooms/{room}", "joined", Presence(user=user))
+
+
+@chat.on_disconnect
+async def leave(conn: Connection, room: str) -> None:
+    await conn.publish(f"rooms/{room}", "left", Presence(user=conn.state.user))
+
+
+@chat.on("say", model=Say)
+async def say(conn: Connection, data: Say, room: str) -> None:
+    """Say something to everyone in the room."""
+    await conn.publish(f"rooms/{room}", "said", Said(user=conn.state.user, text=data.text))
+
+
+@chat.on("ping", model=Ping, reply=Pong)
+async def ping(data: Ping) -> Pong:
+    """Answer with the same number: a round-trip check."""
+    return Pong(n=data.n)
+
+
+events = EventApp([chat], title="Chat", version="1.0.0", description="A chat with rooms.")
+
+PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
+
+
+async def index(request: Request) -> HTMLResponse:
+    return HTMLResponse(PAGE)
+
+
+app = Starlette(
+    routes=[Route("/", index), Mount("/ws", app=events)],
+    lifespan=events.lifespan,
+)
