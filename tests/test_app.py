@@ -277,9 +277,8 @@ def test_unmapped_exception_is_internal_error_without_text_and_logged(
         "error", {"code": "internal_error", "message": "internal error", "details": None}, "b"
     )
     assert "secret detail" not in json.dumps(message.data)
-    records = [r for r in caplog.records if r.name == "wsevents" and r.exc_info]
-    assert records and records[0].exc_info is not None
-    assert isinstance(records[0].exc_info[1], Boom)
+    errors = [r.exc_info[1] for r in caplog.records if r.name == "wsevents" and r.exc_info]
+    assert [type(exc) for exc in errors] == [Boom]
 
 
 def test_event_error_reaches_client_with_code_message_details(client: EventTestClient) -> None:
@@ -435,9 +434,11 @@ async def _noop() -> None:
 
 
 def test_publish_with_exclude_skips_those_connections(app: EventApp) -> None:
-    with EventTestClient(app) as client, client.connect("/items/a") as x, client.connect(
-        "/items/a"
-    ) as y:
+    with (
+        EventTestClient(app) as client,
+        client.connect("/items/a") as x,
+        client.connect("/items/a") as y,
+    ):
         x.receive()
         y.receive()
         x_id, _ = app.connections  # in the order they connected
@@ -544,8 +545,9 @@ def test_app_on_connect_runs_before_channel_hook_and_can_reject(app: EventApp) -
 def test_allowed_origins_refuse_foreign_browsers_and_allow_non_browsers() -> None:
     app = make_app(allowed_origins=["https://shop.example"])
     with EventTestClient(app) as client:
-        with pytest.raises(Reject) as caught, client.connect(
-            "/items/n", headers={"origin": "https://evil.example"}
+        with (
+            pytest.raises(Reject) as caught,
+            client.connect("/items/n", headers={"origin": "https://evil.example"}),
         ):
             pass
         assert caught.value.status == 403
@@ -642,9 +644,8 @@ def test_close_before_accept_is_refused() -> None:
         await conn.close()
 
     app = EventApp([channel], title="t", version="1")
-    with EventTestClient(app) as client:
-        with pytest.raises(Reject) as caught, client.connect("/c"):
-            pass
+    with EventTestClient(app) as client, pytest.raises(Reject) as caught, client.connect("/c"):
+        pass
     assert caught.value.status == 500
 
 

@@ -104,9 +104,7 @@ async def test_validation_error_details_over_the_wire(address: str) -> None:
     async with connect(f"ws://{address}/ws/echo") as ws:
         await ws.send(json.dumps({"event": "echo", "data": {"text": "x"}, "id": 1}))
         answer = json.loads(await ws.recv())
-    assert answer["data"]["details"] == [
-        {"loc": ["n"], "msg": "Field required", "type": "missing"}
-    ]
+    assert answer["data"]["details"] == [{"loc": ["n"], "msg": "Field required", "type": "missing"}]
 
 
 async def test_msgpack_replies_when_negotiated(address: str) -> None:

@@ -1,0 +1,158 @@
+"""Codecs: bytes in, values out; subprotocol negotiation. Pure, no event loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pytest
+
+from wsevents import Codec, DecodeError, JSONCodec, MessagePackCodec
+from wsevents.codecs import CodecSet
+from wsevents.exceptions import DuplicateKeyError
+
+
+def test_json_encodes_compact_utf8_text() -> None:
+    assert JSONCodec().encode({"event": "é", "data": [1, None]}) == '{"event":"é","data":[1,null]}'
+
+
+def test_json_refuses_to_encode_nan() -> None:
+    with pytest.raises(ValueError, match="Out of range float"):
+        JSONCodec().encode({"x": float("nan")})
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{", "frame is not valid JSON"),
+        ('{"a": NaN}', "NaN is not a JSON number"),
+        ('{"a": Infinity}', "Infinity is not a JSON number"),
+        ('{"a": -Infinity}', "-Infinity is not a JSON number"),
+        ('{"a": 1} x', "frame is not valid JSON"),
+        (b"\xff", "frame is not valid JSON"),
+        ("[" * 100_000, "frame is not valid JSON"),
+    ],
+)
+def test_json_rejects_what_is_not_strict_json(payload: str | bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        JSONCodec().decode(payload)
+
+
+def test_json_decodes_utf8_bytes_too() -> None:
+    assert JSONCodec().decode(b'{"a": "\xc3\xa9"}') == {"a": "é"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "key", "top_level", "decoded"),
+    [
+        ('{"event": "a", "event": "b", "id": 1}', "event", True, {"event": "b", "id": 1}),
+        ('{"data": {"x": 1, "x": 2}, "id": 2}', "x", False, {"data": {"x": 2}, "id": 2}),
+        ('{"a": [{"k": 1, "k": 1}]}', "k", False, {"a": [{"k": 1}]}),
+    ],
+)
+def test_repeated_keys_are_reported_with_their_level(
+    payload: str, key: str, top_level: bool, decoded: Any
+) -> None:
+    with pytest.raises(DuplicateKeyError) as caught:
+        JSONCodec().decode(payload)
+    assert (caught.value.key, caught.value.top_level, caught.value.decoded) == (
+        key,
+        top_level,
+        decoded,
+    )
+    packed = _pack_pairs(payload)
+    with pytest.raises(DuplicateKeyError) as caught:
+        MessagePackCodec().decode(packed)
+    assert (caught.value.key, caught.value.top_level, caught.value.decoded) == (
+        key,
+        top_level,
+        decoded,
+    )
+
+
+def _pack_pairs(payload: str) -> bytes:
+    """Pack a JSON text as MessagePack, keeping repeated keys (msgpack maps can repeat them)."""
+    import json
+
+    def pack(value: Any) -> bytes:
+        if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+            pairs = b"".join(pack(k) + pack(v) for k, v in value)
+            return bytes([0x80 | len(value)]) + pairs
+        if isinstance(value, list):
+            return bytes([0x90 | len(value)]) + b"".join(pack(v) for v in value)
+        return bytes(msgpack.packb(value))
+
+    return pack(json.loads(payload, object_pairs_hook=lambda pairs: list(pairs)))
+
+
+def test_msgpack_round_trips_binary_and_text() -> None:
+    codec = MessagePackCodec()
+    message = {"event": "e", "data": {"blob": b"\x00\x01", "text": "é"}, "id": 1}
+    assert codec.decode(codec.encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"\xc1", "not valid MessagePack"),
+        (msgpack.packb({"a": 1}) + b"\x00", "not valid MessagePack"),
+        (msgpack.packb(msgpack.ExtType(5, b"x")), "extension type 5 is not allowed"),
+        (msgpack.packb({1: "a"}), "not valid MessagePack"),
+        (b"\xa2\xff\xfe", "not valid MessagePack"),
+        ("text", "MessagePack travels in binary frames"),
+    ],
+)
+def test_msgpack_rejects_what_is_not_a_plain_document(payload: Any, message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        MessagePackCodec().decode(payload)
+
+
+class CBORish(Codec):
+    subprotocol = "x.binary"
+    frame_type = "binary"
+
+    def encode(self, message: Any) -> bytes:
+        return b"x"
+
+    def decode(self, payload: str | bytes) -> Any:
+        return {}
+
+
+def test_negotiation_picks_the_first_offered_subprotocol_spoken() -> None:
+    codecs = CodecSet([CBORish()])
+    assert codecs.negotiate(["nope", "wsevents.msgpack", "wsevents.json"])[1] == "wsevents.msgpack"
+    assert codecs.negotiate(["x.binary"])[1] == "x.binary"
+    codec, subprotocol = codecs.negotiate([])
+    assert (type(codec), subprotocol) == (JSONCodec, None)
+    codec, subprotocol = codecs.negotiate(["token.abc"])
+    assert (type(codec), subprotocol) == (JSONCodec, None)
+
+
+def test_decoders_follow_the_frame_type() -> None:
+    custom = CBORish()
+    codecs = CodecSet([custom])
+    text, binary = codecs.decoders(custom)
+    assert (type(text), binary) == (JSONCodec, custom)
+    text, binary = codecs.decoders(codecs.default)
+    assert (type(text), type(binary)) == (JSONCodec, MessagePackCodec)
+
+
+def test_a_codec_with_a_builtin_subprotocol_replaces_it() -> None:
+    class LoudJSON(JSONCodec):
+        pass
+
+    codecs = CodecSet([LoudJSON()])
+    assert type(codecs.default) is LoudJSON
+    assert type(codecs.negotiate(["wsevents.json"])[0]) is LoudJSON
+
+
+def test_codec_set_refuses_what_is_not_a_codec() -> None:
+    with pytest.raises(TypeError, match="expected a Codec instance"):
+        CodecSet([object()])  # type: ignore[list-item]
+
+    class Odd(CBORish):
+        frame_type = "smoke"  # type: ignore[assignment]
+
+    with pytest.raises(ValueError, match="frame_type must be"):
+        CodecSet([Odd()])
+    assert repr(CBORish()) == "CBORish(subprotocol='x.binary')"

@@ -1,0 +1,152 @@
+"""Every example runs: in-process, over a real uvicorn, and the README's `make run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from examples.chat.app import app as chat_app
+from examples.fastapi_app import app as fastapi_app
+from wsevents import Reject
+from wsevents.testing import EventTestClient, Message
+
+from .conftest import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_chat_room_members_hear_each_other_and_no_one_else() -> None:
+    with EventTestClient(chat_app) as client, client.connect("/ws/chat/lobby?user=ann") as ann:
+        assert ann.receive() == Message("joined", {"user": "ann"})
+        with (
+            client.connect("/ws/chat/lobby?user=bob") as bob,
+            client.connect("/ws/chat/garden?user=cy") as cy,
+        ):
+            assert ann.receive() == Message("joined", {"user": "bob"})
+            assert bob.receive() == Message("joined", {"user": "bob"})
+            assert cy.receive() == Message("joined", {"user": "cy"})
+            ann.send("say", {"text": "hello"})
+            assert bob.receive() == Message("said", {"user": "ann", "text": "hello"})
+            assert ann.receive() == Message("said", {"user": "ann", "text": "hello"})
+            assert cy.request("ping", {"n": 5}) == {"n": 5}  # cy heard nothing before this
+            bob.close()
+        assert ann.receive() == Message("left", {"user": "bob"})
+
+
+def test_chat_requires_a_user_name_and_validates_what_is_said() -> None:
+    with EventTestClient(chat_app) as client:
+        with pytest.raises(Reject) as caught, client.connect("/ws/chat/lobby"):
+            pass
+        assert (caught.value.status, caught.value.reason) == (
+            403,
+            "a user name is required: add ?user=NAME",
+        )
+        with pytest.raises(Reject), client.connect(f"/ws/chat/lobby?user={'x' * 33}"):
+            pass
+        with client.connect("/ws/chat/lobby?user=ann") as ann:
+            ann.receive()
+            ann.send("say", {"text": ""}, id="s")
+            message = ann.receive()
+            assert (message.event, message.data["code"], message.id) == (
+                "error",
+                "validation_error",
+                "s",
+            )
+
+
+def test_chat_page_is_served_and_talks_to_the_channel() -> None:
+    with EventTestClient(chat_app) as client:
+        page = client.http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "/ws/chat/" in page.text
+    assert '"wsevents.json"' in page.text
+    assert "http://" not in page.text  # nothing from a CDN: it works offline
+    assert "https://" not in page.text
+
+
+def test_fastapi_example_serves_http_and_the_mounted_event_app() -> None:
+    with EventTestClient(fastapi_app) as client:
+        assert client.http.get("/health").json() == {"connections": 0}
+        with client.connect("/ws/notifications") as ws:
+            assert ws.request("echo", {"text": "hi"}) == {"text": "hi"}
+            assert client.http.get("/health").json() == {"connections": 1}
+            response = client.http.post("/announce", json={"text": "tea time"})
+            assert response.status_code == 202
+            assert ws.receive() == Message("notice", {"text": "tea time"})
+            assert client.http.post("/announce", json={"text": ""}).status_code == 422
+
+
+@pytest.mark.anyio
+async def test_fastapi_example_over_uvicorn() -> None:
+    with serve(fastapi_app) as address:
+        async with connect(f"ws://{address}/ws/notifications") as ws:
+            async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+                response = await http.post("/announce", json={"text": "over the wire"})
+            assert response.status_code == 202
+            assert json.loads(await ws.recv()) == {
+                "event": "notice",
+                "data": {"text": "over the wire"},
+            }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """Start the README's `make run` on a free port; yield the port and its output file."""
+    port = _free_port()
+    output = tmp_path / "make-run.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PORT={port}"],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 120  # a first `make run` may still install
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None, output.read_text()
+                assert time.monotonic() < deadline, "make run did not start serving"
+                time.sleep(0.1)
+        yield port, output
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=20)
+
+
+@pytest.mark.anyio
+async def test_make_run_serves_the_chat_to_two_clients(make_run: tuple[int, Path]) -> None:
+    port, output = make_run
+    assert f"http://127.0.0.1:{port}/" in output.read_text()
+    base = f"ws://127.0.0.1:{port}/ws/chat/tea"
+    async with connect(f"{base}?user=ann") as ann, connect(f"{base}?user=bob") as bob:
+        assert json.loads(await ann.recv())["event"] == "joined"
+        await ann.send(json.dumps({"event": "say", "data": {"text": "hi bob"}}))
+        frames = [json.loads(await bob.recv()) for _ in range(2)]
+    assert frames == [
+        {"event": "joined", "data": {"user": "bob"}},
+        {"event": "said", "data": {"user": "ann", "text": "hi bob"}},
+    ]

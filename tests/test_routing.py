@@ -1,0 +1,313 @@
+"""Channel addresses, registration errors and parameter binding: pure, no event loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Annotated, Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from wsevents import Channel, Connection, PayloadError, RegistrationError
+
+
+class Item(BaseModel):
+    name: str
+
+
+class Later(BaseModel):
+    child: Undefined  # type: ignore[name-defined]  # noqa: F821
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+@pytest.mark.parametrize(
+    ("address", "path", "params"),
+    [
+        ("/chat", "/chat", {}),
+        ("/chat", "/chat/", None),
+        ("/chat/{room}", "/chat/lobby", {"room": "lobby"}),
+        ("/chat/{room}", "/chat/a/b", None),
+        ("/items/{id:int}", "/items/42", {"id": 42}),
+        ("/items/{id:int}", "/items/-1", None),
+        ("/items/{id:int}", "/items/x", None),
+        ("/temp/{t:float}", "/temp/21.5", {"t": 21.5}),
+        ("/files/{rest:path}", "/files/a/b/c.txt", {"rest": "a/b/c.txt"}),
+        (
+            "/u/{key:uuid}",
+            "/u/12345678-1234-5678-1234-567812345678",
+            {"key": uuid.UUID("12345678-1234-5678-1234-567812345678")},
+        ),
+        ("/a.b/{x}", "/aXb/1", None),
+        ("/r/{a}/s/{b:int}", "/r/x/s/2", {"a": "x", "b": 2}),
+    ],
+)
+def test_channel_matches_paths_and_converts_parameters(
+    address: str, path: str, params: dict[str, Any] | None
+) -> None:
+    assert Channel(address).match(path) == params
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("chat", "must start with '/'"),
+        ("/a/{1x}", "bad path parameter name"),
+        ("/a/{x:hex}", "unknown convertor 'hex'"),
+        ("/a/{x}/{x}", "repeats"),
+        ("/a/{x", "unbalanced braces"),
+        ("/a/x}", "unbalanced braces"),
+    ],
+)
+def test_bad_addresses_raise_at_construction(address: str, message: str) -> None:
+    with pytest.raises(RegistrationError, match=message):
+        Channel(address)
+
+
+def test_channel_name_is_derived_from_the_address() -> None:
+    assert Channel("/chat/{room}").name == "chat_room"
+    assert Channel("/").name == "root"
+    assert Channel("/x", name="custom").name == "custom"
+
+
+def test_decorator_returns_the_function_unchanged() -> None:
+    channel = Channel("/c")
+
+    async def handler(data: Item) -> None:
+        return None
+
+    async def hook(conn: Connection) -> None:
+        return None
+
+    assert channel.on("e", model=Item)(handler) is handler
+    assert channel.on_connect(hook) is hook
+    assert channel.on_disconnect(hook) is hook
+
+
+def test_summary_and_description_come_from_the_docstring() -> None:
+    channel = Channel("/c")
+
+    @channel.on("a")
+    async def a() -> None:
+        """Do a thing.
+
+        At length.
+        """
+
+    @channel.on("b", summary="Given", description="Explicit")
+    async def b() -> None:
+        """Ignored."""
+
+    @channel.on("c")
+    async def c() -> None:
+        pass
+
+    assert (channel.handlers["a"].summary, channel.handlers["a"].description) == (
+        "Do a thing.",
+        "At length.",
+    )
+    assert (channel.handlers["b"].summary, channel.handlers["b"].description) == (
+        "Given",
+        "Explicit",
+    )
+    assert (channel.handlers["c"].summary, channel.handlers["c"].description) == (None, None)
+
+
+def test_duplicate_event_raises_naming_the_handler() -> None:
+    channel = Channel("/c")
+
+    @channel.on("e")
+    async def first() -> None:
+        pass
+
+    with pytest.raises(RegistrationError, match=r"handler '.*second' for event 'e'.*already"):
+
+        @channel.on("e")
+        async def second() -> None:
+            pass
+
+
+@pytest.mark.parametrize("event", ["error", "", "x" * 257, 5])
+def test_reserved_and_malformed_event_names_raise(event: Any) -> None:
+    channel = Channel("/c")
+    with pytest.raises(RegistrationError):
+        channel.on(event)(lambda: None)
+    with pytest.raises(RegistrationError):
+        channel.emits(event)
+
+
+def test_duplicate_emits_raises() -> None:
+    channel = Channel("/c")
+    channel.emits("said", model=Item)
+    with pytest.raises(RegistrationError, match="already registered"):
+        channel.emits("said")
+
+
+def test_unknown_parameter_raises_naming_it_and_what_was_expected() -> None:
+    channel = Channel("/rooms/{room}")
+    with pytest.raises(
+        RegistrationError,
+        match=r"handler '.*bad' .*cannot bind parameter 'user'; expected a Connection, "
+        r"'data' or the event's model, 'room'",
+    ):
+
+        @channel.on("e", model=Item)
+        async def bad(user: str) -> None:
+            pass
+
+
+def test_var_args_cannot_be_bound() -> None:
+    channel = Channel("/c")
+    with pytest.raises(RegistrationError, match=r"\*args and \*\*kwargs"):
+        channel.on("e")(lambda *args: None)
+    with pytest.raises(RegistrationError, match="expected a function"):
+        channel.add_handler("f", 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", [42, "NotAType", Later])
+def test_model_pydantic_cannot_validate_raises_at_decoration(model: Any) -> None:
+    channel = Channel("/c")
+    with pytest.raises(RegistrationError, match=r"handler '.*h' .*model .* is not a type"):
+
+        @channel.on("e", model=model)
+        async def h() -> None:
+            pass
+
+
+def test_reply_pydantic_cannot_validate_raises_at_decoration() -> None:
+    channel = Channel("/c")
+    with pytest.raises(RegistrationError, match="reply 42"):
+        channel.on("e", reply=42)(lambda: None)
+
+
+@pytest.mark.parametrize(
+    ("model", "raw", "validated"),
+    [
+        (Item, {"name": "a"}, Item(name="a")),
+        (list[int], ["1", 2], [1, 2]),
+        (Point, {"x": 1, "y": "2"}, Point(1, 2)),
+        (Annotated[int, Field(gt=0)], 5, 5),
+        (dict[str, float], {"a": 1}, {"a": 1.0}),
+    ],
+)
+def test_model_accepts_anything_typeadapter_accepts(model: Any, raw: Any, validated: Any) -> None:
+    channel = Channel("/c")
+    handler = channel.add_handler("e", lambda data: data, model=model)
+    assert handler.validate is not None
+    assert handler.validate(raw) == validated
+
+
+class FakeConnection:
+    __wsevents_connection__ = True
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+
+def test_parameters_are_bound_by_annotation_and_name_in_any_order() -> None:
+    channel = Channel("/rooms/{room}/{n:int}")
+    calls: list[tuple[Any, ...]] = []
+
+    def by_annotation(payload: Item, conn: Connection) -> None:
+        calls.append(("annotation", payload, conn))
+
+    def by_name(n: int, data: Any, room: str) -> None:
+        calls.append(("name", n, data, room))
+
+    def keyword_only(*, room: str, conn: Connection, data: Any) -> None:
+        calls.append(("keyword", room, conn, data))
+
+    def positional_only(conn: Connection, data: Any, /) -> None:
+        calls.append(("positional", conn, data))
+
+    conn = FakeConnection(room="lobby", n=3)
+    for event, func in [
+        ("a", by_annotation),
+        ("b", by_name),
+        ("c", keyword_only),
+        ("d", positional_only),
+    ]:
+        handler = channel.add_handler(event, func, model=Item)
+        handler.invoke(conn, "payload")
+    assert calls == [
+        ("annotation", "payload", conn),
+        ("name", 3, "payload", "lobby"),
+        ("keyword", "lobby", conn, "payload"),
+        ("positional", conn, "payload"),
+    ]
+
+
+def test_string_annotations_bind_when_they_cannot_be_resolved() -> None:
+    channel = Channel("/c")
+    namespace: dict[str, Any] = {}
+    exec(  # a module with `from __future__ import annotations` and names it never imports
+        "from __future__ import annotations\n"
+        "def handler(c: wsevents.Connection, payload: Item) -> None:\n"
+        "    return (c, payload)\n",
+        namespace,
+    )
+    handler = channel.add_handler("e", namespace["handler"], model=Item)
+    conn = FakeConnection()
+    assert handler.invoke(conn, "x") == (conn, "x")
+
+
+def test_callable_objects_and_sync_functions_are_detected() -> None:
+    channel = Channel("/c")
+
+    class AsyncCallable:
+        async def __call__(self, data: Any) -> Any:
+            return data
+
+    class SyncCallable:
+        def __call__(self, data: Any) -> Any:
+            return data
+
+    assert channel.add_handler("a", AsyncCallable()).is_async
+    assert not channel.add_handler("b", SyncCallable()).is_async
+    assert not channel.add_handler("c", lambda data: data).is_async
+
+
+def test_hooks_bind_connection_path_parameters_and_close_code() -> None:
+    channel = Channel("/rooms/{room}")
+    seen: list[Any] = []
+
+    @channel.on_connect
+    def connect(room: str) -> None:
+        seen.append(room)
+
+    @channel.on_disconnect
+    def disconnect(conn: Connection, code: int, room: str) -> None:
+        seen.append((conn, code, room))
+
+    conn = FakeConnection(room="r")
+    channel.connect_hooks[0].invoke(conn, None)
+    channel.disconnect_hooks[0].invoke(conn, 1001)
+    assert seen == ["r", (conn, 1001, "r")]
+    with pytest.raises(RegistrationError, match=r"on_connect hook .*cannot bind parameter 'code'"):
+        channel.on_connect(lambda code: None)
+
+
+def test_emits_dump_validates_and_serializes() -> None:
+    channel = Channel("/c")
+    emit = channel.emits("said", model=Item)
+    free = channel.emits("free")
+    assert emit.dump({"name": "a"}) == {"name": "a"}
+    assert emit.dump(Item(name="b")) == {"name": "b"}
+    assert free.dump(Item(name="c")) == {"name": "c"}
+    with pytest.raises(PayloadError, match="data for event 'said' does not match its model"):
+        emit.dump({"name": 1})
+
+
+def test_reply_dump_accepts_instances_and_dicts_and_rejects_mismatches() -> None:
+    channel = Channel("/c")
+    handler = channel.add_handler("e", lambda: None, reply=Item)
+    assert handler.dump_reply is not None
+    assert handler.dump_reply(Item(name="a")) == {"name": "a"}
+    assert handler.dump_reply({"name": "b"}) == {"name": "b"}
+    with pytest.raises(ValueError, match="name"):
+        handler.dump_reply({"nom": "c"})
