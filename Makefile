@@ -6,7 +6,7 @@ STAMP := .make
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint typecheck pytest clean
+.PHONY: run test check lint typecheck pytest browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,18 @@ run: $(STAMP)/install
 	@echo "wsevents chat example: open http://$(HOST):$(PORT)/ in two browser tabs"
 	$(BIN)/python -m uvicorn examples.chat.app:app --host $(HOST) --port $(PORT)
 
-## test: create .venv, install the dev dependencies and run every check
-test: $(STAMP)/install-dev check
+## test: create .venv, install the dev dependencies and Chromium, and run every check
+test: $(STAMP)/install-dev browser check
+
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || [ -n "$$WSEVENTS_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: no chromium and no root to install it: the browser tests will skip"; \
+	fi
 
 ## check: ruff, mypy --strict and pytest with a branch-coverage gate, without reinstalling
 check: lint typecheck pytest

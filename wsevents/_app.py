@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from ._connection import Connection, ConnectionState
 from ._envelope import BadEnvelope, RequestId, error_frame, event_frame, parse_envelope
 from ._limits import Limits
-from ._routing import Channel, Hook, bind_hook
+from ._routing import Channel, Hook, bind_hook, callable_name
 from ._topics import Topics, check_topic
 from .codecs import Codec, CodecSet
 from .exceptions import (
@@ -122,13 +122,13 @@ class EventApp:
 
     def on_connect(self, func: F) -> F:
         """Register a hook that runs at every channel's handshake, before the channel's own."""
-        self._connect_hooks.append(bind_hook(func, f"app on_connect hook {func!r}"))
+        self._connect_hooks.append(bind_hook(func, f"app on_connect hook {callable_name(func)}"))
         return func
 
     def on_disconnect(self, func: F) -> F:
         """Register a hook that runs when any connection closes, before the channel's own."""
         self._disconnect_hooks.append(
-            bind_hook(func, f"app on_disconnect hook {func!r}", close_code=True)
+            bind_hook(func, f"app on_disconnect hook {callable_name(func)}", close_code=True)
         )
         return func
 

@@ -185,7 +185,7 @@ class Channel:
             RegistrationError: a duplicate or reserved event, a parameter that
                 cannot be bound, or a ``model``/``reply`` pydantic cannot validate.
         """
-        what = f"handler {_name(func)} for event {event!r} on {self!r}"
+        what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
         validate = None if model is None else _adapter(model, what, "model").validate_python
         dump_reply = None
@@ -233,13 +233,17 @@ class Channel:
 
     def on_connect(self, func: F) -> F:
         """Register a hook that runs at the handshake; it may raise ``Reject``."""
-        self.connect_hooks.append(bind_hook(func, f"on_connect hook {_name(func)}", self.params))
+        self.connect_hooks.append(
+            bind_hook(func, f"on_connect hook {callable_name(func)}", self.params)
+        )
         return func
 
     def on_disconnect(self, func: F) -> F:
         """Register a hook that runs after the connection closed; ``code`` gets the close code."""
         self.disconnect_hooks.append(
-            bind_hook(func, f"on_disconnect hook {_name(func)}", self.params, close_code=True)
+            bind_hook(
+                func, f"on_disconnect hook {callable_name(func)}", self.params, close_code=True
+            )
         )
         return func
 
@@ -295,7 +299,7 @@ def _literal(address: str, text: str) -> str:
     return re.escape(text)
 
 
-def _name(func: Callable[..., Any]) -> str:
+def callable_name(func: Callable[..., Any]) -> str:
     return repr(getattr(func, "__qualname__", None) or type(func).__qualname__)
 
 

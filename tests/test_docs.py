@@ -1,0 +1,89 @@
+"""The docs' code runs: the README example, the quickstart, the protocol's exchanges."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.chat.app import app as chat_app
+from wsevents import Reject
+from wsevents.testing import EventTestClient, Message
+
+ROOT = Path(__file__).resolve().parent.parent
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def blocks(path: Path, language: str) -> list[str]:
+    return [code for lang, code in FENCE.findall(path.read_text()) if lang == language]
+
+
+@pytest.fixture
+def module(request: pytest.FixtureRequest) -> Iterator[types.ModuleType]:
+    """An importable module to run documentation code in (pydantic resolves names there)."""
+    name = f"wsevents_docs_{request.node.name}"
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    yield module
+    del sys.modules[name]
+
+
+def test_readme_example_runs_as_described(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "README.md", "python")[0], module.__dict__)
+    with (
+        EventTestClient(module.app) as client,
+        client.connect("/ws/chat/lobby") as ann,
+        client.connect("/ws/chat/lobby") as bob,
+    ):
+        ann.send("say", {"text": "hi"})
+        assert bob.receive() == Message("said", {"text": "hi"})
+        ann.send("say", {}, id=1)
+        assert ann.receive() == Message("said", {"text": "hi"})
+        error = ann.receive()
+        assert (error.event, error.data["code"], error.id) == ("error", "validation_error", 1)
+        assert error.data["details"][0]["loc"] == ["text"]
+
+
+def test_quickstart_runs_and_its_tests_pass(module: types.ModuleType) -> None:
+    code = "\n".join(blocks(ROOT / "docs" / "quickstart.md", "python"))
+    exec(code, module.__dict__)
+    tests = [value for name, value in vars(module).items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        test()
+
+
+def test_quickstart_fastapi_mount_serves_the_same_channel(module: types.ModuleType) -> None:
+    exec("\n".join(blocks(ROOT / "docs" / "quickstart.md", "python")), module.__dict__)
+    with EventTestClient(module.api) as client:
+        with client.connect("/ws/shops/south", headers={"x-token": "member"}) as ws:
+            assert ws.request("order", {"item": "cake"})["total_cents"] == 425
+        with pytest.raises(Reject), client.connect("/ws/shops/south"):
+            pass
+
+
+def exchanges() -> list[str]:
+    return [code for code in blocks(ROOT / "docs" / "protocol.md", "text") if code.startswith("→")]
+
+
+def test_protocol_page_has_exchanges() -> None:
+    assert len(exchanges()) >= 8
+
+
+@pytest.mark.parametrize("exchange", exchanges())
+def test_protocol_exchange_replays_against_the_chat_example(exchange: str) -> None:
+    with EventTestClient(chat_app) as client, client.connect("/ws/chat/docs?user=ann") as ws:
+        assert ws.receive() == Message("joined", {"user": "ann"})
+        for line in exchange.strip().splitlines():
+            arrow, frame = line.split(" ", 1)
+            if arrow == "→":
+                ws.send_raw(frame)
+            else:
+                assert arrow == "←"
+                received = ws.receive_raw()
+                assert json.loads(received) == json.loads(frame)
