@@ -6,7 +6,7 @@ STAMP := .make
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint typecheck pytest browser clean
+.PHONY: run test check lint typecheck pytest browser schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,7 @@ pytest:
 
 clean:
 	rm -rf $(VENV) $(STAMP) .coverage .mypy_cache .ruff_cache .pytest_cache
+
+## schemas: rewrite the generated files in schemas/ (a test fails while they are stale)
+schemas:
+	$(BIN)/python -c "import json, wsevents._envelope as e; print(json.dumps(e.envelope_schema(), indent=2))" > schemas/envelope.schema.json

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from wsevents._envelope import (
     MAX_SAFE_INTEGER,
     BadEnvelope,
+    envelope_schema,
     error_frame,
     event_frame,
     parse_envelope,
@@ -64,3 +68,40 @@ def test_frames_are_built_with_the_id_only_where_it_belongs() -> None:
         "data": {"code": "bad_frame", "message": "oops", "details": None},
         "id": None,
     }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schemas_envelope_file_is_fresh() -> None:
+    written = json.loads((ROOT / "schemas" / "envelope.schema.json").read_text())
+    assert written == envelope_schema(), "schemas/ is stale: run `make schemas`"
+
+
+@pytest.mark.parametrize(
+    ("frame", "valid"),
+    [
+        ({"event": "say", "data": {"text": "hi"}, "id": "k1"}, True),
+        ({"event": "said", "data": [1]}, True),
+        ({"event": "ping", "id": MAX_SAFE_INTEGER}, True),
+        (error_frame("bad_frame", "oops"), True),
+        (error_frame("mine", "app code", {"any": 1}, 3), True),
+        ({"event": "error", "data": {"code": "x"}, "id": None}, False),
+        ({"event": ""}, False),
+        ({"data": 1}, False),
+        ({"event": "a", "id": 1.5}, False),
+        ({"event": "a", "id": MAX_SAFE_INTEGER + 1}, False),
+        ({"event": "a", "id": "x" * 129}, False),
+        ([], False),
+    ],
+)
+def test_the_schema_accepts_what_the_parser_accepts(frame: Any, valid: bool) -> None:
+    errors = list(Draft202012Validator(envelope_schema()).iter_errors(frame))
+    assert (not errors) is valid
+    if frame and isinstance(frame, dict) and frame.get("event") != "error":
+        try:
+            parse_envelope(frame)
+            parsed = True
+        except BadEnvelope:
+            parsed = False
+        assert parsed is valid

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .exceptions import ErrorCode
+
 __all__ = [
     "MAX_ID_LENGTH",
     "MAX_SAFE_INTEGER",
     "BadEnvelope",
     "Message",
     "RequestId",
+    "envelope_schema",
     "error_frame",
     "event_frame",
     "parse_envelope",
@@ -88,6 +91,63 @@ def error_frame(
         "event": "error",
         "data": {"code": code, "message": message, "details": details},
         "id": request_id,
+    }
+
+
+def envelope_schema() -> dict[str, Any]:
+    """Return the JSON Schema (2020-12) of every frame, both ways.
+
+    ``schemas/envelope.schema.json`` is this, written out; a test keeps it fresh.
+    """
+    request_id = {
+        "description": "Echoed exactly as it came; null is the same as no id.",
+        "oneOf": [
+            {"type": "string", "maxLength": MAX_ID_LENGTH},
+            {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+            {"type": "null"},
+        ],
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "wsevents envelope",
+        "description": (
+            "Every wsevents frame, both ways: a JSON object in a text frame or a MessagePack "
+            "map in a binary frame. Unknown top-level keys are ignored."
+        ),
+        "type": "object",
+        "required": ["event"],
+        "properties": {
+            "event": {"type": "string", "minLength": 1},
+            "data": {"description": "The event's payload, validated against its model."},
+            "id": {"$ref": "#/$defs/id"},
+        },
+        "if": {"properties": {"event": {"const": "error"}}},
+        "then": {
+            "required": ["event", "data", "id"],
+            "properties": {"data": {"$ref": "#/$defs/error"}},
+        },
+        "$defs": {
+            "id": request_id,
+            "error": {
+                "description": "The data of an error frame.",
+                "type": "object",
+                "required": ["code", "message", "details"],
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "description": "One of the protocol's codes, or an application's own.",
+                        "examples": [code.value for code in ErrorCode],
+                    },
+                    "message": {"type": "string"},
+                    "details": {
+                        "description": (
+                            "For validation_error, a list of {loc, msg, type}; "
+                            "else what the application put there, or null."
+                        )
+                    },
+                },
+            },
+        },
     }
 
 
