@@ -210,6 +210,21 @@ class EventApp:
                 f"Expected ASGI scope type 'websocket', 'http' or 'lifespan', but got {kind!r}"
             )
 
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols a client may offer, one per codec."""
+        return list(self.codecs.by_subprotocol)
+
+    def asyncapi(self, *, root_path: str = "") -> dict[str, Any]:
+        """Return the AsyncAPI 3.0.0 document of this app's channels.
+
+        Args:
+            root_path: the mount prefix to put before every channel address.
+        """
+        from .asyncapi import build_asyncapi  # the runtime never needs the builder
+
+        return build_asyncapi(self, root_path=root_path)
+
     def match(self, path: str) -> tuple[Channel, dict[str, Any]] | None:
         """Return the channel serving ``path`` and its converted parameters."""
         channel = self._static.get(path)

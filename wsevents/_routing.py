@@ -40,6 +40,7 @@ _CONVERTORS: dict[str, tuple[str, Callable[[str], Any]]] = {
     ),
 }
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
+_CHANNEL_NAME = re.compile(r"[a-zA-Z0-9.\-_]+")
 
 
 class _Source(Enum):
@@ -110,7 +111,15 @@ class Channel:
     ) -> None:
         self.address = address
         self.params, self._regex, self._convertors = _compile_address(address)
-        self.name = name or re.sub(r"[^a-zA-Z0-9.\-_]+", "_", address).strip("_") or "root"
+        self.param_kinds = {
+            found.group(1): found.group(2) or "str" for found in _PARAM.finditer(address)
+        }
+        if name is not None and not _CHANNEL_NAME.fullmatch(name):
+            raise RegistrationError(
+                f"channel name {name!r} must match {_CHANNEL_NAME.pattern!r} (an AsyncAPI key)"
+            )
+        plain = _PARAM.sub(lambda found: found.group(1), address)
+        self.name = name or re.sub(r"[^a-zA-Z0-9.\-_]+", "_", plain).strip("_") or "root"
         self.title = title
         self.description = description
         self.tags = tuple(tags)

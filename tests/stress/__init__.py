@@ -1,0 +1,1 @@
+"""A registry that exercises every corner of the AsyncAPI builder."""

@@ -1,0 +1,445 @@
+"""The AsyncAPI 3.0.0 document: a pure function of the registry.
+
+Directions are the server's, as AsyncAPI asks: ``receive`` is a client event,
+``send`` a server push. Every message's payload is the whole envelope.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
+
+from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
+from .._routing import Channel, Emit, Handler
+from ..exceptions import ErrorCode
+from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for
+
+__all__ = ["build_asyncapi"]
+
+ASYNCAPI_VERSION = "3.0.0"
+REQUEST_ID = "wsevents.RequestId"
+ERROR_DATA = "wsevents.ErrorData"
+CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
+_KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
+_CONVERTOR = re.compile(r"{(\w+):\w+}")
+
+ERROR_CODES = {
+    ErrorCode.BAD_FRAME: "the frame is not JSON (text) or MessagePack (binary)",
+    ErrorCode.BAD_ENVELOPE: "not an object, no or bad `event`, a bad `id`",
+    ErrorCode.UNKNOWN_EVENT: "no handler for this event on this channel",
+    ErrorCode.VALIDATION_ERROR: "`data` does not match the event's model; "
+    "`details` lists pydantic's `loc`, `msg` and `type`",
+    ErrorCode.RATE_LIMITED: "too many events from this connection",
+    ErrorCode.INTERNAL_ERROR: "the handler failed; no exception text is sent",
+}
+PARAMETER_KINDS = {
+    "str": "one path segment",
+    "int": "a non-negative integer",
+    "float": "a non-negative number",
+    "path": "the rest of the path, slashes included",
+    "uuid": "a UUID",
+}
+
+
+class Registry(Protocol):
+    """What the builder reads of an ``EventApp``."""
+
+    channels: list[Channel]
+    title: str
+    version: str
+    description: str | None
+    servers: dict[str, Any] | None
+
+    @property
+    def subprotocols(self) -> list[str]: ...
+
+
+def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
+    """Return the AsyncAPI 3.0.0 document describing ``app``'s channels.
+
+    Args:
+        app: the registry (an ``EventApp``).
+        root_path: the mount prefix, prepended to every channel address.
+    """
+    schemas = collect_schemas(_models(app.channels))
+    components: dict[str, Any] = {
+        "schemas": {**schemas.components, **_protocol_schemas()},
+        "messages": {},
+        "correlationIds": {
+            "requestId": {
+                "description": "An answer carries the `id` of the request it answers.",
+                "location": "$message.payload#/id",
+            }
+        },
+    }
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for channel in app.channels:
+        builder = _ChannelBuilder(channel, schemas, components["messages"])
+        channels[channel.name] = builder.channel(root_path, app.subprotocols)
+        operations.update(builder.operations)
+    info: dict[str, Any] = {"title": app.title, "version": app.version}
+    if app.description:
+        info["description"] = app.description
+    document: dict[str, Any] = {"asyncapi": ASYNCAPI_VERSION, "info": info}
+    if app.servers:
+        document["servers"] = app.servers
+    document.update(
+        {
+            "defaultContentType": "application/json",
+            "channels": channels,
+            "operations": operations,
+            "components": components,
+        }
+    )
+    return document
+
+
+def _models(channels: list[Channel]) -> list[tuple[Any, Any]]:
+    models: list[tuple[Any, Any]] = []
+    for channel in channels:
+        for handler in channel.handlers.values():
+            if handler.model is not None:
+                models.append((handler.model, "validation"))
+            if handler.reply is not None:
+                models.append((handler.reply, "serialization"))
+        for emit in channel.emitted.values():
+            if emit.model is not None:
+                models.append((emit.model, "serialization"))
+    return models
+
+
+def _protocol_schemas() -> dict[str, Any]:
+    codes = "\n".join(f"- `{code.value}`: {why}" for code, why in ERROR_CODES.items())
+    return {
+        REQUEST_ID: {
+            "title": "RequestId",
+            "description": "Chosen by the client, echoed exactly in the answer.",
+            "oneOf": [
+                {"type": "string", "maxLength": MAX_ID_LENGTH},
+                {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
+            ],
+        },
+        ERROR_DATA: {
+            "title": "ErrorData",
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "The protocol's codes, or an application's own "
+                    f"(raised as `EventError`):\n{codes}",
+                    "examples": [code.value for code in ERROR_CODES],
+                },
+                "message": {"type": "string", "description": "For a person to read."},
+                "details": {
+                    "description": "For `validation_error`, a list of `{loc, msg, type}` "
+                    "objects (`loc` relative to `data`); else what the application sent, or null."
+                },
+            },
+        },
+    }
+
+
+def _key(name: str, taken: set[str]) -> str:
+    key = _KEY.sub("_", name).strip("_") or "event"
+    candidate, n = key, 2
+    while candidate in taken:
+        candidate, n = f"{key}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _ref(schema: str) -> dict[str, str]:
+    return {"$ref": REF_PREFIX + schema}
+
+
+def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in mapping.items() if value not in (None, [], {})}
+
+
+class _ChannelBuilder:
+    def __init__(self, channel: Channel, schemas: SchemaSet, messages: dict[str, Any]) -> None:
+        self.ch = channel
+        self.schemas = schemas
+        self.components = messages
+        self.messages: dict[str, Any] = {}
+        self.operations: dict[str, Any] = {}
+        self._taken: set[str] = {"error"}
+        self._ref = f"#/channels/{channel.name}"
+        self._add_message("error", self._error_message())
+        for handler in channel.handlers.values():
+            self._add_handler(handler)
+        for emit in channel.emitted.values():
+            self._add_emit(emit)
+        self._add_operation("send", "error", "error", summary="An error frame.", description=None)
+
+    def channel(self, root_path: str, subprotocols: list[str]) -> dict[str, Any]:
+        ch = self.ch
+        address = root_path.rstrip("/") + _CONVERTOR.sub(r"{\1}", ch.address)
+        parameters = {
+            name: {"description": f"Path parameter `{name}`: {PARAMETER_KINDS[kind]}."}
+            for name, kind in ch.param_kinds.items()
+        }
+        protocols = ", ".join(f"`{name}`" for name in subprotocols)
+        binding = {
+            "method": "GET",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "Sec-WebSocket-Protocol": {
+                        "type": "string",
+                        "description": f"Offer one of {protocols}: JSON envelopes in text "
+                        "frames (`application/json`) or MessagePack maps in binary frames "
+                        "(`application/msgpack`). Without one, JSON.",
+                    }
+                },
+            },
+            "bindingVersion": "0.1.0",
+        }
+        return _drop_none(
+            {
+                "address": address,
+                "title": ch.title,
+                "description": ch.description,
+                "parameters": parameters,
+                "messages": self.messages,
+                "tags": [{"name": tag} for tag in ch.tags],
+                "bindings": {"ws": binding},
+            }
+        )
+
+    def _add_message(self, key: str, message: dict[str, Any]) -> None:
+        component = f"{self.ch.name}.{key}"
+        self.components[component] = message
+        self.messages[key] = {"$ref": f"#/components/messages/{component}"}
+
+    def _add_operation(
+        self,
+        action: str,
+        key: str,
+        message_key: str,
+        *,
+        summary: str | None,
+        description: str | None,
+        tags: tuple[str, ...] = (),
+        reply_key: str | None = None,
+    ) -> None:
+        operation: dict[str, Any] = {
+            "action": action,
+            "channel": {"$ref": self._ref},
+            "summary": summary,
+            "description": description,
+            "tags": [{"name": tag} for tag in tags],
+            "messages": [{"$ref": f"{self._ref}/messages/{message_key}"}],
+        }
+        if reply_key is not None:
+            operation["reply"] = {
+                "channel": {"$ref": self._ref},
+                "messages": [
+                    {"$ref": f"{self._ref}/messages/{reply_key}"},
+                    {"$ref": f"{self._ref}/messages/error"},
+                ],
+            }
+        self.operations[f"{self.ch.name}.{action}.{key}"] = _drop_none(operation)
+
+    def _add_handler(self, handler: Handler) -> None:
+        key = _key(handler.event, self._taken)
+        reply_key = _key(f"{key}.reply", self._taken)
+        if handler.model is None:
+            data: dict[str, Any] = {"description": "Any JSON value; not validated."}
+            data_required = False
+        else:
+            data = self.schemas.schema(handler.model, "validation")
+            data_required = _rejects_none(handler.model)
+        request = _envelope(handler.event, data, data_required=data_required, request_id="optional")
+        example = _example_data(data, self.schemas, handler.model)
+        self._add_message(
+            key,
+            _message(
+                handler.event,
+                request,
+                title=handler.event,
+                summary=handler.summary,
+                description=handler.description,
+                correlated=True,
+                example=_example_envelope(handler.event, example, "1", data_required),
+            ),
+        )
+        if handler.reply is None:
+            reply_data: dict[str, Any] = {"type": "null"}
+            reply_example: Any = None
+        else:
+            reply_data = self.schemas.schema(handler.reply, "serialization")
+            reply_example = _example_data(reply_data, self.schemas, handler.reply)
+        self._add_message(
+            reply_key,
+            _message(
+                handler.event,
+                _envelope(handler.event, reply_data, data_required=True, request_id="required"),
+                title=f"{handler.event} (reply)",
+                summary=f"The answer to `{handler.event}`, with the request's `id`.",
+                description=None,
+                correlated=True,
+                example=_example_envelope(handler.event, reply_example, "1", True),
+            ),
+        )
+        self._add_operation(
+            "receive",
+            key,
+            key,
+            summary=handler.summary,
+            description=handler.description,
+            tags=handler.tags,
+            reply_key=reply_key,
+        )
+
+    def _add_emit(self, emit: Emit) -> None:
+        key = _KEY.sub("_", emit.event).strip("_")
+        key = _key(f"{key}.push" if key in self._taken else key, self._taken)
+        if emit.model is None:
+            data: dict[str, Any] = {"description": "Any JSON value."}
+        else:
+            data = self.schemas.schema(emit.model, "serialization")
+        example = _example_data(data, self.schemas, emit.model)
+        self._add_message(
+            key,
+            _message(
+                emit.event,
+                _envelope(emit.event, data, data_required=True, request_id=None),
+                title=emit.event,
+                summary=emit.summary,
+                description=emit.description,
+                correlated=False,
+                example=_example_envelope(emit.event, example, None, True),
+            ),
+        )
+        self._add_operation(
+            "send", key, key, summary=emit.summary, description=emit.description
+        )
+
+    def _error_message(self) -> dict[str, Any]:
+        example = {
+            "event": "error",
+            "data": {
+                "code": "validation_error",
+                "message": "invalid data",
+                "details": [{"loc": ["text"], "msg": "Field required", "type": "missing"}],
+            },
+            "id": "1",
+        }
+        return _message(
+            "error",
+            _envelope("error", _ref(ERROR_DATA), data_required=True, request_id="nullable"),
+            title="error",
+            summary="Something went wrong with a frame; `id` is the request's, or null.",
+            description=None,
+            correlated=True,
+            example=example,
+        )
+
+
+def _envelope(
+    event: str, data: dict[str, Any], *, data_required: bool, request_id: str | None
+) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "event": {"type": "string", "const": event},
+        "data": data,
+    }
+    required = ["event", "data"] if data_required else ["event"]
+    if request_id == "required":
+        properties["id"] = _ref(REQUEST_ID)
+        required.append("id")
+    elif request_id in ("optional", "nullable"):
+        properties["id"] = {"anyOf": [_ref(REQUEST_ID), {"type": "null"}]}
+        if request_id == "nullable":
+            required.append("id")
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _message(
+    event: str,
+    payload: dict[str, Any],
+    *,
+    title: str,
+    summary: str | None,
+    description: str | None,
+    correlated: bool,
+    example: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return _drop_none(
+        {
+            "name": event,
+            "title": title,
+            "summary": summary,
+            "description": description,
+            "contentType": "application/json",
+            "correlationId": CORRELATION if correlated else None,
+            "payload": payload,
+            "examples": [{"name": "example", "payload": example}] if example else None,
+        }
+    )
+
+
+_MISSING = object()
+# Values to try where a made-up one fails validation (a Decimal wants digits, say).
+_CANDIDATES = ("1", 1, 1.5, True, "2024-01-01T12:00:00Z", "a", [], {}, None)
+
+
+def _example_data(schema: dict[str, Any], schemas: SchemaSet, model: Any) -> Any:
+    """An example of the data, checked by the model; ``_MISSING`` where none could be made."""
+    value = example_for(schema, schemas.components)
+    if model is None:
+        return value
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    tried: dict[tuple[Any, ...], int] = {}
+    for _ in range(32):
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                n = tried.get(loc, 0)
+                if n >= len(_CANDIDATES):
+                    return _MISSING
+                tried[loc] = n + 1
+                value = _replace(value, loc, _CANDIDATES[n])
+            continue
+        except Exception:
+            return _MISSING
+        return value
+    return _MISSING
+
+
+def _replace(value: Any, loc: tuple[Any, ...], new: Any) -> Any:
+    if not loc:
+        return new
+    head, rest = loc[0], loc[1:]
+    if isinstance(value, dict):
+        return {**value, head: _replace(value.get(head), rest, new)}
+    if isinstance(value, list) and isinstance(head, int) and head < len(value):
+        return [*value[:head], _replace(value[head], rest, new), *value[head + 1 :]]
+    return value  # a loc through a union tag or a missing container: leave it
+
+
+def _example_envelope(
+    event: str, data: Any, request_id: str | None, data_required: bool
+) -> dict[str, Any] | None:
+    if data is _MISSING:
+        return None
+    example: dict[str, Any] = {"event": event}
+    if data is not None or data_required:
+        example["data"] = data
+    if request_id is not None:
+        example["id"] = request_id
+    return example
+
+
+def _rejects_none(model: Any) -> bool:
+    try:
+        TypeAdapter(model).validate_python(None)
+    except Exception:
+        return True
+    return False
