@@ -54,6 +54,8 @@ pytest:
 clean:
 	rm -rf $(VENV) $(STAMP) .coverage .mypy_cache .ruff_cache .pytest_cache
 
-## schemas: rewrite the generated files in schemas/ (a test fails while they are stale)
+## schemas: rewrite the generated files in schemas/ (a test fails, with a diff, while they are stale)
 schemas:
 	$(BIN)/python -c "import json, wsevents._envelope as e; print(json.dumps(e.envelope_schema(), indent=2))" > schemas/envelope.schema.json
+	$(BIN)/wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
+	$(BIN)/wsevents asyncapi examples.fastapi_app:app --output schemas/fastapi_app.asyncapi.json

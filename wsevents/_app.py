@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 from anyio.to_thread import run_sync
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection, ConnectionState
@@ -117,6 +118,13 @@ class EventApp:
         self._handler_for: dict[type[BaseException], ExceptionHandler | None] = {}
         self._started = False
         self._idle: asyncio.Event | None = None
+        self._documents: dict[str, dict[str, Any]] = {}
+        self._http_routes: dict[str, Callable[[str], Response]] = {}
+        if asyncapi_url:
+            self._http_routes[asyncapi_url] = self._asyncapi_json
+            self._http_routes[yaml_url(asyncapi_url)] = self._asyncapi_yaml
+        if docs_url:
+            self._http_routes[docs_url] = self._docs_page
 
     # -- registration --------------------------------------------------------------
 
@@ -237,13 +245,43 @@ class EventApp:
         return None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.match(_route_path(scope)) is not None:
+        path = _route_path(scope)
+        response: Response
+        if path in self._http_routes:
+            if scope["method"] not in ("GET", "HEAD"):
+                response = PlainTextResponse(
+                    "Method Not Allowed", status_code=405, headers={"Allow": "GET, HEAD"}
+                )
+            else:
+                response = self._http_routes[path](scope.get("root_path", ""))
+        elif self.match(path) is not None:
             response = PlainTextResponse(
                 "this is a WebSocket endpoint", status_code=426, headers={"Upgrade": "websocket"}
             )
         else:
             response = PlainTextResponse("Not Found", status_code=404)
         await response(scope, receive, send)
+
+    def _document(self, root_path: str) -> dict[str, Any]:
+        document = self._documents.get(root_path)
+        if document is None:
+            document = self._documents[root_path] = self.asyncapi(root_path=root_path)
+        return document
+
+    def _asyncapi_json(self, root_path: str) -> Response:
+        body = json.dumps(self._document(root_path), indent=2, ensure_ascii=False)
+        return Response(body, media_type="application/json")
+
+    def _asyncapi_yaml(self, root_path: str) -> Response:
+        import yaml
+
+        body = yaml.safe_dump(self._document(root_path), sort_keys=False, allow_unicode=True)
+        return Response(body, media_type="application/yaml")
+
+    def _docs_page(self, root_path: str) -> Response:
+        from .asyncapi import render_docs_page
+
+        return HTMLResponse(render_docs_page(self._document(root_path)))
 
     # -- lifespan ------------------------------------------------------------------
 
@@ -520,6 +558,12 @@ def _byte_size(payload: str | bytes) -> int:
     return (
         len(payload.encode("utf-8", "surrogatepass")) if isinstance(payload, str) else len(payload)
     )
+
+
+def yaml_url(asyncapi_url: str) -> str:
+    """The path of the YAML document: the JSON one's, ending ``.yaml``."""
+    stem = asyncapi_url[: -len(".json")] if asyncapi_url.endswith(".json") else asyncapi_url
+    return stem + ".yaml"
 
 
 def _route_path(scope: Scope) -> str:

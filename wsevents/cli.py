@@ -1,0 +1,177 @@
+"""The ``wsevents`` command: export the AsyncAPI document or the docs page, run an app.
+
+::
+
+    wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
+    wsevents asyncapi examples.chat.app:app --check schemas/chat.asyncapi.json
+    wsevents docs examples.chat.app:app --output chat.html
+    wsevents run examples.chat.app:app --port 8000
+
+``MODULE:APP`` names an ``EventApp``, or a Starlette or FastAPI app that
+mounts one (its mount path becomes the channels' prefix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._app import EventApp
+
+__all__ = ["find_event_app", "load_app", "main"]
+
+
+class CommandError(Exception):
+    """A problem to report in one line, exiting with status 2."""
+
+
+def load_app(target: str) -> Any:
+    """Import ``MODULE:ATTRIBUTE`` (the attribute may be dotted) from the current directory."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise CommandError(f"expected MODULE:APP, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CommandError(f"cannot import module {module_name!r}: {exc}") from exc
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise CommandError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return value
+
+
+def find_event_app(app: Any, prefix: str = "") -> tuple[EventApp, str]:
+    """Return the ``EventApp`` that ``app`` is or mounts, and its mount path.
+
+    Raises:
+        CommandError: ``app`` mounts no ``EventApp``, or several.
+    """
+    found = _mounted(app, prefix)
+    if not found:
+        raise CommandError(f"{type(app).__name__} object is not an EventApp and mounts none")
+    if len(found) > 1:
+        paths = ", ".join(repr(path or "/") for _, path in found)
+        raise CommandError(f"several EventApps are mounted (at {paths}): name one")
+    return found[0]
+
+
+def _mounted(app: Any, prefix: str) -> list[tuple[EventApp, str]]:
+    if isinstance(app, EventApp):
+        return [(app, prefix)]
+    found: list[tuple[EventApp, str]] = []
+    for route in getattr(app, "routes", None) or ():
+        inner = getattr(route, "app", None)
+        path = getattr(route, "path", None)
+        if inner is not None and isinstance(path, str) and "{" not in path:
+            found += _mounted(inner, prefix + path.rstrip("/"))
+    return found
+
+
+def render_document(document: dict[str, Any], *, as_yaml: bool) -> str:
+    """Serialize a document the way the command writes it."""
+    if as_yaml:
+        import yaml
+
+        return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _asyncapi(args: argparse.Namespace) -> int:
+    events, mount = find_event_app(load_app(args.app))
+    root_path = mount if args.root_path is None else args.root_path
+    document = events.asyncapi(root_path=root_path)
+    if args.check:
+        path = Path(args.check)
+        text = render_document(document, as_yaml=args.yaml or path.suffix in (".yaml", ".yml"))
+        try:
+            current = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"{path}: cannot read it ({exc.strerror})", file=sys.stderr)
+            return 1
+        if current == text:
+            return 0
+        diff = difflib.unified_diff(
+            current.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=str(path),
+            tofile=f"{args.app} (now)",
+        )
+        sys.stdout.writelines(diff)
+        print(f"{path} is stale: regenerate it with --output", file=sys.stderr)
+        return 1
+    text = render_document(document, as_yaml=args.yaml)
+    _write(text, args.output)
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from .asyncapi import render_docs_page
+
+    events, mount = find_event_app(load_app(args.app))
+    root_path = mount if args.root_path is None else args.root_path
+    _write(render_docs_page(events.asyncapi(root_path=root_path)), args.output)
+    return 0
+
+
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
+    import uvicorn.main
+
+    load_app(args.app)  # fail here, with our message, before uvicorn starts
+    uvicorn.main.main(args=[args.app, *rest], prog_name="wsevents run")  # exits
+    return 0  # pragma: no cover
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None or output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsevents", description="WebSocket event routing for ASGI, with AsyncAPI docs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    asyncapi = commands.add_parser("asyncapi", help="print or check the AsyncAPI document")
+    asyncapi.add_argument("app", metavar="MODULE:APP")
+    asyncapi.add_argument("--yaml", action="store_true", help="YAML instead of JSON")
+    asyncapi.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+    asyncapi.add_argument("--check", metavar="FILE", help="exit 1 with a diff if FILE is stale")
+    asyncapi.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
+    docs = commands.add_parser("docs", help="write the self-contained docs page")
+    docs.add_argument("app", metavar="MODULE:APP")
+    docs.add_argument("--output", "-o", metavar="FILE", required=True)
+    docs.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
+    run = commands.add_parser("run", help="serve the app with uvicorn (uvicorn's flags follow)")
+    run.add_argument("app", metavar="MODULE:APP")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit status."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "asyncapi":
+            return _asyncapi(args)
+        if args.command == "docs":
+            return _docs(args)
+        return _run(args, rest)
+    except CommandError as exc:
+        print(f"wsevents: error: {exc}", file=sys.stderr)
+        return 2
