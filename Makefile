@@ -20,13 +20,18 @@ $(STAMP)/install-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@mkdir -p $(STAMP) && touch $@ $(STAMP)/install
 
+# The official AsyncAPI parser, which the tests run on every generated document.
+$(STAMP)/npm: tests/asyncapi/package-lock.json
+	cd tests/asyncapi && npm ci --no-audit --no-fund --silent
+	@mkdir -p $(STAMP) && touch $@
+
 ## run: create .venv, install wsevents and serve the chat example (in-memory backplane)
 run: $(STAMP)/install
 	@echo "wsevents chat example: open http://$(HOST):$(PORT)/ in two browser tabs"
 	$(BIN)/python -m uvicorn examples.chat.app:app --host $(HOST) --port $(PORT)
 
-## test: create .venv, install the dev dependencies and Chromium, and run every check
-test: $(STAMP)/install-dev browser check
+## test: create .venv, install the dev dependencies, the AsyncAPI parser and Chromium; check all
+test: $(STAMP)/install-dev $(STAMP)/npm browser check
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 browser:
@@ -52,7 +57,7 @@ pytest:
 	$(BIN)/python -m pytest --cov=wsevents --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 clean:
-	rm -rf $(VENV) $(STAMP) .coverage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache
 
 ## schemas: rewrite the generated files in schemas/ (a test fails, with a diff, while they are stale)
 schemas:

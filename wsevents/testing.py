@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from pydantic_core import to_jsonable_python
@@ -24,11 +25,13 @@ from starlette.types import ASGIApp
 from starlette.types import Message as ASGIMessage
 from starlette.websockets import WebSocketDisconnect
 
+from ._contract import FrameChecker, FrameContractError
 from ._envelope import Message, RequestId
+from .cli import find_event_app
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import EventError, Reject
 
-__all__ = ["EventTestClient", "EventTestSession", "Message"]
+__all__ = ["EventTestClient", "EventTestSession", "FrameContractError", "Message"]
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -47,7 +50,17 @@ class EventTestClient:
         base_url: str = "http://testserver",
         root_path: str = "",
         raise_server_exceptions: bool = True,
+        check_frames: bool = False,
     ) -> None:
+        """Wrap ``app``.
+
+        Args:
+            check_frames: check every frame sent and received against the
+                app's AsyncAPI document; a frame it does not describe raises
+                ``FrameContractError`` (an ``AssertionError``).
+        """
+        self.app = app
+        self.check_frames = check_frames
         self.http = TestClient(
             app,
             base_url=base_url,
@@ -82,14 +95,19 @@ class EventTestClient:
         session = self.http.websocket_connect(
             path, subprotocols=subprotocols, headers=dict(headers or {})
         )
-        return EventTestSession(session)
+        checker = None
+        if self.check_frames:
+            events, mount = find_event_app(self.app)
+            checker = FrameChecker(events, mount, urlsplit(path).path)
+        return EventTestSession(session, checker)
 
 
 class EventTestSession:
     """One open test connection: send events, make requests, read frames."""
 
-    def __init__(self, session: WebSocketTestSession) -> None:
+    def __init__(self, session: WebSocketTestSession, checker: FrameChecker | None = None) -> None:
         self._session = session
+        self._checker = checker
         self._ids = itertools.count(1)
         self._pending: deque[Message] = deque()
         self._json = JSONCodec()
@@ -119,13 +137,18 @@ class EventTestSession:
 
     def send(self, event: str, data: Any = None, *, id: RequestId = None) -> None:
         """Send ``event`` with ``data`` (a model, a dict, anything JSON can carry)."""
-        envelope: dict[str, Any] = {"event": event, "data": to_jsonable_python(data)}
+        envelope: dict[str, Any] = {"event": event}
+        if data is not None:
+            envelope["data"] = to_jsonable_python(data)
         if id is not None:
             envelope["id"] = id
         self.send_raw(self.codec.encode(envelope))
 
     def send_raw(self, payload: str | bytes) -> None:
         """Send one frame as it is: text for ``str``, binary for ``bytes``."""
+        if self._checker is not None:
+            codec = self._json if isinstance(payload, str) else self._msgpack
+            self._checker.check_sent(codec.decode(payload))
         if isinstance(payload, str):
             self._session.send_text(payload)
         else:
@@ -182,6 +205,8 @@ class EventTestSession:
         payload = self.receive_raw(timeout=timeout)
         codec = self._json if isinstance(payload, str) else self._msgpack
         frame = codec.decode(payload)
+        if self._checker is not None:
+            self._checker.check_received(frame)
         return Message(frame["event"], frame.get("data"), frame.get("id"))
 
     def _receive_asgi(self, timeout: float) -> ASGIMessage:

@@ -316,9 +316,7 @@ class _ChannelBuilder:
                 example=_example_envelope(emit.event, example, None, True),
             ),
         )
-        self._add_operation(
-            "send", key, key, summary=emit.summary, description=emit.description
-        )
+        self._add_operation("send", key, key, summary=emit.summary, description=emit.description)
 
     def _error_message(self) -> dict[str, Any]:
         example = {
@@ -385,7 +383,7 @@ def _message(
 
 _MISSING = object()
 # Values to try where a made-up one fails validation (a Decimal wants digits, say).
-_CANDIDATES = ("1", 1, 1.5, True, "2024-01-01T12:00:00Z", "a", [], {}, None)
+_CANDIDATES: tuple[Any, ...] = ("1", 1, 1.5, True, "2024-01-01T12:00:00Z", "a", [], {}, None)
 
 
 def _example_data(schema: dict[str, Any], schemas: SchemaSet, model: Any) -> Any:

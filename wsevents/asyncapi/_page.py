@@ -20,5 +20,5 @@ def render_docs_page(document: dict[str, Any]) -> str:
     """Return the docs page for an AsyncAPI ``document``: channels, events, a live console."""
     # "</" would end the <script> element the document travels in.
     embedded = json.dumps(document, ensure_ascii=False).replace("</", "<\\/")
-    title = html.escape(f"{document['info']['title']} – WebSocket API")
+    title = html.escape(f"{document['info']['title']} - WebSocket API")
     return _template().replace("__TITLE__", title).replace("/*__DOCUMENT__*/", embedded)

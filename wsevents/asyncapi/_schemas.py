@@ -11,6 +11,7 @@ siblings to an ``allOf``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Hashable, Iterable
 from typing import Any, Literal
@@ -61,7 +62,31 @@ def collect_schemas(models: Iterable[tuple[Any, Mode]]) -> SchemaSet:
     renames = _component_keys(defs)
     components = {renames[name]: _fit(schema, renames) for name, schema in defs.items()}
     schemas = {key: _fit(schema, renames) for (key, _), schema in by_input.items()}
+    components, merged = _merge_duplicates(components)
+    schemas = {key: _fit(schema, merged) for key, schema in schemas.items()}
     return SchemaSet(schemas, components)
+
+
+def _merge_duplicates(components: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Keep one key for definitions pydantic wrote twice (a model inside a generic, say)."""
+    merged: dict[str, str] = {}
+    while True:
+        by_body: dict[str, list[str]] = {}
+        for key, schema in components.items():
+            by_body.setdefault(json.dumps(schema, sort_keys=True), []).append(key)
+        renames = {}
+        for keys in by_body.values():
+            if len(keys) > 1:
+                keep = min(keys, key=lambda k: (k.endswith(("-Input", "-Output")), len(k), k))
+                renames.update({key: keep for key in keys if key != keep})
+        if not renames:
+            return components, merged
+        for old, new in renames.items():
+            merged = {k: (new if v == old else v) for k, v in merged.items()}
+            merged[old] = new
+        components = {
+            key: _fit(schema, renames) for key, schema in components.items() if key not in renames
+        }
 
 
 def _component_keys(defs: dict[str, Any]) -> dict[str, str]:
