@@ -87,3 +87,18 @@ def test_protocol_exchange_replays_against_the_chat_example(exchange: str) -> No
                 assert arrow == "←"
                 received = ws.receive_raw()
                 assert json.loads(received) == json.loads(frame)
+
+
+def test_asyncapi_page_code_runs(module: types.ModuleType) -> None:
+    code = "\n".join(blocks(ROOT / "docs" / "asyncapi.md", "python"))
+    exec(code, module.__dict__)
+    module.test_the_chat_keeps_its_contract()
+    assert module.document["info"]["title"] == "Chat"
+
+
+def test_asyncapi_page_names_the_types_a_generator_makes() -> None:
+    document = json.loads((ROOT / "schemas" / "chat.asyncapi.json").read_text())
+    titles = {m["payload"]["title"] for m in document["components"]["messages"].values()}
+    text = (ROOT / "docs" / "asyncapi.md").read_text()
+    for title in titles:
+        assert f"`{title}`" in text

@@ -77,7 +77,8 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for channel in app.channels:
-        builder = _ChannelBuilder(channel, schemas, components["messages"])
+        prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
+        builder = _ChannelBuilder(channel, schemas, components["messages"], prefix)
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
         operations.update(builder.operations)
     info: dict[str, Any] = {"title": app.title, "version": app.version}
@@ -161,8 +162,11 @@ def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ChannelBuilder:
-    def __init__(self, channel: Channel, schemas: SchemaSet, messages: dict[str, Any]) -> None:
+    def __init__(
+        self, channel: Channel, schemas: SchemaSet, messages: dict[str, Any], prefix: str
+    ) -> None:
         self.ch = channel
+        self.prefix = prefix  # for payload titles: code generators name types after them
         self.schemas = schemas
         self.components = messages
         self.messages: dict[str, Any] = {}
@@ -254,7 +258,13 @@ class _ChannelBuilder:
         else:
             data = self.schemas.schema(handler.model, "validation")
             data_required = _rejects_none(handler.model)
-        request = _envelope(handler.event, data, data_required=data_required, request_id="optional")
+        request = _envelope(
+            handler.event,
+            data,
+            data_required=data_required,
+            request_id="optional",
+            title=self._title(handler.event, "Request"),
+        )
         example = _example_data(data, self.schemas, handler.model)
         self._add_message(
             key,
@@ -278,7 +288,13 @@ class _ChannelBuilder:
             reply_key,
             _message(
                 handler.event,
-                _envelope(handler.event, reply_data, data_required=True, request_id="required"),
+                _envelope(
+                    handler.event,
+                    reply_data,
+                    data_required=True,
+                    request_id="required",
+                    title=self._title(handler.event, "Reply"),
+                ),
                 title=f"{handler.event} (reply)",
                 summary=f"The answer to `{handler.event}`, with the request's `id`.",
                 description=None,
@@ -308,7 +324,13 @@ class _ChannelBuilder:
             key,
             _message(
                 emit.event,
-                _envelope(emit.event, data, data_required=True, request_id=None),
+                _envelope(
+                    emit.event,
+                    data,
+                    data_required=True,
+                    request_id=None,
+                    title=self._title(emit.event, "Push"),
+                ),
                 title=emit.event,
                 summary=emit.summary,
                 description=emit.description,
@@ -317,6 +339,9 @@ class _ChannelBuilder:
             ),
         )
         self._add_operation("send", key, key, summary=emit.summary, description=emit.description)
+
+    def _title(self, event: str, kind: str) -> str:
+        return f"{self.prefix}{_pascal(event)}{kind}"
 
     def _error_message(self) -> dict[str, Any]:
         example = {
@@ -330,7 +355,13 @@ class _ChannelBuilder:
         }
         return _message(
             "error",
-            _envelope("error", _ref(ERROR_DATA), data_required=True, request_id="nullable"),
+            _envelope(
+                "error",
+                _ref(ERROR_DATA),
+                data_required=True,
+                request_id="nullable",
+                title=self._title("error", "Frame"),
+            ),
             title="error",
             summary="Something went wrong with a frame; `id` is the request's, or null.",
             description=None,
@@ -339,8 +370,17 @@ class _ChannelBuilder:
         )
 
 
+def _pascal(text: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text))
+
+
 def _envelope(
-    event: str, data: dict[str, Any], *, data_required: bool, request_id: str | None
+    event: str,
+    data: dict[str, Any],
+    *,
+    data_required: bool,
+    request_id: str | None,
+    title: str,
 ) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "event": {"type": "string", "const": event},
@@ -354,7 +394,7 @@ def _envelope(
         properties["id"] = {"anyOf": [_ref(REQUEST_ID), {"type": "null"}]}
         if request_id == "nullable":
             required.append("id")
-    return {"type": "object", "required": required, "properties": properties}
+    return {"title": title, "type": "object", "required": required, "properties": properties}
 
 
 def _message(
