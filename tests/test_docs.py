@@ -102,3 +102,15 @@ def test_asyncapi_page_names_the_types_a_generator_makes() -> None:
     text = (ROOT / "docs" / "asyncapi.md").read_text()
     for title in titles:
         assert f"`{title}`" in text
+
+
+def test_deployment_page_code_builds_the_app_from_the_environment(
+    module: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = blocks(ROOT / "docs" / "deployment.md", "python")[0]
+    monkeypatch.setenv("WSEVENTS_BACKPLANE", "redis://127.0.0.1:6379/0?prefix=docs:")
+    exec(code, module.__dict__)
+    assert repr(module.events.backplane) == "RedisBackplane('redis://127.0.0.1:6379/0')"
+    assert module.events.backplane.prefix == "docs:"
+    chat_source = (ROOT / "examples" / "chat" / "app.py").read_text()
+    assert 'backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://")' in chat_source

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from wsevents import TopicError
-from wsevents._topics import MAX_TOPIC_LENGTH, Topics, check_topic
+from wsevents._topics import MAX_TOPIC_LENGTH, Topics, check_pattern, check_topic, matches
 
 
 @pytest.mark.parametrize("topic", ["rooms/lobby", "a", "a//b", "x" * MAX_TOPIC_LENGTH])
@@ -24,6 +24,7 @@ def test_valid_topics_pass(topic: str) -> None:
         ("rooms/+", "wildcards"),
         ("rooms/#", "wildcards"),
         ("a\x00b", "NUL"),
+        ("$node/x", "reserved"),
     ],
 )
 def test_invalid_topics_raise(topic: Any, message: str) -> None:
@@ -43,3 +44,62 @@ def test_membership_reports_first_and_last_member() -> None:
     assert topics.discard("t", "b") is True
     assert topics.members("t") == frozenset()
     assert len(topics) == 0
+
+
+@pytest.mark.parametrize("pattern", ["a/+/c", "+", "#", "a/#", "+/+", "a//+", "plain/topic"])
+def test_valid_patterns_pass(pattern: str) -> None:
+    assert check_pattern(pattern) == pattern
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("a/b+/c", "a wildcard must be a whole level"),
+        ("a/#/c", "'#' must be the last level"),
+        ("a/x#", "a wildcard must be a whole level"),
+        ("$node/+", "reserved"),
+        ("", "non-empty"),
+    ],
+)
+def test_invalid_patterns_raise(pattern: str, message: str) -> None:
+    with pytest.raises(TopicError, match=message):
+        check_pattern(pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "expected"),
+    [
+        ("a/b", "a/b", True),
+        ("a/b", "a/b/c", False),
+        ("a/+", "a/b", True),
+        ("a/+", "a", False),
+        ("a/+", "a/b/c", False),
+        ("+/b", "a/b", True),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/#", "ab", False),
+        ("#", "anything/at/all", True),
+        ("+/+", "a/b", True),
+        ("a//+", "a//x", True),
+        ("#", "$node/1", False),
+        ("+/1", "$node/1", False),
+        ("$node/1", "$node/1", True),
+    ],
+)
+def test_mqtt_matching(pattern: str, topic: str, expected: bool) -> None:
+    assert matches(pattern, topic) is expected
+
+
+def test_members_match_wildcards_once_per_member() -> None:
+    topics: Topics[str] = Topics()
+    topics.add("news/sports", "ann")
+    topics.add("news/+", "ann")
+    topics.add("news/#", "bob")
+    topics.add("weather/+", "cy")
+    assert topics.members("news/sports") == {"ann", "bob"}
+    assert topics.members("news") == {"bob"}
+    assert topics.subscriptions() == ["news/sports", "news/+", "news/#", "weather/+"]
+    assert topics.discard("news/+", "ann") is True
+    assert topics.discard("news/+", "ann") is False
+    assert topics.discard("weather/+", "ann") is False
+    assert topics.members("news/sports") == {"ann", "bob"}

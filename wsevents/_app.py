@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, TypeVar
@@ -20,7 +21,8 @@ from ._connection import Connection, ConnectionState
 from ._envelope import BadEnvelope, RequestId, error_frame, event_frame, parse_envelope
 from ._limits import Limits
 from ._routing import Channel, Hook, bind_hook, callable_name
-from ._topics import Topics, check_topic
+from ._topics import Broker, Topics
+from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
 from .exceptions import (
     CloseCode,
@@ -40,6 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 ExceptionHandler = Callable[[Connection, Any], "EventError | Awaitable[EventError]"]
 
 SHUTDOWN_GRACE = 5.0
+BACKPLANE_READY_TIMEOUT = 2.0
 
 
 class EventApp:
@@ -51,7 +54,7 @@ class EventApp:
         version: the API's version, for the AsyncAPI document.
         description: what the API is for.
         backplane: where publishes travel between processes: ``"memory://"``
-            (one process).
+            (one process), ``"redis://host:port/db"``, or a ``Backplane``.
         limits: per-connection :class:`Limits`.
         allowed_origins: origins a browser may connect from (``"*"`` for any);
             ``None`` checks nothing. A handshake without ``Origin`` is allowed.
@@ -68,7 +71,7 @@ class EventApp:
         title: str,
         version: str,
         description: str | None = None,
-        backplane: str = "memory://",
+        backplane: str | Backplane = "memory://",
         limits: Limits | None = None,
         allowed_origins: Iterable[str] | None = None,
         codecs: Iterable[Codec] | None = None,
@@ -94,12 +97,13 @@ class EventApp:
                 self._static[channel.address] = channel
             else:
                 self._dynamic.append(channel)
-        if backplane != "memory://":
-            raise ValueError(f"unknown backplane url {backplane!r}: expected 'memory://'")
         self.title = title
         self.version = version
         self.description = description
-        self.backplane_url = backplane
+        self.backplane = (
+            backplane if isinstance(backplane, Backplane) else create_backplane(backplane)
+        )
+        self.node_id = secrets.token_hex(4)
         self.limits = limits or Limits()
         self.allowed_origins = (
             None
@@ -110,8 +114,8 @@ class EventApp:
         self.servers = servers
         self.docs_url = docs_url
         self.asyncapi_url = asyncapi_url
-        self.topics: Topics[Connection] = Topics()
         self.connections: dict[str, Connection] = {}
+        self.broker = Broker(self.backplane, self.node_id, self.connections, self.channels)
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
@@ -161,10 +165,11 @@ class EventApp:
     async def publish(
         self, topic: str, event: str, data: Any = None, *, exclude: Iterable[str] | None = None
     ) -> None:
-        """Deliver ``event`` to every subscriber of ``topic``.
+        """Deliver ``event`` to every subscriber of ``topic``, in every process.
 
         The payload is validated and encoded once per declared model and codec,
-        not once per subscriber; no publisher waits for a slow subscriber.
+        not once per subscriber, and no publisher waits for a slow subscriber.
+        The backplane being away is logged and counted, never raised.
 
         Args:
             exclude: connection ids to skip.
@@ -173,35 +178,32 @@ class EventApp:
             PayloadError: ``data`` does not match a channel's ``emits`` model.
             TopicError: ``topic`` is not a valid topic name.
         """
-        check_topic(topic)
-        members = self.topics.members(topic)
-        if exclude is not None:
-            skip = {exclude} if isinstance(exclude, str) else set(exclude)
-            members = frozenset(conn for conn in members if conn.id not in skip)
-        frames: dict[tuple[object, Codec], str | bytes] = {}
-        payloads: dict[object, Any] = {}
-        # Everything is encoded before anything is queued, so a PayloadError
-        # reaches the caller before any subscriber got the event.
-        deliveries = []
-        for conn in members:
-            emit = conn.channel.emitted.get(event)
-            key = (emit, conn.codec)
-            frame = frames.get(key)
-            if frame is None:
-                if emit not in payloads:
-                    payloads[emit] = to_jsonable_python(data) if emit is None else emit.dump(data)
-                frame = frames[key] = conn.codec.encode(event_frame(event, payloads[emit]))
-            deliveries.append((conn, frame))
-        for conn, frame in deliveries:
-            conn.push(frame)
+        await self.broker.publish(topic, event, data, exclude)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
-        """Deliver ``event`` to one connection; an id nobody holds is dropped silently."""
-        conn = self.connections.get(connection_id)
-        if conn is not None:
-            emit = conn.channel.emitted.get(event)
-            payload = to_jsonable_python(data) if emit is None else emit.dump(data)
-            conn.push(conn.codec.encode(event_frame(event, payload)))
+        """Deliver ``event`` to one connection, in whichever process holds it.
+
+        An id nobody holds is dropped silently.
+        """
+        await self.broker.send_to(connection_id, event, data)
+
+    async def join(self, subscription: str, conn: Connection) -> None:
+        """Subscribe ``conn`` to a topic or pattern (``Connection.subscribe`` calls this)."""
+        await self.broker.join(subscription, conn)
+
+    async def leave(self, subscription: str, conn: Connection) -> None:
+        """Unsubscribe ``conn`` (``Connection.unsubscribe`` calls this)."""
+        await self.broker.leave(subscription, conn)
+
+    @property
+    def topics(self) -> Topics[Connection]:
+        """This process's subscriptions."""
+        return self.broker.topics
+
+    @property
+    def ready(self) -> bool:
+        """Whether the app started and its backplane acknowledged its subscriptions."""
+        return self._started and self.broker.backplane.ready
 
     # -- ASGI ----------------------------------------------------------------------
 
@@ -302,8 +304,17 @@ class EventApp:
             await self.shutdown()
 
     async def startup(self) -> None:
-        """Start the backplane; the lifespan calls this."""
+        """Start the backplane; the lifespan calls this.
+
+        It waits a bounded time for the backplane: an app whose Redis is away
+        starts anyway, serves its own process, and joins when Redis is back.
+        """
         self._started = True
+        if not await self.broker.start(BACKPLANE_READY_TIMEOUT):
+            logger.warning(
+                "the backplane %r is not ready: serving this process only until it is",
+                self.backplane,
+            )
 
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait, a bounded time, for them to end."""
@@ -314,6 +325,7 @@ class EventApp:
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
             self._idle = None
+        await self.broker.stop()
         self._started = False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

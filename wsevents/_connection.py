@@ -15,7 +15,7 @@ from starlette.requests import cookie_parser
 from starlette.types import Message, Scope, Send
 
 from ._envelope import event_frame
-from ._topics import check_topic
+from ._topics import check_pattern
 from .exceptions import CloseCode, TopicError
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ class Connection:
         codec: Codec,
         subprotocol: str | None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        # The node id first: send_to finds the process that holds a connection by it.
+        self.id = f"{app.node_id}-{uuid.uuid4().hex[:20]}"
         self.app = app
         self.channel = channel
         self.scope = scope
@@ -151,25 +152,29 @@ class Connection:
             await self._transmit(close)
 
     async def subscribe(self, topic: str) -> None:
-        """Subscribe to ``topic``: this client hears what is published there.
+        """Subscribe to ``topic``, or to an MQTT pattern: ``rooms/+``, ``alerts/#``.
+
+        The client hears what is published to matching topics in every
+        process, once per message however many of its subscriptions match.
 
         Raises:
-            TopicError: ``topic`` is not a valid topic, or the connection holds
-                ``Limits.max_subscriptions`` already.
+            TopicError: ``topic`` is not a valid topic or pattern, or the
+                connection holds ``Limits.max_subscriptions`` already.
         """
-        check_topic(topic)
+        check_pattern(topic)
         if topic in self._topics:
             return
         limit = self.app.limits.max_subscriptions
         if len(self._topics) >= limit:
             raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
         self._topics.add(topic)
-        self.app.topics.add(topic, self)
+        await self.app.join(topic, self)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
-        self._topics.discard(topic)
-        self.app.topics.discard(topic, self)
+        if topic in self._topics:
+            self._topics.discard(topic)
+            await self.app.leave(topic, self)
 
     async def publish(self, topic: str, event: str, data: Any = None) -> None:
         """Publish to every subscriber of ``topic``, this connection included."""
@@ -244,9 +249,9 @@ class Connection:
         """Tear down after the disconnect: drop subscriptions, stop the writer."""
         self.connection_state = ConnectionState.CLOSED
         self.close_code = code
-        for topic in self._topics:
-            self.app.topics.discard(topic, self)
-        self._topics.clear()
+        topics, self._topics = self._topics, set()
+        for topic in topics:
+            await self.app.leave(topic, self)
         self._queue.clear()
         writer, self._writer = self._writer, None
         if writer is not None:

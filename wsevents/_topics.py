@@ -1,63 +1,293 @@
-"""Local topic membership: which connections of this process hear a topic."""
+"""Topics: names, MQTT wildcard subscriptions, and local membership.
+
+A topic is ``/``-separated levels (``rooms/lobby``). A subscription may use
+MQTT's wildcards: ``+`` matches exactly one level, ``#`` (alone, as the last
+level) matches any number of levels, the parent included: ``alerts/#``
+matches ``alerts``, ``alerts/fire`` and ``alerts/fire/east``. Topics that start
+with ``$`` are the system's own; wildcards at the start of a pattern do not
+match them, as in MQTT.
+"""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import itertools
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import msgpack
+from pydantic_core import to_jsonable_python
+
+from ._envelope import event_frame
 from .exceptions import TopicError
 
-__all__ = ["MAX_TOPIC_LENGTH", "Topics", "check_topic"]
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from ._routing import Channel
+    from .backplane import Backplane
+    from .codecs import Codec
+
+__all__ = [
+    "MAX_TOPIC_LENGTH",
+    "Broker",
+    "Topics",
+    "check_pattern",
+    "check_topic",
+    "is_pattern",
+    "matches",
+]
+
+logger = logging.getLogger("wsevents")
 
 MAX_TOPIC_LENGTH = 1024
 M = TypeVar("M")
 
 
-def check_topic(topic: object) -> str:
-    """Return ``topic`` if it is a valid topic name, else raise ``TopicError``.
-
-    A topic is a non-empty string of ``/``-separated levels.
-    """
+def _check_text(topic: object, what: str) -> str:
     if not isinstance(topic, str) or not topic:
-        raise TopicError(f"a topic must be a non-empty string, got {topic!r}")
+        raise TopicError(f"a {what} must be a non-empty string, got {topic!r}")
     if len(topic) > MAX_TOPIC_LENGTH:
-        raise TopicError(f"topic {topic[:40]!r}... is longer than {MAX_TOPIC_LENGTH} characters")
-    if "+" in topic or "#" in topic:
-        raise TopicError(f"topic {topic!r}: wildcards '+' and '#' are not supported")
+        raise TopicError(f"{what} {topic[:40]!r}... is longer than {MAX_TOPIC_LENGTH} characters")
     if "\x00" in topic:
-        raise TopicError(f"topic {topic!r} contains a NUL character")
+        raise TopicError(f"{what} {topic!r} contains a NUL character")
+    if topic.startswith("$"):
+        raise TopicError(f"{what} {topic!r}: topics starting with '$' are reserved")
     return topic
 
 
+def check_topic(topic: object) -> str:
+    """Return ``topic`` if it is a valid topic to publish to, else raise ``TopicError``."""
+    _check_text(topic, "topic")
+    assert isinstance(topic, str)
+    if "+" in topic or "#" in topic:
+        raise TopicError(f"topic {topic!r}: wildcards '+' and '#' are for subscriptions only")
+    return topic
+
+
+def check_pattern(pattern: object) -> str:
+    """Return ``pattern`` if it is a valid subscription, else raise ``TopicError``."""
+    _check_text(pattern, "subscription")
+    assert isinstance(pattern, str)
+    levels = pattern.split("/")
+    for index, level in enumerate(levels):
+        if ("+" in level or "#" in level) and level not in ("+", "#"):
+            raise TopicError(
+                f"subscription {pattern!r}: a wildcard must be a whole level, got {level!r}"
+            )
+        if level == "#" and index != len(levels) - 1:
+            raise TopicError(f"subscription {pattern!r}: '#' must be the last level")
+    return pattern
+
+
+def is_pattern(subscription: str) -> bool:
+    """Whether ``subscription`` has wildcards."""
+    return "+" in subscription or "#" in subscription
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """Whether MQTT subscription ``pattern`` matches ``topic``."""
+    return _match(pattern.split("/"), topic.split("/"))
+
+
+def _match(pattern: list[str] | tuple[str, ...], levels: list[str]) -> bool:
+    if levels[0].startswith("$") and pattern[0] in ("+", "#"):
+        return False
+    for index, part in enumerate(pattern):
+        if part == "#":
+            return True
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+    return len(pattern) == len(levels)
+
+
 class Topics(Generic[M]):
-    """Members of each topic, for one process."""
+    """Who subscribed to what, in this process: exact topics and wildcard patterns."""
 
     def __init__(self) -> None:
-        self._members: dict[str, set[M]] = {}
+        self._exact: dict[str, set[M]] = {}
+        self._patterns: dict[str, tuple[tuple[str, ...], set[M]]] = {}
 
-    def add(self, topic: str, member: M) -> bool:
-        """Add ``member`` to ``topic``; return whether it is the topic's first member."""
-        members = self._members.get(topic)
+    def add(self, subscription: str, member: M) -> bool:
+        """Subscribe ``member``; return whether it is the subscription's first member."""
+        if is_pattern(subscription):
+            entry = self._patterns.get(subscription)
+            if entry is None:
+                self._patterns[subscription] = (tuple(subscription.split("/")), {member})
+                return True
+            entry[1].add(member)
+            return False
+        members = self._exact.get(subscription)
         if members is None:
-            self._members[topic] = {member}
+            self._exact[subscription] = {member}
             return True
         members.add(member)
         return False
 
-    def discard(self, topic: str, member: M) -> bool:
-        """Remove ``member`` from ``topic``; return whether the topic is now empty."""
-        members = self._members.get(topic)
+    def discard(self, subscription: str, member: M) -> bool:
+        """Unsubscribe ``member``; return whether the subscription now has no member."""
+        if is_pattern(subscription):
+            entry = self._patterns.get(subscription)
+            if entry is None or member not in entry[1]:
+                return False
+            entry[1].discard(member)
+            if entry[1]:
+                return False
+            del self._patterns[subscription]
+            return True
+        members = self._exact.get(subscription)
         if members is None or member not in members:
             return False
         members.discard(member)
-        if not members:
-            del self._members[topic]
-            return True
-        return False
+        if members:
+            return False
+        del self._exact[subscription]
+        return True
 
-    def members(self, topic: str) -> frozenset[M]:
-        """Return the members of ``topic`` (a copy: delivery may change membership)."""
-        members = self._members.get(topic)
-        return frozenset(members) if members else frozenset()
+    def members(self, topic: str) -> set[M]:
+        """Return everyone whose subscriptions match ``topic``, each once (a new set)."""
+        found = set(self._exact.get(topic, ()))
+        if self._patterns:
+            levels = topic.split("/")
+            for pattern, members in self._patterns.values():
+                if _match(pattern, levels):
+                    found |= members
+        return found
+
+    def subscriptions(self) -> list[str]:
+        """Every topic and pattern with at least one member."""
+        return [*self._exact, *self._patterns]
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._exact) + len(self._patterns)
+
+
+class Broker:
+    """Publishing for one app: local fan-out, the backplane, ``send_to``.
+
+    A publish is delivered here first, to this process's subscribers, then
+    handed to the backplane for the others; what comes back from the
+    backplane that this process sent is dropped, and so is anything seen
+    twice (a message can match both a topic and a pattern subscription).
+    """
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        node_id: str,
+        connections: dict[str, Connection],
+        channels: list[Channel],
+    ) -> None:
+        self.backplane = backplane
+        self.node_id = node_id
+        self.topics: Topics[Connection] = Topics()
+        self._connections = connections
+        self._channels = channels
+        self._counter = itertools.count()
+        self._seen: dict[str, None] = {}  # recent message ids, oldest first
+
+    @property
+    def node_topic(self) -> str:
+        """The backplane topic on which this process hears ``send_to``."""
+        return f"$node/{self.node_id}"
+
+    async def start(self, ready_timeout: float) -> bool:
+        """Start the backplane; wait up to ``ready_timeout`` for it; return whether it is ready."""
+        await self.backplane.start(self._receive)
+        await self.backplane.subscribe(self.node_topic)
+        for subscription in self.topics.subscriptions():
+            await self.backplane.subscribe(subscription)
+        return await self.backplane.wait_ready(ready_timeout)
+
+    async def stop(self) -> None:
+        """Stop the backplane."""
+        await self.backplane.stop()
+
+    async def join(self, subscription: str, conn: Connection) -> None:
+        """Subscribe ``conn``; the backplane hears the subscription from its first member on."""
+        if self.topics.add(subscription, conn):
+            await self.backplane.subscribe(subscription)
+
+    async def leave(self, subscription: str, conn: Connection) -> None:
+        """Unsubscribe ``conn``; the backplane forgets the subscription with its last member."""
+        if self.topics.discard(subscription, conn):
+            await self.backplane.unsubscribe(subscription)
+
+    async def publish(
+        self, topic: str, event: str, data: Any, exclude: Iterable[str] | None
+    ) -> None:
+        """Deliver to this process's subscribers of ``topic``, then to the other processes."""
+        check_topic(topic)
+        skip = _ids(exclude)
+        for channel in self._channels:  # fail before anyone is sent anything
+            emit = channel.emitted.get(event)
+            if emit is not None:
+                emit.dump(data)
+        self._deliver(topic, event, data, skip)
+        if self.backplane.shared:
+            message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+            await self.backplane.publish(topic, self._pack(message))
+
+    async def send_to(self, connection_id: str, event: str, data: Any) -> None:
+        """Deliver to one connection, here or in the process whose node id starts its id."""
+        conn = self._connections.get(connection_id)
+        if conn is not None:
+            _push(conn, event, data)
+            return
+        node = connection_id.partition("-")[0]
+        if node and node != self.node_id and self.backplane.shared:
+            message = {"c": connection_id, "e": event, "d": to_jsonable_python(data)}
+            await self.backplane.publish(f"$node/{node}", self._pack(message))
+
+    def _pack(self, message: dict[str, Any]) -> bytes:
+        message["i"] = f"{self.node_id}:{next(self._counter)}"
+        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def _deliver(self, topic: str, event: str, data: Any, skip: set[str]) -> None:
+        members = self.topics.members(topic)
+        frames: dict[tuple[object, Codec], str | bytes] = {}
+        payloads: dict[object, Any] = {}
+        for conn in members:
+            if conn.id in skip:
+                continue
+            emit = conn.channel.emitted.get(event)
+            key = (emit, conn.codec)
+            frame = frames.get(key)
+            if frame is None:
+                if emit not in payloads:
+                    payloads[emit] = to_jsonable_python(data) if emit is None else emit.dump(data)
+                frame = frames[key] = conn.codec.encode(event_frame(event, payloads[emit]))
+            conn.push(frame)
+
+    def _receive(self, topic: str, payload: bytes) -> None:
+        """Take a message from the backplane: never raises into the backplane."""
+        try:
+            message = msgpack.unpackb(payload, raw=False)
+            message_id = message["i"]
+            if message_id.startswith(self.node_id + ":") or message_id in self._seen:
+                return
+            self._seen[message_id] = None
+            if len(self._seen) > SEEN_MESSAGES:
+                del self._seen[next(iter(self._seen))]
+            if "c" in message:
+                conn = self._connections.get(message["c"])
+                if conn is not None:
+                    _push(conn, message["e"], message["d"])
+            else:
+                self._deliver(message["t"], message["e"], message["d"], set(message["x"]))
+        except Exception:
+            logger.exception("dropped a backplane message on %r that could not be delivered", topic)
+
+
+SEEN_MESSAGES = 10_000
+
+
+def _ids(exclude: Iterable[str] | None) -> set[str]:
+    if exclude is None:
+        return set()
+    return {exclude} if isinstance(exclude, str) else set(exclude)
+
+
+def _push(conn: Connection, event: str, data: Any) -> None:
+    emit = conn.channel.emitted.get(event)
+    payload = to_jsonable_python(data) if emit is None else emit.dump(data)
+    conn.push(conn.codec.encode(event_frame(event, payload)))

@@ -1,10 +1,13 @@
 """A chat with rooms: ``uvicorn examples.chat.app:app``, then open http://127.0.0.1:8000/.
 
-Each room is a topic; everyone in a room hears what is said there.
+Each room is a topic; everyone in a room hears what is said there. Set
+``WSEVENTS_BACKPLANE=redis://127.0.0.1:6379/0`` to run several workers or
+machines as one chat (docs/deployment.md).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -82,7 +85,13 @@ async def ping(data: Ping) -> Pong:
     return Pong(n=data.n)
 
 
-events = EventApp([chat], title="Chat", version="1.0.0", description="A chat with rooms.")
+events = EventApp(
+    [chat],
+    title="Chat",
+    version="1.0.0",
+    description="A chat with rooms.",
+    backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+)
 
 PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
 

@@ -1,0 +1,274 @@
+"""The backplane contract, which every implementation passes, and Redis's resilience."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wsevents.backplane import Backplane, MemoryBackplane, create_backplane
+from wsevents.backplane.redis import RedisBackplane, redis_glob
+
+from .conftest import RedisServer
+
+pytestmark = pytest.mark.anyio
+
+_hub_names = itertools.count()
+
+
+class Inbox:
+    """What one backplane delivered, with a way to wait for it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        self.messages.append((topic, payload))
+        self._changed.set()
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"expected {count} messages, got {self.messages}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return self.messages
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_backplane(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], Backplane]]:
+    """A factory of backplanes that hear each other: one memory hub, or one real Redis."""
+    if request.param == "memory":
+        url = f"memory://contract-{next(_hub_names)}"
+        yield lambda: create_backplane(url)
+        return
+    server = RedisServer(tmp_path)
+    server.start()
+    yield lambda: create_backplane(server.url)
+    server.kill()
+
+
+@pytest.fixture
+async def pair(
+    make_backplane: Callable[[], Backplane],
+) -> AsyncIterator[tuple[Backplane, Inbox, Backplane, Inbox]]:
+    a, b = make_backplane(), make_backplane()
+    inbox_a, inbox_b = Inbox(), Inbox()
+    await a.start(inbox_a)
+    await b.start(inbox_b)
+    assert await a.wait_ready(5)
+    assert await b.wait_ready(5)
+    yield a, inbox_a, b, inbox_b
+    await a.stop()
+    await b.stop()
+
+
+async def test_a_publish_reaches_the_subscriber_as_the_same_bytes(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, inbox_a, b, _ = pair
+    await a.subscribe("rooms/lobby")
+    payload = bytes(range(256))
+    await b.publish("rooms/lobby", payload)
+    assert await inbox_a.wait_for(1) == [("rooms/lobby", payload)]
+
+
+async def test_wildcards_deliver_what_they_match(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, inbox_a, b, _ = pair
+    await a.subscribe("rooms/+/say")
+    await a.subscribe("alerts/#")
+    await b.publish("other/x", b"0")
+    for topic in ("rooms/lobby/say", "alerts", "alerts/fire/east"):
+        await b.publish(topic, topic.encode())
+    received = await inbox_a.wait_for(3)
+    assert sorted(received) == [
+        ("alerts", b"alerts"),
+        ("alerts/fire/east", b"alerts/fire/east"),
+        ("rooms/lobby/say", b"rooms/lobby/say"),
+    ]
+
+
+async def test_the_publisher_hears_its_own_subscriptions(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, inbox_a, _, _ = pair
+    await a.subscribe("echo")
+    await a.publish("echo", b"me")
+    assert await inbox_a.wait_for(1) == [("echo", b"me")]
+
+
+async def test_unsubscribe_stops_delivery(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, inbox_a, b, _ = pair
+    await a.subscribe("t")
+    await a.subscribe("marker")
+    await a.unsubscribe("t")
+    await a.unsubscribe("never-subscribed")
+    await b.publish("t", b"lost")
+    await b.publish("marker", b"seen")  # delivered in order after "t", had it come
+    assert await inbox_a.wait_for(1) == [("marker", b"seen")]
+
+
+async def test_a_subscription_made_before_start_is_heard(
+    make_backplane: Callable[[], Backplane],
+) -> None:
+    a, b = make_backplane(), make_backplane()
+    inbox = Inbox()
+    await a.subscribe("early")
+    await a.start(inbox)
+    await b.start(Inbox())
+    assert await a.wait_ready(5)
+    await b.publish("early", b"x")
+    assert await inbox.wait_for(1) == [("early", b"x")]
+    await a.stop()
+    await b.stop()
+
+
+async def test_private_memory_backplanes_do_not_hear_each_other() -> None:
+    a, b = MemoryBackplane(), MemoryBackplane()
+    inbox = Inbox()
+    await a.start(inbox)
+    await b.start(Inbox())
+    await a.subscribe("t")
+    await b.publish("t", b"x")
+    await a.publish("t", b"own")
+    assert await inbox.wait_for(1) == [("t", b"own")]
+    assert (a.shared, b.shared) == (False, False)
+    await a.stop()
+    await b.stop()
+
+
+def test_unknown_backplane_urls_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown backplane url 'kafka://x'"):
+        create_backplane("kafka://x")
+    assert isinstance(create_backplane("redis://127.0.0.1:1/0"), RedisBackplane)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "glob"),
+    [
+        ("rooms/+", "rooms/*"),
+        ("rooms/+/say", "rooms/*/say"),
+        ("alerts/#", "alerts*"),
+        ("#", "*"),
+        ("+/x/#", "*/x*"),
+        ("a*b/[c]?/+", "a\\*b/\\[c\\]\\?/*"),
+    ],
+)
+def test_mqtt_patterns_become_redis_globs(pattern: str, glob: str) -> None:
+    assert redis_glob(pattern) == glob
+
+
+async def test_redis_options_come_from_the_url_query() -> None:
+    backplane = RedisBackplane(
+        "redis://:secret@127.0.0.1:1/0?prefix=app1:&connect_timeout=0.2&command_timeout=0.3"
+    )
+    assert (backplane.prefix, backplane.connect_timeout, backplane.command_timeout) == (
+        "app1:",
+        0.2,
+        0.3,
+    )
+    assert "secret" not in repr(backplane)
+    await backplane.stop()
+
+
+async def test_redis_going_away_is_counted_not_raised_and_then_survived(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = RedisBackplane(redis_server.url), RedisBackplane(redis_server.url)
+    inbox = Inbox()
+    await a.start(inbox)
+    await b.start(Inbox())
+    await a.subscribe("t")
+    await a.subscribe("p/#")
+    assert await a.wait_ready(5)
+    redis_server.kill()
+    await asyncio.sleep(0.2)
+    for _ in range(3):
+        await b.publish("t", b"during")  # never raises
+    assert not a.ready
+    assert b.stats["publish_failures"] >= 3
+    assert a.stats["reconnects"] >= 1
+    redis_server.start()
+    assert await a.wait_ready(5)
+    assert await b.wait_ready(5)
+    await b.publish("t", b"after")
+    await b.publish("p/q", b"pattern after")
+    assert await inbox.wait_for(2) == [("t", b"after"), ("p/q", b"pattern after")]
+    await a.stop()
+    await b.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "wsevents.backplane"]
+    assert any("unreachable" in line for line in warnings)
+    assert any("reconnected" in line for line in warnings)
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
+
+
+async def test_redis_backplane_starts_with_redis_down_and_joins_later(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)  # its port is chosen but nothing listens yet
+    backplane = RedisBackplane(server.url)
+    inbox = Inbox()
+    await backplane.start(inbox)
+    await backplane.subscribe("late")
+    assert not await backplane.wait_ready(0.3)
+    server.start()
+    try:
+        assert await backplane.wait_ready(5)
+        publisher = RedisBackplane(server.url)
+        await publisher.start(Inbox())
+        assert await publisher.wait_ready(5)
+        await publisher.publish("late", b"hello")
+        assert await inbox.wait_for(1) == [("late", b"hello")]
+        await publisher.stop()
+    finally:
+        await backplane.stop()
+        server.kill()
+
+
+async def test_stop_with_redis_down_is_quick(redis_server: RedisServer) -> None:
+    backplane = RedisBackplane(redis_server.url)
+    await backplane.start(Inbox())
+    await backplane.subscribe("t")
+    assert await backplane.wait_ready(5)
+    redis_server.kill()
+    await backplane.publish("t", b"x")
+    started = time.monotonic()
+    await backplane.stop()
+    assert time.monotonic() - started < 5
+
+
+async def test_a_listener_that_meets_garbage_keeps_listening(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(topic: str, payload: bytes) -> None:
+        if payload == b"boom":
+            raise RuntimeError("receiver bug")
+        inbox(topic, payload)
+
+    inbox = Inbox()
+    a, b = RedisBackplane(redis_server.url), RedisBackplane(redis_server.url)
+    await a.start(explode)
+    await b.start(Inbox())
+    await a.subscribe("t")
+    assert await a.wait_ready(5)
+    assert await b.wait_ready(5)
+    with caplog.at_level(logging.WARNING):
+        await b.publish("t", b"boom")
+        await b.publish("t", b"fine")
+        assert await inbox.wait_for(1, timeout=10) == [("t", b"fine")]
+    await a.stop()
+    await b.stop()

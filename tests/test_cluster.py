@@ -1,0 +1,265 @@
+"""Topics across processes: two apps on one hub, two uvicorns on one real Redis, and faults."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from wsevents import EventApp
+from wsevents.testing import EventTestClient, Message
+
+from .conftest import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cluster_app(backplane: str) -> EventApp:
+    os.environ["WSEVENTS_BACKPLANE"] = backplane
+    module = importlib.reload(importlib.import_module("tests.apps.cluster"))
+    app: EventApp = module.app
+    return app
+
+
+def test_two_apps_on_one_hub_hear_each_other_once() -> None:
+    one, two = cluster_app("memory://cluster-a"), cluster_app("memory://cluster-a")
+    with (
+        EventTestClient(one) as first,
+        EventTestClient(two) as second,
+        first.connect("/node?sub=news/%2B") as ann,
+        second.connect("/node?sub=news/%23&sub=news/sports") as bob,
+    ):
+        ann.request("publish", {"topic": "news/sports", "text": "goal"})
+        expected = Message("news", {"topic": "news/sports", "text": "goal"})
+        assert ann.receive() == expected
+        assert bob.receive() == expected
+        bob.request("publish", {"topic": "news", "text": "parent"})  # only news/# matches
+        assert bob.receive() == Message("news", {"topic": "news", "text": "parent"})
+        ann_id = ann.request("whoami")
+        assert ann_id.startswith(one.node_id + "-")
+        bob.request("send_to", {"id": ann_id, "text": "psst"})
+        assert ann.receive() == Message("direct", {"text": "psst"})
+        bob.request("send_to", {"id": "ffffffff-nobody", "text": "lost"})
+        # Nothing else reached ann: the next frame is this reply.
+        assert ann.request("whoami") == ann_id
+
+
+def test_exclude_holds_across_apps() -> None:
+    one, two = cluster_app("memory://cluster-b"), cluster_app("memory://cluster-b")
+    with (
+        EventTestClient(one) as first,
+        EventTestClient(two) as second,
+        first.connect("/node?sub=t") as ann,
+        second.connect("/node?sub=t") as bob,
+    ):
+        bob_id = bob.request("whoami")
+        portal = first.http.portal
+        assert portal is not None
+
+        async def publish() -> None:
+            await one.publish("t", "news", {"text": "not for bob"}, exclude=[bob_id])
+            await one.publish("t", "news", {"text": "for all"})
+
+        portal.call(publish)
+        assert ann.receive() == Message("news", {"text": "not for bob"})
+        assert bob.receive() == Message("news", {"text": "for all"})
+
+
+@contextmanager
+def uvicorn_process(target: str, backplane: str, log: Path) -> Iterator[tuple[int, int]]:
+    """Run ``python -m uvicorn target`` on a free port; yield its port and pid."""
+    port = free_port()
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "WSEVENTS_BACKPLANE": backplane, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "Application startup complete" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield port, process.pid
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        finally:
+            if process.poll() is None:  # pragma: no cover - only if shutdown hangs
+                process.kill()
+
+
+_early: dict[ClientConnection, list[Any]] = {}
+
+
+async def frame(ws: ClientConnection, timeout: float = 5) -> Any:
+    """The next frame, counting those a request read past."""
+    if _early.get(ws):
+        return _early[ws].pop(0)
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def request(ws: ClientConnection, event: str, data: Any = None) -> Any:
+    await ws.send(json.dumps({"event": event, "data": data, "id": "r"}))
+    while True:
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if answer.get("id") == "r":
+            return answer["data"]
+        _early.setdefault(ws, []).append(answer)
+
+
+@pytest.mark.anyio
+async def test_two_uvicorn_processes_on_one_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        uvicorn_process("tests.apps.cluster:app", redis_server.url, tmp_path / "1.log") as (p1, _),
+        uvicorn_process("tests.apps.cluster:app", redis_server.url, tmp_path / "2.log") as (p2, _),
+    ):
+        async with (
+            connect(f"ws://127.0.0.1:{p1}/node?sub=scores/football") as ann,
+            connect(f"ws://127.0.0.1:{p2}/node?sub=scores/%2B") as bob,
+        ):
+            assert (await request(ann, "stats"))["ready"] is True
+            for sender, text in ((ann, "from one"), (bob, "from two")):
+                await request(sender, "publish", {"topic": "scores/football", "text": text})
+                expected = {"event": "news", "data": {"topic": "scores/football", "text": text}}
+                assert await frame(ann) == expected
+                assert await frame(bob) == expected
+            bob_id = await request(bob, "whoami")
+            await request(ann, "send_to", {"id": bob_id, "text": "hello process two"})
+            assert await frame(bob) == {"event": "direct", "data": {"text": "hello process two"}}
+
+
+@pytest.mark.anyio
+async def test_the_chat_example_runs_across_two_processes(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    with (
+        uvicorn_process("examples.chat.app:app", redis_server.url, tmp_path / "1.log") as (p1, _),
+        uvicorn_process("examples.chat.app:app", redis_server.url, tmp_path / "2.log") as (p2, _),
+    ):
+        async with connect(f"ws://127.0.0.1:{p1}/ws/chat/tea?user=ann") as ann:
+            assert await frame(ann) == {"event": "joined", "data": {"user": "ann"}}
+            async with connect(f"ws://127.0.0.1:{p2}/ws/chat/tea?user=bob") as bob:
+                assert await frame(ann) == {"event": "joined", "data": {"user": "bob"}}
+                assert await frame(bob) == {"event": "joined", "data": {"user": "bob"}}
+                await bob.send(json.dumps({"event": "say", "data": {"text": "hi ann"}}))
+                said = {"event": "said", "data": {"user": "bob", "text": "hi ann"}}
+                assert await frame(ann) == said
+                assert await frame(bob) == said
+            assert await frame(ann) == {"event": "left", "data": {"user": "bob"}}
+
+
+@pytest.mark.anyio
+async def test_redis_killed_and_restarted_five_times_while_messages_flow(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    logs = [tmp_path / "1.log", tmp_path / "2.log"]
+    url = redis_server.url  # the default backoff: at most 1 s between attempts
+    with (
+        uvicorn_process("examples.chat.app:app", url, logs[0]) as (p1, pid1),
+        uvicorn_process("examples.chat.app:app", url, logs[1]) as (p2, _),
+    ):
+        room = "ws/chat/fault"
+        async with (
+            connect(f"ws://127.0.0.1:{p1}/{room}?user=ann") as ann,
+            connect(f"ws://127.0.0.1:{p2}/{room}?user=bob") as bob,
+        ):
+            await frame(ann)  # ann joined
+            assert await frame(bob) == {"event": "joined", "data": {"user": "bob"}}
+            assert await frame(ann) == {"event": "joined", "data": {"user": "bob"}}
+            sent: dict[int, float] = {}
+            heard: dict[str, list[tuple[int, float]]] = {"ann": [], "bob": []}
+
+            async def say() -> None:
+                for n in range(10_000):
+                    sent[n] = time.monotonic()
+                    await ann.send(json.dumps({"event": "say", "data": {"text": str(n)}}))
+                    await asyncio.sleep(0.05)
+
+            async def listen(name: str, ws: ClientConnection) -> None:
+                async for text in ws:
+                    message = json.loads(text)
+                    assert message["event"] == "said", message
+                    heard[name].append((int(message["data"]["text"]), time.monotonic()))
+
+            tasks = [
+                asyncio.ensure_future(say()),
+                asyncio.ensure_future(listen("ann", ann)),
+                asyncio.ensure_future(listen("bob", bob)),
+            ]
+            await asyncio.sleep(1.0)
+            files_before = psutil.Process(pid1).num_fds()
+            restarts = []
+            for _ in range(5):
+                redis_server.kill()
+                await asyncio.sleep(2.0)
+                redis_server.start()
+                restarts.append(time.monotonic())
+                await asyncio.sleep(2.5)
+            await asyncio.sleep(0.5)
+            files_after = psutil.Process(pid1).num_fds()
+            tasks[0].cancel()
+            await asyncio.sleep(0.3)
+            for task in tasks[1:]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    last = max(n for n, _ in heard["ann"])
+    ann_seen = [n for n, _ in heard["ann"]]
+    bob_seen = [n for n, _ in heard["bob"]]
+    assert ann_seen == list(range(last + 1)), "local delivery stopped or reordered"
+    assert len(bob_seen) == len(set(bob_seen)), "something was delivered twice"
+    assert bob_seen == sorted(bob_seen)
+    for restart in restarts:
+        resumed = min(at for n, at in heard["bob"] if sent[n] >= restart)
+        print(f"delivery across processes resumed {resumed - restart:.2f}s after Redis restarted")
+        assert resumed - restart < 2.0, f"delivery resumed {resumed - restart:.2f}s after Redis"
+    assert files_after == files_before, "open files leaked across reconnects"
+    for log in logs:
+        text = log.read_text()
+        assert "Traceback" not in text, text
+        assert "exception was never retrieved" not in text, text
+        assert "ERROR" not in text, text
+        assert "unreachable" in text  # the outage was logged, once per outage, as a warning
+
+
+def test_an_app_starts_with_redis_down_serves_locally_joins_later_and_stops_quickly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RedisServer(tmp_path)  # not started: Redis is down
+    app = cluster_app(server.url)
+    client = EventTestClient(app)
+    try:
+        with client, client.connect("/node?sub=local") as ann:
+            assert "is not ready: serving this process only" in caplog.text
+            assert ann.request("stats")["ready"] is False
+            ann.request("publish", {"topic": "local", "text": "still delivered"})
+            assert ann.receive() == Message("news", {"topic": "local", "text": "still delivered"})
+            server.start()
+            deadline = time.monotonic() + 5
+            while not ann.request("stats")["ready"]:
+                assert time.monotonic() < deadline, "the app did not join Redis"
+                time.sleep(0.05)
+            server.kill()
+            started = time.monotonic()
+        assert time.monotonic() - started < 5, "shutdown with Redis down took too long"
+    finally:
+        server.kill()

@@ -1,0 +1,219 @@
+"""RedisBackplane: Redis pub/sub, with one supervised listener that never dies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from contextlib import suppress
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .._topics import is_pattern
+from ._base import Backplane, Receiver
+
+__all__ = ["RedisBackplane"]
+
+logger = logging.getLogger("wsevents.backplane")
+
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
+def redis_glob(pattern: str) -> str:
+    """Translate an MQTT pattern to a Redis glob that matches at least what it matches.
+
+    ``+`` becomes ``*`` (which also crosses ``/``) and a final ``#`` becomes a
+    trailing ``*``; the app filters what arrives with MQTT's exact rules.
+    """
+    if pattern == "#":
+        return "*"
+    tail = ""
+    if pattern.endswith("/#"):
+        pattern, tail = pattern[:-2], "*"
+    levels = pattern.split("/")
+    glob = ["*" if level == "+" else level.translate(_GLOB_SPECIAL) for level in levels]
+    return "/".join(glob) + tail
+
+
+class RedisBackplane(Backplane):
+    """Redis pub/sub through ``redis.asyncio``.
+
+    The URL is redis-py's (``redis://[:password@]host:port/db``, ``rediss://``,
+    ``unix://``), with wsevents' own options in its query string:
+
+    - ``prefix`` (``wsevents:``): put before every Redis channel name, to
+      share one Redis between apps;
+    - ``connect_timeout`` (1.0 s) and ``command_timeout`` (1.0 s): how long a
+      connection attempt and a command may take;
+    - ``max_backoff`` (1.0 s): the longest wait between reconnection attempts
+      (they start at 0.05 s, double, and are jittered).
+
+    A listener task holds the subscriptions. When Redis goes away it logs
+    once, counts a reconnect, retries with backoff and jitter, and
+    resubscribes to everything when Redis is back. ``publish`` during the
+    outage fails fast: it is logged and counted (``stats``), never raised.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        try:
+            import redis.asyncio as redis
+        except ImportError as exc:  # pragma: no cover - redis is a dev dependency
+            raise ImportError(
+                "the Redis backplane needs redis-py: pip install 'wsevents[redis]'"
+            ) from exc
+        parts = urlsplit(url)
+        options = dict(parse_qsl(parts.query))
+        self.prefix = options.pop("prefix", "wsevents:")
+        self.connect_timeout = float(options.pop("connect_timeout", 1.0))
+        self.command_timeout = float(options.pop("command_timeout", 1.0))
+        self.max_backoff = float(options.pop("max_backoff", 1.0))
+        clean = urlunsplit(parts._replace(query=urlencode(options)))
+        self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
+        common: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "retry_on_timeout": False,
+            "retry": None,
+        }
+        self._publisher = redis.Redis.from_url(clean, socket_timeout=self.command_timeout, **common)
+        # No read timeout on the subscriber: it waits for messages; health checks find a dead peer.
+        self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
+        self._desired: set[str] = set()
+        self._pubsub: Any = None
+        self._acks: dict[str, list[asyncio.Future[None]]] = {}
+        self._receive: Receiver | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._pending: set[str] = set()
+        self._down_logged = False
+
+    def __repr__(self) -> str:
+        return f"RedisBackplane({self.url!r})"
+
+    def _name(self, subscription: str) -> tuple[str, bool]:
+        if is_pattern(subscription):
+            return self.prefix + redis_glob(subscription), True
+        return self.prefix + subscription, False
+
+    async def start(self, receive: Receiver) -> None:
+        self._receive = receive
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        self._ready.clear()
+        for client in (self._publisher, self._subscriber):
+            with suppress(Exception):
+                await asyncio.wait_for(client.aclose(), self.command_timeout)
+
+    async def subscribe(self, subscription: str) -> None:
+        self._desired.add(subscription)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the listener subscribes to everything desired when it connects
+        name, pattern = self._name(subscription)
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.setdefault(name, []).append(acknowledged)
+        try:
+            command = pubsub.psubscribe if pattern else pubsub.subscribe
+            await asyncio.wait_for(command(name), self.command_timeout)
+            await asyncio.wait_for(asyncio.shield(acknowledged), self.command_timeout)
+        except Exception as exc:  # the listener resubscribes after it reconnects
+            logger.debug("redis backplane: subscribe %r not acknowledged: %r", name, exc)
+        finally:
+            waiting = self._acks.get(name, [])
+            if acknowledged in waiting:
+                waiting.remove(acknowledged)
+
+    async def unsubscribe(self, subscription: str) -> None:
+        self._desired.discard(subscription)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        name, pattern = self._name(subscription)
+        command = pubsub.punsubscribe if pattern else pubsub.unsubscribe
+        with suppress(Exception):
+            await asyncio.wait_for(command(name), self.command_timeout)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        if self._pubsub is None:  # Redis is away: fail fast rather than wait on a timeout
+            self._publish_failed("Redis is not connected")
+            return
+        try:
+            await asyncio.wait_for(
+                self._publisher.publish(self.prefix + topic, payload), self.command_timeout
+            )
+        except Exception as exc:
+            self._publish_failed(repr(exc))
+
+    def _publish_failed(self, why: str) -> None:
+        self.stats["publish_failures"] += 1
+        failures = self.stats["publish_failures"]
+        if failures == 1 or failures % 1000 == 0:
+            logger.warning("redis backplane: publish failed (%s); %d so far", why, failures)
+
+    async def _listen(self) -> None:
+        delay = 0.05
+        while True:
+            pubsub: Any = self._subscriber.pubsub()
+            try:
+                await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
+                await self._resubscribe(pubsub)
+                delay = 0.05
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # whatever Redis or the network did: never die
+                self._lost(exc)
+            finally:
+                self._pubsub = None
+                self._ready.clear()
+                with suppress(Exception):
+                    await asyncio.wait_for(pubsub.aclose(), self.command_timeout)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))  # jitter, never above max
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _resubscribe(self, pubsub: Any) -> None:
+        names = [self._name(subscription) for subscription in self._desired]
+        self._pending = {name for name, _ in names}
+        channels = [name for name, pattern in names if not pattern]
+        patterns = [name for name, pattern in names if pattern]
+        if channels:
+            await asyncio.wait_for(pubsub.subscribe(*channels), self.command_timeout)
+        if patterns:
+            await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
+        self._pubsub = pubsub
+        if self._down_logged:
+            logger.warning("redis backplane: reconnected to %s", self.url)
+            self._down_logged = False
+        if not self._pending:
+            self._ready.set()
+
+    def _lost(self, exc: Exception) -> None:
+        self.stats["reconnects"] += 1
+        if not self._down_logged:
+            logger.warning("redis backplane: %s unreachable (%r); reconnecting", self.url, exc)
+            self._down_logged = True
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = message["channel"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if kind in ("message", "pmessage"):
+            if self._receive is not None and name.startswith(self.prefix):
+                try:
+                    self._receive(name[len(self.prefix) :], message["data"])
+                except Exception:  # the receiver's bug must not cost the subscriptions
+                    logger.exception("redis backplane: the receiver failed on %r", name)
+        elif kind in ("subscribe", "psubscribe"):
+            for acknowledged in self._acks.pop(name, ()):
+                if not acknowledged.done():
+                    acknowledged.set_result(None)
+            self._pending.discard(name)
+            if not self._pending:
+                self._ready.set()
