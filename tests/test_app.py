@@ -303,8 +303,8 @@ def test_exception_handler_lookup_follows_the_class_hierarchy() -> None:
     def on_boom(conn: Connection, exc: Boom) -> EventError:
         return EventError("boom", f"handled {type(exc).__name__}")
 
-    assert app._exception_handler_for(Special) is on_boom
-    assert app._exception_handler_for(ValueError) is None
+    assert app.exception_handler_for(Special) is on_boom
+    assert app.exception_handler_for(ValueError) is None
 
 
 def test_exception_handler_that_fails_or_returns_junk_gives_internal_error(

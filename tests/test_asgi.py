@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from wsevents import Channel, Connection, EventApp, EventError
-from wsevents._app import _route_path
+from wsevents._session import route_path
 
 pytestmark = pytest.mark.anyio
 
@@ -234,4 +234,4 @@ async def test_connection_repr_names_id_address_and_state() -> None:
     ],
 )
 def test_route_path_strips_the_mount_prefix(path: str, root_path: str, route: str) -> None:
-    assert _route_path({"path": path, "root_path": root_path}) == route
+    assert route_path({"path": path, "root_path": root_path}) == route

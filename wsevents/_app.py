@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import secrets
@@ -11,27 +10,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, TypeVar
 
-from anyio.to_thread import run_sync
-from pydantic import ValidationError
-from pydantic_core import to_jsonable_python
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ._connection import Connection, ConnectionState
-from ._envelope import BadEnvelope, RequestId, error_frame, event_frame, parse_envelope
+from ._connection import Connection
 from ._limits import Limits
 from ._routing import Channel, Hook, bind_hook, callable_name
+from ._session import Sessions, call_hook, route_path
+from ._stats import Stats, render_prometheus
 from ._topics import Broker, Topics
 from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
 from .exceptions import (
     CloseCode,
-    DecodeError,
-    DuplicateKeyError,
-    ErrorCode,
     EventError,
     RegistrationError,
-    Reject,
 )
 
 __all__ = ["EventApp"]
@@ -62,6 +55,7 @@ class EventApp:
         servers: AsyncAPI ``servers`` entries.
         docs_url: the path of the docs page.
         asyncapi_url: the path of the AsyncAPI document.
+        metrics_url: the path of the Prometheus metrics (:meth:`stats`); off by default.
     """
 
     def __init__(
@@ -78,6 +72,7 @@ class EventApp:
         servers: dict[str, Any] | None = None,
         docs_url: str | None = "/docs",
         asyncapi_url: str | None = "/asyncapi.json",
+        metrics_url: str | None = None,
     ) -> None:
         self.channels = list(channels)
         self._static: dict[str, Channel] = {}
@@ -116,6 +111,7 @@ class EventApp:
         self.asyncapi_url = asyncapi_url
         self.connections: dict[str, Connection] = {}
         self.broker = Broker(self.backplane, self.node_id, self.connections, self.channels)
+        self.counters = Stats()
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
@@ -129,6 +125,9 @@ class EventApp:
             self._http_routes[yaml_url(asyncapi_url)] = self._asyncapi_yaml
         if docs_url:
             self._http_routes[docs_url] = self._docs_page
+        if metrics_url:
+            self._http_routes[metrics_url] = self._metrics
+        self.sessions = Sessions(self)
 
     # -- registration --------------------------------------------------------------
 
@@ -210,7 +209,7 @@ class EventApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            await self._websocket(scope, receive, send)
+            await self.sessions.serve(scope, receive, send)
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -247,7 +246,7 @@ class EventApp:
         return None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = _route_path(scope)
+        path = route_path(scope)
         response: Response
         if path in self._http_routes:
             if scope["method"] not in ("GET", "HEAD"):
@@ -279,6 +278,11 @@ class EventApp:
 
         body = yaml.safe_dump(self._document(root_path), sort_keys=False, allow_unicode=True)
         return Response(body, media_type="application/yaml")
+
+    def _metrics(self, root_path: str) -> Response:
+        return PlainTextResponse(
+            render_prometheus(self.stats()), media_type="text/plain; version=0.0.4"
+        )
 
     def _docs_page(self, root_path: str) -> Response:
         from .asyncapi import render_docs_page
@@ -325,6 +329,7 @@ class EventApp:
             with suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
             self._idle = None
+        self.sessions.stop()
         await self.broker.stop()
         self._started = False
 
@@ -344,176 +349,46 @@ class EventApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- the handshake -------------------------------------------------------------
+    # -- connections ---------------------------------------------------------------
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            raise RuntimeError(
-                f'Expected ASGI message "websocket.connect", but got {message["type"]!r}'
-            )
+    async def ensure_started(self) -> None:
+        """Start on the first connection where the lifespan was not wired, with a warning."""
         if not self._started:
             logger.warning(
                 "wsevents started on its first connection: pass lifespan=events.lifespan "
                 "to the Starlette or FastAPI app that mounts it"
             )
             await self.startup()
-        found = self.match(_route_path(scope))
-        if found is None:
-            await _deny(scope, send, 404, "no channel at this path")
-            return
-        if not self._origin_allowed(scope):
-            await _deny(scope, send, 403, "origin not allowed")
-            return
-        channel, params = found
-        codec, subprotocol = self.codecs.negotiate(scope.get("subprotocols") or ())
-        conn = Connection(self, channel, scope, send, params, codec, subprotocol)
-        try:
-            for hook in (*self._connect_hooks, *channel.connect_hooks):
-                await _call_hook(hook, conn, None)
-        except Reject as exc:
-            await conn.closed(CloseCode.POLICY_VIOLATION)
-            await _deny(scope, send, exc.status, exc.reason)
-            return
-        except Exception:
-            logger.exception("on_connect hook failed on %r", channel.address)
-            await conn.closed(CloseCode.INTERNAL_ERROR)
-            await _deny(scope, send, 500, "internal error")
-            return
-        await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        self.connections[conn.id] = conn
-        conn.accepted()
-        code: int = CloseCode.INTERNAL_ERROR
-        try:
-            code = await self._receive_loop(conn, receive)
-        except Exception:
-            logger.exception("connection %s to %r failed", conn.id, channel.address)
-            await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-        finally:
-            del self.connections[conn.id]
-            if self._idle is not None and not self.connections:
-                self._idle.set()
-            await conn.closed(code)
-            for hook in (*self._disconnect_hooks, *channel.disconnect_hooks):
-                try:
-                    await _call_hook(hook, conn, code)
-                except Exception:
-                    logger.exception("on_disconnect hook failed on %r", channel.address)
 
-    def _origin_allowed(self, scope: Scope) -> bool:
+    def origin_allowed(self, scope: Scope) -> bool:
+        """Whether the handshake's ``Origin`` is allowed (no ``Origin``: not a browser)."""
         allowed = self.allowed_origins
         if allowed is None or "*" in allowed:
             return True
         for name, value in scope.get("headers", ()):
             if name == b"origin":
                 return value.decode("latin-1").lower().rstrip("/") in allowed
-        return True  # no Origin: not a browser
+        return True
 
-    # -- the receive loop: the per-frame path --------------------------------------
+    @property
+    def connect_hooks(self) -> list[Hook]:
+        """The app-wide ``on_connect`` hooks, in the order they run."""
+        return self._connect_hooks
 
-    async def _receive_loop(self, conn: Connection, receive: Receive) -> int:
-        dispatch = self._dispatch
-        connected = ConnectionState.CONNECTED
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                if conn.connection_state is connected:
-                    text = message.get("text")
-                    if text is not None:
-                        await dispatch(conn, text, conn.text_decoder)
-                    else:
-                        await dispatch(conn, message.get("bytes") or b"", conn.binary_decoder)
-            elif kind == "websocket.disconnect":
-                return int(message.get("code") or 1005)
-            else:
-                raise RuntimeError(
-                    'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
-                    f"but got {kind!r}"
-                )
-
-    async def _dispatch(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
-        if len(payload) > self.limits.max_message_bytes and _byte_size(payload) > (
-            self.limits.max_message_bytes
-        ):
-            await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-            return
-        try:
-            event, data, request_id = parse_envelope(decoder.decode(payload))
-        except BadEnvelope as exc:
-            await _send_error(conn, ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
-            return
-        except DuplicateKeyError as exc:
-            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
-            ambiguous = exc.top_level and exc.key == "id"
-            request_id = None if ambiguous else _readable_id(exc.decoded)
-            await _send_error(conn, code, str(exc), None, request_id)
-            return
-        except DecodeError as exc:
-            await _send_error(conn, ErrorCode.BAD_FRAME, str(exc), None, None)
-            return
-        except Exception:  # a user codec that raised something else
-            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
-            await _send_error(conn, ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
-            return
-        handler = conn.channel.handlers.get(event)
-        if handler is None:
-            message = f"no handler for event {event!r}"
-            await _send_error(conn, ErrorCode.UNKNOWN_EVENT, message, None, request_id)
-            return
-        if handler.validate is not None:
+    async def disconnected(self, conn: Connection, code: int) -> None:
+        """Forget a connection that closed, then run the ``on_disconnect`` hooks once."""
+        del self.connections[conn.id]
+        if self._idle is not None and not self.connections:
+            self._idle.set()
+        await conn.closed(code)
+        for hook in (*self._disconnect_hooks, *conn.channel.disconnect_hooks):
             try:
-                data = handler.validate(data)
-            except ValidationError as exc:
-                message = f"invalid data for event {event!r}"
-                await _send_error(
-                    conn, ErrorCode.VALIDATION_ERROR, message, _details(exc), request_id
-                )
-                return
-        try:
-            if handler.is_async:
-                result = await handler.invoke(conn, data)
-            else:
-                result = await run_sync(handler.invoke, conn, data)
-            if request_id is None:
-                return
-            reply = None if handler.dump_reply is None else handler.dump_reply(result)
-        except EventError as exc:
-            await _send_error(conn, exc.code, exc.message, exc.details, request_id)
-            return
-        except Exception as exc:
-            await self._handle_exception(conn, exc, event, request_id)
-            return
-        await conn.send_frame(conn.codec.encode(event_frame(event, reply, request_id)))
-
-    async def _handle_exception(
-        self, conn: Connection, exc: Exception, event: str, request_id: RequestId
-    ) -> None:
-        mapper = self._exception_handler_for(type(exc))
-        if mapper is None:
-            logger.error("handler for event %r raised", event, exc_info=exc)
-        else:
-            try:
-                result = mapper(conn, exc)
-                if inspect.isawaitable(result):
-                    result = await result
-            except EventError as error:
-                result = error
+                await call_hook(hook, conn, code)
             except Exception:
-                logger.exception("exception handler for %s failed", type(exc).__name__)
-                result = None
-            if isinstance(result, EventError):
-                await _send_error(conn, result.code, result.message, result.details, request_id)
-                return
-            if result is not None:
-                logger.error(
-                    "exception handler for %s returned %r, not an EventError",
-                    type(exc).__name__,
-                    result,
-                )
-        await _send_error(conn, ErrorCode.INTERNAL_ERROR, "internal error", None, request_id)
+                logger.exception("on_disconnect hook failed on %r", conn.channel.address)
 
-    def _exception_handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
+    def exception_handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
+        """The handler registered for ``exc_type`` or its nearest base class."""
         try:
             return self._handler_for[exc_type]
         except KeyError:
@@ -528,83 +403,13 @@ class EventApp:
             self._handler_for[exc_type] = found
             return found
 
-
-async def _call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
-    if hook.is_async:
-        await hook.invoke(conn, argument)
-    else:
-        await run_sync(hook.invoke, conn, argument)
-
-
-async def _send_error(
-    conn: Connection, code: str, message: str, details: Any, request_id: RequestId
-) -> None:
-    try:
-        frame = conn.codec.encode(
-            error_frame(str(code), message, to_jsonable_python(details), request_id)
-        )
-    except Exception:
-        logger.exception("error details for %r could not be encoded", code)
-        frame = conn.codec.encode(
-            error_frame(ErrorCode.INTERNAL_ERROR.value, "internal error", None, request_id)
-        )
-    await conn.send_frame(frame)
-
-
-def _readable_id(decoded: Any) -> RequestId:
-    try:
-        return parse_envelope(decoded)[2]
-    except BadEnvelope as exc:
-        return exc.request_id
-
-
-def _details(exc: ValidationError) -> list[dict[str, Any]]:
-    # Never the input: a client's payload may hold secrets that end up in logs.
-    return [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-def _byte_size(payload: str | bytes) -> int:
-    return (
-        len(payload.encode("utf-8", "surrogatepass")) if isinstance(payload, str) else len(payload)
-    )
+    def stats(self) -> dict[str, Any]:
+        """Return the counters: connections, events by name and outcome, errors by code,
+        slow consumers dropped, rate limits hit, closes by code, backplane reconnects."""
+        return self.counters.snapshot(len(self.connections), self.backplane.stats)
 
 
 def yaml_url(asyncapi_url: str) -> str:
     """The path of the YAML document: the JSON one's, ending ``.yaml``."""
     stem = asyncapi_url[: -len(".json")] if asyncapi_url.endswith(".json") else asyncapi_url
     return stem + ".yaml"
-
-
-def _route_path(scope: Scope) -> str:
-    """The path relative to the mount point (Starlette's ``get_route_path``)."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if not root_path or not path.startswith(root_path):
-        return path
-    if path == root_path:
-        return ""
-    return path[len(root_path) :] if path[len(root_path)] == "/" else path
-
-
-async def _deny(scope: Scope, send: Send, status: int, reason: str) -> None:
-    """Refuse a handshake with an HTTP status, where the server can send one."""
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        body = reason.encode()
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:  # the server answers 403
-        await send(
-            {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
-        )

@@ -89,8 +89,18 @@ class Connection:
         self._sending = False
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._loop_time = asyncio.get_running_loop().time
         self._topics: set[str] = set()
         self._headers: Headers | None = None
+        # Limits: the watchdog reads these; the per-frame path only writes them.
+        self.task: asyncio.Task[Any] | None = None  # the receive loop's
+        self.abort_close: _Close | None = None
+        self.send_started = 0.0  # loop time a send began; 0 when none is under way
+        self.last_frame = 0.0
+        self.tokens = float(app.limits.burst)
+        self.tokens_at = 0.0
+        self.refused = 0
+        self.refused_since = 0.0
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.channel.address!r} {self.connection_state.value}>"
@@ -192,19 +202,38 @@ class Connection:
             self.push(frame)
 
     def push(self, frame: Frame) -> None:
-        """Queue an encoded frame without waiting: publishers use this."""
+        """Queue an encoded frame without waiting: publishers use this.
+
+        A connection whose queue is full is a slow consumer: it is aborted with
+        1013, and nobody waits for it.
+        """
         state = self.connection_state
         if state is ConnectionState.CLOSING or state is ConnectionState.CLOSED:
             return
         if len(self._queue) >= self.app.limits.send_queue:
-            logger.warning("closing %s: its send queue is full (a slow consumer)", self.id)
-            self._queue.clear()
-            self.connection_state = ConnectionState.CLOSING
-            self._queue.append(_Close(CloseCode.TRY_AGAIN_LATER, "send queue full"))
-        else:
-            self._queue.append(frame)
+            self.app.counters.slow_consumers_dropped += 1
+            self.abort(CloseCode.TRY_AGAIN_LATER, "send queue full")
+            return
+        self._queue.append(frame)
         if state is ConnectionState.CONNECTED:
             self._start_writer()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Drop the connection now: stop sending, stop the receive loop, close with ``code``.
+
+        Safe from any callback; the receive loop ends, closes and runs the hooks.
+        """
+        if self.abort_close is not None or self.connection_state is ConnectionState.CLOSED:
+            return
+        logger.warning("closing connection %s with %d: %s", self.id, code, reason)
+        self.app.counters.closed[code] += 1
+        self.abort_close = _Close(int(code), reason)
+        self.connection_state = ConnectionState.CLOSING
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+        if self.task is not None:  # the receive loop, even when it aborts itself
+            self.task.cancel()
 
     def accepted(self) -> None:
         """Mark the handshake done; frames queued during ``on_connect`` go out now."""
@@ -235,6 +264,7 @@ class Connection:
         else:
             message = {"type": self._frame_type, self._frame_key: item}
         self._sending = True
+        self.send_started = self._loop_time()
         try:
             await self._asgi_send(message)
         except OSError:  # the client went away; the receive loop sees the disconnect
@@ -242,6 +272,7 @@ class Connection:
             self.connection_state = ConnectionState.CLOSING
         finally:
             self._sending = False
+            self.send_started = 0.0
         if self._queue:
             self._wakeup.set()
 

@@ -21,8 +21,13 @@ class Limits:
         send_timeout: seconds a send to a client that stopped reading may take.
         idle_timeout: seconds without a frame from the client before it is
             closed with 1000; ``None`` for never.
-        concurrency: frames handled at once per connection.
+        concurrency: frames handled at once per connection; above 1, each
+            frame runs in a task of its own and replies stay correlated by id.
         max_subscriptions: topics one connection may subscribe to.
+        max_connections: open connections the app accepts; the next handshake
+            is refused with 503. ``None`` for no limit.
+        handshake_timeout: seconds the ``on_connect`` hooks may take before the
+            handshake is refused with 503.
     """
 
     max_message_bytes: int = 1_048_576
@@ -33,6 +38,8 @@ class Limits:
     idle_timeout: float | None = None
     concurrency: int = 1
     max_subscriptions: int = 128
+    max_connections: int | None = None
+    handshake_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("max_message_bytes", "burst", "send_queue", "concurrency"):
@@ -40,7 +47,9 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_subscriptions < 0:
             raise ValueError(f"max_subscriptions must be >= 0, got {self.max_subscriptions!r}")
-        for name in ("rate", "send_timeout", "idle_timeout"):
+        if self.max_connections is not None and self.max_connections < 0:
+            raise ValueError(f"max_connections must be >= 0, got {self.max_connections!r}")
+        for name in ("rate", "send_timeout", "idle_timeout", "handshake_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")

@@ -14,6 +14,8 @@ replaces it.
 from __future__ import annotations
 
 import json
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -101,11 +103,51 @@ def _unmark(decoded: Any) -> Any:
     return dict(decoded) if type(decoded) is _Repeated else decoded
 
 
+MAX_DEPTH = 64
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+# What a frame needs to contain before it is worth a strict look: long digit
+# runs (big integers), large exponents (floats that overflow), escaped surrogates.
+_SUSPICIOUS_JSON = re.compile(r"\d{19,}|[eE][+-]?\d{3,}|\\u[dD][89a-fA-F]")
+
+
+def check_decoded(value: Any, *, depth: int = 0) -> None:
+    """Reject what a decoder let through: deep nesting, non-finite floats, integers
+    beyond 64 bits, lone surrogates, MessagePack extension values.
+
+    Raises:
+        DecodeError: naming the first problem found.
+    """
+    kind = type(value)
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
+        items = value.items() if kind is dict else enumerate(value)
+        for key, item in items:
+            if type(key) is str:
+                check_decoded(key, depth=depth + 1)
+            check_decoded(item, depth=depth + 1)
+    elif kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DecodeError("a string with a lone surrogate") from None
+    elif kind is float:
+        if not math.isfinite(value):
+            raise DecodeError(f"{value!r} is not a finite number")
+    elif kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise DecodeError("an integer beyond 64 bits")
+    elif kind not in (bool, bytes, type(None)):
+        raise DecodeError(f"a {kind.__name__} value is not allowed")
+
+
 class JSONCodec(Codec):
     """JSON in text frames, the default.
 
-    Decoding rejects ``NaN`` and ``Infinity`` and repeated keys, which the
-    standard library would let through.
+    Decoding rejects what the standard library would let through: ``NaN`` and
+    ``Infinity``, numbers that overflow a float, integers beyond 64 bits,
+    lone surrogates, nesting deeper than 64, repeated keys. The strict checks
+    run only on frames that could need them, so a plain frame costs one scan.
     """
 
     subprotocol = "wsevents.json"
@@ -130,7 +172,10 @@ class JSONCodec(Codec):
         """Decode JSON text (or UTF-8 bytes)."""
         try:
             text = payload if isinstance(payload, str) else payload.decode()
-            return self._decode(text)
+            value = self._decode(text)
+            if text.count("[") + text.count("{") > MAX_DEPTH or _SUSPICIOUS_JSON.search(text):
+                check_decoded(value)
+            return value
         except _RepeatedKey as error:
             raise _repeated_error(error, self._decode_marking(text)) from None
         except DecodeError:
@@ -143,11 +188,17 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
 
+# Bytes that may start a float or an extension (timestamps included): where
+# one appears, the decoded value gets the strict look.
+_MSGPACK_MARKERS = re.compile(b"[\xc7-\xcb\xd4-\xd8]")
+
+
 class MessagePackCodec(Codec):
     """MessagePack in binary frames.
 
-    Decoding rejects extension types, trailing bytes, repeated keys and map
-    keys that are not strings.
+    Decoding rejects extension types (timestamps included), trailing bytes,
+    repeated keys, map keys that are not strings, NaN and infinite floats, and
+    nesting deeper than 64.
     """
 
     subprotocol = "wsevents.msgpack"
@@ -162,9 +213,12 @@ class MessagePackCodec(Codec):
         if isinstance(payload, str):
             raise DecodeError("MessagePack travels in binary frames")
         try:
-            return msgpack.unpackb(
+            value = msgpack.unpackb(
                 payload, raw=False, object_pairs_hook=_object_strict, ext_hook=_reject_ext
             )
+            if len(payload) > MAX_DEPTH or _MSGPACK_MARKERS.search(payload):
+                check_decoded(value)
+            return value
         except _RepeatedKey as error:
             marked = msgpack.unpackb(payload, raw=False, object_pairs_hook=_object_marking)
             raise _repeated_error(error, marked) from None

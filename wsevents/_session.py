@@ -1,0 +1,431 @@
+"""One WebSocket from handshake to teardown: hooks, the receive loop, dispatch, limits.
+
+Split from ``_app`` so that the per-frame path reads in one place. Per frame
+it decodes, checks the rate, routes, validates, calls and answers, and
+creates no task (unless ``Limits.concurrency`` asks for more than one frame
+at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from anyio.to_thread import run_sync
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from starlette.types import Receive, Scope, Send
+
+from ._connection import Connection, ConnectionState
+from ._envelope import BadEnvelope, RequestId, error_frame, event_frame, parse_envelope
+from ._routing import Channel, Hook
+from .codecs import Codec
+from .exceptions import CloseCode, DecodeError, DuplicateKeyError, ErrorCode, EventError, Reject
+
+if TYPE_CHECKING:
+    from ._app import EventApp
+
+__all__ = ["Sessions"]
+
+logger = logging.getLogger("wsevents")
+
+WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
+RATE_WINDOW = 10.0  # refusals are counted over this many seconds
+CLOSE_GRACE = 1.0  # how long an aborted connection's close frame may take
+
+
+class Sessions:
+    """Serves the WebSockets of one app."""
+
+    def __init__(self, app: EventApp) -> None:
+        self.app = app
+        self.limits = app.limits
+        self.stats = app.counters
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    # -- the handshake -------------------------------------------------------------
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one WebSocket connection, from ``websocket.connect`` to the hooks after it."""
+        app = self.app
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            raise RuntimeError(
+                f'Expected ASGI message "websocket.connect", but got {message["type"]!r}'
+            )
+        await app.ensure_started()
+        found = app.match(route_path(scope))
+        if found is None:
+            await self.deny(scope, send, 404, "no channel at this path")
+            return
+        if not app.origin_allowed(scope):
+            await self.deny(scope, send, 403, "origin not allowed")
+            return
+        limit = self.limits.max_connections
+        if limit is not None and len(app.connections) >= limit:
+            await self.deny(scope, send, 503, "too many connections")
+            return
+        channel, params = found
+        codec, subprotocol = app.codecs.negotiate(scope.get("subprotocols") or ())
+        conn = Connection(app, channel, scope, send, params, codec, subprotocol)
+        if not await self._handshake(conn, channel, scope, send):
+            return
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        app.connections[conn.id] = conn
+        self.stats.connections_total += 1
+        conn.task = asyncio.current_task()
+        conn.last_frame = conn.tokens_at = asyncio.get_running_loop().time()
+        conn.accepted()
+        self._watch_soon()
+        code = await self._run(conn, receive, send)
+        await app.disconnected(conn, code)
+
+    async def _handshake(
+        self, conn: Connection, channel: Channel, scope: Scope, send: Send
+    ) -> bool:
+        hooks = (*self.app.connect_hooks, *channel.connect_hooks)
+        if not hooks:
+            return True
+        try:
+            await asyncio.wait_for(self._connect(conn, hooks), self.limits.handshake_timeout)
+            return True
+        except Reject as exc:
+            await conn.closed(CloseCode.POLICY_VIOLATION)
+            await self.deny(scope, send, exc.status, exc.reason)
+        except asyncio.TimeoutError:
+            logger.warning("handshake to %r timed out in its on_connect hooks", channel.address)
+            await conn.closed(CloseCode.TRY_AGAIN_LATER)
+            await self.deny(scope, send, 503, "handshake timed out")
+        except Exception:
+            logger.exception("on_connect hook failed on %r", channel.address)
+            await conn.closed(CloseCode.INTERNAL_ERROR)
+            await self.deny(scope, send, 500, "internal error")
+        return False
+
+    @staticmethod
+    async def _connect(conn: Connection, hooks: tuple[Hook, ...]) -> None:
+        for hook in hooks:
+            await call_hook(hook, conn, None)
+
+    async def deny(self, scope: Scope, send: Send, status: int, reason: str) -> None:
+        """Refuse a handshake with an HTTP status, where the server can send one."""
+        self.stats.handshakes_refused[status] += 1
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            body = reason.encode()
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:  # the server answers 403
+            await send(
+                {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
+            )
+
+    async def _run(self, conn: Connection, receive: Receive, send: Send) -> int:
+        """Run the receive loop; return the close code; never raise but for cancellation."""
+        try:
+            if self.limits.concurrency > 1:
+                return await self._receive_concurrently(conn, receive)
+            return await self._receive(conn, receive)
+        except asyncio.CancelledError:
+            close = conn.abort_close
+            if close is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
+            with suppress(Exception):  # a client that does not read may never take it
+                await asyncio.wait_for(send(message), CLOSE_GRACE)
+            return close.code
+        except Exception:
+            logger.exception("connection %s to %r failed", conn.id, conn.channel.address)
+            await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            return CloseCode.INTERNAL_ERROR
+        finally:
+            conn.task = None  # from here on, an abort must not cancel the teardown
+
+    # -- the receive loop: the per-frame path --------------------------------------
+
+    async def _receive(self, conn: Connection, receive: Receive) -> int:
+        dispatch = self.dispatch
+        connected = ConnectionState.CONNECTED
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                if conn.connection_state is connected:
+                    text = message.get("text")
+                    if text is not None:
+                        await dispatch(conn, text, conn.text_decoder)
+                    else:
+                        await dispatch(conn, message.get("bytes") or b"", conn.binary_decoder)
+            elif kind == "websocket.disconnect":
+                return int(message.get("code") or 1005)
+            else:
+                raise RuntimeError(
+                    'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
+                    f"but got {kind!r}"
+                )
+
+    async def _receive_concurrently(self, conn: Connection, receive: Receive) -> int:
+        """The receive loop for ``Limits.concurrency > 1``: a task per frame, bounded."""
+        slots = asyncio.Semaphore(self.limits.concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    if conn.connection_state is ConnectionState.CONNECTED:
+                        await slots.acquire()
+                        text = message.get("text")
+                        payload, decoder = (
+                            (text, conn.text_decoder)
+                            if text is not None
+                            else (message.get("bytes") or b"", conn.binary_decoder)
+                        )
+                        task = asyncio.ensure_future(self.dispatch(conn, payload, decoder))
+                        running.add(task)
+                        task.add_done_callback(finished)
+                elif kind == "websocket.disconnect":
+                    return int(message.get("code") or 1005)
+                else:
+                    raise RuntimeError(
+                        'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
+                        f"but got {kind!r}"
+                    )
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def dispatch(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
+        """Handle one frame: decode, rate, route, validate, call, answer."""
+        limits = self.limits
+        if len(payload) > limits.max_message_bytes and byte_size(payload) > (
+            limits.max_message_bytes
+        ):
+            conn.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        if limits.rate is not None and not self._take_token(conn):
+            await self._refuse(conn, payload, decoder)
+            return
+        try:
+            event, data, request_id = parse_envelope(decoder.decode(payload))
+        except BadEnvelope as exc:
+            await self.error(conn, ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
+            return
+        except DuplicateKeyError as exc:
+            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
+            ambiguous = exc.top_level and exc.key == "id"
+            request_id = None if ambiguous else readable_id(exc.decoded)
+            await self.error(conn, code, str(exc), None, request_id)
+            return
+        except DecodeError as exc:
+            await self.error(conn, ErrorCode.BAD_FRAME, str(exc), None, None)
+            return
+        except Exception:  # a user codec that raised something else
+            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
+            await self.error(conn, ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
+            return
+        handler = conn.channel.handlers.get(event)
+        if handler is None:
+            message = f"no handler for event {event!r}"
+            await self.error(conn, ErrorCode.UNKNOWN_EVENT, message, None, request_id)
+            return
+        if handler.validate is not None:
+            try:
+                data = handler.validate(data)
+            except ValidationError as exc:
+                message = f"invalid data for event {event!r}"
+                details = validation_details(exc)
+                await self.error(
+                    conn, ErrorCode.VALIDATION_ERROR, message, details, request_id, event
+                )
+                return
+        try:
+            if handler.is_async:
+                result = await handler.invoke(conn, data)
+            else:
+                result = await run_sync(handler.invoke, conn, data)
+            reply = (
+                None
+                if request_id is None or handler.dump_reply is None
+                else handler.dump_reply(result)
+            )
+        except EventError as exc:
+            await self.error(conn, exc.code, exc.message, exc.details, request_id, event)
+            return
+        except Exception as exc:
+            await self._handle_exception(conn, exc, event, request_id)
+            return
+        self.stats.events[event, "ok"] += 1
+        if request_id is not None:
+            await conn.send_frame(conn.codec.encode(event_frame(event, reply, request_id)))
+
+    def _take_token(self, conn: Connection) -> bool:
+        """Take one token from the connection's bucket (``rate`` per second, ``burst`` deep)."""
+        limits = self.limits
+        assert limits.rate is not None
+        now = asyncio.get_running_loop().time()
+        tokens = min(float(limits.burst), conn.tokens + (now - conn.tokens_at) * limits.rate)
+        conn.tokens_at = now
+        if tokens >= 1.0:
+            conn.tokens = tokens - 1.0
+            return True
+        conn.tokens = tokens
+        if now - conn.refused_since > RATE_WINDOW:
+            conn.refused_since, conn.refused = now, 0
+        conn.refused += 1
+        return False
+
+    async def _refuse(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
+        self.stats.rate_limited += 1
+        if conn.refused > self.limits.burst:
+            conn.abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+            return
+        try:
+            request_id = parse_envelope(decoder.decode(payload))[2]
+        except Exception:
+            request_id = None
+        await self.error(conn, ErrorCode.RATE_LIMITED, "too many events", None, request_id)
+
+    async def error(
+        self,
+        conn: Connection,
+        code: str,
+        message: str,
+        details: Any,
+        request_id: RequestId,
+        event: str | None = None,
+    ) -> None:
+        """Send an error frame, and count it (by event too, for a registered event)."""
+        code = str(code)
+        self.stats.errors[code] += 1
+        if event is not None:
+            self.stats.events[event, code] += 1
+        try:
+            frame = conn.codec.encode(
+                error_frame(code, message, to_jsonable_python(details), request_id)
+            )
+        except Exception:
+            logger.exception("error details for %r could not be encoded", code)
+            frame = conn.codec.encode(
+                error_frame(ErrorCode.INTERNAL_ERROR.value, "internal error", None, request_id)
+            )
+        await conn.send_frame(frame)
+
+    async def _handle_exception(
+        self, conn: Connection, exc: Exception, event: str, request_id: RequestId
+    ) -> None:
+        mapper = self.app.exception_handler_for(type(exc))
+        if mapper is None:
+            logger.error("handler for event %r raised", event, exc_info=exc)
+        else:
+            try:
+                result = mapper(conn, exc)
+                if inspect.isawaitable(result):
+                    result = await result
+            except EventError as error:
+                result = error
+            except Exception:
+                logger.exception("exception handler for %s failed", type(exc).__name__)
+                result = None
+            if isinstance(result, EventError):
+                await self.error(
+                    conn, result.code, result.message, result.details, request_id, event
+                )
+                return
+            if result is not None:
+                logger.error(
+                    "exception handler for %s returned %r, not an EventError",
+                    type(exc).__name__,
+                    result,
+                )
+        await self.error(conn, ErrorCode.INTERNAL_ERROR, "internal error", None, request_id, event)
+
+    # -- the watchdog: send and idle timeouts, without a task or a timer per frame --
+
+    def _watch_soon(self) -> None:
+        if self._watchdog is None:
+            loop = asyncio.get_running_loop()
+            self._watchdog = loop.call_later(WATCH_INTERVAL, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        connections = self.app.connections
+        if not connections:
+            return  # the next connection starts it again
+        now = asyncio.get_running_loop().time()
+        send_timeout, idle = self.limits.send_timeout, self.limits.idle_timeout
+        for conn in list(connections.values()):
+            started = conn.send_started
+            if started and now - started > send_timeout:
+                conn.abort(CloseCode.TRY_AGAIN_LATER, "send timed out: the client is not reading")
+            elif idle is not None and now - conn.last_frame > idle:
+                conn.abort(CloseCode.NORMAL_CLOSURE, "idle")
+        self._watch_soon()
+
+    def stop(self) -> None:
+        """Stop the watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+
+async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
+    """Call an ``on_connect`` or ``on_disconnect`` hook, sync ones in a thread."""
+    if hook.is_async:
+        await hook.invoke(conn, argument)
+    else:
+        await run_sync(hook.invoke, conn, argument)
+
+
+def readable_id(decoded: Any) -> RequestId:
+    """The ``id`` of a frame, where it can be read."""
+    try:
+        return parse_envelope(decoded)[2]
+    except BadEnvelope as exc:
+        return exc.request_id
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as ``{loc, msg, type}``: never the input, which may hold secrets."""
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def byte_size(payload: str | bytes) -> int:
+    """The size of a frame's payload in bytes."""
+    if isinstance(payload, str):
+        return len(payload.encode("utf-8", "surrogatepass"))
+    return len(payload)
+
+
+def route_path(scope: Scope) -> str:
+    """The path relative to the mount point (Starlette's ``get_route_path``)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
