@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -129,3 +131,43 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def uvicorn_process(
+    target: str, log: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """Run ``python -m uvicorn target`` in a process of its own on a free port.
+
+    Yields the port and the process once the app started; its output goes to
+    ``log``. Stopped with SIGINT at the end, if it still runs.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [*command, *args],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "Application startup complete" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield port, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            finally:
+                if process.poll() is None:  # only if its shutdown hangs
+                    process.kill()
+                    process.wait()

@@ -5,13 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +16,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from wsevents import EventApp
 from wsevents.testing import EventTestClient, Message
 
-from .conftest import RedisServer, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import RedisServer, uvicorn_process
 
 
 def cluster_app(backplane: str) -> EventApp:
-    os.environ["WSEVENTS_BACKPLANE"] = backplane
-    module = importlib.reload(importlib.import_module("tests.apps.cluster"))
+    """A fresh instance of tests/apps/cluster.py's app on ``backplane``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WSEVENTS_BACKPLANE", backplane)
+        module = importlib.reload(importlib.import_module("tests.apps.cluster"))
     app: EventApp = module.app
     return app
 
@@ -78,34 +72,6 @@ def test_exclude_holds_across_apps() -> None:
         assert bob.receive() == Message("news", {"text": "for all"})
 
 
-@contextmanager
-def uvicorn_process(target: str, backplane: str, log: Path) -> Iterator[tuple[int, int]]:
-    """Run ``python -m uvicorn target`` on a free port; yield its port and pid."""
-    port = free_port()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "WSEVENTS_BACKPLANE": backplane, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while "Application startup complete" not in log.read_text():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield port, process.pid
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        finally:
-            if process.poll() is None:  # pragma: no cover - only if shutdown hangs
-                process.kill()
-
-
 _early: dict[ClientConnection, list[Any]] = {}
 
 
@@ -129,9 +95,10 @@ async def request(ws: ClientConnection, event: str, data: Any = None) -> Any:
 async def test_two_uvicorn_processes_on_one_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}
     with (
-        uvicorn_process("tests.apps.cluster:app", redis_server.url, tmp_path / "1.log") as (p1, _),
-        uvicorn_process("tests.apps.cluster:app", redis_server.url, tmp_path / "2.log") as (p2, _),
+        uvicorn_process("tests.apps.cluster:app", tmp_path / "1.log", env=env) as (p1, _),
+        uvicorn_process("tests.apps.cluster:app", tmp_path / "2.log", env=env) as (p2, _),
     ):
         async with (
             connect(f"ws://127.0.0.1:{p1}/node?sub=scores/football") as ann,
@@ -152,9 +119,10 @@ async def test_two_uvicorn_processes_on_one_redis(
 async def test_the_chat_example_runs_across_two_processes(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}
     with (
-        uvicorn_process("examples.chat.app:app", redis_server.url, tmp_path / "1.log") as (p1, _),
-        uvicorn_process("examples.chat.app:app", redis_server.url, tmp_path / "2.log") as (p2, _),
+        uvicorn_process("examples.chat.app:app", tmp_path / "1.log", env=env) as (p1, _),
+        uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (p2, _),
     ):
         async with connect(f"ws://127.0.0.1:{p1}/ws/chat/tea?user=ann") as ann:
             assert await frame(ann) == {"event": "joined", "data": {"user": "ann"}}
@@ -173,10 +141,10 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
     logs = [tmp_path / "1.log", tmp_path / "2.log"]
-    url = redis_server.url  # the default backoff: at most 1 s between attempts
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}  # the default backoff: at most 1 s
     with (
-        uvicorn_process("examples.chat.app:app", url, logs[0]) as (p1, pid1),
-        uvicorn_process("examples.chat.app:app", url, logs[1]) as (p2, _),
+        uvicorn_process("examples.chat.app:app", logs[0], env=env) as (p1, server1),
+        uvicorn_process("examples.chat.app:app", logs[1], env=env) as (p2, _),
     ):
         room = "ws/chat/fault"
         async with (
@@ -207,7 +175,7 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
                 asyncio.ensure_future(listen("bob", bob)),
             ]
             await asyncio.sleep(1.0)
-            files_before = psutil.Process(pid1).num_fds()
+            files_before = psutil.Process(server1.pid).num_fds()
             restarts = []
             for _ in range(5):
                 redis_server.kill()
@@ -216,7 +184,7 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
                 restarts.append(time.monotonic())
                 await asyncio.sleep(2.5)
             await asyncio.sleep(0.5)
-            files_after = psutil.Process(pid1).num_fds()
+            files_after = psutil.Process(server1.pid).num_fds()
             tasks[0].cancel()
             await asyncio.sleep(0.3)
             for task in tasks[1:]:

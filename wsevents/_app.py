@@ -19,6 +19,7 @@ from ._routing import Channel, Hook, bind_hook, callable_name
 from ._session import Sessions, call_hook, route_path
 from ._stats import Stats, render_prometheus
 from ._topics import Broker, Topics
+from .auth import install_redaction
 from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
 from .exceptions import (
@@ -128,6 +129,7 @@ class EventApp:
         if metrics_url:
             self._http_routes[metrics_url] = self._metrics
         self.sessions = Sessions(self)
+        install_redaction()
 
     # -- registration --------------------------------------------------------------
 
@@ -371,21 +373,27 @@ class EventApp:
         return True
 
     @property
-    def connect_hooks(self) -> list[Hook]:
+    def connect_hooks(self) -> list[Hook]:  # read by the AsyncAPI builder too
         """The app-wide ``on_connect`` hooks, in the order they run."""
         return self._connect_hooks
 
     async def disconnected(self, conn: Connection, code: int) -> None:
-        """Forget a connection that closed, then run the ``on_disconnect`` hooks once."""
-        del self.connections[conn.id]
-        if self._idle is not None and not self.connections:
-            self._idle.set()
-        await conn.closed(code)
-        for hook in (*self._disconnect_hooks, *conn.channel.disconnect_hooks):
-            try:
-                await call_hook(hook, conn, code)
-            except Exception:
-                logger.exception("on_disconnect hook failed on %r", conn.channel.address)
+        """Tear down a connection that closed, run its ``on_disconnect`` hooks once, forget it.
+
+        It is forgotten last, so that a shutdown waiting for the connections to
+        end also waits for their hooks.
+        """
+        try:
+            await conn.closed(code)
+            for hook in (*self._disconnect_hooks, *conn.channel.disconnect_hooks):
+                try:
+                    await call_hook(hook, conn, code)
+                except Exception:
+                    logger.exception("on_disconnect hook failed on %r", conn.channel.address)
+        finally:
+            del self.connections[conn.id]
+            if self._idle is not None and not self.connections:
+                self._idle.set()
 
     def exception_handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
         """The handler registered for ``exc_type`` or its nearest base class."""

@@ -218,6 +218,11 @@ class Connection:
         if state is ConnectionState.CONNECTED:
             self._start_writer()
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether the send queue is at least half full."""
+        return len(self._queue) * 2 >= self.app.limits.send_queue
+
     def abort(self, code: int, reason: str) -> None:
         """Drop the connection now: stop sending, stop the receive loop, close with ``code``.
 

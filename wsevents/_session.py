@@ -80,8 +80,15 @@ class Sessions:
         conn.last_frame = conn.tokens_at = asyncio.get_running_loop().time()
         conn.accepted()
         self._watch_soon()
-        code = await self._run(conn, receive, send)
-        await app.disconnected(conn, code)
+        code: int = CloseCode.GOING_AWAY
+        try:
+            code = await self._run(conn, receive, send)
+        except asyncio.CancelledError:
+            # The server gave up waiting for a busy handler at shutdown: tear down
+            # cleanly (the hooks still run) instead of raising out of the app.
+            _uncancel()
+        finally:
+            await app.disconnected(conn, code)
 
     async def _handshake(
         self, conn: Connection, channel: Channel, scope: Scope, send: Send
@@ -141,9 +148,7 @@ class Sessions:
             close = conn.abort_close
             if close is None:
                 raise
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
+            _uncancel()
             message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
             with suppress(Exception):  # a client that does not read may never take it
                 await asyncio.wait_for(send(message), CLOSE_GRACE)
@@ -387,6 +392,13 @@ class Sessions:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+
+
+def _uncancel() -> None:
+    """Undo a cancellation this code handled (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
 
 
 async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:

@@ -10,6 +10,7 @@ match them, as in MQTT.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Iterable
@@ -222,7 +223,10 @@ class Broker:
             emit = channel.emitted.get(event)
             if emit is not None:
                 emit.dump(data)
-        self._deliver(topic, event, data, skip)
+        if self._deliver(topic, event, data, skip):
+            # Some queue is half full: let the writers run before the next publish,
+            # so a burst from one handler does not overflow readers that keep up.
+            await asyncio.sleep(0)
         if self.backplane.shared:
             message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
             await self.backplane.publish(topic, self._pack(message))
@@ -242,8 +246,10 @@ class Broker:
         message["i"] = f"{self.node_id}:{next(self._counter)}"
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
-    def _deliver(self, topic: str, event: str, data: Any, skip: set[str]) -> None:
+    def _deliver(self, topic: str, event: str, data: Any, skip: set[str]) -> bool:
+        """Queue the event for local subscribers; return whether a queue is half full."""
         members = self.topics.members(topic)
+        backlog = False
         frames: dict[tuple[object, Codec], str | bytes] = {}
         payloads: dict[object, Any] = {}
         for conn in members:
@@ -257,6 +263,8 @@ class Broker:
                     payloads[emit] = to_jsonable_python(data) if emit is None else emit.dump(data)
                 frame = frames[key] = conn.codec.encode(event_frame(event, payloads[emit]))
             conn.push(frame)
+            backlog = backlog or conn.backlogged
+        return backlog
 
     def _receive(self, topic: str, payload: bytes) -> None:
         """Take a message from the backplane: never raises into the backplane."""

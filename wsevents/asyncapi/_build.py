@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
-from .._routing import Channel, Emit, Handler
+from .._routing import Channel, Emit, Handler, Hook
 from ..exceptions import ErrorCode
 from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for
 
@@ -47,6 +47,10 @@ class Registry(Protocol):
     """What the builder reads of an ``EventApp``."""
 
     channels: list[Channel]
+
+    @property
+    def connect_hooks(self) -> list[Hook]: ...
+
     title: str
     version: str
     description: str | None
@@ -76,10 +80,18 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     }
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
+    app_schemes = _security(app.connect_hooks)
     for channel in app.channels:
         prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
         builder = _ChannelBuilder(channel, schemas, components["messages"], prefix)
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
+        schemes = {**app_schemes, **_security(channel.connect_hooks)}
+        if schemes:
+            components.setdefault("securitySchemes", {}).update(schemes)
+            security = [{"$ref": f"#/components/securitySchemes/{key}"} for key in schemes]
+            for operation in builder.operations.values():
+                if operation["action"] == "receive":
+                    operation["security"] = security
         operations.update(builder.operations)
     info: dict[str, Any] = {"title": app.title, "version": app.version}
     if app.description:
@@ -96,6 +108,16 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
         }
     )
     return document
+
+
+def _security(hooks: list[Hook]) -> dict[str, Any]:
+    """Security schemes that ``on_connect`` hooks describe (``BearerAuth`` does)."""
+    schemes: dict[str, Any] = {}
+    for hook in hooks:
+        describe = getattr(hook.func, "security_schemes", None)
+        if callable(describe):
+            schemes.update(describe())
+    return schemes
 
 
 def _models(channels: list[Channel]) -> list[tuple[Any, Any]]:

@@ -1,0 +1,179 @@
+"""Bearer tokens at the handshake, and logs that never show them.
+
+::
+
+    from wsevents.auth import BearerAuth
+
+    async def verify(token: str) -> User | None:
+        return await users.by_token(token)  # None refuses the handshake with 403
+
+    auth = BearerAuth(verify)
+    events.on_connect(auth)      # every channel; or channel.on_connect(auth) for one
+
+A handler then finds the user in ``conn.state.identity``. Browsers cannot set
+headers on a WebSocket, so the token may come three ways, tried in order:
+``Authorization: Bearer TOKEN``, a ``Sec-WebSocket-Protocol`` value
+``bearer.TOKEN`` (``new WebSocket(url, ["wsevents.json", "bearer." + token])``),
+or the query parameter ``?token=TOKEN``. The AsyncAPI document describes the
+ones you enable as security schemes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .exceptions import Reject
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["BearerAuth", "bearer_token", "install_redaction", "redact"]
+
+Verify = Callable[[str], Any]
+
+
+def bearer_token(
+    conn: Connection,
+    *,
+    header: bool = True,
+    subprotocol_prefix: str | None = "bearer.",
+    query_param: str | None = "token",
+) -> str | None:
+    """Return the bearer token of a handshake, from the first source that has one."""
+    if header:
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    if subprotocol_prefix:
+        for offered in conn.scope.get("subprotocols") or ():
+            if offered.startswith(subprotocol_prefix) and len(offered) > len(subprotocol_prefix):
+                return str(offered[len(subprotocol_prefix) :])
+    if query_param:
+        return conn.query_params.get(query_param) or None
+    return None
+
+
+class BearerAuth:
+    """An ``on_connect`` hook that requires a bearer token and checks it.
+
+    Args:
+        verify: called with the token (sync or async); returns the identity to
+            keep in ``conn.state.<state_attribute>``, or ``None``/``False`` to
+            refuse with 403. It may raise ``Reject`` itself.
+        header: accept ``Authorization: Bearer TOKEN``.
+        subprotocol_prefix: accept a ``Sec-WebSocket-Protocol`` value with this
+            prefix (``None`` to refuse this way).
+        query_param: accept the token as this query parameter (``None`` to refuse).
+        state_attribute: where the identity goes on ``conn.state``.
+
+    A handshake without a token is refused with 401.
+    """
+
+    def __init__(
+        self,
+        verify: Verify,
+        *,
+        header: bool = True,
+        subprotocol_prefix: str | None = "bearer.",
+        query_param: str | None = "token",
+        state_attribute: str = "identity",
+    ) -> None:
+        self.verify = verify
+        self.header = header
+        self.subprotocol_prefix = subprotocol_prefix
+        self.query_param = query_param
+        self.state_attribute = state_attribute
+
+    async def __call__(self, conn: Connection) -> None:
+        token = bearer_token(
+            conn,
+            header=self.header,
+            subprotocol_prefix=self.subprotocol_prefix,
+            query_param=self.query_param,
+        )
+        if token is None:
+            raise Reject(401, "a bearer token is required")
+        identity = self.verify(token)
+        if inspect.isawaitable(identity):
+            identity = await identity
+        if identity is None or identity is False:
+            raise Reject(403, "the token was not accepted")
+        setattr(conn.state, self.state_attribute, identity)
+
+    def security_schemes(self) -> dict[str, dict[str, Any]]:
+        """The AsyncAPI security schemes this hook accepts, by component key."""
+        schemes: dict[str, dict[str, Any]] = {}
+        if self.header:
+            schemes["bearerHeader"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer TOKEN` on the handshake.",
+            }
+        if self.subprotocol_prefix:
+            schemes["bearerSubprotocol"] = {
+                "type": "httpApiKey",
+                "name": "Sec-WebSocket-Protocol",
+                "in": "header",
+                "description": f"Offer the subprotocol `{self.subprotocol_prefix}TOKEN` beside "
+                "`wsevents.json` (browsers cannot set other headers on a WebSocket).",
+            }
+        if self.query_param:
+            schemes["bearerQuery"] = {
+                "type": "httpApiKey",
+                "name": self.query_param,
+                "in": "query",
+                "description": f"`?{self.query_param}=TOKEN` on the handshake URL.",
+            }
+        return schemes
+
+
+# -- redaction ------------------------------------------------------------------
+
+_SECRETS = re.compile(
+    r"(?P<query>\?[^\s\"']+)"
+    r"|(?P<bearer>\b[Bb]earer[ .])[^\s\"',]+"
+    r"|(?P<param>\b(?:token|access_token|password)=)[^\s\"'&]+"
+)
+
+
+def _replace(found: re.Match[str]) -> str:
+    if found.group("query"):
+        return "?[redacted]"
+    return (found.group("bearer") or found.group("param")) + "[redacted]"
+
+
+def redact(text: str) -> str:
+    """Remove query strings and bearer tokens from a log line."""
+    return _SECRETS.sub(_replace, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that runs :func:`redact` over each record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+_FILTER = RedactingFilter()
+REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "wsevents", "wsevents.backplane")
+
+
+def install_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> None:
+    """Redact tokens and query strings in these loggers' records (uvicorn logs the
+    handshake's URL, query string included). ``EventApp`` calls this itself."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
