@@ -114,3 +114,33 @@ def test_deployment_page_code_builds_the_app_from_the_environment(
     assert module.events.backplane.prefix == "docs:"
     chat_source = (ROOT / "examples" / "chat" / "app.py").read_text()
     assert 'backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://")' in chat_source
+
+
+def test_security_page_code_builds_an_app_that_refuses_strangers(
+    module: types.ModuleType,
+) -> None:
+    exec(blocks(ROOT / "docs" / "security.md", "python")[0], module.__dict__)
+    with EventTestClient(module.events) as client:
+        with pytest.raises(Reject) as missing, client.connect("/chat/x"):
+            pass
+        with (
+            pytest.raises(Reject) as foreign,
+            client.connect("/chat/x?token=s3cret", headers={"origin": "https://evil.example"}),
+        ):
+            pass
+        with client.connect("/chat/x?token=s3cret"):
+            pass
+    assert (missing.value.status, foreign.value.status) == (401, 403)
+
+
+def test_reliability_page_reports_the_committed_soak_results() -> None:
+    report = json.loads((ROOT / "bench" / "results" / "soak.json").read_text())
+    page = (ROOT / "docs" / "reliability.md").read_text()
+    assert report["messages_lost_by_healthy_clients"] == 0
+    assert report["server_tracebacks"] == 0
+    assert f"| malformed frames sent | {report['frames_sent']['malformed']:,} |" in page
+    assert f"{report['probe_p99_ms']['baseline']:.1f} ms" in page
+    assert f"{report['probe_p99_ms']['with abuse']:.1f} ms" in page
+    for code, count in report["answers_by_kind"].items():
+        assert f"`{code}`" in page
+        assert f"{count:,}" in page

@@ -1,0 +1,1 @@
+"""Load, fault and benchmark scripts (not part of the package)."""
