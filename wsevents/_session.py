@@ -178,10 +178,7 @@ class Sessions:
             elif kind == "websocket.disconnect":
                 return int(message.get("code") or 1005)
             else:
-                raise RuntimeError(
-                    'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
-                    f"but got {kind!r}"
-                )
+                raise unexpected(kind)
 
     async def _receive_concurrently(self, conn: Connection, receive: Receive) -> int:
         """The receive loop for ``Limits.concurrency > 1``: a task per frame, bounded."""
@@ -211,10 +208,7 @@ class Sessions:
                 elif kind == "websocket.disconnect":
                     return int(message.get("code") or 1005)
                 else:
-                    raise RuntimeError(
-                        'Expected ASGI message "websocket.receive" or "websocket.disconnect", '
-                        f"but got {kind!r}"
-                    )
+                    raise unexpected(kind)
         finally:
             for task in running:
                 task.cancel()
@@ -392,6 +386,13 @@ class Sessions:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+
+
+def unexpected(kind: str) -> RuntimeError:
+    """The error for an ASGI message the receive loop cannot take."""
+    return RuntimeError(
+        f'Expected ASGI message "websocket.receive" or "websocket.disconnect", but got {kind!r}'
+    )
 
 
 def _uncancel() -> None:
