@@ -6,7 +6,7 @@ STAMP := .make
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint typecheck pytest browser schemas soak clean
+.PHONY: run test check lint typecheck pytest browser schemas bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ schemas:
 	$(BIN)/python -c "import json, wsevents._envelope as e; print(json.dumps(e.envelope_schema(), indent=2))" > schemas/envelope.schema.json
 	$(BIN)/wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
 	$(BIN)/wsevents asyncapi examples.fastapi_app:app --output schemas/fastapi_app.asyncapi.json
+
+## bench: wsevents against side-by-side baselines, 3 repetitions, pinned cores (docs/performance.md)
+bench: $(STAMP)/install-dev
+	$(BIN)/python bench/run.py
 
 ## soak: faults and load against a real uvicorn and Redis, about 3 minutes (docs/reliability.md)
 soak: $(STAMP)/install-dev

@@ -157,7 +157,7 @@ def uvicorn_process(
         )
     try:
         deadline = time.monotonic() + 30
-        while "Application startup complete" not in log.read_text():
+        while "Uvicorn running on" not in log.read_text():  # the socket is bound
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}")
             time.sleep(0.05)

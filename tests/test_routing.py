@@ -303,11 +303,12 @@ def test_emits_dump_validates_and_serializes() -> None:
         emit.dump({"name": 1})
 
 
-def test_reply_dump_accepts_instances_and_dicts_and_rejects_mismatches() -> None:
+def test_reply_validation_accepts_instances_and_dicts_and_rejects_mismatches() -> None:
     channel = Channel("/c")
     handler = channel.add_handler("e", lambda: None, reply=Item)
-    assert handler.dump_reply is not None
-    assert handler.dump_reply(Item(name="a")) == {"name": "a"}
-    assert handler.dump_reply({"name": "b"}) == {"name": "b"}
+    assert handler.validate_reply is not None
+    item = Item(name="a")
+    assert handler.validate_reply(item) is item  # passed as it is: the codec serializes it
+    assert handler.validate_reply({"name": "b"}) == Item(name="b")
     with pytest.raises(ValueError, match="name"):
-        handler.dump_reply({"nom": "c"})
+        handler.validate_reply({"nom": "c"})

@@ -59,6 +59,38 @@ class Connection:
     """
 
     __wsevents_connection__ = True
+    # Slots: a server holds many idle connections, and a dict each costs memory.
+    __slots__ = (
+        "_asgi_send",
+        "_frame_key",
+        "_headers",
+        "_loop_time",
+        "_queue",
+        "_sending",
+        "_topics",
+        "_wakeup",
+        "_writer",
+        "abort_close",
+        "app",
+        "binary_decoder",
+        "channel",
+        "close_code",
+        "codec",
+        "connection_state",
+        "id",
+        "last_frame",
+        "params",
+        "refused",
+        "refused_since",
+        "scope",
+        "send_started",
+        "state",
+        "subprotocol",
+        "task",
+        "text_decoder",
+        "tokens",
+        "tokens_at",
+    )
 
     def __init__(
         self,
@@ -83,11 +115,10 @@ class Connection:
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
         self._asgi_send = send
-        self._frame_type = "websocket.send"
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
         self._queue: deque[Frame | _Close] = deque()
         self._sending = False
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Event | None = None  # made with the writer, if ever
         self._writer: asyncio.Task[None] | None = None
         self._loop_time = asyncio.get_running_loop().time
         self._topics: set[str] = set()
@@ -157,7 +188,7 @@ class Connection:
         close = _Close(int(code), reason)
         if self._sending or self._queue:
             self._queue.append(close)
-            self._wakeup.set()
+            self._wake()
         else:
             await self._transmit(close)
 
@@ -247,15 +278,22 @@ class Connection:
             self._start_writer()
 
     def _start_writer(self) -> None:
-        self._wakeup.set()
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+            self._wakeup = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(self._drain(self._wakeup))
+        self._wake()
 
-    async def _drain(self) -> None:
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+        elif self.connection_state is ConnectionState.CONNECTED or self._queue:
+            self._start_writer()
+
+    async def _drain(self, wakeup: asyncio.Event) -> None:
         # One writer per connection that has ever queued a frame, never one per frame.
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await wakeup.wait()
+            wakeup.clear()
             while self._queue and not self._sending:
                 await self._transmit(self._queue.popleft())
 
@@ -267,7 +305,7 @@ class Connection:
             self.connection_state = ConnectionState.CLOSING
             message = {"type": "websocket.close", "code": item.code, "reason": item.reason}
         else:
-            message = {"type": self._frame_type, self._frame_key: item}
+            message = {"type": "websocket.send", self._frame_key: item}
         self._sending = True
         self.send_started = self._loop_time()
         try:
@@ -279,7 +317,7 @@ class Connection:
             self._sending = False
             self.send_started = 0.0
         if self._queue:
-            self._wakeup.set()
+            self._wake()
 
     async def closed(self, code: int) -> None:
         """Tear down after the disconnect: drop subscriptions, stop the writer."""

@@ -71,7 +71,7 @@ class Handler:
     description: str | None
     tags: tuple[str, ...]
     validate: Callable[[Any], Any] | None
-    dump_reply: Callable[[Any], Any] | None
+    validate_reply: Callable[[Any], Any] | None
     invoke: Invoker
     is_async: bool
 
@@ -197,9 +197,9 @@ class Channel:
         what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
         validate = None if model is None else _adapter(model, what, "model").validate_python
-        dump_reply = None
+        validate_reply = None
         if reply is not None:
-            dump_reply = _dumper(_adapter(reply, what, "reply"))
+            validate_reply = _reply_validator(_adapter(reply, what, "reply"), reply)
         invoke, is_async = _bind(
             func, what, self.params, model=model, sources=(_Source.CONNECTION, _Source.DATA)
         )
@@ -213,7 +213,7 @@ class Channel:
             description=description if description is not None else doc_description,
             tags=tuple(tags),
             validate=validate,
-            dump_reply=dump_reply,
+            validate_reply=validate_reply,
             invoke=invoke,
             is_async=is_async,
         )
@@ -345,6 +345,22 @@ def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[
             raise PayloadError(f"data for event {event!r} does not match its model: {exc}") from exc
 
     return validate_and_dump
+
+
+def _reply_validator(adapter: TypeAdapter[Any], reply: Any) -> Callable[[Any], Any]:
+    """Return a function that checks a handler's return value against ``reply``.
+
+    An instance of a model class passes as it is: the codec serializes it.
+    """
+    validate = adapter.validate_python
+    if isinstance(reply, type):
+        model = reply
+
+        def check(value: Any) -> Any:
+            return value if type(value) is model else validate(value)
+
+        return check
+    return validate
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection, ConnectionState
-from ._envelope import BadEnvelope, RequestId, error_frame, event_frame, parse_envelope
+from ._envelope import BadEnvelope, RequestId, error_frame, parse_envelope
 from ._routing import Channel, Hook
 from .codecs import Codec
 from .exceptions import CloseCode, DecodeError, DuplicateKeyError, ErrorCode, EventError, Reject
@@ -263,11 +263,11 @@ class Sessions:
                 result = await handler.invoke(conn, data)
             else:
                 result = await run_sync(handler.invoke, conn, data)
-            reply = (
-                None
-                if request_id is None or handler.dump_reply is None
-                else handler.dump_reply(result)
-            )
+            if request_id is None:
+                frame = None
+            else:
+                reply = None if handler.validate_reply is None else handler.validate_reply(result)
+                frame = conn.codec.encode_event(event, reply, request_id)
         except EventError as exc:
             await self.error(conn, exc.code, exc.message, exc.details, request_id, event)
             return
@@ -275,8 +275,8 @@ class Sessions:
             await self._handle_exception(conn, exc, event, request_id)
             return
         self.stats.events[event, "ok"] += 1
-        if request_id is not None:
-            await conn.send_frame(conn.codec.encode(event_frame(event, reply, request_id)))
+        if frame is not None:
+            await conn.send_frame(frame)
 
     def _take_token(self, conn: Connection) -> bool:
         """Take one token from the connection's bucket (``rate`` per second, ``burst`` deep)."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import msgpack
+from pydantic_core import from_json, to_json, to_jsonable_python
 
 from .exceptions import DecodeError, DuplicateKeyError
 
@@ -51,6 +51,17 @@ class Codec(ABC):
         Raises:
             DecodeError: the payload is not valid in this codec.
         """
+
+    def encode_event(self, event: str, data: Any, request_id: Any = None) -> str | bytes:
+        """Encode a push or a reply whose ``data`` may hold pydantic models or dataclasses.
+
+        The default makes ``data`` JSON-compatible and calls :meth:`encode`;
+        a codec may do it in one step.
+        """
+        message = {"event": event, "data": to_jsonable_python(data)}
+        if request_id is not None:
+            message["id"] = request_id
+        return self.encode(message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(subprotocol={self.subprotocol!r})"
@@ -105,9 +116,6 @@ def _unmark(decoded: Any) -> Any:
 
 MAX_DEPTH = 64
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
-# What a frame needs to contain before it is worth a strict look: long digit
-# runs (big integers), large exponents (floats that overflow), escaped surrogates.
-_SUSPICIOUS_JSON = re.compile(r"\d{19,}|[eE][+-]?\d{3,}|\\u[dD][89a-fA-F]")
 
 
 def check_decoded(value: Any, *, depth: int = 0) -> None:
@@ -141,6 +149,26 @@ def check_decoded(value: Any, *, depth: int = 0) -> None:
         raise DecodeError(f"a {kind.__name__} value is not allowed")
 
 
+def _members(value: Any) -> int:
+    """Count the members of every object in ``value``; -1 if it holds a number to check."""
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            count += len(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if not INT_MIN <= item <= INT_MAX:
+                return -1
+        elif kind is float and not math.isfinite(item):
+            return -1
+    return count
+
+
 class JSONCodec(Codec):
     """JSON in text frames, the default.
 
@@ -168,13 +196,42 @@ class JSONCodec(Codec):
         """Encode ``message`` as compact JSON text."""
         return self._encode(message)
 
+    def encode_event(self, event: str, data: Any, request_id: Any = None) -> str:
+        """Encode a push or a reply in one pass, models included (pydantic-core)."""
+        message = {"event": event, "data": data}
+        if request_id is not None:
+            message["id"] = request_id
+        return to_json(message).decode()
+
     def decode(self, payload: str | bytes) -> Any:
-        """Decode JSON text (or UTF-8 bytes)."""
+        """Decode JSON text (or UTF-8 bytes).
+
+        pydantic-core parses; one walk over the result counts object members
+        and flags what needs a strict look (integers beyond 64 bits, numbers
+        that overflowed). When the members do not add up to the keys in the
+        text (a repeated key, or ``":`` inside a string), or the nesting may be
+        deep, the standard library decodes it again with every check.
+        """
         try:
             text = payload if isinstance(payload, str) else payload.decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"frame is not valid JSON: {exc}") from None
+        try:
+            value = from_json(text, allow_inf_nan=False)
+        except ValueError:
+            return self._strict(text)  # it raises, with the precise reason
+        members = _members(value)
+        if members < 0 or text.count('":') != members:
+            return self._strict(text)
+        # Nesting deeper than 64 takes 130 characters at least.
+        if len(text) > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
+            return self._strict(text)
+        return value
+
+    def _strict(self, text: str) -> Any:
+        try:
             value = self._decode(text)
-            if text.count("[") + text.count("{") > MAX_DEPTH or _SUSPICIOUS_JSON.search(text):
-                check_decoded(value)
+            check_decoded(value)
             return value
         except _RepeatedKey as error:
             raise _repeated_error(error, self._decode_marking(text)) from None
@@ -190,7 +247,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
 
 # Bytes that may start a float or an extension (timestamps included): where
 # one appears, the decoded value gets the strict look.
-_MSGPACK_MARKERS = re.compile(b"[\xc7-\xcb\xd4-\xd8]")
+_MSGPACK_MARKERS = bytes(range(0xC7, 0xCC)) + bytes(range(0xD4, 0xD9))
 
 
 class MessagePackCodec(Codec):
@@ -209,15 +266,36 @@ class MessagePackCodec(Codec):
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
     def decode(self, payload: str | bytes) -> Any:
-        """Decode MessagePack bytes."""
+        """Decode MessagePack bytes.
+
+        The C decoder runs alone; the value, packed again, must come to the
+        same length, which a map with a repeated key does not (nor does a
+        sender that packs numbers or strings longer than needed). Where it
+        differs, or a float or extension marker appears, or the frame is long
+        enough to nest deep, the value gets every check.
+        """
         if isinstance(payload, str):
             raise DecodeError("MessagePack travels in binary frames")
+        try:
+            value = msgpack.unpackb(payload, raw=False, ext_hook=_reject_ext)
+            if (
+                len(payload) > MAX_DEPTH
+                or len(payload.translate(None, _MSGPACK_MARKERS)) != len(payload)
+                or len(msgpack.packb(value, use_bin_type=True)) != len(payload)
+            ):
+                return self._strict(payload)
+            return value
+        except DecodeError:
+            raise
+        except Exception as exc:  # msgpack raises many unrelated types for bad input
+            raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
+
+    def _strict(self, payload: bytes) -> Any:
         try:
             value = msgpack.unpackb(
                 payload, raw=False, object_pairs_hook=_object_strict, ext_hook=_reject_ext
             )
-            if len(payload) > MAX_DEPTH or _MSGPACK_MARKERS.search(payload):
-                check_decoded(value)
+            check_decoded(value)
             return value
         except _RepeatedKey as error:
             marked = msgpack.unpackb(payload, raw=False, object_pairs_hook=_object_marking)

@@ -1,0 +1,296 @@
+"""The load generator: picows clients that keep requests in flight and check every reply.
+
+Run by bench/run.py in a process pinned to its own core, one scenario per
+call; prints one JSON line with the results.
+
+    python bench/load.py echo URL --connections 50 --window 10 --seconds 5 [--msgpack]
+    python bench/load.py socketio URL --connections 50 --window 10 --seconds 5
+    python bench/load.py fanout URL --connections 1000 --count 50 [--socketio]
+    python bench/load.py idle URL --connections 1000 --hold 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+TEXT = "hello, world"
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies: list[int] = []  # ns
+        self.replies = 0
+        self.bad = 0
+        self.running = True
+
+
+class EchoClient(WSListener):
+    """Keeps ``window`` echo requests in flight; checks each reply's id and data."""
+
+    def __init__(self, stats: Stats, window: int, binary: bool, base: int) -> None:
+        self.stats, self.window, self.binary = stats, window, binary
+        self.next_id = base
+        self.sent: dict[int, int] = {}
+        self.encode: Callable[[Any], Any] = msgpack.packb if binary else _json_bytes
+        self.decode: Callable[[bytes], Any] = msgpack.unpackb if binary else json.loads
+        self.kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        for _ in range(self.window):
+            self._send()
+
+    def _send(self) -> None:
+        n = self.next_id
+        self.next_id += 1
+        self.sent[n] = time.perf_counter_ns()
+        frame = {"event": "echo", "data": {"text": TEXT, "n": n}, "id": n}
+        self.transport.send(self.kind, self.encode(frame))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
+        reply = self.decode(frame.get_payload_as_bytes())
+        n = reply.get("id")
+        started = self.sent.pop(n, None)
+        stats = self.stats
+        if (
+            started is None
+            or reply.get("data") != {"text": TEXT, "n": n}
+            or reply["event"] != "echo"
+        ):
+            stats.bad += 1
+        else:
+            stats.latencies.append(time.perf_counter_ns() - started)
+            stats.replies += 1
+        if stats.running:
+            self._send()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+class SocketIOClient(WSListener):
+    """The same echo over Engine.IO/Socket.IO frames, spoken directly: ``42N["echo",{...}]``."""
+
+    def __init__(self, stats: Stats, window: int, base: int) -> None:
+        self.stats, self.window = stats, window
+        self.next_id = base
+        self.sent: dict[int, int] = {}
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        for _ in range(self.window):
+            self._send()
+
+    def _send(self) -> None:
+        n = self.next_id
+        self.next_id += 1
+        self.sent[n] = time.perf_counter_ns()
+        payload = json.dumps(["echo", {"text": TEXT, "n": n}], separators=(",", ":"))
+        self.transport.send(WSMsgType.TEXT, f"42{n}{payload}".encode())
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        text = frame.get_payload_as_utf8_text()
+        if text.startswith("0"):  # Engine.IO open: join the default namespace
+            transport.send(WSMsgType.TEXT, b"40")
+        elif text.startswith("40"):
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif text == "2":  # Engine.IO ping
+            transport.send(WSMsgType.TEXT, b"3")
+        elif text.startswith("43"):
+            body = text.index("[")
+            n = int(text[2:body])
+            started = self.sent.pop(n, None)
+            reply = json.loads(text[body:])
+            stats = self.stats
+            if started is None or reply != [{"text": TEXT, "n": n}]:
+                stats.bad += 1
+            else:
+                stats.latencies.append(time.perf_counter_ns() - started)
+                stats.replies += 1
+            if stats.running:
+                self._send()
+
+
+async def echo(args: argparse.Namespace) -> dict[str, Any]:
+    stats = Stats()
+    clients: list[Any] = []
+    url = args.url
+    headers = {"Sec-WebSocket-Protocol": "wsevents.msgpack"} if args.msgpack else None
+    for c in range(args.connections):
+        base = c * 10**7  # ids are unique across connections
+        if args.command == "socketio":
+            _, client = await ws_connect(
+                lambda base=base: SocketIOClient(stats, args.window, base), url
+            )
+            await client.ready
+        else:
+            _, client = await ws_connect(
+                lambda base=base: EchoClient(stats, args.window, args.msgpack, base),
+                url,
+                extra_headers=headers,
+            )
+        clients.append(client)
+    for client in clients:  # warm up
+        client.start()
+    await asyncio.sleep(min(1.0, args.seconds / 5))
+    stats.latencies.clear()
+    stats.replies = 0
+    started = time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    elapsed = time.perf_counter() - started
+    replies = stats.replies
+    latencies = sorted(stats.latencies)
+    stats.running = False
+    await asyncio.sleep(0.2)
+    for client in clients:
+        client.transport.disconnect()
+    return {
+        "messages_per_second": replies / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] / 1e6 if latencies else None,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6 if latencies else None,
+        "bad_replies": stats.bad,
+    }
+
+
+class Subscriber(WSListener):
+    def __init__(
+        self,
+        counter: list[int],
+        socketio_protocol: bool,
+        delays: list[float],
+        done: Done | None = None,
+    ) -> None:
+        self.counter = counter
+        self.delays = delays
+        self.done = done
+        self.socketio = socketio_protocol
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        if not self.socketio:
+            self.ready.set_result(None)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        if self.socketio:
+            text = frame.get_payload_as_utf8_text()
+            if text.startswith("0"):
+                transport.send(WSMsgType.TEXT, b"40")
+                return
+            if text.startswith("40"):
+                self.ready.set_result(None)
+                return
+            if text == "2":
+                transport.send(WSMsgType.TEXT, b"3")
+                return
+            data = json.loads(text[text.index("[") :])[1]
+        else:
+            data = json.loads(frame.get_payload_as_bytes())["data"]
+        self.delays.append(time.time() - data["t"])
+        self.counter[0] += 1
+        done = self.done
+        if done is not None and done.expected and self.counter[0] >= done.expected:
+            done.at = time.perf_counter()
+            done.set()
+
+
+class Done(asyncio.Event):
+    """Set when the counter reaches ``expected``; ``at`` is when."""
+
+    expected = 0
+    at = 0.0
+
+
+async def fanout(args: argparse.Namespace) -> dict[str, Any]:
+    done = Done()
+    counter = [0]
+    delays: list[float] = []
+    subscribers = []
+    urls = [args.url, args.url2 or args.url]
+    for c in range(args.connections):
+        url = urls[c % 2]  # with --url2, half the subscribers on each server
+        _, client = await ws_connect(lambda: Subscriber(counter, args.socketio, delays, done), url)
+        await client.ready
+        subscribers.append(client)
+    await asyncio.sleep(0.5)
+    counter[0] = 0
+    delays.clear()
+    expected = args.connections * args.count
+    trigger = subscribers[0].transport
+    started = time.perf_counter()
+    if args.socketio:
+        trigger.send(WSMsgType.TEXT, f'42["burst",{{"count":{args.count}}}]'.encode())
+    else:
+        frame = {"event": "burst", "data": {"count": args.count}}
+        trigger.send(WSMsgType.TEXT, _json_bytes(frame))
+    done.expected = expected
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(done.wait(), 120)
+    elapsed = done.at - started if done.is_set() else time.perf_counter() - started
+    for client in subscribers:
+        client.transport.disconnect()
+    delays.sort()
+    return {
+        "deliveries_per_second": counter[0] / elapsed,
+        "delivered": counter[0],
+        "expected": expected,
+        "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
+    }
+
+
+async def idle(args: argparse.Namespace) -> dict[str, Any]:
+    counter = [0]
+    clients = []
+    for _ in range(args.connections):
+        _, client = await ws_connect(lambda: Subscriber(counter, False, []), args.url)
+        clients.append(client)
+    print(json.dumps({"connected": len(clients)}), flush=True)
+    await asyncio.sleep(args.hold)
+    for client in clients:
+        client.transport.disconnect()
+    return {"connections": len(clients)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["echo", "socketio", "fanout", "idle"])
+    parser.add_argument("url")
+    parser.add_argument("--url2", help="a second server for half the fan-out subscribers")
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--window", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--hold", type=float, default=3)
+    parser.add_argument("--msgpack", action="store_true")
+    parser.add_argument("--socketio", action="store_true")
+    args = parser.parse_args()
+    run = {"echo": echo, "socketio": echo, "fanout": fanout, "idle": idle}[args.command]
+    result = uvloop.run(run(args))
+    print(json.dumps(result), flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

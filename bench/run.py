@@ -1,0 +1,272 @@
+"""`make bench`: wsevents against side-by-side baselines, three repetitions.
+
+Every server runs in uvicorn (websockets-sansio, uvloop) pinned to core 0;
+the load generator (bench/load.py, picows) is pinned to core 1. Each figure
+is a ratio to the raw ASGI baseline measured in the same repetition; the
+table shows the median and the min-max of the three, and the raw numbers go
+to bench/results/bench.json.
+
+    python bench/run.py [--repetitions 3] [--seconds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import RedisServer, free_port  # noqa: E402 - after the path is set
+
+SIO = "/socket.io/?EIO=4&transport=websocket"
+ECHO_SERVERS = {  # name: (app, path, load command)
+    "raw ASGI (json)": ("raw_json", "/", "echo"),
+    "raw ASGI + pydantic-core one pass": ("raw_pydantic", "/", "echo"),
+    "Starlette + pydantic": ("starlette_pydantic", "/", "echo"),
+    "python-socketio": ("python_socketio", SIO, "socketio"),
+    "wsevents": ("wsevents_app", "/", "echo"),
+}
+MSGPACK_SERVERS = {
+    "raw ASGI (msgpack)": ("raw_msgpack", "/"),
+    "wsevents (msgpack)": ("wsevents_app", "/"),
+}
+FANOUT_SERVERS = {
+    "raw in-process fan-out": ("raw_fanout", "/", False),
+    "python-socketio rooms": ("python_socketio", SIO, True),
+    "wsevents publish": ("wsevents_app", "/?sub=1", False),
+}
+
+
+class Server:
+    """uvicorn with one app, pinned to core 0."""
+
+    def __init__(self, app: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        command = [
+            "taskset", "-c", "0", sys.executable, "-m", "uvicorn", f"bench.servers:{app}",
+            "--port", str(self.port), "--ws", "websockets-sansio", "--loop", "uvloop",
+            "--log-level", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+        )
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{app} did not start")
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def load(*args: str) -> dict[str, Any]:
+    """Run bench/load.py pinned to core 1; return its last JSON line."""
+    command = ["taskset", "-c", "1", sys.executable, str(ROOT / "bench" / "load.py"), *args]
+    output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    return result
+
+
+def echo_round(seconds: float, connections: int, window: int) -> dict[str, Any]:
+    results = {}
+    for name, (app, path, command) in ECHO_SERVERS.items():
+        server = Server(app)
+        try:
+            results[name] = load(
+                command, server.url(path), "--connections", str(connections),
+                "--window", str(window), "--seconds", str(seconds),
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+def msgpack_round(seconds: float) -> dict[str, Any]:
+    results = {}
+    for name, (app, path) in MSGPACK_SERVERS.items():
+        server = Server(app)
+        try:
+            results[name] = load(
+                "echo", server.url(path), "--connections", "50", "--window", "10",
+                "--seconds", str(seconds), "--msgpack",
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+def fanout_round(connections: int, count: int) -> dict[str, Any]:
+    results = {}
+    for name, (app, path, socketio) in FANOUT_SERVERS.items():
+        server = Server(app)
+        try:
+            extra = ["--socketio"] if socketio else []
+            results[name] = load(
+                "fanout", server.url(path), "--connections", str(connections),
+                "--count", str(count), *extra,
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+def redis_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
+    redis = RedisServer(tmp)
+    redis.start()
+    env = {"WSEVENTS_BACKPLANE": redis.url}
+    one, two = Server("wsevents_app", env), Server("wsevents_app", env)
+    try:
+        result = load(
+            "fanout", one.url("/?sub=1"), "--url2", two.url("/?sub=1"),
+            "--connections", str(connections), "--count", str(count),
+        )  # fmt: skip
+    finally:
+        one.stop()
+        two.stop()
+        redis.kill()
+    return {"wsevents across two processes through Redis": result}
+
+
+def memory_round(connections: int) -> dict[str, Any]:
+    results = {}
+    for name, app in (("raw ASGI (json)", "raw_json"), ("wsevents", "wsevents_app")):
+        server = Server(app)
+        try:
+            process = psutil.Process(server.process.pid)
+            time.sleep(0.5)
+            before = process.memory_info().rss
+            command = [
+                "taskset", "-c", "1", sys.executable, str(ROOT / "bench" / "load.py"), "idle",
+                server.url("/"), "--connections", str(connections), "--hold", "3",
+            ]  # fmt: skip
+            client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            assert client.stdout is not None
+            json.loads(client.stdout.readline())  # all connected
+            time.sleep(1.5)
+            after = process.memory_info().rss
+            client.wait(timeout=30)
+            results[name] = {"bytes_per_connection": (after - before) / connections}
+        finally:
+            server.stop()
+    return results
+
+
+def ratios(rounds: list[dict[str, Any]], key: str, baseline: str) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for round_ in rounds:
+        base = round_[baseline][key]
+        for name, result in round_.items():
+            out.setdefault(name, []).append(result[key] / base)
+    return out
+
+
+def row(name: str, values: list[float], raw: list[float], unit: str) -> str:
+    median = statistics.median(values)
+    return (
+        f"| {name} | {statistics.median(raw):,.0f} {unit} | {median:.2f} "
+        f"({min(values):.2f}-{max(values):.2f}) |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
+    args = parser.parse_args()
+    tmp = ROOT / "bench" / "results" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    scale = 10 if args.quick else 1
+    results: dict[str, list[dict[str, Any]]] = {}
+    for repetition in range(args.repetitions):
+        print(f"repetition {repetition + 1} of {args.repetitions}", file=sys.stderr)
+        for label, connections, window in (
+            ("echo JSON, C=1 W=1", 1, 1),
+            ("echo JSON, C=50 W=1", 50 // scale, 1),
+            ("echo JSON, C=50 W=10", 50 // scale, 10),
+        ):
+            results.setdefault(label, []).append(echo_round(args.seconds, connections, window))
+        results.setdefault("echo MessagePack, C=50 W=10", []).append(msgpack_round(args.seconds))
+        for connections, count in ((200, 50), (1000, 20)):
+            results.setdefault(f"fan-out to {connections // scale}", []).append(
+                fanout_round(connections // scale, count // scale)
+            )
+        results.setdefault("fan-out across processes", []).append(
+            redis_round(1000 // scale, 20 // scale, tmp)
+        )
+        results.setdefault("memory per idle connection", []).append(memory_round(1000 // scale))
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    lines = [
+        f"Machine: {machine}; {args.repetitions} repetitions, medians (min-max) of the ratios "
+        "to the first row of each table, measured in the same repetition.",
+        "",
+    ]
+    for label, rounds in results.items():
+        if label.startswith("echo"):
+            key, unit = "messages_per_second", "msg/s"
+        elif label.startswith("memory"):
+            key, unit = "bytes_per_connection", "B"
+        else:
+            key, unit = "deliveries_per_second", "deliveries/s"
+        baseline = next(iter(rounds[0]))
+        lines += [
+            f"**{label}**",
+            "",
+            "| server | median | ratio to the first |",
+            "| --- | --- | --- |",
+        ]
+        for name, values in ratios(rounds, key, baseline).items():
+            raw = [round_[name][key] for round_ in rounds]
+            lines.append(row(name, values, raw, unit))
+        if label.startswith("echo") and "C=1 W=1" in label:
+            for name in rounds[0]:
+                p50 = statistics.median(round_[name]["p50_ms"] for round_ in rounds)
+                lines.append(f"| {name}: p50 latency | {p50:.3f} ms | |")
+        if "fan-out" in label:
+            for name in rounds[0]:
+                p99 = statistics.median(round_[name]["p99_ms"] for round_ in rounds)
+                lines.append(f"| {name}: p99 delivery latency | {p99:.1f} ms | |")
+        lines.append("")
+    table = "\n".join(lines)
+    print(table)
+    out = ROOT / "bench" / "results" / ("bench-quick.json" if args.quick else "bench.json")
+    out.write_text(json.dumps({"table": table, "results": results}, indent=2) + "\n")
+    bad = [
+        (label, name)
+        for label, rounds in results.items()
+        for round_ in rounds
+        for name, result in round_.items()
+        if result.get("bad_replies") or result.get("delivered", 0) < result.get("expected", 0)
+    ]
+    if bad:
+        print(f"wrong or missing replies: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The servers `make bench` compares, side by side: each an ASGI app for uvicorn.
+
+Echo: validate ``{text: str, n: int}`` and reply with the same ``id``.
+Fan-out: on request, send ``count`` messages to every connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Literal
+
+import msgpack
+import socketio
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from wsevents import Channel, Connection, EventApp, Limits
+
+Scope = dict[str, Any]
+
+
+class Echo(BaseModel):
+    text: str
+    n: int
+
+
+# -- raw ASGI: the baselines ------------------------------------------------------
+
+
+async def raw_json(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI echo with the standard library's json, no validation."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    loads, dumps = json.loads, json.dumps
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = loads(message["text"])
+        reply = {"event": frame["event"], "data": frame["data"], "id": frame["id"]}
+        await send({"type": "websocket.send", "text": dumps(reply, separators=(",", ":"))})
+
+
+async def raw_msgpack(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI echo in MessagePack, no validation."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept", "subprotocol": "wsevents.msgpack"})
+    unpackb, packb = msgpack.unpackb, msgpack.packb
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = unpackb(message["bytes"])
+        reply = {"event": frame["event"], "data": frame["data"], "id": frame["id"]}
+        await send({"type": "websocket.send", "bytes": packb(reply)})
+
+
+class EchoFrame(BaseModel):
+    event: Literal["echo"]
+    data: Echo
+    id: int | str
+
+
+async def raw_pydantic(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI echo that validates the whole frame in one pydantic-core pass."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    validate = EchoFrame.model_validate_json
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = validate(message["text"])
+        await send({"type": "websocket.send", "text": frame.model_dump_json()})
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
+# -- raw in-process fan-out -------------------------------------------------------
+
+_raw_members: set[Any] = set()
+
+
+async def raw_fanout(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI fan-out: ``{"count": N}`` sends N frames to every connection, in a loop."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    _raw_members.add(send)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return None
+            count = json.loads(message["text"])["data"]["count"]
+            for n in range(count):
+                tick = {"event": "tick", "data": {"n": n, "t": time.time()}}
+                text = json.dumps(tick, separators=(",", ":"))
+                for member in list(_raw_members):
+                    await member({"type": "websocket.send", "text": text})
+    finally:
+        _raw_members.discard(send)
+
+
+# -- Starlette + pydantic ---------------------------------------------------------
+
+
+async def _starlette_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            frame = await websocket.receive_json()
+            data = Echo.model_validate(frame["data"])
+            await websocket.send_json(
+                {"event": "echo", "data": data.model_dump(), "id": frame["id"]}
+            )
+    except WebSocketDisconnect:
+        pass
+
+
+starlette_pydantic = Starlette(routes=[WebSocketRoute("/", _starlette_echo)])
+
+
+# -- python-socketio --------------------------------------------------------------
+
+_sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[])
+
+
+@_sio.on("echo")  # type: ignore[untyped-decorator]
+async def _sio_echo(sid: str, data: dict[str, Any]) -> dict[str, Any]:
+    return Echo.model_validate(data).model_dump()
+
+
+@_sio.on("connect")  # type: ignore[untyped-decorator]
+async def _sio_connect(sid: str, environ: dict[str, Any]) -> None:
+    await _sio.enter_room(sid, "all")
+
+
+@_sio.on("burst")  # type: ignore[untyped-decorator]
+async def _sio_burst(sid: str, data: dict[str, Any]) -> None:
+    for n in range(data["count"]):
+        await _sio.emit("tick", {"n": n, "t": time.time()}, room="all")
+
+
+python_socketio = socketio.ASGIApp(_sio)
+
+
+# -- wsevents ---------------------------------------------------------------------
+
+_bench = Channel("/")
+
+
+@_bench.on_connect
+async def _join(conn: Connection) -> None:
+    if conn.query_params.get("sub"):
+        await conn.subscribe("all")
+
+
+@_bench.on("echo", model=Echo, reply=Echo)
+async def _echo(data: Echo) -> Echo:
+    return data
+
+
+class Burst(BaseModel):
+    count: int
+
+
+@_bench.on("burst", model=Burst)
+async def _burst(conn: Connection, data: Burst) -> None:
+    for n in range(data.count):
+        await conn.app.publish("all", "tick", {"n": n, "t": time.time()})
+
+
+wsevents_app = EventApp(
+    [_bench],
+    title="Bench",
+    version="1",
+    limits=Limits(rate=None, send_queue=100_000),
+    backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+)
