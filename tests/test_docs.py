@@ -144,3 +144,10 @@ def test_reliability_page_reports_the_committed_soak_results() -> None:
     for code, count in report["answers_by_kind"].items():
         assert f"`{code}`" in page
         assert f"{count:,}" in page
+
+
+def test_performance_page_shows_the_committed_benchmark_table() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "bench.json").read_text())
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert results["table"] in page
+    assert results["results"]["echo JSON, C=50 W=10"][0]["wsevents"]["bad_replies"] == 0
