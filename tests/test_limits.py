@@ -188,11 +188,15 @@ async def test_a_send_that_does_not_finish_in_send_timeout_closes_with_1013() ->
     assert stats["closed_by_server"] == {1013: 1}
 
 
-async def test_idle_connections_are_closed_with_1000() -> None:
-    with serve(build(Limits(idle_timeout=0.3))) as address:
-        async with connect(f"ws://{address}/c") as idle:
+async def test_idle_connections_are_closed_with_1000_and_busy_ones_are_not() -> None:
+    with serve(build(Limits(idle_timeout=0.5))) as address:
+        async with connect(f"ws://{address}/c") as busy, connect(f"ws://{address}/c") as idle:
+            for n in range(8):  # 1.6 s of a frame every 0.2 s: never idle for 0.5 s
+                assert (await ask(busy, "echo", n, id=n))["data"] == n
+                await asyncio.sleep(0.2)
             with pytest.raises(ConnectionClosed) as caught:
                 await asyncio.wait_for(idle.recv(), 5)
+            assert (await ask(busy, "echo", "still here"))["data"] == "still here"
     assert caught.value.rcvd is not None
     assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1000, "idle")
 

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections import deque
 from enum import Enum
+from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic_core import to_jsonable_python
@@ -64,7 +65,6 @@ class Connection:
         "_asgi_send",
         "_frame_key",
         "_headers",
-        "_loop_time",
         "_queue",
         "_sending",
         "_topics",
@@ -120,7 +120,6 @@ class Connection:
         self._sending = False
         self._wakeup: asyncio.Event | None = None  # made with the writer, if ever
         self._writer: asyncio.Task[None] | None = None
-        self._loop_time = asyncio.get_running_loop().time
         self._topics: set[str] = set()
         self._headers: Headers | None = None
         # Limits: the watchdog reads these; the per-frame path only writes them.
@@ -307,7 +306,7 @@ class Connection:
         else:
             message = {"type": "websocket.send", self._frame_key: item}
         self._sending = True
-        self.send_started = self._loop_time()
+        self.send_started = monotonic()
         try:
             await self._asgi_send(message)
         except OSError:  # the client went away; the receive loop sees the disconnect

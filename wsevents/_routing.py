@@ -196,7 +196,10 @@ class Channel:
         """
         what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
-        validate = None if model is None else _adapter(model, what, "model").validate_python
+        # The core validator itself: pydantic's wrapper costs a call per frame.
+        validate = (
+            None if model is None else _adapter(model, what, "model").validator.validate_python
+        )
         validate_reply = None
         if reply is not None:
             validate_reply = _reply_validator(_adapter(reply, what, "reply"), reply)

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import logging
 from contextlib import suppress
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -77,7 +78,7 @@ class Sessions:
         app.connections[conn.id] = conn
         self.stats.connections_total += 1
         conn.task = asyncio.current_task()
-        conn.last_frame = conn.tokens_at = asyncio.get_running_loop().time()
+        conn.last_frame = conn.tokens_at = monotonic()
         conn.accepted()
         self._watch_soon()
         code: int = CloseCode.GOING_AWAY
@@ -165,10 +166,13 @@ class Sessions:
     async def _receive(self, conn: Connection, receive: Receive) -> int:
         dispatch = self.dispatch
         connected = ConnectionState.CONNECTED
+        idle = self.limits.idle_timeout is not None
         while True:
             message = await receive()
             kind = message["type"]
             if kind == "websocket.receive":
+                if idle:
+                    conn.last_frame = monotonic()
                 if conn.connection_state is connected:
                     text = message.get("text")
                     if text is not None:
@@ -194,6 +198,7 @@ class Sessions:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
+                    conn.last_frame = monotonic()
                     if conn.connection_state is ConnectionState.CONNECTED:
                         await slots.acquire()
                         text = message.get("text")
@@ -282,7 +287,7 @@ class Sessions:
         """Take one token from the connection's bucket (``rate`` per second, ``burst`` deep)."""
         limits = self.limits
         assert limits.rate is not None
-        now = asyncio.get_running_loop().time()
+        now = monotonic()
         tokens = min(float(limits.burst), conn.tokens + (now - conn.tokens_at) * limits.rate)
         conn.tokens_at = now
         if tokens >= 1.0:
@@ -371,7 +376,7 @@ class Sessions:
         connections = self.app.connections
         if not connections:
             return  # the next connection starts it again
-        now = asyncio.get_running_loop().time()
+        now = monotonic()
         send_timeout, idle = self.limits.send_timeout, self.limits.idle_timeout
         for conn in list(connections.values()):
             started = conn.send_started

@@ -151,21 +151,27 @@ def check_decoded(value: Any, *, depth: int = 0) -> None:
 
 def _members(value: Any) -> int:
     """Count the members of every object in ``value``; -1 if it holds a number to check."""
-    count = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
+    kind = type(value)
+    if kind is dict:
+        count = len(value)
+        items = value.values()
+    elif kind is list:
+        count = 0
+        items = value
+    elif kind is int:
+        return 0 if INT_MIN <= value <= INT_MAX else -1
+    elif kind is float:
+        return 0 if math.isfinite(value) else -1
+    else:
+        return 0
+    for item in items:
         kind = type(item)
-        if kind is dict:
-            count += len(item)
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is int:
-            if not INT_MIN <= item <= INT_MAX:
-                return -1
-        elif kind is float and not math.isfinite(item):
+        if kind is str or item is None or kind is bool:
+            continue
+        inner = _members(item)
+        if inner < 0:
             return -1
+        count += inner
     return count
 
 
