@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -158,6 +159,14 @@ def app() -> EventApp:
 def client(app: EventApp) -> Any:
     with EventTestClient(app) as client:
         yield client
+
+
+def eventually(condition: Any, timeout: float = 5.0) -> None:
+    """Wait, a bounded time, for something the app does in its own thread."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
 
 
 def error(message: Message) -> tuple[str, Any]:
@@ -501,7 +510,9 @@ def test_handler_can_close_the_connection_and_disconnect_hook_gets_code(
         with pytest.raises(WebSocketDisconnect) as caught:
             ws.receive()
         assert caught.value.code == 4000
-    assert ("disconnect", "north", 1000) in app.state_log  # type: ignore[attr-defined]
+        ws.close(1000)  # the client's answer to the close
+        # Starlette's test session cancels the app when the block ends: wait for the hook.
+        eventually(lambda: ("disconnect", "north", 1000) in app.state_log)  # type: ignore[attr-defined]
 
 
 def test_client_close_runs_disconnect_hooks_app_first(app: EventApp) -> None:
@@ -515,11 +526,10 @@ def test_client_close_runs_disconnect_hooks_app_first(app: EventApp) -> None:
     async def channel_hook(code: int) -> None:
         order.append(f"channel {code}")
 
-    with EventTestClient(app) as client:
-        with client.connect("/items/north") as ws:
-            ws.receive()
-            ws.close(4001)
-        client.http.portal.call(_noop)  # type: ignore[union-attr]
+    with EventTestClient(app) as client, client.connect("/items/north") as ws:
+        ws.receive()
+        ws.close(4001)
+        eventually(lambda: len(order) == 2)
     assert order == ["app 4001", "channel 4001"]
     assert ("disconnect", "north", 4001) in app.state_log  # type: ignore[attr-defined]
 

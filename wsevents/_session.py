@@ -15,6 +15,7 @@ from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from anyio.to_thread import run_sync
 from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
@@ -36,6 +37,7 @@ logger = logging.getLogger("wsevents")
 WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
 RATE_WINDOW = 10.0  # refusals are counted over this many seconds
 CLOSE_GRACE = 1.0  # how long an aborted connection's close frame may take
+TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
 
 
 class Sessions:
@@ -89,7 +91,11 @@ class Sessions:
             # cleanly (the hooks still run) instead of raising out of the app.
             _uncancel()
         finally:
-            await app.disconnected(conn, code)
+            # Shielded, so that a host that cancels us (a server's graceful
+            # timeout, a test client leaving its block) still gets every hook
+            # run once; bounded, so that a hook that hangs cannot hang it.
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
+                await app.disconnected(conn, code)
 
     async def _handshake(
         self, conn: Connection, channel: Channel, scope: Scope, send: Send
