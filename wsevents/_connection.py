@@ -67,6 +67,7 @@ class Connection:
         "_headers",
         "_queue",
         "_sending",
+        "_state",
         "_topics",
         "_wakeup",
         "_writer",
@@ -84,7 +85,6 @@ class Connection:
         "refused_since",
         "scope",
         "send_started",
-        "state",
         "subprotocol",
         "task",
         "text_decoder",
@@ -109,7 +109,7 @@ class Connection:
         self.scope = scope
         self.params = params
         self.subprotocol = subprotocol
-        self.state = State()
+        self._state: State | None = None  # made on first use: most connections never need one
         self.codec = codec
         self.text_decoder, self.binary_decoder = app.codecs.decoders(codec)
         self.connection_state = ConnectionState.CONNECTING
@@ -120,7 +120,7 @@ class Connection:
         self._sending = False
         self._wakeup: asyncio.Event | None = None  # made with the writer, if ever
         self._writer: asyncio.Task[None] | None = None
-        self._topics: set[str] = set()
+        self._topics: set[str] | None = None  # made on the first subscribe
         self._headers: Headers | None = None
         # Limits: the watchdog reads these; the per-frame path only writes them.
         self.task: asyncio.Task[Any] | None = None  # the receive loop's
@@ -134,6 +134,13 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.channel.address!r} {self.connection_state.value}>"
+
+    @property
+    def state(self) -> State:
+        """A namespace for your own per-connection data: ``conn.state.user = ...``."""
+        if self._state is None:
+            self._state = State()
+        return self._state
 
     @property
     def headers(self) -> Headers:
@@ -161,7 +168,7 @@ class Connection:
     @property
     def topics(self) -> frozenset[str]:
         """The topics this connection is subscribed to."""
-        return frozenset(self._topics)
+        return frozenset(self._topics or ())
 
     async def send(self, event: str, data: Any = None) -> None:
         """Send ``event`` with ``data`` to this client.
@@ -202,6 +209,8 @@ class Connection:
                 connection holds ``Limits.max_subscriptions`` already.
         """
         check_pattern(topic)
+        if self._topics is None:
+            self._topics = set()
         if topic in self._topics:
             return
         limit = self.app.limits.max_subscriptions
@@ -212,7 +221,7 @@ class Connection:
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
-        if topic in self._topics:
+        if self._topics and topic in self._topics:
             self._topics.discard(topic)
             await self.app.leave(topic, self)
 
@@ -322,7 +331,7 @@ class Connection:
         """Tear down after the disconnect: drop subscriptions, stop the writer."""
         self.connection_state = ConnectionState.CLOSED
         self.close_code = code
-        topics, self._topics = self._topics, set()
+        topics, self._topics = self._topics or set(), None
         for topic in topics:
             await self.app.leave(topic, self)
         self._queue.clear()
