@@ -35,16 +35,13 @@ class Stats:
         self.running = True
 
 
-class EchoClient(WSListener):
-    """Keeps ``window`` echo requests in flight; checks each reply's id and data."""
+class Requester(WSListener):
+    """Keeps ``window`` echo requests in flight; times and checks every reply."""
 
-    def __init__(self, stats: Stats, window: int, binary: bool, base: int) -> None:
-        self.stats, self.window, self.binary = stats, window, binary
+    def __init__(self, stats: Stats, window: int, base: int) -> None:
+        self.stats, self.window = stats, window
         self.next_id = base
         self.sent: dict[int, int] = {}
-        self.encode: Callable[[Any], Any] = msgpack.packb if binary else _json_bytes
-        self.decode: Callable[[bytes], Any] = msgpack.unpackb if binary else json.loads
-        self.kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -57,21 +54,17 @@ class EchoClient(WSListener):
         n = self.next_id
         self.next_id += 1
         self.sent[n] = time.perf_counter_ns()
-        frame = {"event": "echo", "data": {"text": TEXT, "n": n}, "id": n}
-        self.transport.send(self.kind, self.encode(frame))
+        self.request(n)
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            return
-        reply = self.decode(frame.get_payload_as_bytes())
-        n = reply.get("id")
+    def request(self, n: int) -> None:
+        """Send request ``n``."""
+        raise NotImplementedError
+
+    def answered(self, n: Any, correct: bool) -> None:
+        """Record the answer to request ``n``, then keep the window full."""
         started = self.sent.pop(n, None)
         stats = self.stats
-        if (
-            started is None
-            or reply.get("data") != {"text": TEXT, "n": n}
-            or reply["event"] != "echo"
-        ):
+        if started is None or not correct:
             stats.bad += 1
         else:
             stats.latencies.append(time.perf_counter_ns() - started)
@@ -80,30 +73,39 @@ class EchoClient(WSListener):
             self._send()
 
 
+class EchoClient(Requester):
+    """The wsevents envelope, in JSON or MessagePack."""
+
+    def __init__(self, stats: Stats, window: int, binary: bool, base: int) -> None:
+        super().__init__(stats, window, base)
+        self.encode: Callable[[Any], Any] = msgpack.packb if binary else _json_bytes
+        self.decode: Callable[[bytes], Any] = msgpack.unpackb if binary else json.loads
+        self.kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
+
+    def request(self, n: int) -> None:
+        frame = {"event": "echo", "data": {"text": TEXT, "n": n}, "id": n}
+        self.transport.send(self.kind, self.encode(frame))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
+        reply = self.decode(frame.get_payload_as_bytes())
+        n = reply.get("id")
+        self.answered(n, reply["event"] == "echo" and reply.get("data") == {"text": TEXT, "n": n})
+
+
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-class SocketIOClient(WSListener):
+class SocketIOClient(Requester):
     """The same echo over Engine.IO/Socket.IO frames, spoken directly: ``42N["echo",{...}]``."""
 
     def __init__(self, stats: Stats, window: int, base: int) -> None:
-        self.stats, self.window = stats, window
-        self.next_id = base
-        self.sent: dict[int, int] = {}
+        super().__init__(stats, window, base)
         self.ready = asyncio.get_running_loop().create_future()
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-
-    def start(self) -> None:
-        for _ in range(self.window):
-            self._send()
-
-    def _send(self) -> None:
-        n = self.next_id
-        self.next_id += 1
-        self.sent[n] = time.perf_counter_ns()
+    def request(self, n: int) -> None:
         payload = json.dumps(["echo", {"text": TEXT, "n": n}], separators=(",", ":"))
         self.transport.send(WSMsgType.TEXT, f"42{n}{payload}".encode())
 
@@ -119,16 +121,7 @@ class SocketIOClient(WSListener):
         elif text.startswith("43"):
             body = text.index("[")
             n = int(text[2:body])
-            started = self.sent.pop(n, None)
-            reply = json.loads(text[body:])
-            stats = self.stats
-            if started is None or reply != [{"text": TEXT, "n": n}]:
-                stats.bad += 1
-            else:
-                stats.latencies.append(time.perf_counter_ns() - started)
-                stats.replies += 1
-            if stats.running:
-                self._send()
+            self.answered(n, json.loads(text[body:]) == [{"text": TEXT, "n": n}])
 
 
 async def echo(args: argparse.Namespace) -> dict[str, Any]:

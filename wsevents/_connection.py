@@ -180,9 +180,13 @@ class Connection:
         Raises:
             PayloadError: ``data`` does not match the declared model.
         """
+        await self.send_frame(self.encode_event(event, data))
+
+    def encode_event(self, event: str, data: Any) -> Frame:
+        """Encode a push for this client, validated against the channel's ``emits``."""
         emit = self.channel.emitted.get(event)
         payload = to_jsonable_python(data) if emit is None else emit.dump(data)
-        await self.send_frame(self.codec.encode(event_frame(event, payload)))
+        return self.codec.encode(event_frame(event, payload))
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection once the frames already queued are sent."""

@@ -219,11 +219,14 @@ class Broker:
         """Deliver to this process's subscribers of ``topic``, then to the other processes."""
         check_topic(topic)
         skip = _ids(exclude)
-        for channel in self._channels:  # fail before anyone is sent anything
+        # Validate against every declaration first, so that a PayloadError reaches
+        # the caller before anyone got anything; the dumps are reused below.
+        payloads: dict[object, Any] = {}
+        for channel in self._channels:
             emit = channel.emitted.get(event)
-            if emit is not None:
-                emit.dump(data)
-        if self._deliver(topic, event, data, skip):
+            if emit is not None and emit not in payloads:
+                payloads[emit] = emit.dump(data)
+        if self._deliver(topic, event, data, skip, payloads):
             # Some queue is half full: let the writers run before the next publish,
             # so a burst from one handler does not overflow readers that keep up.
             await asyncio.sleep(0)
@@ -235,7 +238,7 @@ class Broker:
         """Deliver to one connection, here or in the process whose node id starts its id."""
         conn = self._connections.get(connection_id)
         if conn is not None:
-            _push(conn, event, data)
+            conn.push(conn.encode_event(event, data))
             return
         node = connection_id.partition("-")[0]
         if node and node != self.node_id and self.backplane.shared:
@@ -246,12 +249,22 @@ class Broker:
         message["i"] = f"{self.node_id}:{next(self._counter)}"
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
 
-    def _deliver(self, topic: str, event: str, data: Any, skip: set[str]) -> bool:
-        """Queue the event for local subscribers; return whether a queue is half full."""
+    def _deliver(
+        self,
+        topic: str,
+        event: str,
+        data: Any,
+        skip: set[str],
+        payloads: dict[object, Any] | None = None,
+    ) -> bool:
+        """Queue the event for local subscribers; return whether a queue is half full.
+
+        ``payloads`` holds the data already dumped for a declaration (``Emit``).
+        """
         members = self.topics.members(topic)
         backlog = False
         frames: dict[tuple[object, Codec], str | bytes] = {}
-        payloads: dict[object, Any] = {}
+        payloads = {} if payloads is None else payloads
         for conn in members:
             if conn.id in skip:
                 continue
@@ -279,7 +292,7 @@ class Broker:
             if "c" in message:
                 conn = self._connections.get(message["c"])
                 if conn is not None:
-                    _push(conn, message["e"], message["d"])
+                    conn.push(conn.encode_event(message["e"], message["d"]))
             else:
                 self._deliver(message["t"], message["e"], message["d"], set(message["x"]))
         except Exception:
@@ -293,9 +306,3 @@ def _ids(exclude: Iterable[str] | None) -> set[str]:
     if exclude is None:
         return set()
     return {exclude} if isinstance(exclude, str) else set(exclude)
-
-
-def _push(conn: Connection, event: str, data: Any) -> None:
-    emit = conn.channel.emitted.get(event)
-    payload = to_jsonable_python(data) if emit is None else emit.dump(data)
-    conn.push(conn.codec.encode(event_frame(event, payload)))
