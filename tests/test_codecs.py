@@ -48,6 +48,10 @@ def test_json_decodes_utf8_bytes_too() -> None:
         ('{"event": "a", "event": "b", "id": 1}', "event", True, {"event": "b", "id": 1}),
         ('{"data": {"x": 1, "x": 2}, "id": 2}', "x", False, {"data": {"x": 2}, "id": 2}),
         ('{"a": [{"k": 1, "k": 1}]}', "k", False, {"a": [{"k": 1}]}),
+        # Whitespace between a key and its colon hides nothing.
+        ('{"event" :"a","event":"b","id":1}', "event", True, {"event": "b", "id": 1}),
+        ('{"data":{"x"\n:1,"x"\t:2},"id":2}', "x", False, {"data": {"x": 2}, "id": 2}),
+        ('{"a":"u:v","a"\r:"w"}', "a", True, {"a": "w"}),
     ],
 )
 def test_repeated_keys_are_reported_with_their_level(
@@ -68,6 +72,13 @@ def test_repeated_keys_are_reported_with_their_level(
         top_level,
         decoded,
     )
+
+
+def _nest(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def _pack_pairs(payload: str) -> bytes:
@@ -104,6 +115,39 @@ def test_msgpack_round_trips_binary_and_text() -> None:
 )
 def test_msgpack_rejects_what_is_not_a_plain_document(payload: Any, message: str) -> None:
     with pytest.raises(DecodeError, match=message):
+        MessagePackCodec().decode(payload)
+
+
+LONG = "x" * 80  # past 64 bytes, where the old check sent every frame the slow way
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"data": float("nan"), "pad": LONG}, "nan is not a finite number"),
+        ({"data": [float("inf")], "pad": LONG}, "inf is not a finite number"),
+        ({"data": msgpack.Timestamp(1, 0), "pad": LONG}, "Timestamp value is not allowed"),
+        ({"deep": _nest(65), "pad": LONG}, "nesting deeper than 64"),
+        ({"big": 2**64 - 1, "small": -(2**63), "pad": LONG}, None),
+        # Marker bytes inside numbers and strings: decoded as they are.
+        ({"n": 0xCBCACBC7, "s": "\u00ca\u00cb", "pad": LONG}, None),
+    ],
+)
+def test_msgpack_checks_long_frames_too(value: Any, message: str | None) -> None:
+    payload = msgpack.packb(value, datetime=False)
+    if message is None:
+        assert MessagePackCodec().decode(payload) == value
+    else:
+        with pytest.raises(DecodeError, match=message):
+            MessagePackCodec().decode(payload)
+
+
+def test_a_float32_cannot_hide_a_repeated_key() -> None:
+    # The float32 packs again four bytes longer: just what the repeated "kk": 1 drops.
+    payload = b"\x83\xa1f\xca" + msgpack.packb(1.5, use_single_float=True)[1:]
+    payload += b"\xa2kk\x01\xa2kk\x01"
+    assert len(msgpack.packb(msgpack.unpackb(payload))) == len(payload)
+    with pytest.raises(DuplicateKeyError):
         MessagePackCodec().decode(payload)
 
 

@@ -141,13 +141,15 @@ async def test_oversized_frame_closes_with_1009(default_server: tuple[str, Event
     address, app = default_server
     small = Limits(max_message_bytes=1000)
     app.limits = app.sessions.limits = small
-    async with connect(f"ws://{address}/c") as ws, connect(f"ws://{address}/c") as calm:
-        await ws.send(json.dumps({"event": "echo", "data": "y" * 2000}))
-        with pytest.raises(ConnectionClosed) as caught:
-            await asyncio.wait_for(ws.recv(), 5)
-        assert caught.value.rcvd is not None
-        assert caught.value.rcvd.code == 1009
-        assert (await ask(calm, "echo", "ok"))["data"] == "ok"
+    # The limit is in bytes: 400 characters of three bytes each are over it too.
+    for data in ("y" * 2000, "€" * 400):
+        async with connect(f"ws://{address}/c") as ws, connect(f"ws://{address}/c") as calm:
+            await ws.send(json.dumps({"event": "echo", "data": data}, ensure_ascii=False))
+            with pytest.raises(ConnectionClosed) as caught:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert caught.value.rcvd is not None
+            assert caught.value.rcvd.code == 1009
+            assert (await ask(calm, "echo", "ok"))["data"] == "ok"
 
 
 async def test_a_client_that_never_reads_is_closed_with_1013_and_others_get_everything() -> None:

@@ -17,12 +17,12 @@ from starlette.types import Message, Scope, Send
 
 from ._envelope import event_frame
 from ._topics import check_pattern
+from .codecs import Codec, JSONCodec
 from .exceptions import CloseCode, TopicError
 
 if TYPE_CHECKING:
     from ._app import EventApp
     from ._routing import Channel
-    from .codecs import Codec
 
 __all__ = ["Connection", "ConnectionState"]
 
@@ -36,6 +36,15 @@ class ConnectionState(Enum):
     CONNECTED = "connected"
     CLOSING = "closing"
     CLOSED = "closed"
+
+
+# The members the per-frame path compares with, as plain names: an Enum
+# attribute costs a class lookup each time.
+_CONNECTED, _CLOSING, _CLOSED = (
+    ConnectionState.CONNECTED,
+    ConnectionState.CLOSING,
+    ConnectionState.CLOSED,
+)
 
 
 class _Close(NamedTuple):
@@ -80,6 +89,7 @@ class Connection:
         "connection_state",
         "id",
         "last_frame",
+        "one_pass",
         "params",
         "refused",
         "refused_since",
@@ -112,6 +122,9 @@ class Connection:
         self._state: State | None = None  # made on first use: most connections never need one
         self.codec = codec
         self.text_decoder, self.binary_decoder = app.codecs.decoders(codec)
+        # Text frames in plain JSON to a channel with flat models: one pass (see _onepass).
+        one_pass = channel.one_pass
+        self.one_pass = one_pass if one_pass and type(self.text_decoder) is JSONCodec else None
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
         self._asgi_send = send
@@ -237,12 +250,22 @@ class Connection:
 
     async def send_frame(self, frame: Frame) -> None:
         """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
-        if self.connection_state is ConnectionState.CONNECTED and not (
-            self._sending or self._queue
-        ):
-            await self._transmit(frame)
-        else:
+        if self.connection_state is not _CONNECTED or self._sending or self._queue:
             self.push(frame)
+            return
+        # _transmit, inlined for the common case: a reply on an idle connection.
+        self._sending = True
+        self.send_started = monotonic()
+        try:
+            await self._asgi_send({"type": "websocket.send", self._frame_key: frame})
+        except OSError:  # the client went away; the receive loop sees the disconnect
+            self._queue.clear()
+            self.connection_state = ConnectionState.CLOSING
+        finally:
+            self._sending = False
+            self.send_started = 0.0
+        if self._queue:
+            self._wake()
 
     def push(self, frame: Frame) -> None:
         """Queue an encoded frame without waiting: publishers use this.
@@ -251,14 +274,14 @@ class Connection:
         1013, and nobody waits for it.
         """
         state = self.connection_state
-        if state is ConnectionState.CLOSING or state is ConnectionState.CLOSED:
+        if state is _CLOSING or state is _CLOSED:
             return
         if len(self._queue) >= self.app.limits.send_queue:
             self.app.counters.slow_consumers_dropped += 1
             self.abort(CloseCode.TRY_AGAIN_LATER, "send queue full")
             return
         self._queue.append(frame)
-        if state is ConnectionState.CONNECTED:
+        if state is _CONNECTED:
             self._start_writer()
 
     @property

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
+from ._onepass import OnePass
 from .exceptions import PayloadError, RegistrationError
 
 __all__ = ["Channel", "Emit", "Handler", "Hook", "bind_hook"]
@@ -124,12 +125,20 @@ class Channel:
         self.description = description
         self.tags = tuple(tags)
         self.handlers: dict[str, Handler] = {}
+        self._one_pass: OnePass | None = None
         self.emitted: dict[str, Emit] = {}
         self.connect_hooks: list[Hook] = []
         self.disconnect_hooks: list[Hook] = []
 
     def __repr__(self) -> str:
         return f"Channel({self.address!r})"
+
+    @property
+    def one_pass(self) -> OnePass:
+        """The one-pass JSON validator of this channel's flat handlers, built on first use."""
+        if self._one_pass is None:
+            self._one_pass = OnePass(self.handlers.values())
+        return self._one_pass
 
     @property
     def is_static(self) -> bool:
@@ -221,6 +230,7 @@ class Channel:
             is_async=is_async,
         )
         self.handlers[event] = handler
+        self._one_pass = None
         return handler
 
     def emits(

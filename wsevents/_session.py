@@ -13,7 +13,7 @@ import inspect
 import logging
 from contextlib import suppress
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 from anyio.to_thread import run_sync
@@ -23,12 +23,13 @@ from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection, ConnectionState
 from ._envelope import BadEnvelope, RequestId, error_frame, parse_envelope
-from ._routing import Channel, Hook
+from ._routing import Channel, Handler, Hook
 from .codecs import Codec
 from .exceptions import CloseCode, DecodeError, DuplicateKeyError, ErrorCode, EventError, Reject
 
 if TYPE_CHECKING:
     from ._app import EventApp
+    from ._limits import Limits
 
 __all__ = ["Sessions"]
 
@@ -40,6 +41,16 @@ CLOSE_GRACE = 1.0  # how long an aborted connection's close frame may take
 TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
 
 
+class Refusal(NamedTuple):
+    """An error frame to answer a frame with."""
+
+    code: str
+    message: str
+    details: Any
+    request_id: RequestId
+    event: str | None = None
+
+
 class Sessions:
     """Serves the WebSockets of one app."""
 
@@ -47,7 +58,21 @@ class Sessions:
         self.app = app
         self.limits = app.limits
         self.stats = app.counters
+        self.ok = app.counters.events_ok
         self._watchdog: asyncio.TimerHandle | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """The limits every connection runs under."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        self._limits = limits
+        # What the per-frame path reads, as plain attributes.
+        self._rated = limits.rate is not None
+        self._max_bytes = limits.max_message_bytes
+        self._measure_above = limits.max_message_bytes // 4
 
     # -- the handshake -------------------------------------------------------------
 
@@ -227,48 +252,24 @@ class Sessions:
 
     async def dispatch(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
         """Handle one frame: decode, rate, route, validate, call, answer."""
-        limits = self.limits
-        if len(payload) > limits.max_message_bytes and byte_size(payload) > (
-            limits.max_message_bytes
-        ):
+        # A character takes at most 4 bytes in UTF-8: only long frames are measured.
+        if len(payload) > self._measure_above and byte_size(payload) > self._max_bytes:
             conn.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return
-        if limits.rate is not None and not self._take_token(conn):
+        if self._rated and not self._take_token(conn):
             await self._refuse(conn, payload, decoder)
             return
-        try:
-            event, data, request_id = parse_envelope(decoder.decode(payload))
-        except BadEnvelope as exc:
-            await self.error(conn, ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
+        one_pass = conn.one_pass  # for text frames in plain JSON, where it applies
+        found: tuple[Handler, Any, RequestId] | Refusal | None = None
+        if one_pass is not None and payload.__class__ is str:
+            found = one_pass(payload)
+        if found is None:
+            found = self.route(conn, payload, decoder)
+        if isinstance(found, Refusal):
+            await self.error(conn, *found)
             return
-        except DuplicateKeyError as exc:
-            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
-            ambiguous = exc.top_level and exc.key == "id"
-            request_id = None if ambiguous else readable_id(exc.decoded)
-            await self.error(conn, code, str(exc), None, request_id)
-            return
-        except DecodeError as exc:
-            await self.error(conn, ErrorCode.BAD_FRAME, str(exc), None, None)
-            return
-        except Exception:  # a user codec that raised something else
-            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
-            await self.error(conn, ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
-            return
-        handler = conn.channel.handlers.get(event)
-        if handler is None:
-            message = f"no handler for event {event!r}"
-            await self.error(conn, ErrorCode.UNKNOWN_EVENT, message, None, request_id)
-            return
-        if handler.validate is not None:
-            try:
-                data = handler.validate(data)
-            except ValidationError as exc:
-                message = f"invalid data for event {event!r}"
-                details = validation_details(exc)
-                await self.error(
-                    conn, ErrorCode.VALIDATION_ERROR, message, details, request_id, event
-                )
-                return
+        handler, data, request_id = found
+        event = handler.event
         try:
             if handler.is_async:
                 result = await handler.invoke(conn, data)
@@ -285,9 +286,43 @@ class Sessions:
         except Exception as exc:
             await self._handle_exception(conn, exc, event, request_id)
             return
-        self.stats.events[event, "ok"] += 1
+        self.ok[event] += 1
         if frame is not None:
             await conn.send_frame(frame)
+
+    def route(
+        self, conn: Connection, payload: str | bytes, decoder: Codec
+    ) -> tuple[Handler, Any, RequestId] | Refusal:
+        """Decode a frame, read its envelope, find its handler and validate its data.
+
+        Returns ``(handler, data, id)``, or the error frame to answer with.
+        """
+        try:
+            event, data, request_id = parse_envelope(decoder.decode(payload))
+        except BadEnvelope as exc:
+            return Refusal(ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
+        except DuplicateKeyError as exc:
+            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
+            ambiguous = exc.top_level and exc.key == "id"
+            request_id = None if ambiguous else readable_id(exc.decoded)
+            return Refusal(code, str(exc), None, request_id)
+        except DecodeError as exc:
+            return Refusal(ErrorCode.BAD_FRAME, str(exc), None, None)
+        except Exception:  # a user codec that raised something else
+            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
+            return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
+        handler = conn.channel.handlers.get(event)
+        if handler is None:
+            message = f"no handler for event {event!r}"
+            return Refusal(ErrorCode.UNKNOWN_EVENT, message, None, request_id)
+        if handler.validate is not None:
+            try:
+                data = handler.validate(data)
+            except ValidationError as exc:
+                message = f"invalid data for event {event!r}"
+                details = validation_details(exc)
+                return Refusal(ErrorCode.VALIDATION_ERROR, message, details, request_id, event)
+        return handler, data, request_id
 
     def _take_token(self, conn: Connection) -> bool:
         """Take one token from the connection's bucket (``rate`` per second, ``burst`` deep)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 __all__ = ["Stats", "render_prometheus"]
@@ -14,7 +14,9 @@ class Stats:
     def __init__(self) -> None:
         self.connections_total = 0
         self.handshakes_refused: Counter[int] = Counter()  # by HTTP status
-        self.events: Counter[tuple[str, str]] = Counter()  # (registered event, outcome)
+        self.events: Counter[tuple[str, str]] = Counter()  # (registered event, error code)
+        # Frames handled without error, by event: a defaultdict adds faster than a Counter.
+        self.events_ok: defaultdict[str, int] = defaultdict(int)
         self.errors: Counter[str] = Counter()  # by error code
         self.closed: Counter[int] = Counter()  # closes the app decided, by close code
         self.slow_consumers_dropped = 0
@@ -23,7 +25,11 @@ class Stats:
     def snapshot(self, connections_open: int, backplane: dict[str, int]) -> dict[str, Any]:
         """Return every counter as plain data."""
         events: dict[str, dict[str, int]] = {}
-        for (event, outcome), count in sorted(self.events.items()):
+        outcomes = [
+            *self.events.items(),
+            *(((event, "ok"), n) for event, n in self.events_ok.items()),
+        ]
+        for (event, outcome), count in sorted(outcomes):
             events.setdefault(event, {})[outcome] = count
         return {
             "connections_open": connections_open,

@@ -175,6 +175,20 @@ def _members(value: Any) -> int:
     return count
 
 
+def keys_match(text: str, members: int) -> bool:
+    """Whether the JSON ``text`` holds no more keys than the ``members`` its objects kept.
+
+    Every key is followed by a colon outside a string, so ``members`` colons
+    in all leave no room for a repeated key; failing that (a colon inside a
+    string), ``members`` occurrences of ``":``, where no ``"`` meets whitespace.
+    """
+    if text.count(":") == members:
+        return True
+    return text.count('":') == members and not (
+        '" ' in text or '"\n' in text or '"\t' in text or '"\r' in text
+    )
+
+
 class JSONCodec(Codec):
     """JSON in text frames, the default.
 
@@ -214,9 +228,10 @@ class JSONCodec(Codec):
 
         pydantic-core parses; one walk over the result counts object members
         and flags what needs a strict look (integers beyond 64 bits, numbers
-        that overflowed). When the members do not add up to the keys in the
-        text (a repeated key, or ``":`` inside a string), or the nesting may be
-        deep, the standard library decodes it again with every check.
+        that overflowed). When the members may not add up to the keys in the
+        text (a repeated key, or a colon inside a string: see
+        :func:`keys_match`), or the nesting may be deep, the standard library
+        decodes it again with every check.
         """
         try:
             text = payload if isinstance(payload, str) else payload.decode()
@@ -227,7 +242,7 @@ class JSONCodec(Codec):
         except ValueError:
             return self._strict(text)  # it raises, with the precise reason
         members = _members(value)
-        if members < 0 or text.count('":') != members:
+        if members < 0 or not keys_match(text, members):
             return self._strict(text)
         # Nesting deeper than 64 takes 130 characters at least.
         if len(text) > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH:
@@ -251,9 +266,14 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
 
-# Bytes that may start a float or an extension (timestamps included): where
-# one appears, the decoded value gets the strict look.
-_MSGPACK_MARKERS = bytes(range(0xC7, 0xCC)) + bytes(range(0xD4, 0xD9))
+# Bytes that may start a float64 or an extension (timestamps included): where
+# one appears, the decoded value gets a walk (finite floats, no extension values).
+_MSGPACK_MARKERS = b"\xcb" + bytes(range(0xC7, 0xCA)) + bytes(range(0xD4, 0xD9))
+# A float32 packs again as a float64, four bytes longer: that could hide a
+# repeated key from the length check, so where this byte appears, every check runs.
+_FLOAT32 = b"\xca"
+# Bytes that may start a map or an array: fewer than MAX_DEPTH cannot nest deeper.
+_CONTAINERS = bytes(range(0x80, 0xA0)) + bytes(range(0xDC, 0xE0))
 
 
 class MessagePackCodec(Codec):
@@ -267,34 +287,41 @@ class MessagePackCodec(Codec):
     subprotocol = "wsevents.msgpack"
     frame_type: FrameType = "binary"
 
+    def __init__(self) -> None:
+        # One packer, reused: packing holds the GIL throughout, so threads cannot interleave.
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+
     def encode(self, message: Any) -> bytes:
         """Encode ``message`` as MessagePack."""
-        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+        return self._pack(message)  # type: ignore[no-any-return]
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.
 
         The C decoder runs alone; the value, packed again, must come to the
         same length, which a map with a repeated key does not (nor does a
-        sender that packs numbers or strings longer than needed). Where it
-        differs, or a float or extension marker appears, or the frame is long
-        enough to nest deep, the value gets every check.
+        sender that packs numbers or strings longer than needed, nor a
+        float32): where it differs, the strict decoder runs, with every check.
+        Where a float64 or an extension marker appears, or enough container
+        markers to nest deep, the decoded value gets a walk with the checks.
+        Marker bytes inside numbers and strings only cost that walk.
         """
         if isinstance(payload, str):
             raise DecodeError("MessagePack travels in binary frames")
         try:
             value = msgpack.unpackb(payload, raw=False, ext_hook=_reject_ext)
-            if (
-                len(payload) > MAX_DEPTH
-                or len(payload.translate(None, _MSGPACK_MARKERS)) != len(payload)
-                or len(msgpack.packb(value, use_bin_type=True)) != len(payload)
-            ):
+            size = len(payload)
+            if len(self._pack(value)) != size or _FLOAT32 in payload:
                 return self._strict(payload)
-            return value
         except DecodeError:
             raise
         except Exception as exc:  # msgpack raises many unrelated types for bad input
             raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
+        if len(payload.translate(None, _MSGPACK_MARKERS)) != size or (
+            size > MAX_DEPTH and size - len(payload.translate(None, _CONTAINERS)) > MAX_DEPTH
+        ):
+            check_decoded(value)
+        return value
 
     def _strict(self, payload: bytes) -> Any:
         try:

@@ -1,0 +1,191 @@
+"""The one-pass JSON path gives the answers of the general path, only faster."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits
+from wsevents._envelope import BadEnvelope, parse_envelope
+from wsevents._onepass import is_flat_model
+from wsevents.exceptions import DuplicateKeyError
+from wsevents.testing import EventTestClient
+
+
+class Echo(BaseModel):
+    text: str
+    n: int
+
+
+class Reading(BaseModel):
+    level: float
+    unit: Literal["c", "f"] = "c"
+    note: str | None = None
+    ok: bool = True
+
+
+class Inner(BaseModel):
+    x: int
+
+
+class Nested(BaseModel):
+    inner: Inner
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    a: int
+
+
+class Checked(BaseModel):
+    a: int
+
+    @model_validator(mode="after")
+    def noop(self) -> Checked:
+        return self
+
+
+def make_channel() -> Channel:
+    channel = Channel("/c")
+
+    @channel.on("echo", model=Echo, reply=Echo)
+    async def echo(data: Echo) -> Echo:
+        return data
+
+    @channel.on("read", model=Reading)
+    async def read(data: Reading) -> Reading:
+        return data
+
+    @channel.on("nested", model=Nested)
+    async def nested(data: Nested) -> None:
+        return None
+
+    return channel
+
+
+channel_codec = JSONCodec()
+
+
+def general(channel: Channel, text: str) -> tuple[str, Any, Any] | str:
+    """The general path: decode, read the envelope, validate; or the kind of error."""
+    try:
+        event, data, request_id = parse_envelope(channel_codec.decode(text))
+    except (BadEnvelope, DuplicateKeyError, DecodeError) as exc:
+        return type(exc).__name__
+    handler = channel.handlers.get(event)
+    if handler is None:
+        return "unknown"
+    try:
+        assert handler.validate is not None
+        return event, handler.validate(data), request_id
+    except ValueError:
+        return "invalid"
+
+
+def test_flat_models_are_recognised() -> None:
+    assert is_flat_model(Echo)
+    assert is_flat_model(Reading)
+    assert not is_flat_model(Nested)  # a nested object has keys the count would miss
+    assert not is_flat_model(Loose)  # kept extra fields could hold anything
+    assert not is_flat_model(Checked)  # a model validator could change the fields set
+    assert not is_flat_model(dict)
+    assert not is_flat_model(int)
+    assert set(make_channel().one_pass.handlers) == {"echo", "read"}
+
+
+FAST = [
+    '{"event":"echo","data":{"text":"hi","n":1},"id":7}',
+    '{"event":"echo","data":{"text":"hi","n":1}}',
+    '{"event":"echo","data":{"text":"hi","n":1},"id":"a-b"}',
+    '{"event":"echo","data":{"text":"hi","n":-9223372036854775808},"id":null}',
+    '{"event":"read","data":{"level":1.5,"unit":"f","note":null,"ok":false},"id":1}',
+    '{"event":"read","data":{"level":2}}',
+    '{"id":3,"data":{"n":2,"text":"x"},"event":"echo"}',
+    # A colon inside a string: the second count (of ":) takes it.
+    '{"event":"echo","data":{"text":"http://x:80","n":1},"id":1}',
+    # Whitespace after a colon is fine.
+    '{"event": "echo", "data": {"text": "hi", "n": 1}, "id": 7}',
+]
+
+GENERAL = [
+    # repeated keys, with and without whitespace before the colon
+    '{"event":"echo","event":"echo","data":{"text":"hi","n":1},"id":1}',
+    '{"event":"echo","data":{"text":"hi","n":1,"n":2},"id":1}',
+    '{"event" :"echo","event":"echo","data":{"text":"hi","n":1},"id":1}',
+    '{"event":"echo","data":{"text":"a:b","n":1,"n"\n:2},"id":1}',
+    '{"event":"echo","data":{"text":"hi","n":1},"id":1,"id":2}',
+    # numbers the codec refuses
+    '{"event":"echo","data":{"text":"hi","n":18446744073709551616},"id":1}',
+    '{"event":"read","data":{"level":NaN}}',
+    '{"event":"read","data":{"level":Infinity}}',
+    '{"event":"read","data":{"level":1e400}}',
+    # ids the envelope refuses
+    '{"event":"echo","data":{"text":"hi","n":1},"id":1.5}',
+    '{"event":"echo","data":{"text":"hi","n":1},"id":true}',
+    '{"event":"echo","data":{"text":"hi","n":1},"id":9007199254740992}',
+    '{"event":"echo","data":{"text":"hi","n":1},"id":"' + "x" * 129 + '"}',
+    # what a flat model cannot answer, or what is not valid
+    '{"event":"nested","data":{"inner":{"x":1}}}',
+    '{"event":"nope","data":{}}',
+    '{"event":"echo","data":{"text":"hi"}}',
+    '{"event":"echo","data":{"text":"hi","n":1,"extra":{"a":1,"a":2}}}',
+    '{"event":"echo","data":{"text":"hi","n":1},"deep":' + "[" * 70 + "]" * 70 + "}",
+    '{"event":"echo","data":{"text":"\\ud800","n":1}}',
+    "[]",
+    "{",
+]
+
+
+@pytest.mark.parametrize("text", FAST)
+def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: str) -> None:
+    channel = make_channel()
+    found = channel.one_pass(text)
+    assert found is not None
+    handler, data, request_id = found
+    assert (handler.event, data, request_id) == general(channel, text)
+
+
+@pytest.mark.parametrize("text", GENERAL)
+def test_frames_the_one_pass_cannot_vouch_for_take_the_general_path(text: str) -> None:
+    channel = make_channel()
+    assert channel.one_pass(text) is None
+
+
+def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
+    """Each frame above that must fail does fail, so passing it on loses nothing."""
+    channel = make_channel()
+    outcomes = {text: general(channel, text) for text in GENERAL}
+    assert outcomes[GENERAL[0]] == "DuplicateKeyError"
+    assert outcomes[GENERAL[3]] == "DuplicateKeyError"
+    assert outcomes[GENERAL[5]] == "DecodeError"
+    assert outcomes[GENERAL[9]] == "BadEnvelope"
+    assert outcomes[GENERAL[13]][0] == "nested"  # valid, just not flat
+
+
+def test_a_handler_added_later_is_served_on_the_next_build() -> None:
+    channel = make_channel()
+    assert channel.one_pass('{"event":"late","data":{"a":1}}') is None
+
+    @channel.on("late", model=Inner)
+    async def late(data: Inner) -> None:
+        return None
+
+    found = channel.one_pass('{"event":"late","data":{"x":1}}')
+    assert found is not None
+    assert found[1] == Inner(x=1)
+
+
+def test_an_app_answers_the_same_through_either_path() -> None:
+    app = EventApp([make_channel()], title="t", version="1", limits=Limits(rate=None))
+    with EventTestClient(app) as client, client.connect("/c") as ws:
+        assert ws.request("echo", {"text": "hi", "n": 3}) == {"text": "hi", "n": 3}
+        ws.send_raw('{"event":"echo","data":{"text":"hi","n":1,"n":2},"id":5}')
+        error = ws.receive()
+        assert (error.event, error.id, error.data["code"]) == ("error", 5, "bad_frame")
+        ws.send_raw('{"event":"echo","data":{"text":"hi"},"id":6}')
+        error = ws.receive()
+        assert (error.id, error.data["code"]) == (6, "validation_error")
+        assert error.data["details"][0]["loc"] == ["n"]
+    assert app.stats()["events"]["echo"] == {"ok": 1, "validation_error": 1}
