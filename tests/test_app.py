@@ -709,3 +709,22 @@ def test_unknown_scope_type_raises() -> None:
 
     with pytest.raises(RuntimeError, match="Expected ASGI scope type"):
         anyio.run(call)
+
+
+def test_the_app_serves_the_client_and_its_types() -> None:
+    from examples.chat.app import app as chat_app
+
+    with EventTestClient(chat_app) as client:
+        script = client.http.get("/ws/wsevents.js")
+        types = client.http.get("/ws/wsevents.d.ts")
+    assert script.status_code == 200
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "export function connect(" in script.text
+    assert types.status_code == 200
+    assert "export function connect(url: string" in types.text
+
+
+def test_client_url_none_serves_no_client() -> None:
+    app = EventApp([Channel("/c")], title="t", version="1", client_url=None)
+    with EventTestClient(app) as client:
+        assert client.http.get("/wsevents.js").status_code == 404

@@ -14,7 +14,7 @@ import pytest
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
 
-from .conftest import serve
+from .conftest import RedisServer, serve, uvicorn_process
 
 CHROMIUM = os.environ.get("WSEVENTS_CHROMIUM") or shutil.which("chromium")
 # WSEVENTS_SCREENSHOTS=docs keeps the screenshots the docs show.
@@ -73,15 +73,22 @@ def say(page: Any, text: str) -> None:
     page.press("#text", "Enter")
 
 
-def test_two_pages_in_one_room_see_each_other_and_another_room_sees_neither(
-    browser: Any, tmp_path: Path
+def test_two_pages_on_two_servers_in_one_room_see_each_other_and_another_room_sees_neither(
+    browser: Any, redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    """The chat on the browser client, two uvicorn processes, one Redis between them."""
     blocked: list[str] = []
-    with serve(chat_app) as address:
-        base = f"http://{address}/"
-        ann, bob, cy = (open_page(browser, base, blocked) for _ in range(3))
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}
+    with (
+        uvicorn_process("examples.chat.app:app", tmp_path / "1.log", env=env) as (one, _),
+        uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (two, _),
+    ):
+        ann = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
+        bob = open_page(browser, f"http://127.0.0.1:{two}/", blocked)
+        cy = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
         join(ann, "ann", "lobby")
         join(bob, "bob", "lobby")
+        ann.wait_for_selector("text=bob joined", timeout=5000)
         join(cy, "cy", "garden")
         say(ann, "hello bob")
         bob.wait_for_selector("text=ann: hello bob", timeout=5000)
@@ -89,7 +96,13 @@ def test_two_pages_in_one_room_see_each_other_and_another_room_sees_neither(
         ann.wait_for_selector("text=bob: hi ann", timeout=5000)
         say(cy, "anyone?")
         cy.wait_for_selector("text=cy: anyone?", timeout=5000)
+        # A message too long for the model (set past the input's maxlength): the
+        # request is refused with validation_error, and the page says so.
+        ann.evaluate("document.getElementById('text').value = 'x'.repeat(501)")
+        ann.press("#text", "Enter")
+        ann.wait_for_selector("text=not sent: validation_error", timeout=5000)
         ann_log = ann.inner_text("#log").split("\n")
+        bob_log = bob.inner_text("#log").split("\n")
         cy_log = cy.inner_text("#log").split("\n")
         ann.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "chat.png"))
     assert [line for line in ann_log if line] == [
@@ -97,9 +110,24 @@ def test_two_pages_in_one_room_see_each_other_and_another_room_sees_neither(
         "bob joined",
         "ann: hello bob",
         "bob: hi ann",
+        "not sent: validation_error: invalid data for event 'say'",
     ]
+    assert [line for line in bob_log if line] == ["bob joined", "ann: hello bob", "bob: hi ann"]
     assert [line for line in cy_log if line] == ["cy joined", "cy: anyone?"]
-    assert blocked == []  # the page asked for nothing beyond the server
+    assert blocked == []  # the pages asked for nothing beyond their servers
+
+
+def test_the_page_reconnects_when_its_server_restarts(browser: Any) -> None:
+    page_app = chat_app
+    with serve(page_app) as address:
+        port = int(address.rsplit(":", 1)[1])
+        page = open_page(browser, f"http://{address}/", [])
+        join(page, "ann", "lobby")
+    page.wait_for_selector("text=reconnecting", timeout=5000)
+    with serve(page_app, port=port):
+        page.wait_for_selector("#text:not([disabled])", timeout=10000)
+        say(page, "back")
+        page.wait_for_selector("text=ann: back", timeout=5000)
 
 
 def test_a_refused_handshake_shows_as_disconnected(browser: Any) -> None:
@@ -108,7 +136,7 @@ def test_a_refused_handshake_shows_as_disconnected(browser: Any) -> None:
         page.fill("#user", " ")
         page.fill("#room", "lobby")
         page.click("#join button")
-        page.wait_for_selector("text=disconnected (1006)", timeout=5000)
+        page.wait_for_selector("text=cannot join lobby", timeout=5000)
         assert page.is_disabled("#text")
 
 
@@ -146,3 +174,64 @@ def test_docs_page_renders_every_channel_and_event_and_its_console_talks(
     assert '→ {"event":"ping","data":{"n":42},"id":1}' in log
     assert '← {"event":"ping","data":{"n":42},"id":1}' in log
     assert blocked == []
+
+
+CLIENT_CHECKS = """
+async () => {
+  const { connect, encodeMsgpack, decodeMsgpack, WSEventsError } = await import("/ws/wsevents.js");
+  const out = {};
+  for (const codec of ["json", "msgpack"]) {
+    const client = await connect("/ws/chat/lobby?user=js-" + codec, { codec });
+    const heard = new Promise((resolve) => client.on("said", (data) => resolve(data)));
+    out[codec] = { pong: await client.request("ping", { n: 5 }) };
+    try {
+      await client.request("ping", { n: "five" });
+    } catch (error) {
+      out[codec].error = [error instanceof WSEventsError, error.code, error.details[0].loc];
+    }
+    client.send("say", { text: "hi from " + codec });
+    out[codec].heard = await heard;
+    client.close();
+  }
+  const lonely = await connect("/ws/chat/lobby?user=lonely", { reconnect: false });
+  lonely.socket.close();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  try {
+    await lonely.request("ping", { n: 1 }, { timeout: 50 });
+  } catch (error) {
+    out.timeout = error.code;
+  }
+  try {
+    await connect("/ws/chat/lobby");
+  } catch (error) {
+    out.refused = error.code;
+  }
+  const values = [null, true, false, 0, 127, 128, 255, 256, 65535, 65536, 4294967296,
+    -1, -32, -33, -129, -32769, -2147483649, 1.5, "", "é", "x".repeat(40), "y".repeat(300),
+    [1, [2]], { a: { b: 1 } }];
+  out.packed = values.map((value) => Array.from(encodeMsgpack(value)));
+  out.unpacked = out.packed.map((bytes) => decodeMsgpack(new Uint8Array(bytes)));
+  return out;
+}
+"""
+MSGPACK_VALUES: list[Any] = [
+    None, True, False, 0, 127, 128, 255, 256, 65535, 65536, 4294967296, -1, -32, -33,
+    -129, -32769, -2147483649, 1.5, "", "é", "x" * 40, "y" * 300, [1, [2]], {"a": {"b": 1}},
+]  # fmt: skip
+
+
+def test_the_browser_client_requests_listens_times_out_and_speaks_msgpack(browser: Any) -> None:
+    import msgpack
+
+    with serve(chat_app) as address:
+        page = open_page(browser, f"http://{address}/", [])
+        out = page.evaluate(CLIENT_CHECKS)
+    for codec in ("json", "msgpack"):
+        assert out[codec]["pong"] == {"n": 5}
+        assert out[codec]["error"] == [True, "validation_error", ["n"]]
+        assert out[codec]["heard"] == {"user": f"js-{codec}", "text": f"hi from {codec}"}
+    assert out["timeout"] == "timeout"
+    assert out["refused"] == "connection_failed"
+    # The module's MessagePack is the canonical one: the same bytes as msgpack's.
+    assert out["packed"] == [list(msgpack.packb(value)) for value in MSGPACK_VALUES]
+    assert out["unpacked"] == MSGPACK_VALUES

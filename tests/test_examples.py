@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -70,7 +72,7 @@ def test_chat_page_is_served_and_talks_to_the_channel() -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "/ws/chat/" in page.text
-    assert '"wsevents.json"' in page.text
+    assert 'import { connect } from "/ws/wsevents.js"' in page.text  # the served client
     assert "http://" not in page.text  # nothing from a CDN: it works offline
     assert "https://" not in page.text
 
@@ -150,3 +152,74 @@ async def test_make_run_serves_the_chat_to_two_clients(make_run: tuple[int, Path
         {"event": "joined", "data": {"user": "bob"}},
         {"event": "said", "data": {"user": "ann", "text": "hi bob"}},
     ]
+
+
+@pytest.mark.anyio
+async def test_notifications_by_pattern_by_user_and_by_connection() -> None:
+    """The notifications example over uvicorn, with the Python client and HTTP."""
+    from examples.notifications.app import app as notifications_app
+    from wsevents import EventError
+    from wsevents.client import connect as client_connect
+
+    async def next_push(client: Any) -> Any:
+        async for message in client:
+            return message
+        raise AssertionError("no push")
+
+    with serve(notifications_app) as address:
+        base = f"ws://{address}/ws/inbox"
+        async with (
+            client_connect(f"{base}?user=ann") as ann,
+            client_connect(f"{base}?user=ann") as ann_phone,
+            client_connect(f"{base}?user=bob") as bob,
+            httpx.AsyncClient(base_url=f"http://{address}") as http,
+        ):
+            await ann.request("follow", {"pattern": "alerts/#"})
+            await bob.request("follow", {"pattern": "news/+"})
+            with pytest.raises(EventError) as caught:
+                await bob.request("follow", {"pattern": "+/ann"})  # would read ann's messages
+            assert caught.value.code == "bad_topic"
+            with pytest.raises(EventError) as caught:
+                await bob.request("follow", {"pattern": "news/#/x"})
+            assert caught.value.code == "bad_topic"
+
+            async def post(path: str, body: dict[str, Any]) -> int:
+                return (await http.post(path, json=body)).status_code
+
+            # Wildcards: alerts/# matches any depth, news/+ one level only.
+            assert await post("/publish", {"topic": "news/sport/late", "title": "nobody"}) == 202
+            assert await post("/publish", {"topic": "alerts/fire/floor-2", "title": "fire"}) == 202
+            assert await post("/publish", {"topic": "news/sport", "title": "goal"}) == 202
+            ann_push = await asyncio.wait_for(next_push(ann), 5)
+            assert ann_push.event == "notification"
+            assert ann_push.data == {"topic": "alerts/fire/floor-2", "title": "fire", "body": ""}
+            bob_push = await asyncio.wait_for(next_push(bob), 5)
+            assert bob_push.data["title"] == "goal"  # not "nobody": + is one level
+            # One user, on every connection of theirs; nobody else.
+            assert await post("/users/ann/messages", {"text": "lunch?"}) == 202
+            for client in (ann, ann_phone):
+                push = await asyncio.wait_for(next_push(client), 5)
+                assert (push.event, push.data) == ("direct", {"text": "lunch?"})
+            # One connection, by id (send_to).
+            me = await ann_phone.request("whoami")
+            assert me["user"] == "ann"
+            assert (
+                await post(f"/connections/{me['connection_id']}/messages", {"text": "psst"}) == 202
+            )
+            push = await asyncio.wait_for(next_push(ann_phone), 5)
+            assert push.data == {"text": "psst"}
+            # Bad requests are 422s, and private topics stay private.
+            assert await post("/publish", {"topic": "alerts/x", "title": ""}) == 422
+            assert await post("/publish", {"topic": "users/ann", "title": "spoof"}) == 422
+            assert await post("/publish", {"topic": "alerts/+", "title": "x"}) == 422
+            # Nothing else arrived anywhere.
+            await ann.request("whoami")
+            await bob.request("whoami")
+            assert [m async for m in _drain(ann)] == []
+            assert [m async for m in _drain(bob)] == []
+
+
+async def _drain(client: Any) -> Any:
+    """The pushes already waiting, without waiting for more."""
+    while client._inbox:
+        yield client._inbox.popleft()

@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -57,6 +58,8 @@ class EventApp:
         docs_url: the path of the docs page.
         asyncapi_url: the path of the AsyncAPI document.
         metrics_url: the path of the Prometheus metrics (:meth:`stats`); off by default.
+        client_url: the path of the browser client, an ES module (its types are
+            served beside it, ``.d.ts`` for ``.js``); ``None`` to serve neither.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class EventApp:
         docs_url: str | None = "/docs",
         asyncapi_url: str | None = "/asyncapi.json",
         metrics_url: str | None = None,
+        client_url: str | None = "/wsevents.js",
     ) -> None:
         self.channels = list(channels)
         self._static: dict[str, Channel] = {}
@@ -128,6 +132,11 @@ class EventApp:
             self._http_routes[docs_url] = self._docs_page
         if metrics_url:
             self._http_routes[metrics_url] = self._metrics
+        if client_url:
+            self._http_routes[client_url] = _static("wsevents.js", "text/javascript")
+            self._http_routes[types_url(client_url)] = _static(
+                "wsevents.d.ts", "application/typescript"
+            )
         self.sessions = Sessions(self)
         install_redaction()
 
@@ -415,6 +424,22 @@ class EventApp:
         """Return the counters: connections, events by name and outcome, errors by code,
         slow consumers dropped, rate limits hit, closes by code, backplane reconnects."""
         return self.counters.snapshot(len(self.connections), self.backplane.stats)
+
+
+def types_url(client_url: str) -> str:
+    """Where the types of the browser client are served: ``.d.ts`` beside the ``.js``."""
+    return client_url.removesuffix(".js") + ".d.ts"
+
+
+def _static(name: str, media_type: str) -> Callable[[str], Response]:
+    """Serve a file of ``wsevents/static``, read once, cacheable for an hour."""
+    body = (Path(__file__).parent / "static" / name).read_bytes()
+    headers = {"Cache-Control": "public, max-age=3600"}
+
+    def respond(root_path: str) -> Response:
+        return Response(body, media_type=f"{media_type}; charset=utf-8", headers=headers)
+
+    return respond
 
 
 def yaml_url(asyncapi_url: str) -> str:

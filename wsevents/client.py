@@ -1,0 +1,402 @@
+"""The Python client: talk to a wsevents server from asyncio code.
+
+::
+
+    from wsevents.client import connect
+
+    async with connect("ws://127.0.0.1:8000/ws/chat/lobby?user=ann") as client:
+        client.on("said", lambda data: print(data["user"], data["text"]))
+        await client.send("say", {"text": "hello"})
+        pong = await client.request("ping", {"n": 1}, timeout=5)
+        async for message in client:  # every push no listener took
+            print(message.event, message.data)
+
+It speaks the protocol of ``docs/protocol.md`` over the ``websockets``
+library: requests get an ``id`` and wait for the frame that answers it (an
+error frame raises :class:`~wsevents.EventError`); pushes go to the
+listeners of their event, or else to ``async for``. When the connection
+drops, it reconnects with exponential backoff and runs ``on_connect`` again,
+so the subscriptions the server keeps per connection can be made anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+from pydantic_core import to_jsonable_python
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
+
+from ._envelope import Message
+from .codecs import Codec, JSONCodec, MessagePackCodec
+from .exceptions import DecodeError, EventError, Reject
+
+__all__ = ["Client", "ConnectionLost", "Message", "connect"]
+
+logger = logging.getLogger("wsevents.client")
+
+DEFAULT_TIMEOUT = 10.0
+Listener = Callable[[Any], Any]
+OnConnect = Callable[["Client"], Any]
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed before a request was answered, or the client gave up."""
+
+
+class Client:
+    """A connection to a wsevents channel; make one with :func:`connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        codec: Literal["json", "msgpack"] = "json",
+        headers: Mapping[str, str] | None = None,
+        on_connect: OnConnect | None = None,
+        reconnect: bool = True,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        max_attempts: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_queue: int = 1024,
+    ) -> None:
+        if codec not in ("json", "msgpack"):
+            raise ValueError(f"codec must be 'json' or 'msgpack', got {codec!r}")
+        self.url = url
+        self.codec: Codec = JSONCodec() if codec == "json" else MessagePackCodec()
+        self.headers = dict(headers or {})
+        self.on_connect = on_connect
+        self.reconnect = reconnect
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.reconnects = 0  #: how many times the connection was made again
+        self.dropped = 0  #: pushes dropped because ``async for`` fell max_queue behind
+        self._ws: ClientConnection | None = None
+        self._connected = asyncio.Event()
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+        self._inbox: deque[Message] = deque(maxlen=max_queue)
+        self._arrived = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- opening and closing -------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect, run ``on_connect``, and start reading.
+
+        Raises:
+            Reject: the server refused the handshake with an HTTP status.
+            OSError: the server could not be reached.
+        """
+        await self._connect()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        """Close the connection; pending requests fail with :class:`ConnectionLost`."""
+        self._closed = True
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._ws is not None:
+            await self._ws.close()
+        self._fail_pending(ConnectionLost("the client was closed"))
+        for task in list(self._tasks):
+            task.cancel()
+        self._arrived.set()
+
+    async def __aenter__(self) -> Client:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client holds an open connection now."""
+        return self._connected.is_set()
+
+    # -- sending -------------------------------------------------------------------
+
+    async def send(self, event: str, data: Any = None) -> None:
+        """Send an event without an ``id``: the server answers nothing unless it fails.
+
+        While the client reconnects, this waits for the connection (up to
+        ``timeout``) rather than losing the frame.
+        """
+        ws = await self._ready()
+        await ws.send(self._encode(event, data, None))
+
+    async def request(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send an event with an ``id`` and return the ``data`` of the reply.
+
+        Raises:
+            EventError: the server answered with an error frame.
+            TimeoutError: no answer within ``timeout`` seconds (the client's default).
+            ConnectionLost: the connection closed before the answer came.
+        """
+        limit = self.timeout if timeout is None else timeout
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        frame = self._encode(event, data, request_id)
+
+        async def ask() -> Any:
+            ws = await self._ready()
+            await ws.send(frame)
+            return await future
+
+        try:
+            return await asyncio.wait_for(ask(), limit)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no answer to {event!r} within {limit} s") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _encode(self, event: str, data: Any, request_id: int | None) -> str | bytes:
+        message: dict[str, Any] = {"event": event, "data": to_jsonable_python(data)}
+        if request_id is not None:
+            message["id"] = request_id
+        return self.codec.encode(message)
+
+    async def _ready(self) -> ClientConnection:
+        if not self._connected.is_set():
+            if self._closed:
+                raise ConnectionLost("the client is closed")
+            if self._failure is not None:
+                raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
+            await asyncio.wait_for(self._connected.wait(), self.timeout)
+        assert self._ws is not None
+        return self._ws
+
+    # -- receiving -----------------------------------------------------------------
+
+    def on(self, event: str, listener: Listener | None = None) -> Any:
+        """Call ``listener(data)`` for every push of ``event``; usable as a decorator.
+
+        A listener may be async (it runs as a task). Pushes with a listener do
+        not reach ``async for``. Use ``"error"`` for error frames no request
+        waits for.
+        """
+
+        def add(func: Listener) -> Listener:
+            self._listeners.setdefault(event, []).append(func)
+            return func
+
+        return add if listener is None else add(listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        """Stop calling ``listener`` for ``event``."""
+        listeners = self._listeners.get(event, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while True:
+            while self._inbox:
+                yield self._inbox.popleft()
+            if self._closed:
+                return
+            if self._failure is not None:
+                raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
+            self._arrived.clear()
+            await self._arrived.wait()
+
+    def _deliver(self, message: Message) -> None:
+        request_id = message.id
+        if request_id is not None and request_id in self._pending:
+            future = self._pending.pop(request_id)
+            if not future.done():
+                if message.event == "error":
+                    future.set_exception(_event_error(message.data))
+                else:
+                    future.set_result(message.data)
+            return
+        listeners = self._listeners.get(message.event)
+        if listeners:
+            for listener in list(listeners):
+                self._call(listener, message.data)
+            return
+        if len(self._inbox) == self._inbox.maxlen:
+            self.dropped += 1
+        self._inbox.append(message)
+        self._arrived.set()
+
+    def _call(self, listener: Listener, data: Any) -> None:
+        try:
+            result = listener(data)
+        except Exception:
+            logger.exception("listener %r failed", listener)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._listener_done)
+
+    def _listener_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("listener failed", exc_info=task.exception())
+
+    # -- the connection and its reconnects -----------------------------------------
+
+    async def _connect(self, *, again: bool = False) -> None:
+        try:
+            ws = await ws_connect(
+                self.url,
+                subprotocols=[Subprotocol(self.codec.subprotocol)],
+                additional_headers=self.headers,
+                open_timeout=self.timeout,
+                max_size=None,
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            reason = response.body.decode(errors="replace") if response.body else ""
+            raise Reject(response.status_code, reason) from None
+        self._ws = ws
+        if again:
+            self.reconnects += 1
+        self._connected.set()
+        if self.on_connect is not None:
+            result = self.on_connect(self)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _run(self) -> None:
+        while True:
+            assert self._ws is not None
+            error = await self._read(self._ws)
+            self._connected.clear()
+            self._fail_pending(ConnectionLost(f"the connection closed: {error}"))
+            if self._closed:
+                return
+            if not self.reconnect:
+                self._give_up(error)
+                return
+            try:
+                await self._reconnect()
+            except Exception as exc:
+                self._give_up(exc)
+                return
+
+    async def _read(self, ws: ClientConnection) -> BaseException:
+        try:
+            async for payload in ws:
+                try:
+                    decoded = self.codec.decode(payload)
+                    message = Message(decoded["event"], decoded.get("data"), decoded.get("id"))
+                except (DecodeError, KeyError, TypeError):
+                    logger.warning("the server sent a frame that is not an envelope: %r", payload)
+                    continue
+                self._deliver(message)
+        except ConnectionClosed as exc:
+            return exc
+        return ConnectionClosedByServer(ws.close_code, ws.close_reason)
+
+    async def _reconnect(self) -> None:
+        low, high = self.backoff
+        for attempt in itertools.count(1):
+            if self.max_attempts is not None and attempt > self.max_attempts:
+                raise ConnectionLost(f"no connection after {self.max_attempts} attempts")
+            delay = min(high, low * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            await asyncio.sleep(delay)
+            try:
+                await self._connect(again=True)
+            except Reject as exc:
+                if exc.status < 500:  # refused for good: asking again will not help
+                    raise
+                logger.info("reconnect attempt %d refused: %s", attempt, exc)
+            except (OSError, asyncio.TimeoutError) as exc:
+                logger.info("reconnect attempt %d failed: %s", attempt, exc)
+            else:
+                return
+
+    def _give_up(self, error: BaseException) -> None:
+        self._failure = error
+        self._fail_pending(ConnectionLost(str(error)))
+        self._arrived.set()
+
+    def _fail_pending(self, error: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+
+class ConnectionClosedByServer(ConnectionError):
+    """The server closed the connection cleanly."""
+
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"closed by the server with {code}: {reason or ''}".rstrip(": "))
+        self.code = code
+        self.reason = reason
+
+
+def _event_error(data: Any) -> EventError:
+    if not isinstance(data, dict) or not data.get("code"):
+        return EventError("bad_frame", "the server sent an error frame without a code", data)
+    return EventError(str(data["code"]), str(data.get("message") or ""), data.get("details"))
+
+
+def connect(
+    url: str,
+    *,
+    codec: Literal["json", "msgpack"] = "json",
+    headers: Mapping[str, str] | None = None,
+    on_connect: OnConnect | None = None,
+    reconnect: bool = True,
+    backoff: tuple[float, float] = (0.1, 5.0),
+    max_attempts: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_queue: int = 1024,
+) -> Client:
+    """Connect to a wsevents channel: ``async with connect(url) as client:``.
+
+    Args:
+        url: the channel's ``ws://`` or ``wss://`` URL, query string included.
+        codec: ``"json"`` (text frames) or ``"msgpack"`` (binary frames).
+        headers: extra handshake headers, such as ``Authorization``.
+        on_connect: called with the client after every connection, the first
+            and each reconnect (it may be async): subscribe here.
+        reconnect: reconnect when the connection drops.
+        backoff: the first and the longest wait between attempts, in seconds;
+            each wait doubles, with jitter.
+        max_attempts: give up after this many failed attempts in a row (``None``: never).
+        timeout: the default for ``request`` and for the opening handshake.
+        max_queue: pushes kept for ``async for``; past it the oldest is dropped
+            (counted in ``Client.dropped``).
+    """
+    return Client(
+        url,
+        codec=codec,
+        headers=headers,
+        on_connect=on_connect,
+        reconnect=reconnect,
+        backoff=backoff,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        max_queue=max_queue,
+    )

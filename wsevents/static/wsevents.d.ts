@@ -1,0 +1,65 @@
+// Types for the wsevents browser client served at /wsevents.js.
+
+/** One frame: a push (id null), a reply, or an error frame. */
+export interface Message<T = unknown> {
+  event: string;
+  data: T;
+  id?: string | number | null;
+}
+
+/** The data of an error frame. */
+export interface ErrorData {
+  code: string;
+  message: string;
+  details: unknown;
+}
+
+/** A request that failed: an error frame (code from the server), "timeout", "connection_lost", "closed", "queue_full". */
+export class WSEventsError extends Error {
+  constructor(code: string, message?: string, details?: unknown);
+  readonly code: string;
+  readonly details: unknown;
+}
+
+export interface ConnectOptions {
+  /** "json" (text frames, the default) or "msgpack" (binary frames). */
+  codec?: "json" | "msgpack";
+  /** Default request timeout in milliseconds (10000). */
+  timeout?: number;
+  /** Reconnect when the connection drops (true). */
+  reconnect?: boolean;
+  /** First and longest wait between reconnect attempts, in milliseconds ([100, 5000]). */
+  backoff?: [number, number];
+  /** Give up after this many failed attempts in a row (Infinity). */
+  maxAttempts?: number;
+  /** Frames kept while disconnected (1000); past it send and request throw "queue_full". */
+  maxQueue?: number;
+  /** Called after every connection, the first and each reconnect: rejoin here. */
+  onConnect?: (client: Client) => void | Promise<void>;
+  /** Called when a connection closes, with its close code and reason. */
+  onDisconnect?: (code: number, reason: string) => void;
+}
+
+export class Client {
+  constructor(url: string, options?: ConnectOptions);
+  readonly url: string;
+  readonly connected: boolean;
+  readonly closed: boolean;
+  /** How many times the connection was made again. */
+  readonly reconnects: number;
+  open(): Promise<Client>;
+  /** Send an event without an id. */
+  send(event: string, data?: unknown): void;
+  /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
+  request<T = unknown>(event: string, data?: unknown, options?: { timeout?: number }): Promise<T>;
+  /** Listen to pushes of an event ("error" for error frames no request waits for); returns a function that stops it. */
+  on<T = unknown>(event: string, listener: (data: T, message: Message<T>) => void): () => void;
+  off(event: string, listener: (data: any, message: Message) => void): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** Connect to a channel; resolves once the first connection is open. */
+export function connect(url: string, options?: ConnectOptions): Promise<Client>;
+
+export function encodeMsgpack(value: unknown): Uint8Array;
+export function decodeMsgpack(buffer: ArrayBuffer | Uint8Array): unknown;
