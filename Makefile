@@ -6,7 +6,7 @@ STAMP := .make
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint typecheck pytest browser schemas bench soak clean
+.PHONY: run test check lint typecheck site pytest browser schemas bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,8 @@ browser:
 		echo "note: no chromium and no root to install it: the browser tests will skip"; \
 	fi
 
-## check: ruff, mypy --strict and pytest with a branch-coverage gate, without reinstalling
-check: lint typecheck pytest
+## check: ruff, mypy --strict, the docs site and pytest with a branch-coverage gate, without reinstalling
+check: lint typecheck site pytest
 
 lint:
 	$(BIN)/ruff format --check .
@@ -53,11 +53,15 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+## site: build the documentation site (MkDocs Material, API reference from the docstrings) into site/
+site:
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 pytest:
 	$(BIN)/python -m pytest --cov=wsevents --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 clean:
-	rm -rf $(VENV) $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache site
 
 ## schemas: rewrite the generated files in schemas/ (a test fails, with a diff, while they are stale)
 schemas:

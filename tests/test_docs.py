@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from examples.chat.app import app as chat_app
-from wsevents import Reject
+from wsevents import EventError, Reject
 from wsevents.testing import EventTestClient, Message
+
+from .conftest import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -151,3 +153,45 @@ def test_performance_page_shows_the_committed_benchmark_table() -> None:
     page = (ROOT / "docs" / "performance.md").read_text()
     assert results["table"] in page
     assert results["results"]["echo JSON, C=50 W=10"][0]["wsevents"]["bad_replies"] == 0
+
+
+def test_concepts_example_runs(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "concepts.md", "python")[0], module.__dict__)
+    with (
+        EventTestClient(module.events, check_frames=True) as client,
+        client.connect("/items/south") as ws,
+    ):
+        assert ws.request("lookup", {"sku": "tea"}) == {"sku": "tea", "price_cents": 250}
+        with pytest.raises(EventError) as caught:
+            ws.request("lookup", {"sku": "pie"})
+        assert (caught.value.code, caught.value.details) == ("not_found", {"sku": "pie"})
+    assert "restocked" in json.dumps(module.events.asyncapi())
+
+
+def test_testing_page_example_passes(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "testing.md", "python")[0], module.__dict__)
+    module.test_divide()
+
+
+@pytest.mark.anyio
+async def test_clients_page_python_example_talks_to_the_chat(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "clients.md", "python")[0], module.__dict__)
+    with serve(chat_app) as address:
+        heard = await module.chat(f"ws://{address}/ws/chat/docs?user=ann")
+    assert heard == ["fire and forget", "hello"]
+
+
+def test_clients_page_proxy_example_builds(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "clients.md", "python")[1], module.__dict__)
+    with EventTestClient(module.gateway) as client:
+        assert client.http.get("/ws/chat/lobby").status_code == 404
+
+
+def test_the_browser_clients_documented_api_is_the_modules() -> None:
+    script = (ROOT / "wsevents" / "static" / "wsevents.js").read_text()
+    types_ = (ROOT / "wsevents" / "static" / "wsevents.d.ts").read_text()
+    example = blocks(ROOT / "docs" / "clients.md", "js")[0]
+    for name in ("connect(", ".on(", ".send(", ".request(", "onConnect", "onDisconnect"):
+        assert name in example
+        assert name.strip(".(") in script
+        assert name.strip(".(") in types_

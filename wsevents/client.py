@@ -97,7 +97,7 @@ class Client:
     # -- opening and closing -------------------------------------------------------
 
     async def open(self) -> None:
-        """Connect, run ``on_connect``, and start reading.
+        """Connect, start reading, and run ``on_connect`` (it may make requests).
 
         Raises:
             Reject: the server refused the handshake with an HTTP status.
@@ -105,6 +105,11 @@ class Client:
         """
         await self._connect()
         self._runner = asyncio.get_running_loop().create_task(self._run())
+        try:
+            await self._connected_hook()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         """Close the connection; pending requests fail with :class:`ConnectionLost`."""
@@ -280,6 +285,8 @@ class Client:
         if again:
             self.reconnects += 1
         self._connected.set()
+
+    async def _connected_hook(self) -> None:
         if self.on_connect is not None:
             result = self.on_connect(self)
             if inspect.isawaitable(result):
@@ -301,6 +308,10 @@ class Client:
             except Exception as exc:
                 self._give_up(exc)
                 return
+            # Runs beside the reads, so that it can wait for replies.
+            hook = asyncio.ensure_future(self._connected_hook())
+            self._tasks.add(hook)
+            hook.add_done_callback(self._listener_done)
 
     async def _read(self, ws: ClientConnection) -> BaseException:
         try:
