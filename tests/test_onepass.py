@@ -92,7 +92,7 @@ def test_flat_models_are_recognised() -> None:
     assert not is_flat_model(Checked)  # a model validator could change the fields set
     assert not is_flat_model(dict)
     assert not is_flat_model(int)
-    assert set(make_channel().one_pass.handlers) == {"echo", "read"}
+    assert set(make_channel().one_pass.flat) == {"echo", "read"}
 
 
 FAST = [
@@ -189,3 +189,46 @@ def test_an_app_answers_the_same_through_either_path() -> None:
         assert (error.id, error.data["code"]) == (6, "validation_error")
         assert error.data["details"][0]["loc"] == ["n"]
     assert app.stats()["events"]["echo"] == {"ok": 1, "validation_error": 1}
+
+
+DECODED: list[Any] = [
+    {"event": "echo", "data": {"text": "hi", "n": 1}, "id": 7},
+    {"event": "nested", "data": {"inner": {"x": 1}}, "id": "n"},
+    {"event": "free", "id": 1},  # no model: data may be left out
+    {"event": "free", "data": [1, {"a": None}]},
+    {"event": "echo", "data": {"text": "hi", "n": "2"}, "extra": True},  # lax, as validate
+    {"event": b"echo", "data": {"text": "hi", "n": 1}},
+    {"event": "echo", "data": {"text": "hi", "n": 1}, "id": True},
+    {"event": "echo", "data": {"text": "hi", "n": 1}, "id": 1.0},
+    {"event": "echo", "data": {"text": "hi", "n": 1}, "id": 2**53},
+    {"event": "echo", "data": {"text": "hi", "n": 1}, "id": "x" * 129},
+    {"event": "echo", "data": {"text": "hi"}},
+    {"event": "echo"},
+    {"event": "nope", "data": {}},
+    {"data": {}},
+    [],
+]
+
+
+@pytest.mark.parametrize("value", DECODED)
+def test_a_decoded_frame_gets_in_one_call_what_the_general_path_gives(value: Any) -> None:
+    """MessagePack frames, and JSON ones the text pass cannot take, after decoding."""
+    channel = make_channel()
+
+    @channel.on("free")
+    async def free(data: Any) -> None:
+        return None
+
+    found = channel.one_pass.decoded(value)
+    try:
+        event, data, request_id = parse_envelope(value)
+        handler = channel.handlers[event]
+        expected: Any = (event, data if handler.validate is None else handler.validate(data))
+        expected += (request_id,)
+    except (BadEnvelope, KeyError, ValueError):
+        expected = None  # the general path answers with an error frame
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found[0].event, found[1], found[2]) == expected

@@ -88,6 +88,7 @@ class Connection:
         "codec",
         "connection_state",
         "id",
+        "json_pass",
         "last_frame",
         "one_pass",
         "params",
@@ -122,9 +123,10 @@ class Connection:
         self._state: State | None = None  # made on first use: most connections never need one
         self.codec = codec
         self.text_decoder, self.binary_decoder = app.codecs.decoders(codec)
-        # Text frames in plain JSON to a channel with flat models: one pass (see _onepass).
-        one_pass = channel.one_pass
-        self.one_pass = one_pass if one_pass and type(self.text_decoder) is JSONCodec else None
+        # Text frames in plain JSON to a channel with flat models: one pass from
+        # the text; every decoded frame: one pass for envelope and data (see _onepass).
+        one_pass = self.one_pass = channel.one_pass
+        self.json_pass = one_pass if one_pass and type(self.text_decoder) is JSONCodec else None
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
         self._asgi_send = send

@@ -89,12 +89,49 @@ def is_flat_model(model: Any) -> bool:
     return all(_is_scalar(field.annotation) for field in model.model_fields.values())
 
 
+def _validator(handlers: list[Handler]) -> Any:
+    """A pydantic-core validator of the envelopes of ``handlers``: one union, by ``event``.
+
+    ``event`` must be the string itself (bytes do not pass), ``id`` strictly an
+    integer or a string.
+    Without a model, ``data`` is anything, and may be left out.
+    """
+    envelopes = []
+    for index, handler in enumerate(handlers):
+        data: Any = NotRequired[Any] if handler.model is None else handler.model
+        envelopes.append(
+            TypedDict(  # type: ignore[operator]
+                f"Envelope{index}",
+                {
+                    "event": Literal[handler.event],
+                    "data": data,
+                    "id": NotRequired[_RequestId],
+                },
+            )
+        )
+    if not envelopes:
+        return None
+    if len(envelopes) == 1:
+        return TypeAdapter(envelopes[0]).validator
+    union: Any = Annotated[Union[tuple(envelopes)], Field(discriminator="event")]  # noqa: UP007
+    return TypeAdapter(union).validator
+
+
 class OnePass:
-    """The one-pass validator of one channel's flat handlers."""
+    """The one-pass validators of one channel's handlers.
+
+    Calling it validates a JSON text frame for the flat handlers
+    (:meth:`__call__`); :meth:`decoded` validates the envelope and data of
+    an already decoded frame, of any codec, for every handler, in Python mode:
+    exactly what reading the envelope and validating the data one after the
+    other would give, in one call.
+    """
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
-        flat = [handler for handler in handlers if is_flat_model(handler.model)]
-        self.handlers = {handler.event: handler for handler in flat}
+        every = list(handlers)
+        flat = [handler for handler in every if is_flat_model(handler.model)]
+        self.handlers = {handler.event: handler for handler in every}
+        self.flat = {handler.event: handler for handler in flat}
         self._numbers = {  # per event, the fields whose values need a range check
             handler.event: tuple(
                 name
@@ -103,31 +140,19 @@ class OnePass:
             )
             for handler in flat
         }
-        envelopes = [
-            TypedDict(  # type: ignore[operator]
-                f"Envelope{index}",
-                {
-                    "event": Literal[handler.event],
-                    "data": handler.model,
-                    "id": NotRequired[_RequestId],
-                },
-            )
-            for index, handler in enumerate(flat)
-        ]
-        self._validate: Any = None
-        if len(envelopes) == 1:
-            self._validate = TypeAdapter(envelopes[0]).validator.validate_json
-        elif envelopes:
-            union: Any = Annotated[Union[tuple(envelopes)], Field(discriminator="event")]  # noqa: UP007
-            self._validate = TypeAdapter(union).validator.validate_json
+        json = _validator(flat)
+        self._validate_json: Any = None if json is None else json.validate_json
+        python = _validator(every)
+        self._validate_python: Any = None if python is None else python.validate_python
 
     def __bool__(self) -> bool:
-        return self._validate is not None
+        """Whether any handler can take the JSON pass."""
+        return self._validate_json is not None
 
     def __call__(self, text: str) -> tuple[Handler, Any, RequestId] | None:
-        """Return ``(handler, data, id)``, or ``None`` for the general path to answer."""
+        """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
         try:
-            envelope = self._validate(text)
+            envelope = self._validate_json(text)
         except ValueError:  # pydantic's ValidationError is a ValueError
             return None
         data = envelope["data"]
@@ -145,4 +170,14 @@ class OnePass:
                         return None
                 elif kind is float and value - value != 0.0:  # infinite or NaN
                     return None
-        return self.handlers[event], data, envelope.get("id")
+        return self.flat[event], data, envelope.get("id")
+
+    def decoded(self, value: Any) -> tuple[Handler, Any, RequestId] | None:
+        """Return ``(handler, data, id)`` for a decoded frame, or ``None`` for the general path."""
+        if self._validate_python is None:
+            return None
+        try:
+            envelope = self._validate_python(value)
+        except ValueError:
+            return None
+        return self.handlers[envelope["event"]], envelope.get("data"), envelope.get("id")

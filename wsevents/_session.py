@@ -259,10 +259,10 @@ class Sessions:
         if self._rated and not self._take_token(conn):
             await self._refuse(conn, payload, decoder)
             return
-        one_pass = conn.one_pass  # for text frames in plain JSON, where it applies
+        json_pass = conn.json_pass  # for text frames in plain JSON, where it applies
         found: tuple[Handler, Any, RequestId] | Refusal | None = None
-        if one_pass is not None and payload.__class__ is str:
-            found = one_pass(payload)
+        if json_pass is not None and payload.__class__ is str:
+            found = json_pass(payload)
         if found is None:
             found = self.route(conn, payload, decoder)
         if isinstance(found, Refusal):
@@ -298,9 +298,7 @@ class Sessions:
         Returns ``(handler, data, id)``, or the error frame to answer with.
         """
         try:
-            event, data, request_id = parse_envelope(decoder.decode(payload))
-        except BadEnvelope as exc:
-            return Refusal(ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
+            decoded = decoder.decode(payload)
         except DuplicateKeyError as exc:
             code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
             ambiguous = exc.top_level and exc.key == "id"
@@ -311,6 +309,13 @@ class Sessions:
         except Exception:  # a user codec that raised something else
             logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
             return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
+        found = conn.one_pass.decoded(decoded)
+        if found is not None:
+            return found
+        try:
+            event, data, request_id = parse_envelope(decoded)
+        except BadEnvelope as exc:
+            return Refusal(ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
         handler = conn.channel.handlers.get(event)
         if handler is None:
             message = f"no handler for event {event!r}"

@@ -262,16 +262,19 @@ class JSONCodec(Codec):
             raise DecodeError(f"frame is not valid JSON: {exc}") from None
 
 
+_unpackb = msgpack.unpackb
+
+
 def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
 
-# Bytes that may start a float64 or an extension (timestamps included): where
-# one appears, the decoded value gets a walk (finite floats, no extension values).
-_MSGPACK_MARKERS = b"\xcb" + bytes(range(0xC7, 0xCA)) + bytes(range(0xD4, 0xD9))
 # A float32 packs again as a float64, four bytes longer: that could hide a
 # repeated key from the length check, so where this byte appears, every check runs.
 _FLOAT32 = b"\xca"
+# Bytes that may start a float or an extension (timestamps included): where one
+# appears, the decoded value gets a walk (finite floats, no extension values).
+_MSGPACK_MARKERS = _FLOAT32 + b"\xcb" + bytes(range(0xC7, 0xCA)) + bytes(range(0xD4, 0xD9))
 # Bytes that may start a map or an array: fewer than MAX_DEPTH cannot nest deeper.
 _CONTAINERS = bytes(range(0x80, 0xA0)) + bytes(range(0xDC, 0xE0))
 
@@ -295,6 +298,14 @@ class MessagePackCodec(Codec):
         """Encode ``message`` as MessagePack."""
         return self._pack(message)  # type: ignore[no-any-return]
 
+    def encode_event(self, event: str, data: Any, request_id: Any = None) -> bytes:
+        """Encode a push or a reply: models are dumped to JSON-compatible values, then packed."""
+        if request_id is None:
+            message = {"event": event, "data": to_jsonable_python(data)}
+        else:
+            message = {"event": event, "data": to_jsonable_python(data), "id": request_id}
+        return self._pack(message)  # type: ignore[no-any-return]
+
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.
 
@@ -309,17 +320,19 @@ class MessagePackCodec(Codec):
         if isinstance(payload, str):
             raise DecodeError("MessagePack travels in binary frames")
         try:
-            value = msgpack.unpackb(payload, raw=False, ext_hook=_reject_ext)
+            value = _unpackb(payload, raw=False, ext_hook=_reject_ext)
             size = len(payload)
-            if len(self._pack(value)) != size or _FLOAT32 in payload:
+            if len(self._pack(value)) != size:
                 return self._strict(payload)
         except DecodeError:
             raise
         except Exception as exc:  # msgpack raises many unrelated types for bad input
             raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
-        if len(payload.translate(None, _MSGPACK_MARKERS)) != size or (
-            size > MAX_DEPTH and size - len(payload.translate(None, _CONTAINERS)) > MAX_DEPTH
-        ):
+        if len(payload.translate(None, _MSGPACK_MARKERS)) != size:
+            if _FLOAT32 in payload:
+                return self._strict(payload)
+            check_decoded(value)
+        elif size > MAX_DEPTH and size - len(payload.translate(None, _CONTAINERS)) > MAX_DEPTH:
             check_decoded(value)
         return value
 
