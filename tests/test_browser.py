@@ -235,3 +235,20 @@ def test_the_browser_client_requests_listens_times_out_and_speaks_msgpack(browse
     # The module's MessagePack is the canonical one: the same bytes as msgpack's.
     assert out["packed"] == [list(msgpack.packb(value)) for value in MSGPACK_VALUES]
     assert out["unpacked"] == MSGPACK_VALUES
+
+
+def test_the_clients_page_browser_example_runs_in_chromium(browser: Any) -> None:
+    """docs/clients.md's JavaScript, as it is, against the chat: no error, what it logs."""
+    from .test_docs import ROOT, blocks
+
+    example = blocks(ROOT / "docs" / "clients.md", "js")[0]
+    imported = 'import { connect } from "/ws/wsevents.js";'
+    assert imported in example
+    body = example.replace(imported, 'const { connect } = await import("/ws/wsevents.js");')
+    with serve(chat_app) as address:
+        page = open_page(browser, f"http://{address}/", [])
+        logged: list[str] = []
+        page.on("console", lambda message: logged.append(message.text))
+        page.evaluate(f"async () => {{ {body}\n await new Promise((r) => setTimeout(r, 300)); }}")
+    assert "in" in logged
+    assert "ann: hello" in logged  # its own "said", heard through on()
