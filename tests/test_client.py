@@ -58,6 +58,11 @@ def build() -> EventApp:
     async def slow() -> None:
         await asyncio.sleep(2)
 
+    @room.on("late")
+    async def late() -> str:
+        await asyncio.sleep(0.3)
+        return "too late"
+
     return EventApp([room], title="t", version="1", limits=Limits(rate=None))
 
 
@@ -76,8 +81,12 @@ async def test_request_reply_and_errors(codec: Any) -> None:
                 await client.request("echo", {"text": "hi"})
             assert caught.value.code == "validation_error"
             assert caught.value.details[0]["loc"] == ["n"]
-            with pytest.raises(TimeoutError, match=r"no answer to 'slow' within 0\.2 s"):
-                await client.request("slow", timeout=0.2)
+            with pytest.raises(TimeoutError, match=r"no answer to 'late' within 0\.1 s"):
+                await client.request("late", timeout=0.1)
+            # Its answer comes later, and goes nowhere: not to async for.
+            await asyncio.sleep(0.4)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(aiter(client)), 0.2)
             # Many requests at once, each answered by its own reply.
             replies = await asyncio.gather(
                 *(client.request("echo", {"text": str(n), "n": n}) for n in range(50))

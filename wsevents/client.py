@@ -87,7 +87,7 @@ class Client:
         self._closed = False
         self._failure: BaseException | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._pending: dict[int | str, asyncio.Future[Any]] = {}
         self._listeners: dict[str, list[Listener]] = {}
         self._inbox: deque[Message] = deque(maxlen=max_queue)
         self._arrived = asyncio.Event()
@@ -232,9 +232,11 @@ class Client:
 
     def _deliver(self, message: Message) -> None:
         request_id = message.id
-        if request_id is not None and request_id in self._pending:
-            future = self._pending.pop(request_id)
-            if not future.done():
+        if request_id is not None:  # an answer: pushes carry no id
+            future = self._pending.pop(request_id, None)
+            if future is None:
+                logger.debug("an answer to %r came after its request gave up", request_id)
+            elif not future.done():
                 if message.event == "error":
                     future.set_exception(_event_error(message.data))
                 else:

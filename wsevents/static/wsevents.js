@@ -308,8 +308,10 @@ export class Client {
       return;
     }
     if (message === null || typeof message !== "object" || typeof message.event !== "string") return;
-    const pending = message.id === undefined || message.id === null ? undefined : this._pending.get(message.id);
-    if (pending) {
+    if (message.id !== undefined && message.id !== null) {
+      // An answer (pushes carry no id); one whose request gave up is dropped.
+      const pending = this._pending.get(message.id);
+      if (!pending) return;
       this._pending.delete(message.id);
       clearTimeout(pending.timer);
       if (message.event === "error") {
