@@ -152,23 +152,7 @@ class Sessions:
     async def deny(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         """Refuse a handshake with an HTTP status, where the server can send one."""
         self.stats.handshakes_refused[status] += 1
-        if "websocket.http.response" in (scope.get("extensions") or {}):
-            body = reason.encode()
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:  # the server answers 403
-            await send(
-                {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
-            )
+        await deny_handshake(scope, send, status, reason.encode())
 
     async def _run(self, conn: Connection, receive: Receive, send: Send) -> int:
         """Run the receive loop; return the close code; never raise but for cancellation."""
@@ -437,6 +421,30 @@ class Sessions:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+
+
+async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> None:
+    """Answer a handshake with an HTTP status and a text body, where the server can.
+
+    Without the ``websocket.http.response`` extension the server answers 403.
+    """
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        reason = body[:123].decode(errors="ignore")  # a close reason fits in 123 bytes
+        await send(
+            {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
+        )
 
 
 def unexpected(kind: str) -> RuntimeError:

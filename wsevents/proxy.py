@@ -30,7 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from ._session import route_path
+from ._session import deny_handshake, route_path
 from .exceptions import CloseCode
 
 __all__ = ["WebSocketProxy"]
@@ -106,12 +106,12 @@ class WebSocketProxy:
             )
         except InvalidStatus as exc:
             body = bytes(exc.response.body or b"")
-            await _deny(scope, send, exc.response.status_code, body)
+            await deny_handshake(scope, send, exc.response.status_code, body)
             return
         except (OSError, asyncio.TimeoutError) as exc:
             logger.warning("upstream %s is not reachable: %s", self.url_for(scope), exc)
             status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
-            await _deny(scope, send, status, b"upstream not reachable")
+            await deny_handshake(scope, send, status, b"upstream not reachable")
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         await self._relay(upstream, receive, send)
@@ -165,23 +165,6 @@ async def _upstream_to_client(upstream: ClientConnection, send: Send) -> tuple[i
         pass
     code = upstream.close_code or 1006
     return int(_UNSENDABLE.get(code, code)), upstream.close_reason or ""
-
-
-async def _deny(scope: Scope, send: Send, status: int, body: bytes) -> None:
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
 
 
 async def _http_404(send: Send) -> None:
