@@ -7,7 +7,6 @@ import logging
 import uuid
 from collections import deque
 from enum import Enum
-from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic_core import to_jsonable_python
@@ -140,7 +139,9 @@ class Connection:
         # Limits: the watchdog reads these; the per-frame path only writes them.
         self.task: asyncio.Task[Any] | None = None  # the receive loop's
         self.abort_close: _Close | None = None
-        self.send_started = 0.0  # loop time a send began; 0 when none is under way
+        # When the watchdog first saw the send under way (0: none is, or it has not
+        # looked yet); the send itself only clears it, so no clock is read per frame.
+        self.send_started = 0.0
         self.last_frame = 0.0
         self.tokens = float(app.limits.burst)
         self.tokens_at = 0.0
@@ -257,7 +258,6 @@ class Connection:
             return
         # _transmit, inlined for the common case: a reply on an idle connection.
         self._sending = True
-        self.send_started = monotonic()
         try:
             await self._asgi_send({"type": "websocket.send", self._frame_key: frame})
         except OSError:  # the client went away; the receive loop sees the disconnect
@@ -285,6 +285,11 @@ class Connection:
         self._queue.append(frame)
         if state is _CONNECTED:
             self._start_writer()
+
+    @property
+    def sending(self) -> bool:
+        """Whether a frame is being handed to the server now."""
+        return self._sending
 
     @property
     def backlogged(self) -> bool:
@@ -344,7 +349,6 @@ class Connection:
         else:
             message = {"type": "websocket.send", self._frame_key: item}
         self._sending = True
-        self.send_started = monotonic()
         try:
             await self._asgi_send(message)
         except OSError:  # the client went away; the receive loop sees the disconnect

@@ -73,6 +73,7 @@ class Handler:
     tags: tuple[str, ...]
     validate: Callable[[Any], Any] | None
     validate_reply: Callable[[Any], Any] | None
+    reply_class: type | None  # a return value of exactly this class passes unchecked
     invoke: Invoker
     is_async: bool
 
@@ -226,6 +227,7 @@ class Channel:
             tags=tuple(tags),
             validate=validate,
             validate_reply=validate_reply,
+            reply_class=reply if isinstance(reply, type) else None,
             invoke=invoke,
             is_async=is_async,
         )

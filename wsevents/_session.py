@@ -262,7 +262,13 @@ class Sessions:
             if request_id is None:
                 frame = None
             else:
-                reply = None if handler.validate_reply is None else handler.validate_reply(result)
+                validate_reply = handler.validate_reply
+                if validate_reply is None:
+                    reply = None
+                elif result.__class__ is handler.reply_class:
+                    reply = result  # a model instance already: the codec serializes it
+                else:
+                    reply = validate_reply(result)
                 frame = conn.codec.encode_event(event, reply, request_id)
         except EventError as exc:
             await self.error(conn, exc.code, exc.message, exc.details, request_id, event)
@@ -410,7 +416,9 @@ class Sessions:
         send_timeout, idle = self.limits.send_timeout, self.limits.idle_timeout
         for conn in list(connections.values()):
             started = conn.send_started
-            if started and now - started > send_timeout:
+            if conn.sending and not started:
+                conn.send_started = now  # timed from here: at most WATCH_INTERVAL late
+            elif started and now - started > send_timeout:
                 conn.abort(CloseCode.TRY_AGAIN_LATER, "send timed out: the client is not reading")
             elif idle is not None and now - conn.last_frame > idle:
                 conn.abort(CloseCode.NORMAL_CLOSURE, "idle")
