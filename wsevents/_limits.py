@@ -18,7 +18,8 @@ class Limits:
         burst: the bucket's size.
         send_queue: frames queued for a client that reads slower than we send;
             a connection whose queue is full is closed with 1013.
-        send_timeout: seconds a send to a client that stopped reading may take.
+        send_timeout: seconds a send to a client that stopped reading may take
+            (checked four times a second, so up to a quarter of a second more).
         idle_timeout: seconds without a frame from the client before it is
             closed with 1000; ``None`` for never.
         concurrency: frames handled at once per connection; above 1, each
