@@ -16,8 +16,12 @@ It keeps every rule the JSON codec enforces:
   of the fields that can hold them.
 - ids: a string of at most 128 characters, or an integer within 2**53-1, or null.
 
+Every other frame, of any codec, is decoded first (with all of its codec's
+checks), and then one ``validate_python`` call on the decoded value does what
+reading the envelope and validating the data would do one after the other.
+
 Anything that does not pass returns ``None`` and takes the general path,
-which gives the exact error, so this path changes speed, not answers.
+which gives the exact error, so these paths change speed, not answers.
 """
 
 from __future__ import annotations
