@@ -55,7 +55,25 @@ class ConnectionLost(ConnectionError):
 
 
 class Client:
-    """A connection to a wsevents channel; make one with :func:`connect`."""
+    """A connection to a wsevents channel: ``async with connect(url, ...) as client:``.
+
+    ``connect`` is this class: entering the block opens the connection (or
+    call :meth:`open`), leaving it closes the connection.
+
+    Args:
+        url: the channel's ``ws://`` or ``wss://`` URL, query string included.
+        codec: ``"json"`` (text frames) or ``"msgpack"`` (binary frames).
+        headers: extra handshake headers, such as ``Authorization``.
+        on_connect: called with the client after every connection, the first
+            and each reconnect (it may be async, and may make requests): subscribe here.
+        reconnect: reconnect when the connection drops.
+        backoff: the first and the longest wait between attempts, in seconds;
+            each wait doubles, with jitter.
+        max_attempts: give up after this many failed attempts in a row (``None``: never).
+        timeout: the default for ``request`` and for the opening handshake.
+        max_queue: pushes kept for ``async for``; past it the oldest is dropped
+            (counted in ``Client.dropped``).
+    """
 
     def __init__(
         self,
@@ -374,42 +392,5 @@ def _event_error(data: Any) -> EventError:
     return EventError(str(data["code"]), str(data.get("message") or ""), data.get("details"))
 
 
-def connect(
-    url: str,
-    *,
-    codec: Literal["json", "msgpack"] = "json",
-    headers: Mapping[str, str] | None = None,
-    on_connect: OnConnect | None = None,
-    reconnect: bool = True,
-    backoff: tuple[float, float] = (0.1, 5.0),
-    max_attempts: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_queue: int = 1024,
-) -> Client:
-    """Connect to a wsevents channel: ``async with connect(url) as client:``.
-
-    Args:
-        url: the channel's ``ws://`` or ``wss://`` URL, query string included.
-        codec: ``"json"`` (text frames) or ``"msgpack"`` (binary frames).
-        headers: extra handshake headers, such as ``Authorization``.
-        on_connect: called with the client after every connection, the first
-            and each reconnect (it may be async): subscribe here.
-        reconnect: reconnect when the connection drops.
-        backoff: the first and the longest wait between attempts, in seconds;
-            each wait doubles, with jitter.
-        max_attempts: give up after this many failed attempts in a row (``None``: never).
-        timeout: the default for ``request`` and for the opening handshake.
-        max_queue: pushes kept for ``async for``; past it the oldest is dropped
-            (counted in ``Client.dropped``).
-    """
-    return Client(
-        url,
-        codec=codec,
-        headers=headers,
-        on_connect=on_connect,
-        reconnect=reconnect,
-        backoff=backoff,
-        max_attempts=max_attempts,
-        timeout=timeout,
-        max_queue=max_queue,
-    )
+connect = Client
+"""Connect to a wsevents channel: ``async with connect(url) as client:`` (see :class:`Client`)."""
