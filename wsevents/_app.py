@@ -325,6 +325,8 @@ class EventApp:
         starts anyway, serves its own process, and joins when Redis is back.
         """
         self._started = True
+        for channel in self.channels:
+            channel.compile()  # not at the first connection, while it waits
         if not await self.broker.start(BACKPLANE_READY_TIMEOUT):
             logger.warning(
                 "the backplane %r is not ready: serving this process only until it is",

@@ -136,7 +136,11 @@ class Channel:
 
     @property
     def one_pass(self) -> OnePass:
-        """The one-pass JSON validator of this channel's flat handlers, built on first use."""
+        """The one-pass validators of this channel's handlers, built on first use."""
+        return self.compile()
+
+    def compile(self) -> OnePass:
+        """Build the per-frame validators now (the app does at startup), not on first use."""
         if self._one_pass is None:
             self._one_pass = OnePass(self.handlers.values())
         return self._one_pass
