@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -206,3 +207,135 @@ async def test_gives_up_after_max_attempts() -> None:
 def test_codec_must_be_known() -> None:
     with pytest.raises(ValueError, match="codec must be 'json' or 'msgpack'"):
         connect("ws://x", codec="xml")  # type: ignore[arg-type]
+
+
+async def odd_server(scope: Any, receive: Any, send: Any) -> None:
+    """A raw ASGI server that answers every frame with frames a client must survive."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["query_string"] == b"deny=503":
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 503, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"busy"})
+        return
+    await receive()
+    await send({"type": "websocket.accept", "subprotocol": "wsevents.json"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        request = json.loads(message["text"])
+        for text in (
+            "not json",
+            '["not", "an", "envelope"]',
+            *(json.dumps({"event": "tick", "data": n}) for n in range(5)),
+            json.dumps({"event": "error", "data": {"message": "no code"}, "id": request["id"]}),
+        ):
+            await send({"type": "websocket.send", "text": text})
+
+
+async def test_frames_that_are_not_envelopes_are_skipped_and_a_full_queue_drops_the_oldest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve(odd_server) as address:
+        async with connect(f"ws://{address}/", max_queue=3) as client:
+            failing: list[Any] = []
+
+            def broken(data: Any) -> None:
+                failing.append(data)
+                raise RuntimeError("listener bug")
+
+            client.on("tick", broken)
+            client.off("tick", broken)
+            client.off("tick", broken)  # twice: nothing happens
+            client.on("other", broken)
+            with pytest.raises(EventError) as caught:
+                await client.request("anything")
+            # An error frame without a code is still an error, said to be malformed.
+            assert caught.value.code == "bad_frame"
+            assert caught.value.details == {"message": "no code"}
+            ticks = [message.data async for message in _take(client, 3)]
+            assert ticks == [2, 3, 4]  # 0 and 1 were dropped, and counted
+            assert client.dropped == 2
+    assert "not an envelope" in caplog.text
+    assert failing == []
+
+
+async def _take(client: Client, count: int) -> Any:
+    seen = 0
+    async for message in client:
+        yield message
+        seen += 1
+        if seen == count:
+            return
+
+
+async def test_a_listener_that_raises_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve(build()) as address:
+        url = f"ws://{address}/room"
+        async with connect(url) as listener, connect(url) as other:
+            await listener.request("join", {"topic": "t"})
+            heard: list[Any] = []
+
+            def broken(data: Any) -> None:
+                raise RuntimeError("listener bug")
+
+            async def broken_async(data: Any) -> None:
+                raise RuntimeError("async listener bug")
+
+            listener.on("heard", broken)
+            listener.on("heard", broken_async)
+            listener.on("heard", heard.append)
+            await other.request("shout", {"topic": "t", "text": "x"})
+            await listener.request("echo", {"text": "", "n": 0})  # the push came before
+            await asyncio.sleep(0.05)  # the async listener's task ran
+    assert heard == [{"text": "x"}]
+    assert "listener bug" in caplog.text
+    assert "async listener bug" in caplog.text
+
+
+async def test_a_reconnect_refused_for_good_ends_the_client() -> None:
+    with serve(build()) as address, pytest.raises(Reject):  # a first refusal raises at once
+        await connect(f"ws://{address}/room?deny=1").open()
+    with serve(build()) as address:
+        port = int(address.rsplit(":", 1)[1])
+        client = connect(f"ws://{address}/room", backoff=(0.05, 0.1))
+        await client.open()
+    try:
+        # The server comes back refusing this client: 403 is final, no more attempts.
+        denying = build()
+
+        @denying.channels[0].on_connect
+        async def deny_all() -> None:
+            raise Reject(403, "banned")
+
+        with serve(denying, port=port), pytest.raises(ConnectionLost, match="banned"):
+            async for _ in client:
+                pass
+    finally:
+        await client.close()
+
+
+async def test_a_reconnect_refused_with_503_is_tried_again() -> None:
+    with serve(odd_server) as address:
+        port = int(address.rsplit(":", 1)[1])
+        with pytest.raises(Reject) as caught:
+            await connect(f"ws://{address}/?deny=503").open()
+        assert (caught.value.status, caught.value.reason) == (503, "busy")
+        client = connect(f"ws://{address}/", backoff=(0.05, 0.1), max_attempts=2)
+        await client.open()
+    try:
+        with pytest.raises(ConnectionLost, match="no connection after 2 attempts"):
+            async for _ in client:
+                pass
+        with pytest.raises(ConnectionLost, match="the connection was lost"):
+            await client.send("x")
+    finally:
+        await client.close()
+    assert port > 0
