@@ -104,3 +104,21 @@ async def test_closing_either_end_closes_the_other() -> None:
 async def read_until_closed(ws: Any) -> None:
     while True:
         await ws.recv()
+
+
+async def test_an_upstream_function_routes_and_the_proxy_runs_on_its_own() -> None:
+    with serve(chat_app) as backend:
+        seen: list[str] = []
+
+        def route(scope: Any) -> str:
+            seen.append(scope["path"])
+            return f"ws://{backend}/ws/chat/fixed?user=zed"
+
+        # Served directly (no Starlette around it): it answers the lifespan itself.
+        with serve(WebSocketProxy(route)) as front:
+            async with connect(f"ws://{front}/anything/at/all") as client:
+                assert await client.request("ping", {"n": 3}) == {"n": 3}
+                async for message in client:
+                    assert message == Message("joined", {"user": "zed"}, None)
+                    break
+    assert seen == ["/anything/at/all"]
