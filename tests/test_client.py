@@ -324,7 +324,6 @@ async def test_a_reconnect_refused_for_good_ends_the_client() -> None:
 
 async def test_a_reconnect_refused_with_503_is_tried_again() -> None:
     with serve(odd_server) as address:
-        port = int(address.rsplit(":", 1)[1])
         with pytest.raises(Reject) as caught:
             await connect(f"ws://{address}/?deny=503").open()
         assert (caught.value.status, caught.value.reason) == (503, "busy")
@@ -338,4 +337,3 @@ async def test_a_reconnect_refused_with_503_is_tried_again() -> None:
             await client.send("x")
     finally:
         await client.close()
-    assert port > 0

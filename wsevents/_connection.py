@@ -125,7 +125,9 @@ class Connection:
         # Text frames in plain JSON to a channel with flat models: one pass from
         # the text; every decoded frame: one pass for envelope and data (see _onepass).
         one_pass = self.one_pass = channel.one_pass
-        self.json_pass = one_pass if one_pass and type(self.text_decoder) is JSONCodec else None
+        self.json_pass = (
+            one_pass if one_pass.takes_json and type(self.text_decoder) is JSONCodec else None
+        )
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
         self._asgi_send = send

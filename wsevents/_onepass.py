@@ -149,8 +149,9 @@ class OnePass:
         python = _validator(every)
         self._validate_python: Any = None if python is None else python.validate_python
 
-    def __bool__(self) -> bool:
-        """Whether any handler can take the JSON pass."""
+    @property
+    def takes_json(self) -> bool:
+        """Whether any handler can take the pass from JSON text."""
         return self._validate_json is not None
 
     def __call__(self, text: str) -> tuple[Handler, Any, RequestId] | None:

@@ -298,14 +298,6 @@ class MessagePackCodec(Codec):
         """Encode ``message`` as MessagePack."""
         return self._pack(message)  # type: ignore[no-any-return]
 
-    def encode_event(self, event: str, data: Any, request_id: Any = None) -> bytes:
-        """Encode a push or a reply: models are dumped to JSON-compatible values, then packed."""
-        if request_id is None:
-            message = {"event": event, "data": to_jsonable_python(data)}
-        else:
-            message = {"event": event, "data": to_jsonable_python(data), "id": request_id}
-        return self._pack(message)  # type: ignore[no-any-return]
-
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.
 
