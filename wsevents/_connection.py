@@ -16,7 +16,7 @@ from starlette.types import Message, Scope, Send
 
 from ._envelope import event_frame
 from ._topics import check_pattern
-from .codecs import Codec, JSONCodec
+from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import CloseCode, TopicError
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class Connection:
         "abort_close",
         "app",
         "binary_decoder",
+        "binary_pass",
         "channel",
         "close_code",
         "codec",
@@ -89,7 +90,6 @@ class Connection:
         "id",
         "json_pass",
         "last_frame",
-        "one_pass",
         "params",
         "refused",
         "refused_since",
@@ -122,11 +122,16 @@ class Connection:
         self._state: State | None = None  # made on first use: most connections never need one
         self.codec = codec
         self.text_decoder, self.binary_decoder = app.codecs.decoders(codec)
-        # Text frames in plain JSON to a channel with flat models: one pass from
-        # the text; every decoded frame: one pass for envelope and data (see _onepass).
-        one_pass = self.one_pass = channel.one_pass
+        # Frames in plain JSON or MessagePack to a channel with flat models: one
+        # pass from the payload (see _onepass).
+        one_pass = channel.one_pass
         self.json_pass = (
             one_pass if one_pass.takes_json and type(self.text_decoder) is JSONCodec else None
+        )
+        self.binary_pass = (
+            one_pass.binary
+            if one_pass.flat and type(self.binary_decoder) is MessagePackCodec
+            else None
         )
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
@@ -257,19 +262,8 @@ class Connection:
         """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
         if self.connection_state is not _CONNECTED or self._sending or self._queue:
             self.push(frame)
-            return
-        # _transmit, inlined for the common case: a reply on an idle connection.
-        self._sending = True
-        try:
-            await self._asgi_send({"type": "websocket.send", self._frame_key: frame})
-        except OSError:  # the client went away; the receive loop sees the disconnect
-            self._queue.clear()
-            self.connection_state = ConnectionState.CLOSING
-        finally:
-            self._sending = False
-            self.send_started = 0.0
-        if self._queue:
-            self._wake()
+        else:
+            await self._transmit(frame)
 
     def push(self, frame: Frame) -> None:
         """Queue an encoded frame without waiting: publishers use this.

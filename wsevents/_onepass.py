@@ -1,27 +1,32 @@
-"""JSON frames checked in one pydantic-core pass: the envelope and the data together.
+"""Frames for flat models checked in one pass, from the payload as it came.
 
 For the handlers of a channel whose ``model`` is a flat pydantic model (its
 fields are ``str``, ``int``, ``float``, ``bool``, ``None``, ``Literal``s and
-unions of them; no model validator, no extra fields kept), one
-``validate_json`` call on the frame's text checks the envelope, picks the
-handler by ``event`` and validates ``data``, where the general path decodes,
-walks the value, reads the envelope and validates the data in four steps.
+unions of them; no model validator, no extra fields kept), where the general
+path decodes, walks the value, reads the envelope and validates the data in
+four steps:
 
-It keeps every rule the JSON codec enforces:
+- a JSON text: one ``validate_json`` call checks the envelope, picks the
+  handler by ``event`` and validates ``data`` (:meth:`OnePass.__call__`);
+- a MessagePack frame: the C decoder, packed again to the same bytes, then the
+  envelope read and the data validated by the handler's model (:meth:`OnePass.binary`).
 
-- repeated keys: the text must hold no more keys than the validated envelope
-  and model read (:func:`~wsevents.codecs.keys_match`). A repeated key, an
-  ignored key, a nested object: the counts differ.
+They keep every rule the codecs enforce:
+
+- repeated keys: the JSON text must hold no more keys than the validated
+  envelope and model read (:func:`~wsevents.codecs.keys_match`): a repeated
+  key, an ignored key, a nested object, and the counts differ. A MessagePack
+  map with a repeated key packs again shorter.
 - numbers: integers within 64 bits and finite floats, checked on the values
-  of the fields that can hold them.
+  of the fields that can hold them. What the model ignores is not looked at:
+  it is dropped, and nothing reads it.
 - ids: a string of at most 128 characters, or an integer within 2**53-1, or null.
 
-Every other frame, of any codec, is decoded first (with all of its codec's
-checks), and then one ``validate_python`` call on the decoded value does what
-reading the envelope and validating the data would do one after the other.
+Every other frame is decoded first (with all of its codec's checks), its
+envelope read and its data validated by its handler's model.
 
 Anything that does not pass returns ``None`` and takes the general path,
-which gives the exact error, so these paths change speed, not answers.
+which gives the exact error, so this pass changes speed, not answers.
 """
 
 from __future__ import annotations
@@ -30,16 +35,17 @@ import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
+import msgpack
 from pydantic import BaseModel, Field, Strict, TypeAdapter
 from typing_extensions import NotRequired, TypedDict
 
 from ._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER, RequestId
-from .codecs import INT_MAX, INT_MIN, keys_match
+from .codecs import INT_MAX, INT_MIN, keys_match, reject_ext
 
 if TYPE_CHECKING:
     from ._routing import Handler
 
-__all__ = ["OnePass", "is_flat_model"]
+__all__ = ["OnePass", "is_flat_model", "is_plain_model"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -93,22 +99,40 @@ def is_flat_model(model: Any) -> bool:
     return all(_is_scalar(field.annotation) for field in model.model_fields.values())
 
 
+def is_plain_model(model: Any) -> bool:
+    """Whether an instance of ``model`` serializes to its ``__dict__``, as it is.
+
+    A flat model with no aliases, no excluded fields, no serializers and no
+    computed fields: pydantic-core would give the same dict, so MessagePack
+    packs the instance's own without building another.
+    """
+    if not is_flat_model(model):
+        return False
+    decorators = model.__pydantic_decorators__
+    if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
+        return False
+    return all(
+        field.alias is None
+        and field.serialization_alias is None
+        and not field.exclude
+        and getattr(field, "exclude_if", None) is None
+        for field in model.model_fields.values()
+    )
+
+
 def _validator(handlers: list[Handler]) -> Any:
     """A pydantic-core validator of the envelopes of ``handlers``: one union, by ``event``.
 
-    ``event`` must be the string itself (bytes do not pass), ``id`` strictly an
-    integer or a string.
-    Without a model, ``data`` is anything, and may be left out.
+    ``event`` must be the string itself, ``id`` strictly an integer or a string.
     """
     envelopes = []
     for index, handler in enumerate(handlers):
-        data: Any = NotRequired[Any] if handler.model is None else handler.model
         envelopes.append(
             TypedDict(  # type: ignore[operator]
                 f"Envelope{index}",
                 {
                     "event": Literal[handler.event],
-                    "data": data,
+                    "data": handler.model,
                     "id": NotRequired[_RequestId],
                 },
             )
@@ -125,16 +149,11 @@ class OnePass:
     """The one-pass validators of one channel's handlers.
 
     Calling it validates a JSON text frame for the flat handlers
-    (:meth:`__call__`); :meth:`decoded` validates the envelope and data of
-    an already decoded frame, of any codec, for every handler, in Python mode:
-    exactly what reading the envelope and validating the data one after the
-    other would give, in one call.
+    (:meth:`__call__`); :meth:`binary` a MessagePack frame.
     """
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
-        every = list(handlers)
-        flat = [handler for handler in every if is_flat_model(handler.model)]
-        self.handlers = {handler.event: handler for handler in every}
+        flat = [handler for handler in handlers if is_flat_model(handler.model)]
         self.flat = {handler.event: handler for handler in flat}
         self._numbers = {  # per event, the fields whose values need a range check
             handler.event: tuple(
@@ -146,8 +165,7 @@ class OnePass:
         }
         json = _validator(flat)
         self._validate_json: Any = None if json is None else json.validate_json
-        python = _validator(every)
-        self._validate_python: Any = None if python is None else python.validate_python
+        self._pack = msgpack.Packer(use_bin_type=True).pack
 
     @property
     def takes_json(self) -> bool:
@@ -165,24 +183,53 @@ class OnePass:
             return None
         event = envelope["event"]
         numbers = self._numbers[event]
-        if numbers:
-            values = data.__dict__
-            for name in numbers:
-                value = values[name]
-                kind = type(value)
-                if kind is int:
-                    if not INT_MIN <= value <= INT_MAX:
-                        return None
-                elif kind is float and value - value != 0.0:  # infinite or NaN
-                    return None
+        if numbers and not _numbers_fit(numbers, data):
+            return None
         return self.flat[event], data, envelope.get("id")
 
-    def decoded(self, value: Any) -> tuple[Handler, Any, RequestId] | None:
-        """Return ``(handler, data, id)`` for a decoded frame, or ``None`` for the general path."""
-        if self._validate_python is None:
-            return None
+    def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
+        """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""
         try:
-            envelope = self._validate_python(value)
-        except ValueError:
+            value = _unpackb(payload, ext_hook=reject_ext)
+        except Exception:  # msgpack raises many unrelated types for bad input
             return None
-        return self.handlers[envelope["event"]], envelope.get("data"), envelope.get("id")
+        # Canonical bytes: no repeated key, no float32, nothing packed longer than needed.
+        if type(value) is not dict or self._pack(value) != payload:
+            return None
+        event = value.get("event")
+        handler = self.flat.get(event) if type(event) is str else None
+        if handler is None:
+            return None
+        request_id = value.get("id")
+        if request_id is not None:
+            kind = type(request_id)
+            if kind is int:
+                if not -MAX_SAFE_INTEGER <= request_id <= MAX_SAFE_INTEGER:
+                    return None
+            elif kind is not str or len(request_id) > MAX_ID_LENGTH:
+                return None
+        try:
+            data = handler.validate(value.get("data"))  # type: ignore[misc]
+        except ValueError:  # pydantic's ValidationError is a ValueError
+            return None
+        numbers = self._numbers[handler.event]
+        if numbers and not _numbers_fit(numbers, data):
+            return None
+        return handler, data, request_id
+
+
+def _numbers_fit(names: tuple[str, ...], data: Any) -> bool:
+    """Whether the fields ``names`` of ``data`` hold integers within 64 bits and finite floats."""
+    values = data.__dict__
+    for name in names:
+        value = values[name]
+        kind = type(value)
+        if kind is int:
+            if not INT_MIN <= value <= INT_MAX:
+                return False
+        elif kind is float and value - value != 0.0:  # infinite or NaN
+            return False
+    return True
+
+
+_unpackb = msgpack.unpackb

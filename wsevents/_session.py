@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -21,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 from starlette.types import Receive, Scope, Send
 
-from ._connection import Connection, ConnectionState
+from ._connection import _CONNECTED, Connection, ConnectionState
 from ._envelope import BadEnvelope, RequestId, error_frame, parse_envelope
 from ._routing import Channel, Handler, Hook
 from .codecs import Codec
@@ -74,10 +73,71 @@ class Sessions:
         self._max_bytes = limits.max_message_bytes
         self._measure_above = limits.max_message_bytes // 4
 
-    # -- the handshake -------------------------------------------------------------
+    # -- a connection, from the handshake to the teardown ----------------------------
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run one WebSocket connection, from ``websocket.connect`` to the hooks after it."""
+        conn = await self._open(scope, receive, send)
+        if conn is None:
+            return
+        code: int = CloseCode.GOING_AWAY
+        try:
+            try:
+                if self.limits.concurrency > 1:
+                    code = await self._receive_concurrently(conn, receive)
+                else:
+                    # The receive loop runs in this frame: each frame wakes the task,
+                    # and every coroutine between it and receive() costs a step twice.
+                    dispatch = self.dispatch
+                    connected = ConnectionState.CONNECTED
+                    idle = self.limits.idle_timeout is not None
+                    while True:
+                        message = await receive()
+                        kind = message["type"]
+                        if kind == "websocket.receive":
+                            if idle:
+                                conn.last_frame = monotonic()
+                            if conn.connection_state is connected:
+                                text = message.get("text")
+                                if text is not None:
+                                    await dispatch(conn, text, conn.text_decoder)
+                                else:
+                                    payload = message.get("bytes") or b""
+                                    await dispatch(conn, payload, conn.binary_decoder)
+                        elif kind == "websocket.disconnect":
+                            code = int(message.get("code") or 1005)
+                            break
+                        else:
+                            raise unexpected(kind)
+            except Exception:
+                logger.exception("connection %s to %r failed", conn.id, conn.channel.address)
+                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                code = CloseCode.INTERNAL_ERROR
+        except asyncio.CancelledError:
+            # Aborted (a slow consumer, a send timeout, idle, stop): close with its
+            # code. Otherwise the server gave up waiting for a busy handler at
+            # shutdown: tear down cleanly (the hooks still run), not raise out of the app.
+            _uncancel()
+            close = conn.abort_close
+            if close is not None:
+                code = close.code
+                message = {"type": "websocket.close", "code": code, "reason": close.reason}
+                try:  # a client that does not read may never take it
+                    await asyncio.wait_for(send(message), CLOSE_GRACE)
+                except asyncio.CancelledError:
+                    _uncancel()
+                except Exception:
+                    pass
+        finally:
+            conn.task = None  # from here on, an abort must not cancel the teardown
+            # Shielded, so that a host that cancels us (a server's graceful
+            # timeout, a test client leaving its block) still gets every hook
+            # run once; bounded, so that a hook that hangs cannot hang it.
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
+                await self.app.disconnected(conn, code)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send) -> Connection | None:
+        """Take ``websocket.connect``, route, check, run the hooks and accept; or refuse."""
         app = self.app
         message = await receive()
         if message["type"] != "websocket.connect":
@@ -88,19 +148,19 @@ class Sessions:
         found = app.match(route_path(scope))
         if found is None:
             await self.deny(scope, send, 404, "no channel at this path")
-            return
+            return None
         if not app.origin_allowed(scope):
             await self.deny(scope, send, 403, "origin not allowed")
-            return
+            return None
         limit = self.limits.max_connections
         if limit is not None and len(app.connections) >= limit:
             await self.deny(scope, send, 503, "too many connections")
-            return
+            return None
         channel, params = found
         codec, subprotocol = app.codecs.negotiate(scope.get("subprotocols") or ())
         conn = Connection(app, channel, scope, send, params, codec, subprotocol)
         if not await self._handshake(conn, channel, scope, send):
-            return
+            return None
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         app.connections[conn.id] = conn
         self.stats.connections_total += 1
@@ -108,19 +168,7 @@ class Sessions:
         conn.last_frame = conn.tokens_at = monotonic()
         conn.accepted()
         self._watch_soon()
-        code: int = CloseCode.GOING_AWAY
-        try:
-            code = await self._run(conn, receive, send)
-        except asyncio.CancelledError:
-            # The server gave up waiting for a busy handler at shutdown: tear down
-            # cleanly (the hooks still run) instead of raising out of the app.
-            _uncancel()
-        finally:
-            # Shielded, so that a host that cancels us (a server's graceful
-            # timeout, a test client leaving its block) still gets every hook
-            # run once; bounded, so that a hook that hangs cannot hang it.
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
-                await app.disconnected(conn, code)
+        return conn
 
     async def _handshake(
         self, conn: Connection, channel: Channel, scope: Scope, send: Send
@@ -154,50 +202,7 @@ class Sessions:
         self.stats.handshakes_refused[status] += 1
         await deny_handshake(scope, send, status, reason.encode())
 
-    async def _run(self, conn: Connection, receive: Receive, send: Send) -> int:
-        """Run the receive loop; return the close code; never raise but for cancellation."""
-        try:
-            if self.limits.concurrency > 1:
-                return await self._receive_concurrently(conn, receive)
-            return await self._receive(conn, receive)
-        except asyncio.CancelledError:
-            close = conn.abort_close
-            if close is None:
-                raise
-            _uncancel()
-            message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
-            with suppress(Exception):  # a client that does not read may never take it
-                await asyncio.wait_for(send(message), CLOSE_GRACE)
-            return close.code
-        except Exception:
-            logger.exception("connection %s to %r failed", conn.id, conn.channel.address)
-            await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            return CloseCode.INTERNAL_ERROR
-        finally:
-            conn.task = None  # from here on, an abort must not cancel the teardown
-
-    # -- the receive loop: the per-frame path --------------------------------------
-
-    async def _receive(self, conn: Connection, receive: Receive) -> int:
-        dispatch = self.dispatch
-        connected = ConnectionState.CONNECTED
-        idle = self.limits.idle_timeout is not None
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                if idle:
-                    conn.last_frame = monotonic()
-                if conn.connection_state is connected:
-                    text = message.get("text")
-                    if text is not None:
-                        await dispatch(conn, text, conn.text_decoder)
-                    else:
-                        await dispatch(conn, message.get("bytes") or b"", conn.binary_decoder)
-            elif kind == "websocket.disconnect":
-                return int(message.get("code") or 1005)
-            else:
-                raise unexpected(kind)
+    # -- the per-frame path ----------------------------------------------------------
 
     async def _receive_concurrently(self, conn: Connection, receive: Receive) -> int:
         """The receive loop for ``Limits.concurrency > 1``: a task per frame, bounded."""
@@ -243,10 +248,13 @@ class Sessions:
         if self._rated and not self._take_token(conn):
             await self._refuse(conn, payload, decoder)
             return
-        json_pass = conn.json_pass  # for text frames in plain JSON, where it applies
+        # Plain JSON or MessagePack for a flat model: one pass, where it applies.
         found: tuple[Handler, Any, RequestId] | Refusal | None = None
-        if json_pass is not None and payload.__class__ is str:
-            found = json_pass(payload)
+        if payload.__class__ is str:
+            if conn.json_pass is not None:
+                found = conn.json_pass(payload)
+        elif conn.binary_pass is not None:
+            found = conn.binary_pass(payload)  # type: ignore[arg-type]
         if found is None:
             found = self.route(conn, payload, decoder)
         if isinstance(found, Refusal):
@@ -278,7 +286,22 @@ class Sessions:
             return
         self.ok[event] += 1
         if frame is not None:
-            await conn.send_frame(frame)
+            # Connection._transmit, inlined for a reply on an idle connection: the
+            # coroutine a call makes costs about a tenth of a microsecond per frame.
+            if conn.connection_state is not _CONNECTED or conn._sending or conn._queue:
+                conn.push(frame)
+                return
+            conn._sending = True
+            try:
+                await conn._asgi_send({"type": "websocket.send", conn._frame_key: frame})
+            except OSError:
+                conn._queue.clear()
+                conn.connection_state = ConnectionState.CLOSING
+            finally:
+                conn._sending = False
+                conn.send_started = 0.0
+            if conn._queue:
+                conn._wake()
 
     def route(
         self, conn: Connection, payload: str | bytes, decoder: Codec
@@ -299,9 +322,6 @@ class Sessions:
         except Exception:  # a user codec that raised something else
             logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
             return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
-        found = conn.one_pass.decoded(decoded)
-        if found is not None:
-            return found
         try:
             event, data, request_id = parse_envelope(decoded)
         except BadEnvelope as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -265,16 +266,16 @@ class JSONCodec(Codec):
 _unpackb = msgpack.unpackb
 
 
-def _reject_ext(code: int, data: bytes) -> Any:
+def reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
 
-# A float32 packs again as a float64, four bytes longer: that could hide a
-# repeated key from the length check, so where this byte appears, every check runs.
-_FLOAT32 = b"\xca"
-# Bytes that may start a float or an extension (timestamps included): where one
-# appears, the decoded value gets a walk (finite floats, no extension values).
-_MSGPACK_MARKERS = _FLOAT32 + b"\xcb" + bytes(range(0xC7, 0xCA)) + bytes(range(0xD4, 0xD9))
+# Bytes that start a non-finite float64 (its exponent all ones) or a timestamp
+# extension, as the canonical packer writes them; the other extension types
+# fail in the decoder. Where one appears, the decoded value gets a walk (finite
+# floats, no extension values): inside numbers or strings they only cost the walk.
+_MARKERS = b"\xcb\xd6\xd7\xc7"
+_SUSPECT = re.compile(rb"\xcb[\x7f\xff]|[\xd6\xd7]\xff|\xc7\x0c\xff").search
 # Bytes that may start a map or an array: fewer than MAX_DEPTH cannot nest deeper.
 _CONTAINERS = bytes(range(0x80, 0xA0)) + bytes(range(0xDC, 0xE0))
 
@@ -293,45 +294,62 @@ class MessagePackCodec(Codec):
     def __init__(self) -> None:
         # One packer, reused: packing holds the GIL throughout, so threads cannot interleave.
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._plain: dict[type, bool] = {}  # per class of data: is it a plain model?
 
     def encode(self, message: Any) -> bytes:
         """Encode ``message`` as MessagePack."""
         return self._pack(message)  # type: ignore[no-any-return]
 
+    def encode_event(self, event: str, data: Any, request_id: Any = None) -> bytes:
+        """Encode a push or a reply; a plain model packs its own ``__dict__``.
+
+        A flat model without aliases, serializers or computed fields (see
+        :func:`~wsevents._onepass.is_plain_model`) holds just what
+        pydantic-core would make of it; anything else is made JSON-compatible first.
+        """
+        kind = data.__class__
+        plain = self._plain.get(kind)
+        if plain is None:
+            from ._onepass import is_plain_model  # it imports this module
+
+            plain = self._plain[kind] = is_plain_model(kind)
+        value = data.__dict__ if plain else to_jsonable_python(data)
+        if request_id is None:
+            return self._pack({"event": event, "data": value})  # type: ignore[no-any-return]
+        return self._pack({"event": event, "data": value, "id": request_id})  # type: ignore[no-any-return]
+
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.
 
-        The C decoder runs alone; the value, packed again, must come to the
-        same length, which a map with a repeated key does not (nor does a
-        sender that packs numbers or strings longer than needed, nor a
-        float32): where it differs, the strict decoder runs, with every check.
-        Where a float64 or an extension marker appears, or enough container
-        markers to nest deep, the decoded value gets a walk with the checks.
-        Marker bytes inside numbers and strings only cost that walk.
+        The C decoder runs alone; the value, packed again, must give the same
+        bytes, which a map with a repeated key does not (nor does a sender that
+        packs numbers or strings longer than needed, nor a float32): where they
+        differ, the strict decoder runs, with every check. Where a non-finite
+        float or a timestamp may start, or enough container markers appear to
+        nest deep, the decoded value gets a walk with the checks.
         """
         if isinstance(payload, str):
             raise DecodeError("MessagePack travels in binary frames")
         try:
-            value = _unpackb(payload, raw=False, ext_hook=_reject_ext)
-            size = len(payload)
-            if len(self._pack(value)) != size:
+            value = _unpackb(payload, raw=False, ext_hook=reject_ext)
+            if self._pack(value) != payload:
                 return self._strict(payload)
         except DecodeError:
             raise
         except Exception as exc:  # msgpack raises many unrelated types for bad input
             raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
-        if len(payload.translate(None, _MSGPACK_MARKERS)) != size:
-            if _FLOAT32 in payload:
-                return self._strict(payload)
-            check_decoded(value)
-        elif size > MAX_DEPTH and size - len(payload.translate(None, _CONTAINERS)) > MAX_DEPTH:
+        size = len(payload)
+        suspect = len(payload.translate(None, _MARKERS)) != size and _SUSPECT(payload)
+        if suspect or (
+            size > MAX_DEPTH and size - len(payload.translate(None, _CONTAINERS)) > MAX_DEPTH
+        ):
             check_decoded(value)
         return value
 
     def _strict(self, payload: bytes) -> Any:
         try:
             value = msgpack.unpackb(
-                payload, raw=False, object_pairs_hook=_object_strict, ext_hook=_reject_ext
+                payload, raw=False, object_pairs_hook=_object_strict, ext_hook=reject_ext
             )
             check_decoded(value)
             return value
