@@ -16,6 +16,12 @@ def test_json_encodes_compact_utf8_text() -> None:
     assert JSONCodec().encode({"event": "é", "data": [1, None]}) == '{"event":"é","data":[1,null]}'
 
 
+def test_json_events_write_infinite_floats_as_null_like_pydantic_does() -> None:
+    # JSON has no Infinity: a client's JSON.parse would refuse the whole frame.
+    frame = JSONCodec().encode_event("e", {"a": float("inf"), "b": [float("nan")]}, 1)
+    assert frame == '{"event":"e","data":{"a":null,"b":[null]},"id":1}'
+
+
 def test_json_refuses_to_encode_nan() -> None:
     with pytest.raises(ValueError, match="Out of range float"):
         JSONCodec().encode({"x": float("nan")})
@@ -124,6 +130,13 @@ LONG = "x" * 80  # past 64 bytes, where the old check sent every frame the slow 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
+        ({"data": float("nan")}, "nan is not a finite number"),
+        ({"data": -float("inf")}, "inf is not a finite number"),
+        ({"data": msgpack.Timestamp(2**33, 5)}, "Timestamp value is not allowed"),  # fixext 8
+        (
+            {"data": msgpack.Timestamp(2**40, 0)},
+            "Timestamp value is not allowed",
+        ),  # ext 8, 12 bytes
         ({"data": float("nan"), "pad": LONG}, "nan is not a finite number"),
         ({"data": [float("inf")], "pad": LONG}, "inf is not a finite number"),
         ({"data": msgpack.Timestamp(1, 0), "pad": LONG}, "Timestamp value is not allowed"),
@@ -140,6 +153,12 @@ def test_msgpack_checks_long_frames_too(value: Any, message: str | None) -> None
     else:
         with pytest.raises(DecodeError, match=message):
             MessagePackCodec().decode(payload)
+
+
+def test_msgpack_decodes_what_a_packer_wrote_longer_than_needed() -> None:
+    # 1 as a uint32, "a" as a str8, a map with a 16-bit header: valid, just not canonical.
+    payload = b"\xde\x00\x02" + b"\xd9\x01a" + b"\xce\x00\x00\x00\x01" + b"\xa1b\xc3"
+    assert MessagePackCodec().decode(payload) == {"a": 1, "b": True}
 
 
 def test_a_float32_cannot_hide_a_repeated_key() -> None:

@@ -6,11 +6,19 @@ from typing import Any, Literal
 
 import msgpack
 import pytest
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_serializer,
+    model_validator,
+)
+from pydantic_core import to_json, to_jsonable_python
 
-from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits
+from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits, MessagePackCodec
 from wsevents._envelope import BadEnvelope, parse_envelope
-from wsevents._onepass import is_flat_model
+from wsevents._onepass import is_flat_model, is_plain_model
 from wsevents.exceptions import DuplicateKeyError
 from wsevents.testing import EventTestClient
 
@@ -244,3 +252,86 @@ def test_a_decoded_frame_gets_what_reading_the_envelope_and_validating_give(valu
             got = ws.receive()
             assert (got.event, got.data, got.id) == answer
         assert ws.request("echo", {"text": "next", "n": 0}) == {"text": "next", "n": 0}
+
+
+class Aliased(BaseModel):
+    x: int = Field(serialization_alias="X")
+
+
+class Computed(BaseModel):
+    x: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def double(self) -> int:
+        return self.x * 2
+
+
+class Serialized(BaseModel):
+    x: int
+
+    @field_serializer("x")
+    def plus_one(self, value: int) -> int:
+        return value + 1
+
+
+class Hidden(BaseModel):
+    x: int
+    y: int = Field(default=0, exclude=True)
+
+
+class InfAsConstants(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+    x: float
+
+
+def test_plain_models_are_the_flat_ones_that_serialize_to_their_dict() -> None:
+    assert is_plain_model(Echo)
+    assert is_plain_model(Reading)
+    for model in (Aliased, Computed, Serialized, Hidden, InfAsConstants, Nested, Loose, dict):
+        assert not is_plain_model(model), model
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Echo(text='é "quoted"\n', n=2**64 - 1),
+        Reading(level=float("inf")),
+        Reading(level=1, unit="f", note=None, ok=False),
+        Aliased(x=1),
+        Computed(x=2),
+        Serialized(x=1),
+        Hidden(x=1, y=2),
+        InfAsConstants(x=float("inf")),
+    ],
+)
+def test_codecs_encode_a_model_as_pydantic_serializes_it(value: BaseModel) -> None:
+    """A plain model goes as its __dict__: the frame must not tell the difference."""
+    data = to_json(value).decode()
+    assert JSONCodec().encode_event("e", value, 7) == f'{{"event":"e","data":{data},"id":7}}'
+    expected = {"event": "e", "data": to_jsonable_python(value), "id": 7}
+    assert MessagePackCodec().encode_event("e", value, 7) == msgpack.packb(expected)
+
+
+def test_msgpack_frames_the_pass_does_not_take_get_the_general_answers() -> None:
+    app = EventApp([make_channel()], title="t", version="1", limits=Limits(rate=None))
+    nan = msgpack.packb({"event": "read", "data": {"level": float("nan")}, "id": 1})
+    # "n" twice in data: the map packs again shorter.
+    repeated = b"\x83\xa5event\xa4echo\xa4data\x83\xa4text\xa1a\xa1n\x01\xa1n\x02\xa2id\x02"
+    wide = b"\x83\xa5event\xa4echo\xa4data\x82\xa4text\xa1a\xa1n\xce\x00\x00\x00\x05\xa2id\x03"
+    with (
+        EventTestClient(app, check_frames=False) as client,
+        client.connect("/c", subprotocols=["wsevents.msgpack"]) as ws,
+    ):
+        ws.send_raw(nan)
+        error = ws.receive()
+        assert (error.id, error.data["code"]) == (None, "bad_frame")
+        assert "not a finite number" in error.data["message"]
+        ws.send_raw(repeated)
+        error = ws.receive()
+        assert (error.id, error.data["code"]) == (2, "bad_frame")
+        assert "'n'" in error.data["message"]
+        ws.send_raw(wide)  # 5 as a uint32: valid, not canonical, answered all the same
+        reply = ws.receive()
+        assert (reply.event, reply.data, reply.id) == ("echo", {"text": "a", "n": 5}, 3)
+    assert app.stats()["events"]["echo"] == {"ok": 1}

@@ -69,14 +69,15 @@ def _is_scalar(annotation: Any) -> bool:
     return False
 
 
-def _holds_number(annotation: Any) -> bool:
-    if annotation is int or annotation is float:
+def _holds(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field of type ``annotation`` can hold a value of one of ``kinds``."""
+    if annotation in kinds:
         return True
     origin = get_origin(annotation)
     if origin is Union or origin is types.UnionType:
-        return any(_holds_number(arg) for arg in get_args(annotation))
+        return any(_holds(arg, kinds) for arg in get_args(annotation))
     if origin is Annotated:
-        return _holds_number(get_args(annotation)[0])
+        return _holds(get_args(annotation)[0], kinds)
     return False  # a Literal's values are fixed; bool, str and None need no check
 
 
@@ -102,11 +103,12 @@ def is_flat_model(model: Any) -> bool:
 def is_plain_model(model: Any) -> bool:
     """Whether an instance of ``model`` serializes to its ``__dict__``, as it is.
 
-    A flat model with no aliases, no excluded fields, no serializers and no
-    computed fields: pydantic-core would give the same dict, so MessagePack
-    packs the instance's own without building another.
+    A flat model with no aliases, no excluded fields, no serializers, no
+    computed fields and infinite floats written as ``null`` in JSON (pydantic's
+    default): pydantic-core would give the same dict, so the codecs encode the
+    instance's own without building another.
     """
-    if not is_flat_model(model):
+    if not is_flat_model(model) or model.model_config.get("ser_json_inf_nan", "null") != "null":
         return False
     decorators = model.__pydantic_decorators__
     if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
@@ -159,7 +161,19 @@ class OnePass:
             handler.event: tuple(
                 name
                 for name, field in handler.model.model_fields.items()
-                if _holds_number(field.annotation)
+                if _holds(field.annotation, (int, float))
+            )
+            for handler in flat
+        }
+        self._binary = {  # per event: the handler, its validator, the fields that may hold floats
+            handler.event: (
+                handler,
+                handler.validate,
+                tuple(
+                    name
+                    for name, field in handler.model.model_fields.items()
+                    if _holds(field.annotation, (float,))
+                ),
             )
             for handler in flat
         }
@@ -179,57 +193,51 @@ class OnePass:
         except ValueError:  # pydantic's ValidationError is a ValueError
             return None
         data = envelope["data"]
-        if not keys_match(text, len(envelope) + len(data.__pydantic_fields_set__)):
+        members = len(envelope) + len(data.__pydantic_fields_set__)
+        if text.count(":") != members and not keys_match(text, members):
             return None
         event = envelope["event"]
         numbers = self._numbers[event]
-        if numbers and not _numbers_fit(numbers, data):
-            return None
+        if numbers:
+            values = data.__dict__
+            for name in numbers:
+                value = values[name]
+                kind = type(value)
+                if kind is int:
+                    if not INT_MIN <= value <= INT_MAX:
+                        return None
+                elif kind is float and value - value != 0.0:  # infinite or NaN
+                    return None
         return self.flat[event], data, envelope.get("id")
 
     def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""
         try:
             value = _unpackb(payload, ext_hook=reject_ext)
-        except Exception:  # msgpack raises many unrelated types for bad input
-            return None
-        # Canonical bytes: no repeated key, no float32, nothing packed longer than needed.
-        if type(value) is not dict or self._pack(value) != payload:
-            return None
-        event = value.get("event")
-        handler = self.flat.get(event) if type(event) is str else None
-        if handler is None:
-            return None
-        request_id = value.get("id")
-        if request_id is not None:
-            kind = type(request_id)
-            if kind is int:
-                if not -MAX_SAFE_INTEGER <= request_id <= MAX_SAFE_INTEGER:
-                    return None
-            elif kind is not str or len(request_id) > MAX_ID_LENGTH:
+            # Canonical bytes: no repeated key, no float32, nothing packed longer than needed.
+            if self._pack(value) != payload:
                 return None
-        try:
-            data = handler.validate(value.get("data"))  # type: ignore[misc]
-        except ValueError:  # pydantic's ValidationError is a ValueError
+            # Not a map, no event, an event that is not a str key: all raise or miss.
+            entry = self._binary[value["event"]]
+            request_id = value.get("id")
+            if request_id is not None:
+                kind = type(request_id)
+                if kind is int:
+                    if not -MAX_SAFE_INTEGER <= request_id <= MAX_SAFE_INTEGER:
+                        return None
+                elif kind is not str or len(request_id) > MAX_ID_LENGTH:
+                    return None
+            handler, validate, floats = entry
+            data = validate(value.get("data"))  # type: ignore[misc]  # flat: a model
+        except Exception:  # anything amiss: the general path gives the exact answer
             return None
-        numbers = self._numbers[handler.event]
-        if numbers and not _numbers_fit(numbers, data):
-            return None
+        if floats:  # MessagePack cannot hold a wider integer: floats alone need a look
+            values = data.__dict__
+            for name in floats:
+                number = values[name]
+                if type(number) is float and number - number != 0.0:  # infinite or NaN
+                    return None
         return handler, data, request_id
-
-
-def _numbers_fit(names: tuple[str, ...], data: Any) -> bool:
-    """Whether the fields ``names`` of ``data`` hold integers within 64 bits and finite floats."""
-    values = data.__dict__
-    for name in names:
-        value = values[name]
-        kind = type(value)
-        if kind is int:
-            if not INT_MIN <= value <= INT_MAX:
-                return False
-        elif kind is float and value - value != 0.0:  # infinite or NaN
-            return False
-    return True
 
 
 _unpackb = msgpack.unpackb

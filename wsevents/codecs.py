@@ -30,6 +30,18 @@ __all__ = ["Codec", "CodecSet", "JSONCodec", "MessagePackCodec"]
 FrameType = Literal["text", "binary"]
 
 
+_PLAIN: dict[type, bool] = {}  # per class of data: does it serialize to its __dict__?
+
+
+def _plain(kind: type) -> bool:
+    plain = _PLAIN.get(kind)
+    if plain is None:
+        from ._onepass import is_plain_model  # it imports this module
+
+        plain = _PLAIN[kind] = is_plain_model(kind)
+    return plain
+
+
 class Codec(ABC):
     """Encode envelopes to frames and decode frames to envelopes.
 
@@ -218,11 +230,19 @@ class JSONCodec(Codec):
         return self._encode(message)
 
     def encode_event(self, event: str, data: Any, request_id: Any = None) -> str:
-        """Encode a push or a reply in one pass, models included (pydantic-core)."""
-        message = {"event": event, "data": data}
-        if request_id is not None:
-            message["id"] = request_id
-        return to_json(message).decode()
+        """Encode a push or a reply in one pass, models included (pydantic-core).
+
+        A plain model (see :func:`~wsevents._onepass.is_plain_model`) goes as
+        its ``__dict__``, which serializes the same and skips its serializer.
+        Infinite and NaN floats become ``null``, as pydantic writes them in a
+        model: JSON has no other way to say them.
+        """
+        if _PLAIN.get(data.__class__) or _plain(data.__class__):
+            data = data.__dict__
+        if request_id is None:
+            return to_json({"event": event, "data": data}, inf_nan_mode="null").decode()
+        message = {"event": event, "data": data, "id": request_id}
+        return to_json(message, inf_nan_mode="null").decode()
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode JSON text (or UTF-8 bytes).
@@ -294,7 +314,6 @@ class MessagePackCodec(Codec):
     def __init__(self) -> None:
         # One packer, reused: packing holds the GIL throughout, so threads cannot interleave.
         self._pack = msgpack.Packer(use_bin_type=True).pack
-        self._plain: dict[type, bool] = {}  # per class of data: is it a plain model?
 
     def encode(self, message: Any) -> bytes:
         """Encode ``message`` as MessagePack."""
@@ -305,14 +324,10 @@ class MessagePackCodec(Codec):
 
         A flat model without aliases, serializers or computed fields (see
         :func:`~wsevents._onepass.is_plain_model`) holds just what
-        pydantic-core would make of it; anything else is made JSON-compatible first.
+        pydantic-core would make of it; anything else is made JSON-compatible
+        first (floats stay floats, infinite ones included: MessagePack has them).
         """
-        kind = data.__class__
-        plain = self._plain.get(kind)
-        if plain is None:
-            from ._onepass import is_plain_model  # it imports this module
-
-            plain = self._plain[kind] = is_plain_model(kind)
+        plain = _PLAIN.get(data.__class__) or _plain(data.__class__)
         value = data.__dict__ if plain else to_jsonable_python(data)
         if request_id is None:
             return self._pack({"event": event, "data": value})  # type: ignore[no-any-return]
