@@ -41,6 +41,7 @@ ECHO_SERVERS = {  # name: (app, path, load command)
 }
 MSGPACK_SERVERS = {
     "raw ASGI (msgpack)": ("raw_msgpack", "/"),
+    "raw ASGI (msgpack) + pydantic": ("raw_msgpack_pydantic", "/"),
     "wsevents (msgpack)": ("wsevents_app", "/"),
 }
 FANOUT_SERVERS = {

@@ -63,6 +63,23 @@ async def raw_msgpack(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "bytes": packb(reply)})
 
 
+async def raw_msgpack_pydantic(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI echo in MessagePack that validates the data with pydantic, no routing."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept", "subprotocol": "wsevents.msgpack"})
+    unpackb, pack = msgpack.unpackb, msgpack.Packer().pack
+    validate = Echo.model_validate
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = unpackb(message["bytes"])
+        data = validate(frame["data"]).model_dump()
+        await send({"type": "websocket.send", "bytes": pack({**frame, "data": data})})
+
+
 class EchoFrame(BaseModel):
     event: Literal["echo"]
     data: Echo

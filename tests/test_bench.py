@@ -40,6 +40,7 @@ def load(*args: str) -> dict[str, Any]:
         ("python_socketio", SIO, "socketio", ()),
         ("wsevents_app", "/", "echo", ()),
         ("raw_msgpack", "/", "echo", ("--msgpack",)),
+        ("raw_msgpack_pydantic", "/", "echo", ("--msgpack",)),
         ("wsevents_app", "/", "echo", ("--msgpack",)),
     ],
 )

@@ -150,7 +150,7 @@ GENERAL = [
 @pytest.mark.parametrize("text", FAST)
 def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: str) -> None:
     channel = make_channel()
-    found = channel.one_pass(text)
+    found = channel.one_pass.text(text)
     assert found is not None
     handler, data, request_id = found
     assert (handler.event, data, request_id) == general(channel, text)
@@ -159,7 +159,7 @@ def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: st
 @pytest.mark.parametrize("text", GENERAL)
 def test_frames_the_one_pass_cannot_vouch_for_take_the_general_path(text: str) -> None:
     channel = make_channel()
-    assert channel.one_pass(text) is None
+    assert channel.one_pass.text(text) is None
 
 
 def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
@@ -175,13 +175,13 @@ def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
 
 def test_a_handler_added_later_is_served_on_the_next_build() -> None:
     channel = make_channel()
-    assert channel.one_pass('{"event":"late","data":{"a":1}}') is None
+    assert channel.one_pass.text('{"event":"late","data":{"a":1}}') is None
 
     @channel.on("late", model=Inner)
     async def late(data: Inner) -> None:
         return None
 
-    found = channel.one_pass('{"event":"late","data":{"x":1}}')
+    found = channel.one_pass.text('{"event":"late","data":{"x":1}}')
     assert found is not None
     assert found[1] == Inner(x=1)
 

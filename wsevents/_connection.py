@@ -125,14 +125,9 @@ class Connection:
         # Frames in plain JSON or MessagePack to a channel with flat models: one
         # pass from the payload (see _onepass).
         one_pass = channel.one_pass
-        self.json_pass = (
-            one_pass if one_pass.takes_json and type(self.text_decoder) is JSONCodec else None
-        )
-        self.binary_pass = (
-            one_pass.binary
-            if one_pass.flat and type(self.binary_decoder) is MessagePackCodec
-            else None
-        )
+        text_codec, binary_codec = type(self.text_decoder), type(self.binary_decoder)
+        self.json_pass = one_pass.text_pass if text_codec is JSONCodec else None
+        self.binary_pass = one_pass.binary_pass if binary_codec is MessagePackCodec else None
         self.connection_state = ConnectionState.CONNECTING
         self.close_code: int | None = None
         self._asgi_send = send

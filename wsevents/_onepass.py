@@ -7,7 +7,7 @@ path decodes, walks the value, reads the envelope and validates the data in
 four steps:
 
 - a JSON text: one ``validate_json`` call checks the envelope, picks the
-  handler by ``event`` and validates ``data`` (:meth:`OnePass.__call__`);
+  handler by ``event`` and validates ``data`` (:meth:`OnePass.text`);
 - a MessagePack frame: the C decoder, packed again to the same bytes, then the
   envelope read and the data validated by the handler's model (:meth:`OnePass.binary`).
 
@@ -150,43 +150,33 @@ def _validator(handlers: list[Handler]) -> Any:
 class OnePass:
     """The one-pass validators of one channel's handlers.
 
-    Calling it validates a JSON text frame for the flat handlers
-    (:meth:`__call__`); :meth:`binary` a MessagePack frame.
+    :meth:`text` validates a JSON text frame for the flat handlers,
+    :meth:`binary` a MessagePack frame.
     """
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
         flat = [handler for handler in handlers if is_flat_model(handler.model)]
         self.flat = {handler.event: handler for handler in flat}
-        self._numbers = {  # per event, the fields whose values need a range check
-            handler.event: tuple(
-                name
-                for name, field in handler.model.model_fields.items()
-                if _holds(field.annotation, (int, float))
-            )
-            for handler in flat
-        }
-        self._binary = {  # per event: the handler, its validator, the fields that may hold floats
-            handler.event: (
-                handler,
-                handler.validate,
-                tuple(
-                    name
-                    for name, field in handler.model.model_fields.items()
-                    if _holds(field.annotation, (float,))
-                ),
-            )
+
+        def fields(handler: Handler, kinds: tuple[type, ...]) -> tuple[str, ...]:
+            items = handler.model.model_fields.items()
+            return tuple(name for name, field in items if _holds(field.annotation, kinds))
+
+        # Per event: the handler, and the fields whose values need a range check
+        # (JSON: integers and floats; MessagePack, which has no wider integers: floats).
+        self._text = {handler.event: (handler, fields(handler, (int, float))) for handler in flat}
+        self._binary = {
+            handler.event: (handler, handler.validate, fields(handler, (float,)))
             for handler in flat
         }
         json = _validator(flat)
         self._validate_json: Any = None if json is None else json.validate_json
         self._pack = msgpack.Packer(use_bin_type=True).pack
+        # Bound once: every connection of the channel shares them (see Connection).
+        self.text_pass = self.text if json is not None else None
+        self.binary_pass = self.binary if flat else None
 
-    @property
-    def takes_json(self) -> bool:
-        """Whether any handler can take the pass from JSON text."""
-        return self._validate_json is not None
-
-    def __call__(self, text: str) -> tuple[Handler, Any, RequestId] | None:
+    def text(self, text: str) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
         try:
             envelope = self._validate_json(text)
@@ -196,8 +186,7 @@ class OnePass:
         members = len(envelope) + len(data.__pydantic_fields_set__)
         if text.count(":") != members and not keys_match(text, members):
             return None
-        event = envelope["event"]
-        numbers = self._numbers[event]
+        handler, numbers = self._text[envelope["event"]]
         if numbers:
             values = data.__dict__
             for name in numbers:
@@ -208,7 +197,7 @@ class OnePass:
                         return None
                 elif kind is float and value - value != 0.0:  # infinite or NaN
                     return None
-        return self.flat[event], data, envelope.get("id")
+        return handler, data, envelope.get("id")
 
     def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""

@@ -34,11 +34,9 @@ _PLAIN: dict[type, bool] = {}  # per class of data: does it serialize to its __d
 
 
 def _plain(kind: type) -> bool:
-    plain = _PLAIN.get(kind)
-    if plain is None:
-        from ._onepass import is_plain_model  # it imports this module
+    from ._onepass import is_plain_model  # it imports this module
 
-        plain = _PLAIN[kind] = is_plain_model(kind)
+    plain = _PLAIN[kind] = is_plain_model(kind)
     return plain
 
 
@@ -237,7 +235,10 @@ class JSONCodec(Codec):
         Infinite and NaN floats become ``null``, as pydantic writes them in a
         model: JSON has no other way to say them.
         """
-        if _PLAIN.get(data.__class__) or _plain(data.__class__):
+        plain = _PLAIN.get(data.__class__)
+        if plain is None:
+            plain = _plain(data.__class__)
+        if plain:
             data = data.__dict__
         if request_id is None:
             return to_json({"event": event, "data": data}, inf_nan_mode="null").decode()
@@ -327,7 +328,9 @@ class MessagePackCodec(Codec):
         pydantic-core would make of it; anything else is made JSON-compatible
         first (floats stay floats, infinite ones included: MessagePack has them).
         """
-        plain = _PLAIN.get(data.__class__) or _plain(data.__class__)
+        plain = _PLAIN.get(data.__class__)
+        if plain is None:
+            plain = _plain(data.__class__)
         value = data.__dict__ if plain else to_jsonable_python(data)
         if request_id is None:
             return self._pack({"event": event, "data": value})  # type: ignore[no-any-return]
