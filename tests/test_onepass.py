@@ -334,4 +334,21 @@ def test_msgpack_frames_the_pass_does_not_take_get_the_general_answers() -> None
         ws.send_raw(wide)  # 5 as a uint32: valid, not canonical, answered all the same
         reply = ws.receive()
         assert (reply.event, reply.data, reply.id) == ("echo", {"text": "a", "n": 5}, 3)
+        # What the model or the envelope would ignore is still checked by the codec.
+        ignored: list[dict[str, Any]] = [
+            {"event": "echo", "data": {"text": "a", "n": 1, "x": float("inf")}, "id": 4},
+            {"event": "echo", "data": {"text": "a", "n": 1}, "id": 5, "x": _deep(70)},
+            {"event": "echo", "data": {"text": "a", "n": 1}, "x": msgpack.Timestamp(1, 0)},
+        ]
+        for frame in ignored:
+            ws.send_raw(msgpack.packb(frame))
+            error = ws.receive()
+            assert (error.event, error.data["code"]) == ("error", "bad_frame"), frame
     assert app.stats()["events"]["echo"] == {"ok": 1}
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value

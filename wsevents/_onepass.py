@@ -18,8 +18,8 @@ They keep every rule the codecs enforce:
   key, an ignored key, a nested object, and the counts differ. A MessagePack
   map with a repeated key packs again shorter.
 - numbers: integers within 64 bits and finite floats, checked on the values
-  of the fields that can hold them. What the model ignores is not looked at:
-  it is dropped, and nothing reads it.
+  of the fields that can hold them. A frame with a key the model or the
+  envelope would ignore takes the general path, which checks what it holds.
 - ids: a string of at most 128 characters, or an integer within 2**53-1, or null.
 
 Every other frame is decoded first (with all of its codec's checks), its
@@ -217,8 +217,15 @@ class OnePass:
                 elif kind is not str or len(request_id) > MAX_ID_LENGTH:
                     return None
             handler, validate, floats = entry
-            data = validate(value.get("data"))  # type: ignore[misc]  # flat: a model
+            fields = value["data"]
+            data = validate(fields)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
+            return None
+        # Nothing the model ignored, at either level: the codec's checks (depth,
+        # finite floats, no timestamps) would look at it, so the general path must.
+        if len(fields) != len(data.__pydantic_fields_set__) or len(value) != (
+            3 if "id" in value else 2
+        ):
             return None
         if floats:  # MessagePack cannot hold a wider integer: floats alone need a look
             values = data.__dict__
