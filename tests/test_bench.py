@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench import servers
+from bench.targets import targets
 
 from .conftest import serve
 
@@ -91,3 +92,58 @@ def test_the_load_generator_catches_a_wrong_reply() -> None:
         result = load("echo", f"ws://{address}/", "--seconds", "0.2")
     assert result["bad_replies"] > 0
     assert result["messages_per_second"] == 0
+
+
+def _results(wsevents: float) -> dict[str, list[dict[str, Any]]]:
+    """Three repetitions of every scenario the targets read; wsevents echoes at ``wsevents``."""
+
+    def rate(value: float) -> dict[str, Any]:
+        return {"messages_per_second": value, "p50_ms": 0.1, "p99_ms": 1.0}
+
+    def fan(value: float) -> dict[str, Any]:
+        return {"deliveries_per_second": value, "p99_ms": 2.0}
+
+    rounds: dict[str, dict[str, Any]] = {
+        "echo JSON, C=50 W=10": {
+            "raw ASGI (json)": rate(100),
+            "raw ASGI + pydantic-core one pass": rate(110),
+            "python-socketio": rate(20),
+            "wsevents": rate(wsevents),
+        },
+        "echo MessagePack, C=50 W=10": {
+            "raw ASGI (msgpack)": rate(100),
+            "raw ASGI (msgpack) + pydantic": rate(85),
+            "wsevents (msgpack)": rate(wsevents - 20),
+        },
+        "echo JSON, C=1 W=1": {"raw ASGI (json)": rate(1), "wsevents": rate(1)},
+        "fan-out to 1000": {
+            "raw in-process fan-out": fan(100),
+            "python-socketio rooms": fan(25),
+            "wsevents publish": fan(96),
+        },
+        "fan-out across processes": {"wsevents across two processes through Redis": fan(50)},
+        "memory per idle connection": {
+            "raw ASGI (json)": {"bytes_per_connection": 20_000},
+            "wsevents": {"bytes_per_connection": 23_600},
+        },
+    }
+    return {label: [round_] * 3 for label, round_ in rounds.items()}
+
+
+def test_targets_are_ratios_within_each_repetition_and_say_whether_they_are_met() -> None:
+    table = targets(_results(wsevents=99))
+    lines = table.splitlines()
+    assert "| 0.90 (0.90-0.90) | yes |" in lines[2]  # 99 / 110
+    assert "5.0 (5.0-5.0) times" in lines[3]
+    assert lines[3].endswith("| no |")  # 4.95 is not 5
+    assert (
+        "0.79 (0.79-0.79); the MessagePack echo that validates with pydantic measured 0.85"
+        in lines[4]
+    )
+    assert "+0.000 ms" in lines[5]
+    assert lines[5].endswith("| yes |")
+    assert "| 0.96 (0.96-0.96) | yes |" in lines[6]
+    assert "3.8 (3.8-3.8) times | no |" in lines[7]
+    assert "| 1.18 (1.18-1.18) | no |" in lines[8]
+    assert "50 deliveries/s" in lines[9]
+    assert targets(_results(wsevents=110)).splitlines()[3].endswith("| yes |")

@@ -152,6 +152,7 @@ def test_performance_page_shows_the_committed_benchmark_table() -> None:
     results = json.loads((ROOT / "bench" / "results" / "bench.json").read_text())
     page = (ROOT / "docs" / "performance.md").read_text()
     assert results["table"] in page
+    assert results["targets"] in page
     assert results["results"]["echo JSON, C=50 W=10"][0]["wsevents"]["bad_replies"] == 0
 
 

@@ -1,0 +1,108 @@
+"""Where the performance targets stand, from the results of one `make bench`.
+
+Every figure is a ratio computed within one repetition (two servers measured
+in the same run), then the median and the min-max over the repetitions.
+
+    python bench/targets.py [bench/results/bench.json]
+
+prints the table and stores it in the results file under ``"targets"``;
+`make bench` does the same at its end. docs/performance.md shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE = "messages_per_second"
+DELIVERIES = "deliveries_per_second"
+ECHO = "echo JSON, C=50 W=10"
+MSGPACK = "echo MessagePack, C=50 W=10"
+FANOUT = "fan-out to 1000"
+
+
+def ratios(rounds: list[dict[str, Any]], num: str, den: str, key: str) -> list[float]:
+    """``num`` over ``den`` in each repetition."""
+    return [float(round_[num][key] / round_[den][key]) for round_ in rounds]
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    median = statistics.median(values)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def targets(results: dict[str, list[dict[str, Any]]]) -> str:
+    """The issue's targets as a markdown table: measured, and whether met."""
+    median = statistics.median
+    echo = results[ECHO]
+    one_pass = ratios(echo, "wsevents", "raw ASGI + pydantic-core one pass", RATE)
+    socketio = ratios(echo, "wsevents", "python-socketio", RATE)
+    socketio_raw = ratios(echo, "python-socketio", "raw ASGI (json)", RATE)
+    one_pass_raw = ratios(echo, "raw ASGI + pydantic-core one pass", "raw ASGI (json)", RATE)
+    msgpack = results[MSGPACK]
+    packed = ratios(msgpack, "wsevents (msgpack)", "raw ASGI (msgpack)", RATE)
+    validated = ratios(msgpack, "raw ASGI (msgpack) + pydantic", "raw ASGI (msgpack)", RATE)
+    latency = [
+        round_["wsevents"]["p50_ms"] - round_["raw ASGI (json)"]["p50_ms"]
+        for round_ in results["echo JSON, C=1 W=1"]
+    ]
+    fanout = results[FANOUT]
+    fan_raw = ratios(fanout, "wsevents publish", "raw in-process fan-out", DELIVERIES)
+    fan_socketio = ratios(fanout, "wsevents publish", "python-socketio rooms", DELIVERIES)
+    memory = ratios(
+        results["memory per idle connection"], "wsevents", "raw ASGI (json)", "bytes_per_connection"
+    )
+    redis = [
+        round_["wsevents across two processes through Redis"]
+        for round_ in results["fan-out across processes"]
+    ]
+    local = [round_["wsevents publish"] for round_ in fanout]
+    rows = [
+        "| target | measured (median of the per-repetition ratios, min-max) | met |",
+        "| --- | --- | --- |",
+        "| echo C=50 W=10, JSON: at least 0.9 of the one-pass pydantic-core echo | "
+        f"{spread(one_pass)} | {met(median(one_pass) >= 0.9)} |",
+        "| echo C=50 W=10, JSON: at least 5 times python-socketio | "
+        f"{spread(socketio, 1)} times; python-socketio measured {median(socketio_raw):.2f} "
+        f"of raw, so 5 times is {5 * median(socketio_raw):.2f} of raw; the one-pass echo "
+        f"measured {median(one_pass_raw):.2f} | {met(median(socketio) >= 5)} |",
+        "| echo C=50 W=10, MessagePack: at least 0.9 of the raw MessagePack echo | "
+        f"{spread(packed)}; the MessagePack echo that validates with pydantic measured "
+        f"{spread(validated)} | {met(median(packed) >= 0.9)} |",
+        "| echo C=1 W=1: p50 within 0.005 ms of raw ASGI | per repetition "
+        + ", ".join(f"{value:+.3f}" for value in latency)
+        + f" ms (wsevents minus raw) | {met(median(latency) <= 0.005)} |",
+        "| fan-out to 1,000: at least 0.95 of the raw in-process fan-out | "
+        f"{spread(fan_raw)} | {met(median(fan_raw) >= 0.95)} |",
+        "| fan-out to 1,000: at least 4 times python-socketio | "
+        f"{spread(fan_socketio, 1)} times | {met(median(fan_socketio) >= 4)} |",
+        "| memory per idle connection: at most 1.15 times raw ASGI | "
+        f"{spread(memory)} | {met(median(memory) <= 1.15)} |",
+        "| fan-out across two processes through Redis: report it | "
+        f"{median(r[DELIVERIES] for r in redis):,.0f} deliveries/s, "
+        f"p99 {median(r['p99_ms'] for r in redis):.1f} ms (in-process to 1,000: "
+        f"{median(r[DELIVERIES] for r in local):,.0f}/s, "
+        f"p99 {median(r['p99_ms'] for r in local):.1f} ms for a burst) | reported |",
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "bench.json"
+    stored = json.loads(path.read_text())
+    stored["targets"] = targets(stored["results"])
+    path.write_text(json.dumps(stored, indent=2) + "\n")
+    print(stored["targets"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
