@@ -131,6 +131,10 @@ LONG = "x" * 80  # past 64 bytes, where the old check sent every frame the slow 
     ("value", "message"),
     [
         ({"data": float("nan")}, "nan is not a finite number"),
+        ({b"event": "e"}, "a map key must be a string, got bytes"),
+        ({"data": {"a": 1, b"b": 2}}, "a map key must be a string, got bytes"),
+        ({"data": [{b"k": 1}], "pad": LONG}, "a map key must be a string, got bytes"),
+        ({"data": b"\x00binary values are fine", "list": [1, [2]]}, None),
         ({"data": -float("inf")}, "inf is not a finite number"),
         ({"data": msgpack.Timestamp(2**33, 5)}, "Timestamp value is not allowed"),  # fixext 8
         (

@@ -131,7 +131,8 @@ INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 def check_decoded(value: Any, *, depth: int = 0) -> None:
     """Reject what a decoder let through: deep nesting, non-finite floats, integers
-    beyond 64 bits, lone surrogates, MessagePack extension values.
+    beyond 64 bits, lone surrogates, MessagePack extension values, map keys
+    that are not strings (MessagePack allows binary ones).
 
     Raises:
         DecodeError: naming the first problem found.
@@ -140,10 +141,14 @@ def check_decoded(value: Any, *, depth: int = 0) -> None:
     if kind is dict or kind is list:
         if depth >= MAX_DEPTH:
             raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
-        items = value.items() if kind is dict else enumerate(value)
-        for key, item in items:
-            if type(key) is str:
-                check_decoded(key, depth=depth + 1)
+        if kind is list:
+            for item in value:
+                check_decoded(item, depth=depth + 1)
+            return
+        for key, item in value.items():
+            if type(key) is not str:
+                raise DecodeError(f"a map key must be a string, got {type(key).__name__}")
+            check_decoded(key, depth=depth + 1)
             check_decoded(item, depth=depth + 1)
     elif kind is str:
         try:
@@ -291,12 +296,13 @@ def reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
 
-# Bytes that start a non-finite float64 (its exponent all ones) or a timestamp
-# extension, as the canonical packer writes them; the other extension types
-# fail in the decoder. Where one appears, the decoded value gets a walk (finite
-# floats, no extension values): inside numbers or strings they only cost the walk.
-_MARKERS = b"\xcb\xd6\xd7\xc7"
-_SUSPECT = re.compile(rb"\xcb[\x7f\xff]|[\xd6\xd7]\xff|\xc7\x0c\xff").search
+# Bytes that start a non-finite float64 (its exponent all ones), a timestamp
+# extension, as the canonical packer writes them (the other extension types
+# fail in the decoder), or binary data (which may be a map key). Where one
+# appears, the decoded value gets a walk (finite floats, no extension values,
+# string keys): inside numbers or strings they only cost the walk.
+_MARKERS = b"\xcb\xd6\xd7\xc7\xc4\xc5\xc6"
+_SUSPECT = re.compile(rb"\xcb[\x7f\xff]|[\xd6\xd7]\xff|\xc7\x0c\xff|[\xc4-\xc6]").search
 # Bytes that may start a map or an array: fewer than MAX_DEPTH cannot nest deeper.
 _CONTAINERS = bytes(range(0x80, 0xA0)) + bytes(range(0xDC, 0xE0))
 
