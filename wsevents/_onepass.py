@@ -156,7 +156,6 @@ class OnePass:
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
         flat = [handler for handler in handlers if is_flat_model(handler.model)]
-        self.flat = {handler.event: handler for handler in flat}
 
         def fields(handler: Handler, kinds: tuple[type, ...]) -> tuple[str, ...]:
             items = handler.model.model_fields.items()
@@ -175,6 +174,11 @@ class OnePass:
         # Bound once: every connection of the channel shares them (see Connection).
         self.text_pass = self.text if json is not None else None
         self.binary_pass = self.binary if flat else None
+
+    @property
+    def flat(self) -> dict[str, Handler]:
+        """The handlers, by event, whose frames can take the pass."""
+        return {event: handler for event, (handler, _) in self._text.items()}
 
     def text(self, text: str) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
