@@ -214,9 +214,11 @@ class Channel:
         validate = (
             None if model is None else _adapter(model, what, "model").validator.validate_python
         )
-        validate_reply = None
-        if reply is not None:
-            validate_reply = _reply_validator(_adapter(reply, what, "reply"), reply)
+        # A model instance is returned as it is (pydantic does not revalidate it),
+        # and dispatch skips even that call for an instance of ``reply_class``.
+        validate_reply = (
+            None if reply is None else _adapter(reply, what, "reply").validator.validate_python
+        )
         invoke, is_async = _bind(
             func, what, self.params, model=model, sources=(_Source.CONNECTION, _Source.DATA)
         )
@@ -364,22 +366,6 @@ def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[
             raise PayloadError(f"data for event {event!r} does not match its model: {exc}") from exc
 
     return validate_and_dump
-
-
-def _reply_validator(adapter: TypeAdapter[Any], reply: Any) -> Callable[[Any], Any]:
-    """Return a function that checks a handler's return value against ``reply``.
-
-    An instance of a model class passes as it is: the codec serializes it.
-    """
-    validate = adapter.validate_python
-    if isinstance(reply, type):
-        model = reply
-
-        def check(value: Any) -> Any:
-            return value if type(value) is model else validate(value)
-
-        return check
-    return validate
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
