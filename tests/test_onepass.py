@@ -1,7 +1,8 @@
-"""The one-pass JSON path gives the answers of the general path, only faster."""
+"""The one-pass paths (JSON and MessagePack) give the answers of the general path, only faster."""
 
 from __future__ import annotations
 
+import random
 from typing import Any, Literal
 
 import msgpack
@@ -14,7 +15,7 @@ from pydantic import (
     field_serializer,
     model_validator,
 )
-from pydantic_core import to_json, to_jsonable_python
+from pydantic_core import PydanticSerializationError, from_json, to_json, to_jsonable_python
 
 from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits, MessagePackCodec
 from wsevents._envelope import BadEnvelope, parse_envelope
@@ -352,3 +353,146 @@ def _deep(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def general_binary(channel: Channel, payload: bytes) -> tuple[str, Any, Any] | None:
+    """The general path for a MessagePack frame; ``None`` where it answers an error."""
+    try:
+        event, data, request_id = parse_envelope(MessagePackCodec().decode(payload))
+        handler = channel.handlers[event]
+        assert handler.validate is not None
+        return event, handler.validate(data), request_id
+    except (BadEnvelope, DecodeError, KeyError, ValueError):
+        return None
+
+
+# Values for a differential run: valid for some field, wrong for others, and
+# what msgspec and msgpack decode differently (extensions, timestamps, binary).
+_VALUES: list[Any] = [
+    *(0, 1, -1, 127, 128, 255, 256, -33, 2**31, 2**53, 2**63, 2**64 - 1, -(2**63)),
+    *(1.5, 2.0, -0.0, 1e300, float("nan"), float("inf"), -float("inf")),
+    *("", "a", "2", "c", "f", "é" * 40, b"x", None, True, False, [], {}, {"a": 1}),
+    *(msgpack.Timestamp(1, 0), msgpack.ExtType(5, b"ab"), msgpack.ExtType(0, b"1234")),
+]
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A map's entries, repeated keys included."""
+
+
+def _pack_pairs(pairs: list[tuple[Any, Any]], single_float: bool) -> bytes:
+    """A MessagePack map of ``pairs``, which may repeat a key (msgpack's packer cannot)."""
+    packer = msgpack.Packer(use_single_float=single_float)
+    out = [packer.pack_map_header(len(pairs))]
+    for key, value in pairs:
+        out.append(packer.pack(key))
+        out.append(
+            _pack_pairs(value, single_float) if isinstance(value, _Pairs) else packer.pack(value)
+        )
+    return b"".join(out)
+
+
+def _random_frame(rng: random.Random) -> bytes:
+    """A frame for echo or read, mostly valid, sometimes packed oddly or damaged."""
+
+    def value(valid: Any) -> Any:
+        return valid if rng.random() < 0.6 else rng.choice(_VALUES)
+
+    event = rng.choice(["echo", "read", "read", b"read", 1])
+    if event == "echo":
+        data = {"text": value("hi"), "n": value(rng.randrange(-(2**63), 2**64))}
+    else:
+        data = {"level": value(rng.choice([1.5, 2, float("nan"), -1e308]))}
+        for key, valid in (("unit", "f"), ("note", None), ("ok", False)):
+            if rng.random() < 0.4:
+                data[key] = value(valid)
+    if rng.random() < 0.1:
+        data["x"] = rng.choice(_VALUES)
+    frame: dict[Any, Any] = {"event": event, "data": data}
+    if rng.random() < 0.8:
+        frame["id"] = value(rng.choice([1, "a", 2**53 - 1, "x" * 128]))
+    if rng.random() < 0.05:
+        frame[rng.choice(["z", b"z", 3])] = rng.choice(_VALUES)
+    items = list(frame.items())
+    rng.shuffle(items)
+    single = rng.random() < 0.1
+    if rng.random() < 0.1:  # a key twice, in the data or in the envelope
+        pairs = list(data.items()) if rng.random() < 0.5 else items
+        pairs.append((rng.choice(pairs)[0], rng.choice(_VALUES)))
+        if pairs is not items:
+            items = [(key, _Pairs(pairs) if key == "data" else value) for key, value in items]
+    try:
+        payload = bytearray(_pack_pairs(items, single))
+    except OverflowError:  # a float too large for float32
+        payload = bytearray(_pack_pairs(items, False))
+    damage = rng.random()
+    if damage < 0.2:
+        payload[rng.randrange(len(payload))] = rng.randrange(256)
+    elif damage < 0.25:
+        del payload[rng.randrange(len(payload))]
+    elif damage < 0.3:
+        payload.append(rng.randrange(256))
+    return bytes(payload)
+
+
+def test_the_msgpack_pass_takes_only_what_the_general_path_answers_the_same() -> None:
+    """msgspec decodes in the pass, msgpack in the codec: where the pass answers, they agree."""
+    channel = make_channel()
+    rng = random.Random(6)
+    taken = 0
+    for _ in range(20_000):
+        payload = _random_frame(rng)
+        found = channel.one_pass.binary(payload)
+        if found is None:
+            continue
+        taken += 1
+        expected = general_binary(channel, payload)
+        assert expected is not None, payload
+        handler, data, request_id = found
+        event, model, general_id = expected
+        assert (handler.event, request_id) == (event, general_id), payload
+        assert type(request_id) is type(general_id)
+        assert type(data) is type(model)
+        assert data.model_fields_set == model.model_fields_set
+        got = {name: (type(value), value) for name, value in data.__dict__.items()}
+        assert got == {name: (type(value), value) for name, value in model.__dict__.items()}
+    assert taken > 1_000  # the run did reach the pass
+
+
+def test_the_msgpack_pass_takes_a_plain_frame_in_any_key_order() -> None:
+    channel = make_channel()
+    for frame in (
+        {"event": "echo", "data": {"text": "hi", "n": 3}, "id": 9},
+        {"id": "a", "data": {"n": -1, "text": ""}, "event": "echo"},
+        {"data": {"level": 2.5, "ok": False, "note": None}, "event": "read"},
+    ):
+        found = channel.one_pass.binary(msgpack.packb(frame))
+        assert found is not None, frame
+        handler, data, request_id = found
+        assert handler.event == frame["event"]
+        assert data.model_dump(exclude_unset=True) == frame["data"]
+        assert request_id == frame.get("id")
+
+
+@pytest.mark.parametrize("level", [1e16, -2.5e-300, 1e22, 5e-324, 0.1, 123456789.125])
+def test_json_replies_write_the_float_pydantic_reads_back(level: float) -> None:
+    """msgspec writes 1e16 where pydantic writes 1e+16: the same number to any reader."""
+    text = JSONCodec().encode_event("read", Reading(level=level), 1)
+    assert from_json(text) == {
+        "event": "read",
+        "data": to_jsonable_python(Reading(level=level)),
+        "id": 1,
+    }
+    assert from_json(text)["data"]["level"] == level
+
+
+def test_a_plain_model_holding_what_it_should_not_is_encoded_by_the_general_encoders() -> None:
+    surrogate = Echo.model_construct(text="\ud800", n=1)
+    with pytest.raises(PydanticSerializationError):
+        JSONCodec().encode_event("echo", surrogate, 1)
+    huge = Echo.model_construct(text="a", n=2**70)
+    assert from_json(JSONCodec().encode_event("echo", huge, 1))["data"]["n"] == 2**70
+    with pytest.raises(OverflowError):
+        MessagePackCodec().encode_event("echo", huge, 1)
+    with pytest.raises(OverflowError):
+        msgpack.packb({"event": "echo", "data": {"text": "a", "n": 2**70}, "id": 1})
