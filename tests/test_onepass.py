@@ -145,6 +145,10 @@ GENERAL = [
     '{"event":"echo","data":{"text":"\\ud800","n":1}}',
     "[]",
     "{",
+    # an integer beyond 64 bits that a float field would take (as 1e+30)
+    '{"event":"read","data":{"level":1000000000000000000000000000000}}',
+    # integers from 2**63 on: valid, for the general path to answer
+    '{"event":"echo","data":{"text":"hi","n":9223372036854775808},"id":1}',
 ]
 
 
@@ -172,6 +176,8 @@ def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
     assert outcomes[GENERAL[5]] == "DecodeError"
     assert outcomes[GENERAL[9]] == "BadEnvelope"
     assert outcomes[GENERAL[13]][0] == "nested"  # valid, just not flat
+    assert outcomes[GENERAL[-2]] == "DecodeError"
+    assert outcomes[GENERAL[-1]][1] == Echo(text="hi", n=2**63)
 
 
 def test_a_handler_added_later_is_served_on_the_next_build() -> None:
@@ -451,6 +457,83 @@ def test_the_msgpack_pass_takes_only_what_the_general_path_answers_the_same() ->
         handler, data, request_id = found
         event, model, general_id = expected
         assert (handler.event, request_id) == (event, general_id), payload
+        assert type(request_id) is type(general_id)
+        assert type(data) is type(model)
+        assert data.model_fields_set == model.model_fields_set
+        got = {name: (type(value), value) for name, value in data.__dict__.items()}
+        assert got == {name: (type(value), value) for name, value in model.__dict__.items()}
+    assert taken > 1_000  # the run did reach the pass
+
+
+_JSON_VALUES = [
+    *("0", "-0", "1", "-1", "1.0", "-0.0", "1e2", "1E+2", "2.5e-3", "1e-400", "1e400", "01"),
+    *("9223372036854775807", "-9223372036854775808", "9223372036854775808"),
+    *("18446744073709551616", "100000000000000000000000000000", "NaN", "Infinity"),
+    *("0.1000000000000000055511151231257827", "1.7976931348623157e308", "5e-324"),
+    *("true", "false", "null", "[]", "{}", '{"a":1}', "[1,2]", "tru", '"2"', '"c"', '"f"'),
+    *('""', '"hi"', '"a:b"', '"\\u00e9\\n\\t\\""', '"\\ud83d\\ude00"', '"\\ud800"'),
+    *('"\\udc00x"', '"\x01"', '"\x7f"', '"é😀"', '"\\x"', '"a\\u0000b"', '"' + "x" * 129 + '"'),
+]
+
+
+def _random_text(rng: random.Random) -> str:
+    """A JSON frame for echo or read, mostly valid, sometimes odd or damaged."""
+
+    def value(valid: str) -> str:
+        return valid if rng.random() < 0.6 else rng.choice(_JSON_VALUES)
+
+    event = rng.choice(['"echo"', '"read"', '"read"', '"nope"', "1", "null"])
+    if event == '"echo"':
+        pairs = [('"text"', value('"hi"')), ('"n"', value(str(rng.randrange(-(2**63), 2**64))))]
+    else:
+        level = repr(rng.uniform(-1e6, 1e6)) if rng.random() < 0.5 else str(rng.randrange(-99, 99))
+        pairs = [('"level"', value(level))]
+        for key, valid in (('"unit"', '"f"'), ('"note"', "null"), ('"ok"', "false")):
+            if rng.random() < 0.4:
+                pairs.append((key, value(valid)))
+    if rng.random() < 0.1:
+        pairs.append((rng.choice(['"x"', '"n"', '"text"', '"level"']), rng.choice(_JSON_VALUES)))
+    rng.shuffle(pairs)
+    space = rng.choice(["", "", " ", "\n"])
+
+    def members(items: list[tuple[str, str]]) -> str:
+        inner = ("," + space).join(f"{key}{space}:{space}{item}" for key, item in items)
+        return "{" + space + inner + space + "}"
+
+    frame = [('"event"', event), ('"data"', members(pairs))]
+    if rng.random() < 0.8:
+        frame.append(('"id"', value(rng.choice(["1", '"a"', "9007199254740991", "null"]))))
+    if rng.random() < 0.05:
+        frame.append((rng.choice(['"z"', '"id"', '"event"', '"data"']), rng.choice(_JSON_VALUES)))
+    rng.shuffle(frame)
+    text = members(frame)
+    damage = rng.random()
+    if damage < 0.15:
+        index = rng.randrange(len(text))
+        text = text[:index] + rng.choice('{}[]:,"\\ 0e.-') + text[index + 1 :]
+    elif damage < 0.2:
+        index = rng.randrange(len(text))
+        text = text[:index] + text[index + 1 :]
+    return text
+
+
+def test_the_json_pass_takes_only_what_the_general_path_answers_the_same() -> None:
+    """msgspec reads the envelope in the pass, pydantic-core in the codec: where the pass
+    answers, the general path gives the same handler, data and id."""
+    channel = make_channel()
+    rng = random.Random(6)
+    taken = 0
+    for _ in range(20_000):
+        text = _random_text(rng)
+        found = channel.one_pass.text(text)
+        if found is None:
+            continue
+        taken += 1
+        expected = general(channel, text)
+        assert isinstance(expected, tuple), (text, expected)
+        handler, data, request_id = found
+        event, model, general_id = expected
+        assert (handler.event, request_id) == (event, general_id), text
         assert type(request_id) is type(general_id)
         assert type(data) is type(model)
         assert data.model_fields_set == model.model_fields_set

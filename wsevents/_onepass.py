@@ -6,29 +6,32 @@ unions of them; no model validator, no extra fields kept), where the general
 path decodes, walks the value, reads the envelope and validates the data in
 four steps:
 
-- a JSON text: one ``validate_json`` call checks the envelope, picks the
-  handler by ``event`` and validates ``data`` (:meth:`OnePass.text`);
+- a JSON text: msgspec's decoder reads the envelope into a struct (``event`` a
+  string, ``data`` an object, ``id`` checked), then the handler's model
+  validates ``data`` (:meth:`OnePass.text`);
 - a MessagePack frame: msgspec's decoder, encoded again by msgspec to the
   same bytes, then the envelope read and the data validated by the handler's
   model (:meth:`OnePass.binary`).
 
-They keep every rule the codecs enforce:
+The data is validated as the general path validates it (pydantic, in Python
+mode, on the decoded values), and every rule the codecs enforce still holds:
 
-- repeated keys: the JSON text must hold no more keys than the validated
-  envelope and model read (:func:`~wsevents.codecs.keys_match`): a repeated
-  key, an ignored key, a nested object, and the counts differ. A MessagePack
-  map with a repeated key packs again shorter.
+- repeated keys: the JSON text must hold no more keys than the envelope and
+  the model read (:func:`~wsevents.codecs.keys_match`): a repeated key, an
+  ignored key, a nested object, and the counts differ. A MessagePack map with
+  a repeated key packs again shorter.
+- numbers: integers within 64 bits and finite floats. JSON: the decoder takes
+  in ``data`` only scalars, integers within int64 (wider ones, valid up to
+  2**64-1, take the general path) and floats that do not overflow. MessagePack
+  holds no wider integer; its floats are checked as decoded.
 - MessagePack extension values: msgspec decodes a timestamp to a
   ``datetime`` and any other extension to an ``Ext``; no flat field accepts
-  either, and in a key the model or the envelope would ignore they send the
-  frame to the general path (below), whose codec refuses them.
-- numbers: integers within 64 bits and finite floats, checked on the values
-  of the fields that can hold them. A frame with a key the model or the
-  envelope would ignore takes the general path, which checks what it holds.
+  either.
+- a key the envelope would ignore sends the frame to the general path, and so
+  does, in MessagePack, a key the model would ignore: the codec checks what it
+  holds (depth, numbers, extensions). In JSON such a key holds a scalar the
+  decoder has checked.
 - ids: a string of at most 128 characters, or an integer within 2**53-1, or null.
-
-Every other frame is decoded first (with all of its codec's checks), its
-envelope read and its data validated by its handler's model.
 
 Anything that does not pass returns ``None`` and takes the general path,
 which gives the exact error, so this pass changes speed, not answers.
@@ -41,11 +44,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
-from pydantic import BaseModel, Field, Strict, TypeAdapter
-from typing_extensions import NotRequired, TypedDict
+from msgspec import UNSET, Meta, UnsetType
+from pydantic import BaseModel
 
 from ._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER, RequestId
-from .codecs import INT_MAX, INT_MIN, keys_match
+from .codecs import INT_MIN, keys_match
 
 if TYPE_CHECKING:
     from ._routing import Handler
@@ -54,11 +57,27 @@ __all__ = ["OnePass", "is_flat_model", "is_plain_model"]
 
 _SCALARS = (str, int, float, bool, type(None))
 
-_RequestId = Union[  # noqa: UP007 - a runtime type for pydantic
-    Annotated[int, Strict(), Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)],
-    Annotated[str, Strict(), Field(max_length=MAX_ID_LENGTH)],
-    None,
+
+# A value of a flat model's field, as the pass decodes it from JSON: an integer
+# within 64 bits (msgspec bounds it to int64: an integer from 2**63 on takes the
+# general path), a float (msgspec refuses one that overflows), a string, a bool
+# or null. Anything else (an array, an object) is for the general path.
+_Scalar = Union[  # noqa: UP007 - a runtime type for msgspec
+    Annotated[int, Meta(ge=INT_MIN, le=2**63 - 1)], float, str, bool, None
 ]
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON frame's envelope as the pass reads it: ``data`` an object, ``id`` checked."""
+
+    event: str
+    data: dict[str, _Scalar]
+    id: (
+        Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+        | Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
+        | UnsetType
+        | None
+    ) = UNSET
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -74,25 +93,32 @@ def _is_scalar(annotation: Any) -> bool:
     return False
 
 
-def _holds(annotation: Any, kinds: tuple[type, ...]) -> bool:
-    """Whether a field of type ``annotation`` can hold a value of one of ``kinds``."""
-    if annotation in kinds:
+def _holds_float(annotation: Any) -> bool:
+    if annotation is float:
         return True
     origin = get_origin(annotation)
+    if origin is Literal:
+        return any(type(value) is float for value in get_args(annotation))
     if origin is Union or origin is types.UnionType:
-        return any(_holds(arg, kinds) for arg in get_args(annotation))
+        return any(_holds_float(arg) for arg in get_args(annotation))
     if origin is Annotated:
-        return _holds(get_args(annotation)[0], kinds)
-    return False  # a Literal's values are fixed; bool, str and None need no check
+        return _holds_float(get_args(annotation)[0])
+    return False  # str, int, bool and None take no non-finite float
+
+
+def _takes_floats(model: type[BaseModel]) -> bool:
+    """Whether a field of ``model`` takes a float (so an infinite or NaN one)."""
+    return any(_holds_float(field.annotation) for field in model.model_fields.values())
 
 
 def is_flat_model(model: Any) -> bool:
-    """Whether ``model`` can be validated from the frame's text in one pass.
+    """Whether ``model`` can be validated in one pass from the frame as it came.
 
-    A pydantic model whose fields all hold JSON scalars validates the same in
-    JSON mode as in Python mode, and shows in ``model_fields_set`` every key
-    it read; a model validator could change that set, and kept extra fields
-    could hold anything, so models with either take the general path.
+    A pydantic model whose fields all hold scalars reads no nested object, so
+    the keys of the frame are the envelope's and the ones in
+    ``model_fields_set``, and the pass can count them; a model validator could
+    change that set, and kept extra fields could hold anything, so models with
+    either take the general path.
     """
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return False
@@ -127,31 +153,6 @@ def is_plain_model(model: Any) -> bool:
     )
 
 
-def _validator(handlers: list[Handler]) -> Any:
-    """A pydantic-core validator of the envelopes of ``handlers``: one union, by ``event``.
-
-    ``event`` must be the string itself, ``id`` strictly an integer or a string.
-    """
-    envelopes = []
-    for index, handler in enumerate(handlers):
-        envelopes.append(
-            TypedDict(  # type: ignore[operator]
-                f"Envelope{index}",
-                {
-                    "event": Literal[handler.event],
-                    "data": handler.model,
-                    "id": NotRequired[_RequestId],
-                },
-            )
-        )
-    if not envelopes:
-        return None
-    if len(envelopes) == 1:
-        return TypeAdapter(envelopes[0]).validator
-    union: Any = Annotated[Union[tuple(envelopes)], Field(discriminator="event")]  # noqa: UP007
-    return TypeAdapter(union).validator
-
-
 class OnePass:
     """The one-pass validators of one channel's handlers.
 
@@ -161,51 +162,38 @@ class OnePass:
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
         flat = [handler for handler in handlers if is_flat_model(handler.model)]
-
-        def fields(handler: Handler, kinds: tuple[type, ...]) -> tuple[str, ...]:
-            items = handler.model.model_fields.items()
-            return tuple(name for name, field in items if _holds(field.annotation, kinds))
-
-        # Per event: the handler, and the fields whose values need a range check
-        # (JSON: integers and floats; MessagePack, which has no wider integers: floats).
-        self._text = {handler.event: (handler, fields(handler, (int, float))) for handler in flat}
-        self._binary = {
-            handler.event: (handler, handler.validate, fields(handler, (float,)))
+        # Per event: the handler, its validator, and whether a field takes a float,
+        # which a MessagePack frame may hold infinite or NaN.
+        self._table = {
+            handler.event: (handler, handler.validate, _takes_floats(handler.model))
             for handler in flat
         }
-        json = _validator(flat)
-        self._validate_json: Any = None if json is None else json.validate_json
         # Bound once: every connection of the channel shares them (see Connection).
-        self.text_pass = self.text if json is not None else None
+        self.text_pass = self.text if flat else None
         self.binary_pass = self.binary if flat else None
 
     @property
     def flat(self) -> dict[str, Handler]:
         """The handlers, by event, whose frames can take the pass."""
-        return {event: handler for event, (handler, _) in self._text.items()}
+        return {event: entry[0] for event, entry in self._table.items()}
 
     def text(self, text: str) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
         try:
-            envelope = self._validate_json(text)
-        except ValueError:  # pydantic's ValidationError is a ValueError
+            frame = _decode_json(text)
+            handler, validate, _ = self._table[frame.event]
+            fields = frame.data
+            data = validate(fields)  # type: ignore[misc]  # flat: a model
+        except Exception:  # anything amiss: the general path gives the exact answer
             return None
-        data = envelope["data"]
-        members = len(envelope) + len(data.__pydantic_fields_set__)
+        # Every key of the text read once: none repeated (the decoder would have kept
+        # the last), no nested object. A key the model ignores may stay: its value
+        # is a scalar the decoder checked, as the codec would have.
+        request_id = frame.id
+        members = len(fields) + 2 if request_id is UNSET else len(fields) + 3
         if text.count(":") != members and not keys_match(text, members):
             return None
-        handler, numbers = self._text[envelope["event"]]
-        if numbers:
-            values = data.__dict__
-            for name in numbers:
-                value = values[name]
-                kind = type(value)
-                if kind is int:
-                    if not INT_MIN <= value <= INT_MAX:
-                        return None
-                elif kind is float and value - value != 0.0:  # infinite or NaN
-                    return None
-        return handler, data, envelope.get("id")
+        return handler, data, None if request_id is UNSET else request_id
 
     def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""
@@ -216,7 +204,7 @@ class OnePass:
             if _encode(value) != payload:
                 return None
             # Not a map, no event, an event that is not a str key: all raise or miss.
-            entry = self._binary[value["event"]]
+            entry = self._table[value["event"]]
             request_id = value.get("id")
             if request_id is not None:
                 kind = type(request_id)
@@ -231,19 +219,19 @@ class OnePass:
         except Exception:  # anything amiss: the general path gives the exact answer
             return None
         # Nothing the model ignored, at either level: the codec's checks (depth,
-        # finite floats, no timestamps) would look at it, so the general path must.
+        # finite floats, no extensions) would look at it, so the general path must.
         if len(fields) != len(data.__pydantic_fields_set__) or len(value) != (
             3 if "id" in value else 2
         ):
             return None
-        if floats:  # MessagePack cannot hold a wider integer: floats alone need a look
-            values = data.__dict__
-            for name in floats:
-                number = values[name]
-                if type(number) is float and number - number != 0.0:  # infinite or NaN
+        if floats:  # the codec's check, on the values as decoded: MessagePack cannot
+            # hold a wider integer, so floats alone need a look
+            for number in fields.values():
+                if number.__class__ is float and number - number != 0.0:  # infinite or NaN
                     return None
         return handler, data, request_id
 
 
+_decode_json = msgspec.json.Decoder(_Envelope).decode
 _decode = msgspec.msgpack.Decoder().decode
 _encode = msgspec.msgpack.Encoder().encode
