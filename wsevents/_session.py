@@ -249,17 +249,18 @@ class Sessions:
             await self._refuse(conn, payload, decoder)
             return
         # Plain JSON or MessagePack for a flat model: one pass, where it applies.
-        found: tuple[Handler, Any, RequestId] | Refusal | None = None
+        found: tuple[Handler, Any, RequestId] | None = None
         if payload.__class__ is str:
             if conn.json_pass is not None:
                 found = conn.json_pass(payload)
         elif conn.binary_pass is not None:
             found = conn.binary_pass(payload)  # type: ignore[arg-type]
         if found is None:
-            found = self.route(conn, payload, decoder)
-        if isinstance(found, Refusal):
-            await self.error(conn, *found)
-            return
+            routed = self.route(conn, payload, decoder)
+            if isinstance(routed, Refusal):
+                await self.error(conn, *routed)
+                return
+            found = routed
         handler, data, request_id = found
         event = handler.event
         try:
