@@ -16,10 +16,10 @@ four steps:
 The data is validated as the general path validates it (pydantic, in Python
 mode, on the decoded values), and every rule the codecs enforce still holds:
 
-- repeated keys: the JSON text must hold no more keys than the envelope and
-  the model read (:func:`~wsevents.codecs.keys_match`): a repeated key, an
-  ignored key, a nested object, and the counts differ. A MessagePack map with
-  a repeated key packs again shorter.
+- repeated keys: the JSON text must hold no more keys than the decoder read
+  (:func:`~wsevents.codecs.keys_match`), which keeps one value of a repeated
+  key, so the counts differ (a nested object it refuses). A MessagePack map
+  with a repeated key packs again shorter.
 - numbers: integers within 64 bits and finite floats. JSON: the decoder takes
   in ``data`` only scalars, integers within int64 (wider ones, valid up to
   2**64-1, take the general path) and floats that do not overflow. MessagePack
@@ -114,11 +114,12 @@ def _takes_floats(model: type[BaseModel]) -> bool:
 def is_flat_model(model: Any) -> bool:
     """Whether ``model`` can be validated in one pass from the frame as it came.
 
-    A pydantic model whose fields all hold scalars reads no nested object, so
-    the keys of the frame are the envelope's and the ones in
-    ``model_fields_set``, and the pass can count them; a model validator could
-    change that set, and kept extra fields could hold anything, so models with
-    either take the general path.
+    A pydantic model whose fields all hold scalars takes no nested object, so
+    the frame's keys are the envelope's and those of one flat ``data`` object,
+    which the pass can count and check; a model validator could change
+    ``model_fields_set`` (which the MessagePack pass compares with the keys),
+    and kept extra fields could hold anything, so models with either take the
+    general path.
     """
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return False
