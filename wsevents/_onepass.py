@@ -39,6 +39,7 @@ which gives the exact error, so this pass changes speed, not answers.
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
@@ -58,12 +59,27 @@ __all__ = ["OnePass", "is_flat_model", "is_plain_model"]
 _SCALARS = (str, int, float, bool, type(None))
 
 
-# A value of a flat model's field, as the pass decodes it from JSON: an integer
-# within 64 bits (msgspec bounds it to int64: an integer from 2**63 on takes the
-# general path), a float (msgspec refuses one that overflows), a string, a bool
-# or null. Anything else (an array, an object) is for the general path.
+# A value of a flat model's field, as the passes decode it: an integer within
+# 64 bits (JSON: msgspec bounds it to int64, and an integer from 2**63 on takes
+# the general path; MessagePack holds no wider one), a finite float (in JSON
+# msgspec refuses one that overflows), a string, a bool or null. Anything else
+# (an array, an object, MessagePack binary data or an extension) is for the
+# general path, whose codec checks it.
 _Scalar = Union[  # noqa: UP007 - a runtime type for msgspec
-    Annotated[int, Meta(ge=INT_MIN, le=2**63 - 1)], float, str, bool, None
+    Annotated[int, Meta(ge=INT_MIN, le=2**63 - 1)],
+    Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)],
+    str,
+    bool,
+    None,
+]
+_MessagePackScalar = Union[  # noqa: UP007 - a runtime type for msgspec
+    int, Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)], str, bool, None
+]
+_Id = Union[  # noqa: UP007 - a runtime type for msgspec
+    Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)],
+    Annotated[str, Meta(max_length=MAX_ID_LENGTH)],
+    UnsetType,
+    None,
 ]
 
 
@@ -72,12 +88,15 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
     event: str
     data: dict[str, _Scalar]
-    id: (
-        Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
-        | Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
-        | UnsetType
-        | None
-    ) = UNSET
+    id: _Id = UNSET
+
+
+class _MessagePackEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """The same for MessagePack, where an integer may take all of uint64."""
+
+    event: str
+    data: dict[str, _MessagePackScalar]
+    id: _Id = UNSET
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -199,6 +218,26 @@ class OnePass:
     def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""
         try:
+            frame = _decode_envelope(payload)
+        except Exception:  # binary data, an extension, a nested value: the map itself
+            return self._binary_map(payload)
+        # Canonical bytes, in the envelope's order (event, data, id): no repeated key
+        # (the decoder keeps one), no float32, nothing packed longer than needed.
+        if _encode(frame) != payload:
+            return self._binary_map(payload)
+        try:
+            handler, validate, _ = self._table[frame.event]
+            data = validate(frame.data)  # type: ignore[misc]  # flat: a model
+        except Exception:  # anything amiss: the general path gives the exact answer
+            return None
+        # Every value checked by the decoder, as the codec would have (a key the model
+        # ignores included): the envelope and the numbers.
+        request_id = frame.id
+        return handler, data, None if request_id is UNSET else request_id
+
+    def _binary_map(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
+        """The pass for a frame in another key order, or holding more than scalars."""
+        try:
             value = _decode(payload)
             # Canonical bytes: no repeated key, no float32, nothing packed longer than
             # needed (msgspec packs as msgpack's packer does, in about a third of its time).
@@ -234,5 +273,6 @@ class OnePass:
 
 
 _decode_json = msgspec.json.Decoder(_Envelope).decode
+_decode_envelope = msgspec.msgpack.Decoder(_MessagePackEnvelope).decode
 _decode = msgspec.msgpack.Decoder().decode
 _encode = msgspec.msgpack.Encoder().encode
