@@ -9,9 +9,11 @@ four steps:
 - a JSON text: msgspec's decoder reads the envelope into a struct (``event`` a
   string, ``data`` an object, ``id`` checked), then the handler's model
   validates ``data`` (:meth:`OnePass.text`);
-- a MessagePack frame: msgspec's decoder, encoded again by msgspec to the
-  same bytes, then the envelope read and the data validated by the handler's
-  model (:meth:`OnePass.binary`).
+- a MessagePack frame: msgspec's decoder reads it into the same kind of
+  struct, which msgspec must encode again to the same bytes, then the
+  handler's model validates ``data`` (:meth:`OnePass.binary`). A frame whose
+  keys come in another order, or that holds binary data, is decoded to a map
+  instead, encoded again to the same bytes, its envelope read in Python.
 
 The data is validated as the general path validates it (pydantic, in Python
 mode, on the decoded values), and every rule the codecs enforce still holds:
@@ -28,9 +30,9 @@ mode, on the decoded values), and every rule the codecs enforce still holds:
   ``datetime`` and any other extension to an ``Ext``; no flat field accepts
   either.
 - a key the envelope would ignore sends the frame to the general path, and so
-  does, in MessagePack, a key the model would ignore: the codec checks what it
-  holds (depth, numbers, extensions). In JSON such a key holds a scalar the
-  decoder has checked.
+  does, in a MessagePack map, a key the model would ignore: the codec checks
+  what it holds (depth, numbers, extensions). In a struct such a key holds a
+  scalar the decoder has checked.
 - ids: a string of at most 128 characters, or an integer within 2**53-1, or null.
 
 Anything that does not pass returns ``None`` and takes the general path,
