@@ -256,15 +256,15 @@ class JSONCodec(Codec):
             plain = _plain(data.__class__)
         if plain:
             data = data.__dict__
+        if request_id is None:
+            message = {"event": event, "data": data}
+        else:
+            message = {"event": event, "data": data, "id": request_id}
+        if plain:
             try:
-                if request_id is None:
-                    return _encode_json({"event": event, "data": data}).decode()
-                return _encode_json({"event": event, "data": data, "id": request_id}).decode()
+                return _encode_json(message).decode()
             except _UNENCODABLE:
                 pass
-        if request_id is None:
-            return to_json({"event": event, "data": data}, inf_nan_mode="null").decode()
-        message = {"event": event, "data": data, "id": request_id}
         return to_json(message, inf_nan_mode="null").decode()
 
     def decode(self, payload: str | bytes) -> Any:
@@ -355,19 +355,17 @@ class MessagePackCodec(Codec):
         plain = _PLAIN.get(data.__class__)
         if plain is None:
             plain = _plain(data.__class__)
+        value = data.__dict__ if plain else to_jsonable_python(data)
+        if request_id is None:
+            message = {"event": event, "data": value}
+        else:
+            message = {"event": event, "data": value, "id": request_id}
         if plain:
-            value = data.__dict__
             try:
-                if request_id is None:
-                    return _encode_msgpack({"event": event, "data": value})
-                return _encode_msgpack({"event": event, "data": value, "id": request_id})
+                return _encode_msgpack(message)
             except _UNENCODABLE:
                 pass
-        else:
-            value = to_jsonable_python(data)
-        if request_id is None:
-            return self._pack({"event": event, "data": value})  # type: ignore[no-any-return]
-        return self._pack({"event": event, "data": value, "id": request_id})  # type: ignore[no-any-return]
+        return self._pack(message)  # type: ignore[no-any-return]
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.
