@@ -575,7 +575,6 @@ def test_a_plain_model_holding_what_it_should_not_is_encoded_by_the_general_enco
         JSONCodec().encode_event("echo", surrogate, 1)
     huge = Echo.model_construct(text="a", n=2**70)
     assert from_json(JSONCodec().encode_event("echo", huge, 1))["data"]["n"] == 2**70
-    with pytest.raises(OverflowError):
+    # msgpack's packer answers, as before msgspec wrote plain models (its message).
+    with pytest.raises(OverflowError, match="Integer value out of range"):
         MessagePackCodec().encode_event("echo", huge, 1)
-    with pytest.raises(OverflowError):
-        msgpack.packb({"event": "echo", "data": {"text": "a", "n": 2**70}, "id": 1})

@@ -22,10 +22,10 @@ mode, on the decoded values), and every rule the codecs enforce still holds:
   (:func:`~wsevents.codecs.keys_match`), which keeps one value of a repeated
   key, so the counts differ (a nested object it refuses). A MessagePack map
   with a repeated key packs again shorter.
-- numbers: integers within 64 bits and finite floats. JSON: the decoder takes
-  in ``data`` only scalars, integers within int64 (wider ones, valid up to
-  2**64-1, take the general path) and floats that do not overflow. MessagePack
-  holds no wider integer; its floats are checked as decoded.
+- numbers: integers within 64 bits and finite floats. The struct takes in
+  ``data`` only scalars, integers within int64 (wider ones, valid up to
+  2**64-1, take a slower path) and finite floats; the MessagePack map pass
+  checks the floats as decoded (MessagePack holds no wider integer).
 - MessagePack extension values: msgspec decodes a timestamp to a
   ``datetime`` and any other extension to an ``Ext``; no flat field accepts
   either.
@@ -62,11 +62,11 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 # A value of a flat model's field, as the passes decode it: an integer within
-# 64 bits (JSON: msgspec bounds it to int64, and an integer from 2**63 on takes
-# the general path; MessagePack holds no wider one), a finite float (in JSON
+# int64 (a valid wider one, up to 2**64-1, takes a slower path: JSON can hold
+# integers of any size, which msgspec would decode), a finite float (in JSON
 # msgspec refuses one that overflows), a string, a bool or null. Anything else
 # (an array, an object, MessagePack binary data or an extension) is for the
-# general path, whose codec checks it.
+# slower paths, whose codecs check it.
 _Scalar = Union[  # noqa: UP007 - a runtime type for msgspec
     Annotated[int, Meta(ge=INT_MIN, le=2**63 - 1)],
     Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)],
@@ -74,31 +74,19 @@ _Scalar = Union[  # noqa: UP007 - a runtime type for msgspec
     bool,
     None,
 ]
-_MessagePackScalar = Union[  # noqa: UP007 - a runtime type for msgspec
-    int, Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)], str, bool, None
-]
-_Id = Union[  # noqa: UP007 - a runtime type for msgspec
-    Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)],
-    Annotated[str, Meta(max_length=MAX_ID_LENGTH)],
-    UnsetType,
-    None,
-]
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    """A JSON frame's envelope as the pass reads it: ``data`` an object, ``id`` checked."""
+    """A frame's envelope as the passes read it: ``data`` an object of scalars, ``id`` checked."""
 
     event: str
     data: dict[str, _Scalar]
-    id: _Id = UNSET
-
-
-class _MessagePackEnvelope(msgspec.Struct, forbid_unknown_fields=True):
-    """The same for MessagePack, where an integer may take all of uint64."""
-
-    event: str
-    data: dict[str, _MessagePackScalar]
-    id: _Id = UNSET
+    id: (
+        Annotated[int, Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+        | Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
+        | UnsetType
+        | None
+    ) = UNSET
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -112,24 +100,6 @@ def _is_scalar(annotation: Any) -> bool:
     if origin is Annotated:
         return _is_scalar(get_args(annotation)[0])
     return False
-
-
-def _holds_float(annotation: Any) -> bool:
-    if annotation is float:
-        return True
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return any(type(value) is float for value in get_args(annotation))
-    if origin is Union or origin is types.UnionType:
-        return any(_holds_float(arg) for arg in get_args(annotation))
-    if origin is Annotated:
-        return _holds_float(get_args(annotation)[0])
-    return False  # str, int, bool and None take no non-finite float
-
-
-def _takes_floats(model: type[BaseModel]) -> bool:
-    """Whether a field of ``model`` takes a float (so an infinite or NaN one)."""
-    return any(_holds_float(field.annotation) for field in model.model_fields.values())
 
 
 def is_flat_model(model: Any) -> bool:
@@ -184,12 +154,8 @@ class OnePass:
 
     def __init__(self, handlers: Iterable[Handler]) -> None:
         flat = [handler for handler in handlers if is_flat_model(handler.model)]
-        # Per event: the handler, its validator, and whether a field takes a float,
-        # which a MessagePack frame may hold infinite or NaN.
-        self._table = {
-            handler.event: (handler, handler.validate, _takes_floats(handler.model))
-            for handler in flat
-        }
+        # Per event: the handler and its validator.
+        self._table = {handler.event: (handler, handler.validate) for handler in flat}
         # Bound once: every connection of the channel shares them (see Connection).
         self.text_pass = self.text if flat else None
         self.binary_pass = self.binary if flat else None
@@ -197,13 +163,13 @@ class OnePass:
     @property
     def flat(self) -> dict[str, Handler]:
         """The handlers, by event, whose frames can take the pass."""
-        return {event: entry[0] for event, entry in self._table.items()}
+        return {event: handler for event, (handler, _) in self._table.items()}
 
     def text(self, text: str) -> tuple[Handler, Any, RequestId] | None:
         """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
         try:
             frame = _decode_json(text)
-            handler, validate, _ = self._table[frame.event]
+            handler, validate = self._table[frame.event]
             fields = frame.data
             data = validate(fields)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
@@ -228,7 +194,7 @@ class OnePass:
         if _encode(frame) != payload:
             return self._binary_map(payload)
         try:
-            handler, validate, _ = self._table[frame.event]
+            handler, validate = self._table[frame.event]
             data = validate(frame.data)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
             return None
@@ -255,7 +221,7 @@ class OnePass:
                         return None
                 elif kind is not str or len(request_id) > MAX_ID_LENGTH:
                     return None
-            handler, validate, floats = entry
+            handler, validate = entry
             fields = value["data"]
             data = validate(fields)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
@@ -266,15 +232,15 @@ class OnePass:
             3 if "id" in value else 2
         ):
             return None
-        if floats:  # the codec's check, on the values as decoded: MessagePack cannot
-            # hold a wider integer, so floats alone need a look
-            for number in fields.values():
-                if number.__class__ is float and number - number != 0.0:  # infinite or NaN
-                    return None
+        # The codec's number check, on the values as decoded: MessagePack holds no
+        # wider integer, so floats alone need a look.
+        for number in fields.values():
+            if number.__class__ is float and number - number != 0.0:  # infinite or NaN
+                return None
         return handler, data, request_id
 
 
 _decode_json = msgspec.json.Decoder(_Envelope).decode
-_decode_envelope = msgspec.msgpack.Decoder(_MessagePackEnvelope).decode
+_decode_envelope = msgspec.msgpack.Decoder(_Envelope).decode
 _decode = msgspec.msgpack.Decoder().decode
 _encode = msgspec.msgpack.Encoder().encode
