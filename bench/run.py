@@ -6,7 +6,11 @@ is a ratio to the raw ASGI baseline measured in the same repetition; the
 table shows the median and the min-max of the three, and the raw numbers go
 to bench/results/bench.json.
 
-    python bench/run.py [--repetitions 3] [--seconds 3] [--quick]
+    python bench/run.py [--repetitions 3] [--seconds 3] [--quick] [--only SCENARIO ...]
+
+``--only "echo JSON, C=50 W=10" --repetitions 10`` runs one scenario more
+times (written to bench/results/bench-only.json, with no targets: they need
+every scenario).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ SIO = "/socket.io/?EIO=4&transport=websocket"
 ECHO_SERVERS = {  # name: (app, path, load command)
     "raw ASGI (json)": ("raw_json", "/", "echo"),
     "raw ASGI + pydantic-core one pass": ("raw_pydantic", "/", "echo"),
+    "bare loop: msgspec + pydantic, no framework": ("bare_loop", "/", "echo"),
     "Starlette + pydantic": ("starlette_pydantic", "/", "echo"),
     "python-socketio": ("python_socketio", SIO, "socketio"),
     "wsevents": ("wsevents_app", "/", "echo"),
@@ -199,28 +205,34 @@ def main() -> int:
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
+    parser.add_argument(
+        "--only", action="append", metavar="SCENARIO", help="run this scenario only (repeatable)"
+    )
     args = parser.parse_args()
     tmp = ROOT / "bench" / "results" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     scale = 10 if args.quick else 1
     results: dict[str, list[dict[str, Any]]] = {}
+    seconds = args.seconds
+    scenarios: dict[str, Callable[[], dict[str, Any]]] = {
+        "echo JSON, C=1 W=1": lambda: echo_round(seconds, 1, 1),
+        "echo JSON, C=50 W=1": lambda: echo_round(seconds, 50 // scale, 1),
+        "echo JSON, C=50 W=10": lambda: echo_round(seconds, 50 // scale, 10),
+        "echo MessagePack, C=50 W=10": lambda: msgpack_round(seconds),
+        f"fan-out to {200 // scale}": lambda: fanout_round(200 // scale, 50 // scale),
+        f"fan-out to {1000 // scale}": lambda: fanout_round(1000 // scale, 20 // scale),
+        "fan-out across processes": lambda: redis_round(1000 // scale, 20 // scale, tmp),
+        "memory per idle connection": lambda: memory_round(1000 // scale),
+    }
+    if args.only:
+        unknown = set(args.only) - set(scenarios)
+        if unknown:
+            parser.error(f"no scenario {sorted(unknown)}; there are {list(scenarios)}")
+        scenarios = {label: run for label, run in scenarios.items() if label in args.only}
     for repetition in range(args.repetitions):
         print(f"repetition {repetition + 1} of {args.repetitions}", file=sys.stderr)
-        for label, connections, window in (
-            ("echo JSON, C=1 W=1", 1, 1),
-            ("echo JSON, C=50 W=1", 50 // scale, 1),
-            ("echo JSON, C=50 W=10", 50 // scale, 10),
-        ):
-            results.setdefault(label, []).append(echo_round(args.seconds, connections, window))
-        results.setdefault("echo MessagePack, C=50 W=10", []).append(msgpack_round(args.seconds))
-        for connections, count in ((200, 50), (1000, 20)):
-            results.setdefault(f"fan-out to {connections // scale}", []).append(
-                fanout_round(connections // scale, count // scale)
-            )
-        results.setdefault("fan-out across processes", []).append(
-            redis_round(1000 // scale, 20 // scale, tmp)
-        )
-        results.setdefault("memory per idle connection", []).append(memory_round(1000 // scale))
+        for label, run in scenarios.items():
+            results.setdefault(label, []).append(run())
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
     lines = [
         f"Machine: {machine}; {args.repetitions} repetitions, medians (min-max) of the ratios "
@@ -256,10 +268,11 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     stored: dict[str, Any] = {"table": table, "results": results}
-    if not args.quick:  # the quick run's counts are not the targets'
+    if not (args.quick or args.only):  # the targets need every scenario, at full counts
         stored["targets"] = targets(results)
         print(stored["targets"])
-    out = ROOT / "bench" / "results" / ("bench-quick.json" if args.quick else "bench.json")
+    name = "bench-quick.json" if args.quick else "bench-only.json" if args.only else "bench.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(stored, indent=2) + "\n")
     bad = [
         (label, name)

@@ -12,6 +12,7 @@ import time
 from typing import Any, Literal
 
 import msgpack
+import msgspec
 import socketio
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -99,6 +100,42 @@ async def raw_pydantic(scope: Scope, receive: Any, send: Any) -> None:
             return None
         frame = validate(message["text"])
         await send({"type": "websocket.send", "text": frame.model_dump_json()})
+
+
+class _Frame(msgspec.Struct):
+    event: str
+    data: dict[str, Any]
+    id: int | str | None = None
+
+
+async def _echo_handler(data: Echo) -> Echo:
+    return data
+
+
+async def bare_loop(scope: Scope, receive: Any, send: Any) -> None:
+    """The steps of a framework's JSON echo and nothing else: the most any framework reaches.
+
+    msgspec decodes the envelope, pydantic validates the data into the model,
+    the handler is awaited, msgspec encodes the reply with the request's id
+    (from the model's ``__dict__``, as wsevents does for a plain model). No
+    routing, no checks on the input, no error answered: this is a floor for
+    a framework's cost per frame, not a server anyone should run.
+    """
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    decode = msgspec.json.Decoder(_Frame).decode
+    encode = msgspec.json.Encoder().encode
+    validate = Echo.__pydantic_validator__.validate_python
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = decode(message["text"])
+        data = await _echo_handler(validate(frame.data))
+        reply = {"event": frame.event, "data": data.__dict__, "id": frame.id}
+        await send({"type": "websocket.send", "text": encode(reply).decode()})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
