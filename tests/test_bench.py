@@ -150,3 +150,22 @@ def test_targets_are_ratios_within_each_repetition_and_say_whether_they_are_met(
     assert "| 1.18 (1.18-1.18) | no |" in lines[8]
     assert "50 deliveries/s" in lines[9]
     assert targets(_results(wsevents=110)).splitlines()[3].endswith("| yes |")
+
+
+def test_only_runs_the_scenarios_named_and_refuses_one_that_does_not_exist() -> None:
+    run = [sys.executable, str(ROOT / "bench" / "run.py")]
+    refused = subprocess.run(
+        [*run, "--only", "echo JSON, C=50 W=11"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert refused.returncode == 2
+    assert "no scenario ['echo JSON, C=50 W=11']" in refused.stderr
+    assert "'echo MessagePack, C=50 W=10'" in refused.stderr  # the names it knows
+    subprocess.run(
+        [*run, "--quick", "--repetitions", "1", "--seconds", "0.2",
+         "--only", "echo MessagePack, C=50 W=10"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    stored = json.loads((ROOT / "bench" / "results" / "bench-quick.json").read_text())
+    assert list(stored["results"]) == ["echo MessagePack, C=50 W=10"]
+    assert len(stored["results"]["echo MessagePack, C=50 W=10"]) == 1
+    assert "targets" not in stored  # they need every scenario
