@@ -582,13 +582,12 @@ def test_slow_consumer_with_full_queue_is_closed_with_1013(app: EventApp) -> Non
     with EventTestClient(app) as client, client.connect("/items/a") as x:
         x.receive()
         (conn_id,) = app.connections
-        conn = app.connections[conn_id]
         portal = client.http.portal
         assert portal is not None
 
         async def flood() -> None:
-            for n in range(5):  # nothing yields to the writer in between
-                conn.push(conn.codec.encode({"event": "n", "data": n}))
+            for n in range(5):  # send_to queues without waiting: nothing yields to the writer
+                await app.send_to(conn_id, "n", n)
 
         portal.call(flood)
         with pytest.raises(WebSocketDisconnect) as caught:

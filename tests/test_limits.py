@@ -137,23 +137,22 @@ async def test_rate_none_turns_the_limit_off() -> None:
     assert all(a["event"] == "echo" for a in answers)
 
 
-async def test_oversized_frame_closes_with_1009(default_server: tuple[str, EventApp]) -> None:
-    address, app = default_server
-    small = Limits(max_message_bytes=1000)
-    app.limits = app.sessions.limits = small
+async def test_oversized_frame_closes_with_1009() -> None:
     # The limit is in bytes: 400 characters of three bytes each are over it too.
-    for data in ("y" * 2000, "€" * 400):
-        async with connect(f"ws://{address}/c") as ws, connect(f"ws://{address}/c") as calm:
-            await ws.send(json.dumps({"event": "echo", "data": data}, ensure_ascii=False))
-            with pytest.raises(ConnectionClosed) as caught:
-                await asyncio.wait_for(ws.recv(), 5)
-            assert caught.value.rcvd is not None
-            assert caught.value.rcvd.code == 1009
-            assert (await ask(calm, "echo", "ok"))["data"] == "ok"
+    with serve(build(Limits(max_message_bytes=1000))) as address:
+        for data in ("y" * 2000, "€" * 400):
+            async with connect(f"ws://{address}/c") as ws, connect(f"ws://{address}/c") as calm:
+                await ws.send(json.dumps({"event": "echo", "data": data}, ensure_ascii=False))
+                with pytest.raises(ConnectionClosed) as caught:
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert caught.value.rcvd is not None
+                assert caught.value.rcvd.code == 1009
+                assert (await ask(calm, "echo", "ok"))["data"] == "ok"
 
 
 async def test_a_client_that_never_reads_is_closed_with_1013_and_others_get_everything() -> None:
-    app = build(Limits(rate=None, send_queue=16, send_timeout=30))
+    # The stuck client gets send_timeout to take its 1013 close frame, then it is dropped.
+    app = build(Limits(rate=None, send_queue=16, send_timeout=2))
     with serve(app) as address:
         with never_reading_client(address, "/c?sub=feed"):
             async with connect(f"ws://{address}/c?sub=feed", max_queue=None) as healthy:
@@ -164,7 +163,7 @@ async def test_a_client_that_never_reads_is_closed_with_1013_and_others_get_ever
                     message = json.loads(await asyncio.wait_for(healthy.recv(), 10))
                     received.append(message["data"]["n"])
                 assert received == list(range(400))
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 2 + 3
                 while len(app.connections) > 1:
                     assert time.monotonic() < deadline, "the stuck client was not dropped"
                     await asyncio.sleep(0.02)

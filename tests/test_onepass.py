@@ -20,7 +20,8 @@ from pydantic_core import PydanticSerializationError, from_json, to_json, to_jso
 
 from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits, MessagePackCodec
 from wsevents._envelope import BadEnvelope, parse_envelope
-from wsevents._onepass import is_flat_model, is_plain_model
+from wsevents._onepass import OnePass, is_flat_model, is_plain_model
+from wsevents.codecs import EnvelopeDecoder
 from wsevents.exceptions import DuplicateKeyError
 from wsevents.testing import EventTestClient
 
@@ -77,6 +78,21 @@ def make_channel() -> Channel:
 
 
 channel_codec = JSONCodec()
+binary_codec = MessagePackCodec()
+
+
+def text_pass(channel: Channel) -> EnvelopeDecoder:
+    """The JSON codec's one-pass decoder for the channel's handlers."""
+    found = channel.envelope_decoder(channel_codec)
+    assert found is not None
+    return found
+
+
+def binary_pass(channel: Channel) -> EnvelopeDecoder:
+    """The MessagePack codec's one-pass decoder for the channel's handlers."""
+    found = channel.envelope_decoder(binary_codec)
+    assert found is not None
+    return found
 
 
 def general(channel: Channel, text: str) -> tuple[str, Any, Any] | str:
@@ -103,7 +119,7 @@ def test_flat_models_are_recognised() -> None:
     assert not is_flat_model(Checked)  # a model validator could change the fields set
     assert not is_flat_model(dict)
     assert not is_flat_model(int)
-    assert set(make_channel().one_pass.flat) == {"echo", "read"}
+    assert set(OnePass(make_channel().handlers.values()).flat) == {"echo", "read"}
 
 
 FAST = [
@@ -156,7 +172,7 @@ GENERAL = [
 @pytest.mark.parametrize("text", FAST)
 def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: str) -> None:
     channel = make_channel()
-    found = channel.one_pass.text(text)
+    found = text_pass(channel)(text)
     assert found is not None
     handler, data, request_id = found
     assert (handler.event, data, request_id) == general(channel, text)
@@ -165,7 +181,7 @@ def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: st
 @pytest.mark.parametrize("text", GENERAL)
 def test_frames_the_one_pass_cannot_vouch_for_take_the_general_path(text: str) -> None:
     channel = make_channel()
-    assert channel.one_pass.text(text) is None
+    assert text_pass(channel)(text) is None
 
 
 def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
@@ -183,13 +199,13 @@ def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
 
 def test_a_handler_added_later_is_served_on_the_next_build() -> None:
     channel = make_channel()
-    assert channel.one_pass.text('{"event":"late","data":{"a":1}}') is None
+    assert text_pass(channel)('{"event":"late","data":{"a":1}}') is None
 
     @channel.on("late", model=Inner)
     async def late(data: Inner) -> None:
         return None
 
-    found = channel.one_pass.text('{"event":"late","data":{"x":1}}')
+    found = text_pass(channel)('{"event":"late","data":{"x":1}}')
     assert found is not None
     assert found[1] == Inner(x=1)
 
@@ -475,7 +491,7 @@ def test_the_msgpack_pass_takes_only_what_the_general_path_answers_the_same() ->
     """msgspec decodes in the pass, msgpack in the codec: where the pass answers, they agree."""
     channel = make_channel()
     taken = differential_run(
-        _random_frame, channel.one_pass.binary, lambda frame: general_binary(channel, frame)
+        _random_frame, binary_pass(channel), lambda frame: general_binary(channel, frame)
     )
     assert taken > 1_000  # the run did reach the pass
 
@@ -537,7 +553,7 @@ def test_the_json_pass_takes_only_what_the_general_path_answers_the_same() -> No
     answers, the general path gives the same handler, data and id."""
     channel = make_channel()
     taken = differential_run(
-        _random_text, channel.one_pass.text, lambda frame: general(channel, frame)
+        _random_text, text_pass(channel), lambda frame: general(channel, frame)
     )
     assert taken > 1_000  # the run did reach the pass
 
@@ -549,7 +565,7 @@ def test_the_msgpack_pass_takes_a_plain_frame_in_any_key_order() -> None:
         {"id": "a", "data": {"n": -1, "text": ""}, "event": "echo"},
         {"data": {"level": 2.5, "ok": False, "note": None}, "event": "read"},
     ):
-        found = channel.one_pass.binary(msgpack.packb(frame))
+        found = binary_pass(channel)(msgpack.packb(frame))
         assert found is not None, frame
         handler, data, request_id = found
         assert handler.event == frame["event"]

@@ -38,4 +38,8 @@ async def test_sigterm_with_open_connections_and_a_busy_handler(tmp_path: Path) 
     assert len({line.split()[0] for line in lines}) == 20  # each hook ran once
     assert "Task was destroyed" not in text
     assert "was never awaited" not in text
-    assert "Traceback" not in text
+    # The one traceback is uvicorn's report that it cancelled the busy handler at its
+    # graceful timeout: the app tears down, then lets the cancellation go on (a host's
+    # cancellation is never swallowed).
+    assert text.count("Traceback") == text.count("Exception in ASGI application") == 1, text
+    assert "asyncio.exceptions.CancelledError" in text

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from starlette._utils import get_route_path
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection
 from ._limits import Limits
 from ._routing import Channel, Hook, bind_hook, callable_name
-from ._session import Sessions, call_hook, route_path
+from ._runtime import Runtime
 from ._stats import Stats, render_prometheus
-from ._topics import Broker, Topics
+from ._topics import Broker
 from .auth import install_redaction
 from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
 from .exceptions import (
-    CloseCode,
     EventError,
     RegistrationError,
 )
@@ -36,7 +35,6 @@ logger = logging.getLogger("wsevents")
 F = TypeVar("F", bound=Callable[..., Any])
 ExceptionHandler = Callable[[Connection, Any], "EventError | Awaitable[EventError]"]
 
-SHUTDOWN_GRACE = 5.0
 BACKPLANE_READY_TIMEOUT = 2.0
 
 
@@ -103,7 +101,6 @@ class EventApp:
         self.backplane = (
             backplane if isinstance(backplane, Backplane) else create_backplane(backplane)
         )
-        self.node_id = secrets.token_hex(4)
         self.limits = limits or Limits()
         self.allowed_origins = (
             None
@@ -114,15 +111,13 @@ class EventApp:
         self.servers = servers
         self.docs_url = docs_url
         self.asyncapi_url = asyncapi_url
-        self.connections: dict[str, Connection] = {}
-        self.broker = Broker(self.backplane, self.node_id, self.connections, self.channels)
-        self.counters = Stats()
+        self._broker = Broker(self.backplane, secrets.token_hex(4), self.channels)
+        self._stats = Stats()
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
         self._handler_for: dict[type[BaseException], ExceptionHandler | None] = {}
         self._started = False
-        self._idle: asyncio.Event | None = None
         self._documents: dict[str, dict[str, Any]] = {}
         self._http_routes: dict[str, Callable[[str], Response]] = {}
         if asyncapi_url:
@@ -137,7 +132,7 @@ class EventApp:
             self._http_routes[types_url(client_url)] = _static(
                 "wsevents.d.ts", "application/typescript"
             )
-        self.sessions = Sessions(self)
+        self._runtime = Runtime(self, self.limits, self._broker, self._stats)
         install_redaction()
 
     # -- registration --------------------------------------------------------------
@@ -188,39 +183,36 @@ class EventApp:
             PayloadError: ``data`` does not match a channel's ``emits`` model.
             TopicError: ``topic`` is not a valid topic name.
         """
-        await self.broker.publish(topic, event, data, exclude)
+        await self._broker.publish(topic, event, data, exclude)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
         """Deliver ``event`` to one connection, in whichever process holds it.
 
         An id nobody holds is dropped silently.
         """
-        await self.broker.send_to(connection_id, event, data)
-
-    async def join(self, subscription: str, conn: Connection) -> None:
-        """Subscribe ``conn`` to a topic or pattern (``Connection.subscribe`` calls this)."""
-        await self.broker.join(subscription, conn)
-
-    async def leave(self, subscription: str, conn: Connection) -> None:
-        """Unsubscribe ``conn`` (``Connection.unsubscribe`` calls this)."""
-        await self.broker.leave(subscription, conn)
+        await self._broker.send_to(connection_id, event, data)
 
     @property
-    def topics(self) -> Topics[Connection]:
-        """This process's subscriptions."""
-        return self.broker.topics
+    def node_id(self) -> str:
+        """This process's id: every connection id it gives starts with it and a ``-``."""
+        return self._broker.node_id
+
+    @property
+    def connections(self) -> Mapping[str, Connection]:
+        """This process's open connections, by id (a read-only view)."""
+        return self._runtime.connections
 
     @property
     def ready(self) -> bool:
         """Whether the app started and its backplane acknowledged its subscriptions."""
-        return self._started and self.broker.backplane.ready
+        return self._started and self.backplane.ready
 
     # -- ASGI ----------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            await self.sessions.serve(scope, receive, send)
+            await self._runtime.serve(scope, receive, send)
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "lifespan":
@@ -257,7 +249,7 @@ class EventApp:
         return None
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = route_path(scope)
+        path = get_route_path(scope)
         response: Response
         if path in self._http_routes:
             if scope["method"] not in ("GET", "HEAD"):
@@ -325,9 +317,10 @@ class EventApp:
         starts anyway, serves its own process, and joins when Redis is back.
         """
         self._started = True
+        codecs = self.codecs.by_subprotocol.values()
         for channel in self.channels:
-            channel.compile()  # not at the first connection, while it waits
-        if not await self.broker.start(BACKPLANE_READY_TIMEOUT):
+            channel.compile(codecs)  # not at the first connection, while it waits
+        if not await self._broker.start(BACKPLANE_READY_TIMEOUT):
             logger.warning(
                 "the backplane %r is not ready: serving this process only until it is",
                 self.backplane,
@@ -335,15 +328,8 @@ class EventApp:
 
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait, a bounded time, for them to end."""
-        for conn in list(self.connections.values()):
-            await conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        if self.connections:
-            self._idle = asyncio.Event()
-            with suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
-            self._idle = None
-        self.sessions.stop()
-        await self.broker.stop()
+        await self._runtime.shutdown()
+        await self._broker.stop()
         self._started = False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -373,38 +359,15 @@ class EventApp:
             )
             await self.startup()
 
-    def origin_allowed(self, scope: Scope) -> bool:
-        """Whether the handshake's ``Origin`` is allowed (no ``Origin``: not a browser)."""
-        allowed = self.allowed_origins
-        if allowed is None or "*" in allowed:
-            return True
-        for name, value in scope.get("headers", ()):
-            if name == b"origin":
-                return value.decode("latin-1").lower().rstrip("/") in allowed
-        return True
-
     @property
     def connect_hooks(self) -> list[Hook]:  # read by the AsyncAPI builder too
         """The app-wide ``on_connect`` hooks, in the order they run."""
         return self._connect_hooks
 
-    async def disconnected(self, conn: Connection, code: int) -> None:
-        """Tear down a connection that closed, run its ``on_disconnect`` hooks once, forget it.
-
-        It is forgotten last, so that a shutdown waiting for the connections to
-        end also waits for their hooks.
-        """
-        try:
-            await conn.closed(code)
-            for hook in (*self._disconnect_hooks, *conn.channel.disconnect_hooks):
-                try:
-                    await call_hook(hook, conn, code)
-                except Exception:
-                    logger.exception("on_disconnect hook failed on %r", conn.channel.address)
-        finally:
-            del self.connections[conn.id]
-            if self._idle is not None and not self.connections:
-                self._idle.set()
+    @property
+    def disconnect_hooks(self) -> list[Hook]:
+        """The app-wide ``on_disconnect`` hooks, in the order they run."""
+        return self._disconnect_hooks
 
     def exception_handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
         """The handler registered for ``exc_type`` or its nearest base class."""
@@ -425,7 +388,7 @@ class EventApp:
     def stats(self) -> dict[str, Any]:
         """Return the counters: connections, events by name and outcome, errors by code,
         slow consumers dropped, rate limits hit, closes by code, backplane reconnects."""
-        return self.counters.snapshot(len(self.connections), self.backplane.stats)
+        return self._stats.snapshot(len(self._runtime.sessions), self.backplane.stats)
 
 
 def types_url(client_url: str) -> str:

@@ -19,7 +19,7 @@ The data is validated as the general path validates it (pydantic, in Python
 mode, on the decoded values), and every rule the codecs enforce still holds:
 
 - repeated keys: the JSON text must hold no more keys than the decoder read
-  (:func:`~wsevents.codecs.keys_match`), which keeps one value of a repeated
+  (:func:`keys_match`), which keeps one value of a repeated
   key, so the counts differ (a nested object it refuses). A MessagePack map
   with a repeated key packs again shorter.
 - numbers: integers within 64 bits and finite floats. The struct takes in
@@ -51,12 +51,28 @@ from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel
 
 from ._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER, RequestId
-from .codecs import INT_MIN, keys_match
 
 if TYPE_CHECKING:
     from ._routing import Handler
 
-__all__ = ["OnePass", "is_flat_model", "is_plain_model"]
+__all__ = ["INT_MAX", "INT_MIN", "OnePass", "is_flat_model", "is_plain_model", "keys_match"]
+
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # the integers a frame may hold
+
+
+def keys_match(text: str, members: int) -> bool:
+    """Whether the JSON ``text`` holds no more keys than the ``members`` its objects kept.
+
+    Every key is followed by a colon outside a string, so ``members`` colons
+    in all leave no room for a repeated key; failing that (a colon inside a
+    string), ``members`` occurrences of ``":``, where no ``"`` meets whitespace.
+    """
+    if text.count(":") == members:
+        return True
+    return text.count('":') == members and not (
+        '" ' in text or '"\n' in text or '"\t' in text or '"\r' in text
+    )
+
 
 _SCALARS = (str, int, float, bool, type(None))
 

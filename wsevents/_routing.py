@@ -10,17 +10,20 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
+from starlette.convertors import CONVERTOR_TYPES, Convertor
+from starlette.routing import compile_path
 
-from ._onepass import OnePass
 from .exceptions import PayloadError, RegistrationError
+
+if TYPE_CHECKING:
+    from .codecs import Codec, EnvelopeDecoder
 
 __all__ = ["Channel", "Emit", "Handler", "Hook", "bind_hook"]
 
@@ -30,16 +33,6 @@ Invoker = Callable[[Any, Any], Any]
 RESERVED_EVENTS = frozenset({"error"})
 MAX_EVENT_LENGTH = 256
 
-_CONVERTORS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "str": ("[^/]+", str),
-    "int": ("[0-9]+", int),
-    "float": (r"[0-9]+(?:\.[0-9]+)?", float),
-    "path": (".*", str),
-    "uuid": (
-        "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        uuid.UUID,
-    ),
-}
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
 _CHANNEL_NAME = re.compile(r"[a-zA-Z0-9.\-_]+")
 
@@ -94,7 +87,9 @@ class Channel:
 
     Args:
         address: a Starlette-style path: ``/chat/{room}``, ``/items/{id:int}``.
-            Convertors: ``str`` (the default), ``int``, ``float``, ``path``, ``uuid``.
+            Starlette compiles it: its convertors (``str``, the default, ``int``,
+            ``float``, ``path``, ``uuid``) and any registered with
+            ``starlette.convertors.register_url_convertor`` convert the values.
         name: the channel's id in the AsyncAPI document; derived from the address
             when not given.
         title: a short human name.
@@ -112,7 +107,8 @@ class Channel:
         tags: Iterable[str] = (),
     ) -> None:
         self.address = address
-        self.params, self._regex, self._convertors = _compile_address(address)
+        self._regex, self.path_format, self._convertors = _compile_address(address)
+        self.params = tuple(self._convertors)
         self.param_kinds = {
             found.group(1): found.group(2) or "str" for found in _PARAM.finditer(address)
         }
@@ -126,7 +122,7 @@ class Channel:
         self.description = description
         self.tags = tuple(tags)
         self.handlers: dict[str, Handler] = {}
-        self._one_pass: OnePass | None = None
+        self._decoders: dict[Codec, EnvelopeDecoder | None] = {}
         self.emitted: dict[str, Emit] = {}
         self.connect_hooks: list[Hook] = []
         self.disconnect_hooks: list[Hook] = []
@@ -134,16 +130,18 @@ class Channel:
     def __repr__(self) -> str:
         return f"Channel({self.address!r})"
 
-    @property
-    def one_pass(self) -> OnePass:
-        """The one-pass validators of this channel's handlers, built on first use."""
-        return self.compile()
+    def envelope_decoder(self, codec: Codec) -> EnvelopeDecoder | None:
+        """The codec's one-pass decoder for this channel's handlers, built once."""
+        try:
+            return self._decoders[codec]
+        except KeyError:
+            decoder = self._decoders[codec] = codec.envelope_decoder(self.handlers)
+            return decoder
 
-    def compile(self) -> OnePass:
-        """Build the per-frame validators now (the app does at startup), not on first use."""
-        if self._one_pass is None:
-            self._one_pass = OnePass(self.handlers.values())
-        return self._one_pass
+    def compile(self, codecs: Iterable[Codec]) -> None:
+        """Build the per-frame decoders now (the app does at startup), not on first use."""
+        for codec in codecs:
+            self.envelope_decoder(codec)
 
     @property
     def is_static(self) -> bool:
@@ -155,7 +153,8 @@ class Channel:
         found = self._regex.fullmatch(path)
         if found is None:
             return None
-        return {name: self._convertors[name](value) for name, value in found.groupdict().items()}
+        convertors = self._convertors
+        return {name: convertors[name].convert(value) for name, value in found.groupdict().items()}
 
     def on(
         self,
@@ -238,7 +237,7 @@ class Channel:
             is_async=is_async,
         )
         self.handlers[event] = handler
-        self._one_pass = None
+        self._decoders.clear()
         return handler
 
     def emits(
@@ -297,36 +296,26 @@ def bind_hook(
     return Hook(func=func, invoke=invoke, is_async=is_async)
 
 
-def _compile_address(
-    address: str,
-) -> tuple[tuple[str, ...], re.Pattern[str], dict[str, Callable[[str], Any]]]:
+def _compile_address(address: str) -> tuple[re.Pattern[str], str, dict[str, Convertor[Any]]]:
+    """Starlette's ``compile_path``, its errors as registration errors."""
     if not isinstance(address, str) or not address.startswith("/"):
         raise RegistrationError(f"a channel address must start with '/', got {address!r}")
-    pattern, names, convertors, end = "", [], {}, 0
     for found in _PARAM.finditer(address):
         name, kind = found.group(1), found.group(2) or "str"
         if not name.isidentifier():
             raise RegistrationError(f"bad path parameter name {name!r} in {address!r}")
-        if kind not in _CONVERTORS:
+        if kind not in CONVERTOR_TYPES:
             raise RegistrationError(
                 f"unknown convertor {kind!r} for {{{name}}} in {address!r}: "
-                f"expected one of {', '.join(_CONVERTORS)}"
+                f"expected one of {', '.join(CONVERTOR_TYPES)}"
             )
-        if name in convertors:
-            raise RegistrationError(f"path parameter {name!r} repeats in {address!r}")
-        regex, convert = _CONVERTORS[kind]
-        pattern += _literal(address, address[end : found.start()]) + f"(?P<{name}>{regex})"
-        names.append(name)
-        convertors[name] = convert
-        end = found.end()
-    pattern += _literal(address, address[end:])
-    return tuple(names), re.compile(pattern), convertors
-
-
-def _literal(address: str, text: str) -> str:
-    if "{" in text or "}" in text:
+    try:
+        regex, path_format, convertors = compile_path(address)
+    except ValueError as exc:  # Starlette's words: "Duplicated param name x at path ..."
+        raise RegistrationError(f"a path parameter repeats in {address!r}: {exc}") from exc
+    if "{" in _PARAM.sub("", address) or "}" in _PARAM.sub("", address):
         raise RegistrationError(f"unbalanced braces in channel address {address!r}")
-    return re.escape(text)
+    return regex, path_format, convertors
 
 
 def callable_name(func: Callable[..., Any]) -> str:

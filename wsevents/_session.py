@@ -1,235 +1,299 @@
-"""One WebSocket from handshake to teardown: hooks, the receive loop, dispatch, limits.
+"""The async layer around one connection's core: the receive loop, the writer, ASGI ``send``.
 
-Split from ``_app`` so that the per-frame path reads in one place. Per frame
-it decodes, checks the rate, routes, validates, calls and answers, and
-creates no task (unless ``Limits.concurrency`` asks for more than one frame
-at a time).
+A :class:`Session` drives a :class:`~wsevents._protocol.ConnectionCore`:
+it reads ASGI messages and hands each frame to the core, calls the handler
+the core names, and sends what the core says to send. :meth:`Session._transmit`
+is the only place that calls ASGI ``send`` after the handshake; a reply goes
+out directly when nothing is queued ahead of it, anything else through the
+one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
+task per frame, at most that many at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from time import monotonic
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import anyio
 from anyio.to_thread import run_sync
-from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Send
 
-from ._connection import _CONNECTED, Connection, ConnectionState
-from ._envelope import BadEnvelope, RequestId, error_frame, parse_envelope
+from ._dispatch import Refusal, Router
+from ._envelope import RequestId, error_frame, event_frame
+from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
 from ._routing import Channel, Handler, Hook
 from .codecs import Codec
-from .exceptions import CloseCode, DecodeError, DuplicateKeyError, ErrorCode, EventError, Reject
+from .exceptions import CloseCode, ErrorCode, EventError, TopicError
 
 if TYPE_CHECKING:
-    from ._app import EventApp
-    from ._limits import Limits
+    from ._connection import Connection
+    from ._runtime import Runtime
 
-__all__ = ["Sessions"]
+__all__ = ["Session", "call_hook"]
 
 logger = logging.getLogger("wsevents")
 
-WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
-RATE_WINDOW = 10.0  # refusals are counted over this many seconds
-CLOSE_GRACE = 1.0  # how long an aborted connection's close frame may take
-TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
+Frame = str | bytes
+_CLOSED = ConnectionState.CLOSED
+_QUEUED, _OVERFLOWED = Pushed.QUEUED, Pushed.OVERFLOWED
 
 
-class Refusal(NamedTuple):
-    """An error frame to answer a frame with."""
+class Session:
+    """One WebSocket connection, driven: its core, its writer, its receive loop.
 
-    code: str
-    message: str
-    details: Any
-    request_id: RequestId
-    event: str | None = None
+    The broker and the topic table hold sessions; handlers get
+    :attr:`connection`, the public face of the same connection.
+    """
 
+    __slots__ = (
+        "_cancels",
+        "_core",
+        "_frame_key",
+        "_runtime",
+        "_send",
+        "_task",
+        "_wakeup",
+        "_writer",
+        "channel",
+        "codec",
+        "connection",
+        "id",
+        "topics",
+    )
 
-class Sessions:
-    """Serves the WebSockets of one app."""
+    def __init__(
+        self,
+        runtime: Runtime,
+        connection_id: str,
+        channel: Channel,
+        send: Send,
+        codec: Codec,
+        router: Router,
+    ) -> None:
+        self.id = connection_id
+        self.channel = channel
+        self.codec = codec
+        self.connection: Connection = None  # type: ignore[assignment]  # set by Connection
+        self.topics: set[str] = set()
+        self._runtime = runtime
+        self._core = ConnectionCore(router, runtime.limits, runtime.stats)
+        self._send = send
+        self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
+        self._writer: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
+        self._cancels = 0  # cancellations of _task that abort asked for
 
-    def __init__(self, app: EventApp) -> None:
-        self.app = app
-        self.limits = app.limits
-        self.stats = app.counters
-        self.ok = app.counters.events_ok
-        self._watchdog: asyncio.TimerHandle | None = None
+    def __repr__(self) -> str:
+        return f"<Session {self.id} {self.channel.address!r} {self.state.value}>"
 
     @property
-    def limits(self) -> Limits:
-        """The limits every connection runs under."""
-        return self._limits
+    def state(self) -> ConnectionState:
+        """Where the connection is in its life."""
+        return self._core.state
 
-    @limits.setter
-    def limits(self, limits: Limits) -> None:
-        self._limits = limits
-        # What the per-frame path reads, as plain attributes.
-        self._rated = limits.rate is not None
-        self._max_bytes = limits.max_message_bytes
-        self._measure_above = limits.max_message_bytes // 4
+    @property
+    def close_code(self) -> int | None:
+        """The code the connection ended with, once it ended."""
+        return self._core.close_code
 
-    # -- a connection, from the handshake to the teardown ----------------------------
+    @property
+    def backlogged(self) -> bool:
+        """Whether the send queue is at least half full."""
+        return self._core.backlogged
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run one WebSocket connection, from ``websocket.connect`` to the hooks after it."""
-        conn = await self._open(scope, receive, send)
-        if conn is None:
-            return
-        code: int = CloseCode.GOING_AWAY
-        try:
-            try:
-                if self.limits.concurrency > 1:
-                    code = await self._receive_concurrently(conn, receive)
+    # -- frames out ------------------------------------------------------------------
+
+    def encode_event(self, event: str, data: Any) -> Frame:
+        """Encode a push for this client, validated against the channel's ``emits``."""
+        emit = self.channel.emitted.get(event)
+        payload = to_jsonable_python(data) if emit is None else emit.dump(data)
+        return self.codec.encode(event_frame(event, payload))
+
+    def push(self, frame: Frame) -> None:
+        """Queue an encoded frame without waiting: publishers use this.
+
+        A connection whose queue is full is a slow consumer: it is aborted with
+        1013, and nobody waits for it.
+        """
+        pushed = self._core.push(frame)
+        if pushed is _QUEUED:
+            self._wake()
+        elif pushed is _OVERFLOWED:
+            self._aborted()
+
+    async def send_frame(self, frame: Frame) -> None:
+        """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
+        if self._core.send_now():
+            await self._transmit({"type": "websocket.send", self._frame_key: frame})
+        else:
+            self.push(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close once the frames already queued are sent."""
+        if self._core.close(code, reason):
+            self._wake()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Drop the connection now: stop sending, stop the receive loop, close with ``code``.
+
+        Safe from any callback; the receive loop ends, closes and runs the hooks.
+        """
+        if self._core.abort(code, reason):
+            self._aborted()
+
+    def _aborted(self, *, stop_loop: bool = True) -> None:
+        close = self._core.aborted
+        assert close is not None
+        logger.warning("closing connection %s with %d: %s", self.id, close.code, close.reason)
+        if self._writer is not None:
+            self._writer.cancel()
+        task = self._task
+        # The receive loop is cancelled even from inside itself (a failed reply):
+        # the cancellation ends it at its next await, and serve takes it back.
+        if stop_loop and task is not None and not task.done():
+            self._cancels += 1
+            task.cancel()
+
+    def _wake(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(self._drain(self._wakeup))
+        self._wakeup.set()
+
+    async def _drain(self, wakeup: asyncio.Event) -> None:
+        # One writer per connection that has ever queued a frame, never one per frame.
+        core = self._core
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            item = core.next_item()
+            while item is not None:
+                if item.__class__ is Close:
+                    code, reason = item
+                    await self._transmit(
+                        {"type": "websocket.close", "code": code, "reason": reason}
+                    )
                 else:
-                    # The receive loop runs in this frame: each frame wakes the task,
-                    # and every coroutine between it and receive() costs a step twice.
-                    dispatch = self.dispatch
-                    connected = ConnectionState.CONNECTED
-                    idle = self.limits.idle_timeout is not None
-                    while True:
-                        message = await receive()
-                        kind = message["type"]
-                        if kind == "websocket.receive":
-                            if idle:
-                                conn.last_frame = monotonic()
-                            if conn.connection_state is connected:
-                                text = message.get("text")
-                                if text is not None:
-                                    await dispatch(conn, text, conn.text_decoder)
-                                else:
-                                    payload = message.get("bytes") or b""
-                                    await dispatch(conn, payload, conn.binary_decoder)
-                        elif kind == "websocket.disconnect":
-                            code = int(message.get("code") or 1005)
-                            break
-                        else:
-                            raise unexpected(kind)
-            except Exception:
-                logger.exception("connection %s to %r failed", conn.id, conn.channel.address)
-                await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-                code = CloseCode.INTERNAL_ERROR
-        except asyncio.CancelledError:
-            # Aborted (a slow consumer, a send timeout, idle, stop): close with its
-            # code. Otherwise the server gave up waiting for a busy handler at
-            # shutdown: tear down cleanly (the hooks still run), not raise out of the app.
-            _uncancel()
-            close = conn.abort_close
-            if close is not None:
-                code = close.code
-                message = {"type": "websocket.close", "code": code, "reason": close.reason}
-                try:  # a client that does not read may never take it
-                    await asyncio.wait_for(send(message), CLOSE_GRACE)
-                except asyncio.CancelledError:
-                    _uncancel()
-                except Exception:
-                    pass
-        finally:
-            conn.task = None  # from here on, an abort must not cancel the teardown
-            # Shielded, so that a host that cancels us (a server's graceful
-            # timeout, a test client leaving its block) still gets every hook
-            # run once; bounded, so that a hook that hangs cannot hang it.
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
-                await self.app.disconnected(conn, code)
+                    await self._transmit({"type": "websocket.send", self._frame_key: item})
+                item = core.next_item()
 
-    async def _open(self, scope: Scope, receive: Receive, send: Send) -> Connection | None:
-        """Take ``websocket.connect``, route, check, run the hooks and accept; or refuse."""
-        app = self.app
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            raise RuntimeError(
-                f'Expected ASGI message "websocket.connect", but got {message["type"]!r}'
-            )
-        await app.ensure_started()
-        found = app.match(route_path(scope))
-        if found is None:
-            await self.deny(scope, send, 404, "no channel at this path")
-            return None
-        if not app.origin_allowed(scope):
-            await self.deny(scope, send, 403, "origin not allowed")
-            return None
-        limit = self.limits.max_connections
-        if limit is not None and len(app.connections) >= limit:
-            await self.deny(scope, send, 503, "too many connections")
-            return None
-        channel, params = found
-        codec, subprotocol = app.codecs.negotiate(scope.get("subprotocols") or ())
-        conn = Connection(app, channel, scope, send, params, codec, subprotocol)
-        if not await self._handshake(conn, channel, scope, send):
-            return None
-        await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        app.connections[conn.id] = conn
-        self.stats.connections_total += 1
-        conn.task = asyncio.current_task()
-        conn.last_frame = conn.tokens_at = monotonic()
-        conn.accepted()
-        self._watch_soon()
-        return conn
-
-    async def _handshake(
-        self, conn: Connection, channel: Channel, scope: Scope, send: Send
-    ) -> bool:
-        hooks = (*self.app.connect_hooks, *channel.connect_hooks)
-        if not hooks:
-            return True
+    async def _transmit(self, message: Message) -> None:
+        """Hand one message to ASGI ``send``: the only place that does, after the handshake."""
+        core = self._core
         try:
-            await asyncio.wait_for(self._connect(conn, hooks), self.limits.handshake_timeout)
-            return True
-        except Reject as exc:
-            await conn.closed(CloseCode.POLICY_VIOLATION)
-            await self.deny(scope, send, exc.status, exc.reason)
-        except asyncio.TimeoutError:
-            logger.warning("handshake to %r timed out in its on_connect hooks", channel.address)
-            await conn.closed(CloseCode.TRY_AGAIN_LATER)
-            await self.deny(scope, send, 503, "handshake timed out")
+            await self._send(message)
+        except OSError:  # the client went away; the receive loop sees the disconnect
+            core.send_failed()
+            return
         except Exception:
-            logger.exception("on_connect hook failed on %r", channel.address)
-            await conn.closed(CloseCode.INTERNAL_ERROR)
-            await self.deny(scope, send, 500, "internal error")
-        return False
+            logger.exception("sending to connection %s failed", self.id)
+            core.send_failed()
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            return
+        except BaseException:  # cancelled mid-send: an abort, or the host
+            core.sent()
+            raise
+        if core.sent():
+            self._wake()
 
-    @staticmethod
-    async def _connect(conn: Connection, hooks: tuple[Hook, ...]) -> None:
-        for hook in hooks:
-            await call_hook(hook, conn, None)
+    # -- topics ------------------------------------------------------------------------
 
-    async def deny(self, scope: Scope, send: Send, status: int, reason: str) -> None:
-        """Refuse a handshake with an HTTP status, where the server can send one."""
-        self.stats.handshakes_refused[status] += 1
-        await deny_handshake(scope, send, status, reason.encode())
+    async def subscribe(self, topic: str) -> None:
+        """Subscribe to a topic or pattern (checked by the caller); once closed, ignore it."""
+        if self._core.state is _CLOSED or topic in self.topics:
+            return
+        limit = self._runtime.limits.max_subscriptions
+        if len(self.topics) >= limit:
+            raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
+        self.topics.add(topic)
+        await self._runtime.broker.join(topic, self)
 
-    # -- the per-frame path ----------------------------------------------------------
+    async def unsubscribe(self, topic: str) -> None:
+        """Stop hearing ``topic``; a topic not subscribed to is ignored."""
+        if topic in self.topics:
+            self.topics.discard(topic)
+            await self._runtime.broker.leave(topic, self)
 
-    async def _receive_concurrently(self, conn: Connection, receive: Receive) -> int:
-        """The receive loop for ``Limits.concurrency > 1``: a task per frame, bounded."""
-        slots = asyncio.Semaphore(self.limits.concurrency)
+    # -- the receive loop --------------------------------------------------------------
+
+    def accepted(self, task: asyncio.Task[Any] | None) -> bool:
+        """Take the handshake as done; return whether the connection is open.
+
+        Frames queued by the ``on_connect`` hooks go out now; a connection whose
+        queue overflowed during them is aborted as soon as it is accepted.
+        """
+        self._task = task
+        if not self._core.accept(monotonic()):
+            return False  # aborted during on_connect: logged then
+        if self._core.queued:
+            self._wake()
+        return True
+
+    async def run(self, receive: Receive) -> int | None:
+        """Read frames until the client disconnects; return its close code.
+
+        ``None``: a frame made the core abort the connection (too big, too
+        many refused); :meth:`send_abort_close` sends its close frame.
+        """
+        concurrency = self._runtime.limits.concurrency
+        if concurrency > 1:
+            return await self._run_concurrently(receive, concurrency)
+        core = self._core
+        handle = self._handle
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                found = core.receive(
+                    text if text is not None else message.get("bytes") or b"", monotonic()
+                )
+                if found is not None:
+                    await handle(found)
+                elif core.aborted is not None:
+                    self._aborted(stop_loop=False)
+                    return None
+            elif kind == "websocket.disconnect":
+                return int(message.get("code") or 1005)
+            else:
+                raise unexpected(kind)
+
+    async def _run_concurrently(self, receive: Receive, concurrency: int) -> int | None:
+        """The same loop, a task per frame, at most ``concurrency`` at once."""
+        slots = asyncio.Semaphore(concurrency)
         running: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
             slots.release()
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("connection %s failed", self.id, exc_info=task.exception())
+                self.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
+        core = self._core
         try:
             while True:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.receive":
-                    conn.last_frame = monotonic()
-                    if conn.connection_state is ConnectionState.CONNECTED:
+                    text = message.get("text")
+                    found = core.receive(
+                        text if text is not None else message.get("bytes") or b"", monotonic()
+                    )
+                    if found is not None:
                         await slots.acquire()
-                        text = message.get("text")
-                        payload, decoder = (
-                            (text, conn.text_decoder)
-                            if text is not None
-                            else (message.get("bytes") or b"", conn.binary_decoder)
-                        )
-                        task = asyncio.ensure_future(self.dispatch(conn, payload, decoder))
+                        task = loop.create_task(self._handle(found))
                         running.add(task)
                         task.add_done_callback(finished)
+                    elif core.aborted is not None:
+                        self._aborted(stop_loop=False)
+                        return None
                 elif kind == "websocket.disconnect":
                     return int(message.get("code") or 1005)
                 else:
@@ -239,35 +303,18 @@ class Sessions:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
 
-    async def dispatch(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
-        """Handle one frame: decode, rate, route, validate, call, answer."""
-        # A character takes at most 4 bytes in UTF-8: only long frames are measured.
-        if len(payload) > self._measure_above and byte_size(payload) > self._max_bytes:
-            conn.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
+    async def _handle(self, found: tuple[Handler, Any, RequestId] | Refusal) -> None:
+        """Call the handler the core named and answer, or send the core's error frame."""
+        if found.__class__ is Refusal:
+            await self.error(*found)
             return
-        if self._rated and not self._take_token(conn):
-            await self._refuse(conn, payload, decoder)
-            return
-        # Plain JSON or MessagePack for a flat model: one pass, where it applies.
-        found: tuple[Handler, Any, RequestId] | None = None
-        if payload.__class__ is str:
-            if conn.json_pass is not None:
-                found = conn.json_pass(payload)
-        elif conn.binary_pass is not None:
-            found = conn.binary_pass(payload)  # type: ignore[arg-type]
-        if found is None:
-            routed = self.route(conn, payload, decoder)
-            if isinstance(routed, Refusal):
-                await self.error(conn, *routed)
-                return
-            found = routed
-        handler, data, request_id = found
+        handler, data, request_id = found  # type: ignore[misc]
         event = handler.event
         try:
             if handler.is_async:
-                result = await handler.invoke(conn, data)
+                result = await handler.invoke(self.connection, data)
             else:
-                result = await run_sync(handler.invoke, conn, data)
+                result = await run_sync(handler.invoke, self.connection, data)
             if request_id is None:
                 frame = None
             else:
@@ -278,98 +325,19 @@ class Sessions:
                     reply = result  # a model instance already: the codec serializes it
                 else:
                     reply = validate_reply(result)
-                frame = conn.codec.encode_event(event, reply, request_id)
+                frame = self.codec.encode_event(event, reply, request_id)
         except EventError as exc:
-            await self.error(conn, exc.code, exc.message, exc.details, request_id, event)
+            await self.error(exc.code, exc.message, exc.details, request_id, event)
             return
         except Exception as exc:
-            await self._handle_exception(conn, exc, event, request_id)
+            await self._handle_exception(exc, event, request_id)
             return
-        self.ok[event] += 1
+        self._runtime.stats.events_ok[event] += 1
         if frame is not None:
-            # Connection._transmit, inlined for a reply on an idle connection: the
-            # coroutine a call makes costs about a tenth of a microsecond per frame.
-            if conn.connection_state is not _CONNECTED or conn._sending or conn._queue:
-                conn.push(frame)
-                return
-            conn._sending = True
-            try:
-                await conn._asgi_send({"type": "websocket.send", conn._frame_key: frame})
-            except OSError:
-                conn._queue.clear()
-                conn.connection_state = ConnectionState.CLOSING
-            finally:
-                conn._sending = False
-                conn.send_started = 0.0
-            if conn._queue:
-                conn._wake()
-
-    def route(
-        self, conn: Connection, payload: str | bytes, decoder: Codec
-    ) -> tuple[Handler, Any, RequestId] | Refusal:
-        """Decode a frame, read its envelope, find its handler and validate its data.
-
-        Returns ``(handler, data, id)``, or the error frame to answer with.
-        """
-        try:
-            decoded = decoder.decode(payload)
-        except DuplicateKeyError as exc:
-            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
-            ambiguous = exc.top_level and exc.key == "id"
-            request_id = None if ambiguous else readable_id(exc.decoded)
-            return Refusal(code, str(exc), None, request_id)
-        except DecodeError as exc:
-            return Refusal(ErrorCode.BAD_FRAME, str(exc), None, None)
-        except Exception:  # a user codec that raised something else
-            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
-            return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
-        try:
-            event, data, request_id = parse_envelope(decoded)
-        except BadEnvelope as exc:
-            return Refusal(ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
-        handler = conn.channel.handlers.get(event)
-        if handler is None:
-            message = f"no handler for event {event!r}"
-            return Refusal(ErrorCode.UNKNOWN_EVENT, message, None, request_id)
-        if handler.validate is not None:
-            try:
-                data = handler.validate(data)
-            except ValidationError as exc:
-                message = f"invalid data for event {event!r}"
-                details = validation_details(exc)
-                return Refusal(ErrorCode.VALIDATION_ERROR, message, details, request_id, event)
-        return handler, data, request_id
-
-    def _take_token(self, conn: Connection) -> bool:
-        """Take one token from the connection's bucket (``rate`` per second, ``burst`` deep)."""
-        limits = self.limits
-        assert limits.rate is not None
-        now = monotonic()
-        tokens = min(float(limits.burst), conn.tokens + (now - conn.tokens_at) * limits.rate)
-        conn.tokens_at = now
-        if tokens >= 1.0:
-            conn.tokens = tokens - 1.0
-            return True
-        conn.tokens = tokens
-        if now - conn.refused_since > RATE_WINDOW:
-            conn.refused_since, conn.refused = now, 0
-        conn.refused += 1
-        return False
-
-    async def _refuse(self, conn: Connection, payload: str | bytes, decoder: Codec) -> None:
-        self.stats.rate_limited += 1
-        if conn.refused > self.limits.burst:
-            conn.abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-            return
-        try:
-            request_id = parse_envelope(decoder.decode(payload))[2]
-        except Exception:
-            request_id = None
-        await self.error(conn, ErrorCode.RATE_LIMITED, "too many events", None, request_id)
+            await self.send_frame(frame)
 
     async def error(
         self,
-        conn: Connection,
         code: str,
         message: str,
         details: Any,
@@ -378,29 +346,28 @@ class Sessions:
     ) -> None:
         """Send an error frame, and count it (by event too, for a registered event)."""
         code = str(code)
-        self.stats.errors[code] += 1
+        stats = self._runtime.stats
+        stats.errors[code] += 1
         if event is not None:
-            self.stats.events[event, code] += 1
+            stats.events[event, code] += 1
         try:
-            frame = conn.codec.encode(
+            frame = self.codec.encode(
                 error_frame(code, message, to_jsonable_python(details), request_id)
             )
         except Exception:
             logger.exception("error details for %r could not be encoded", code)
-            frame = conn.codec.encode(
+            frame = self.codec.encode(
                 error_frame(ErrorCode.INTERNAL_ERROR.value, "internal error", None, request_id)
             )
-        await conn.send_frame(frame)
+        await self.send_frame(frame)
 
-    async def _handle_exception(
-        self, conn: Connection, exc: Exception, event: str, request_id: RequestId
-    ) -> None:
-        mapper = self.app.exception_handler_for(type(exc))
+    async def _handle_exception(self, exc: Exception, event: str, request_id: RequestId) -> None:
+        mapper = self._runtime.exception_handler_for(type(exc))
         if mapper is None:
             logger.error("handler for event %r raised", event, exc_info=exc)
         else:
             try:
-                result = mapper(conn, exc)
+                result = mapper(self.connection, exc)
                 if inspect.isawaitable(result):
                     result = await result
             except EventError as error:
@@ -409,9 +376,7 @@ class Sessions:
                 logger.exception("exception handler for %s failed", type(exc).__name__)
                 result = None
             if isinstance(result, EventError):
-                await self.error(
-                    conn, result.code, result.message, result.details, request_id, event
-                )
+                await self.error(result.code, result.message, result.details, request_id, event)
                 return
             if result is not None:
                 logger.error(
@@ -419,61 +384,76 @@ class Sessions:
                     type(exc).__name__,
                     result,
                 )
-        await self.error(conn, ErrorCode.INTERNAL_ERROR, "internal error", None, request_id, event)
+        await self.error(ErrorCode.INTERNAL_ERROR, "internal error", None, request_id, event)
 
-    # -- the watchdog: send and idle timeouts, without a task or a timer per frame --
+    # -- the end -----------------------------------------------------------------------
 
-    def _watch_soon(self) -> None:
-        if self._watchdog is None:
-            loop = asyncio.get_running_loop()
-            self._watchdog = loop.call_later(WATCH_INTERVAL, self._watch)
+    def watch(self, now: float) -> None:
+        """Let the core look at its timeouts; the watchdog calls this a few times a second."""
+        if self._core.check_time(now) is not None:
+            self._aborted()
 
-    def _watch(self) -> None:
-        self._watchdog = None
-        connections = self.app.connections
-        if not connections:
-            return  # the next connection starts it again
-        now = monotonic()
-        send_timeout, idle = self.limits.send_timeout, self.limits.idle_timeout
-        for conn in list(connections.values()):
-            started = conn.send_started
-            if conn.sending and not started:
-                conn.send_started = now  # timed from here: at most WATCH_INTERVAL late
-            elif started and now - started > send_timeout:
-                conn.abort(CloseCode.TRY_AGAIN_LATER, "send timed out: the client is not reading")
-            elif idle is not None and now - conn.last_frame > idle:
-                conn.abort(CloseCode.NORMAL_CLOSURE, "idle")
-        self._watch_soon()
+    def host_cancelled(self) -> bool:
+        """Account for a cancellation of the receive loop: whether the host asked for one too.
 
-    def stop(self) -> None:
-        """Stop the watchdog."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        Aborts cancel the loop; those are taken back here (Python 3.11+ counts
+        them). What remains was the host's (a timeout around the app, a server
+        giving up at shutdown), which must go on once the teardown is done.
+        """
+        task, cancels, self._cancels = self._task, self._cancels, 0
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is None:  # Python 3.10 counts nothing: a cancel with no abort is the host's
+            return self._core.aborted is None
+        for _ in range(cancels):
+            uncancel()
+        return bool(task.cancelling())  # type: ignore[union-attr]
+
+    async def send_abort_close(self) -> int | None:
+        """Send the close frame of an abort, giving a stalled client ``send_timeout`` to take it.
+
+        Returns its code, or ``None`` when the connection was not aborted.
+        """
+        close = self._core.aborted
+        if close is None:
+            return None
+        self._task = None  # from here on, nothing cancels this task for an abort
+        message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
+        try:
+            await asyncio.wait_for(self._send(message), self._runtime.limits.send_timeout)
+        except Exception:  # a client that never reads again; or one that is gone
+            logger.info("connection %s did not take its close frame", self.id)
+        return close.code
+
+    async def finish(self, code: int) -> None:
+        """The connection ended: stop the writer, drop every subscription."""
+        self._task = None
+        self._core.disconnected(code)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        topics, self.topics = self.topics, set()
+        for topic in topics:
+            await self._runtime.broker.leave(topic, self)
 
 
-async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> None:
-    """Answer a handshake with an HTTP status and a text body, where the server can.
+async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
+    """Call an ``on_connect`` or ``on_disconnect`` hook, sync ones in a thread.
 
-    Without the ``websocket.http.response`` extension the server answers 403.
+    What a sync hook sets in a ``ContextVar`` is set here too, as for an async
+    hook, so that the handlers of the connection see it.
     """
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        reason = body[:123].decode(errors="ignore")  # a close reason fits in 123 bytes
-        await send(
-            {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
-        )
+    if hook.is_async:
+        await hook.invoke(conn, argument)
+        return
+    context = contextvars.copy_context()
+    await run_sync(context.run, hook.invoke, conn, argument)
+    for variable, value in context.items():
+        if variable.get(_MISSING) is not value:
+            variable.set(value)
+
+
+_MISSING = object()
 
 
 def unexpected(kind: str) -> RuntimeError:
@@ -481,52 +461,3 @@ def unexpected(kind: str) -> RuntimeError:
     return RuntimeError(
         f'Expected ASGI message "websocket.receive" or "websocket.disconnect", but got {kind!r}'
     )
-
-
-def _uncancel() -> None:
-    """Undo a cancellation this code handled (Python 3.11+ counts them)."""
-    task = asyncio.current_task()
-    if task is not None and hasattr(task, "uncancel"):
-        task.uncancel()
-
-
-async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
-    """Call an ``on_connect`` or ``on_disconnect`` hook, sync ones in a thread."""
-    if hook.is_async:
-        await hook.invoke(conn, argument)
-    else:
-        await run_sync(hook.invoke, conn, argument)
-
-
-def readable_id(decoded: Any) -> RequestId:
-    """The ``id`` of a frame, where it can be read."""
-    try:
-        return parse_envelope(decoded)[2]
-    except BadEnvelope as exc:
-        return exc.request_id
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors as ``{loc, msg, type}``: never the input, which may hold secrets."""
-    return [
-        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
-
-
-def byte_size(payload: str | bytes) -> int:
-    """The size of a frame's payload in bytes."""
-    if isinstance(payload, str):
-        return len(payload.encode("utf-8", "surrogatepass"))
-    return len(payload)
-
-
-def route_path(scope: Scope) -> str:
-    """The path relative to the mount point (Starlette's ``get_route_path``)."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if not root_path or not path.startswith(root_path):
-        return path
-    if path == root_path:
-        return ""
-    return path[len(root_path) :] if path[len(root_path)] == "/" else path

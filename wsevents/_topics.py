@@ -23,8 +23,8 @@ from ._envelope import event_frame
 from .exceptions import TopicError
 
 if TYPE_CHECKING:
-    from ._connection import Connection
     from ._routing import Channel
+    from ._session import Session
     from .backplane import Backplane
     from .codecs import Codec
 
@@ -171,17 +171,11 @@ class Broker:
     twice (a message can match both a topic and a pattern subscription).
     """
 
-    def __init__(
-        self,
-        backplane: Backplane,
-        node_id: str,
-        connections: dict[str, Connection],
-        channels: list[Channel],
-    ) -> None:
+    def __init__(self, backplane: Backplane, node_id: str, channels: list[Channel]) -> None:
         self.backplane = backplane
         self.node_id = node_id
-        self.topics: Topics[Connection] = Topics()
-        self._connections = connections
+        self.topics: Topics[Session] = Topics()
+        self.sessions: dict[str, Session] = {}  # this process's open connections, by id
         self._channels = channels
         self._counter = itertools.count()
         self._seen: dict[str, None] = {}  # recent message ids, oldest first
@@ -203,14 +197,14 @@ class Broker:
         """Stop the backplane."""
         await self.backplane.stop()
 
-    async def join(self, subscription: str, conn: Connection) -> None:
-        """Subscribe ``conn``; the backplane hears the subscription from its first member on."""
-        if self.topics.add(subscription, conn):
+    async def join(self, subscription: str, session: Session) -> None:
+        """Subscribe ``session``; the backplane hears the subscription from its first member on."""
+        if self.topics.add(subscription, session):
             await self.backplane.subscribe(subscription)
 
-    async def leave(self, subscription: str, conn: Connection) -> None:
-        """Unsubscribe ``conn``; the backplane forgets the subscription with its last member."""
-        if self.topics.discard(subscription, conn):
+    async def leave(self, subscription: str, session: Session) -> None:
+        """Unsubscribe ``session``; the backplane forgets the subscription with its last member."""
+        if self.topics.discard(subscription, session):
             await self.backplane.unsubscribe(subscription)
 
     async def publish(
@@ -236,7 +230,7 @@ class Broker:
 
     async def send_to(self, connection_id: str, event: str, data: Any) -> None:
         """Deliver to one connection, here or in the process whose node id starts its id."""
-        conn = self._connections.get(connection_id)
+        conn = self.sessions.get(connection_id)
         if conn is not None:
             conn.push(conn.encode_event(event, data))
             return
@@ -290,7 +284,7 @@ class Broker:
             if len(self._seen) > SEEN_MESSAGES:
                 del self._seen[next(iter(self._seen))]
             if "c" in message:
-                conn = self._connections.get(message["c"])
+                conn = self.sessions.get(message["c"])
                 if conn is not None:
                     conn.push(conn.encode_event(message["e"], message["d"]))
             else:

@@ -17,16 +17,25 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgpack
 import msgspec
 from pydantic_core import from_json, to_json, to_jsonable_python
 
+from ._onepass import INT_MAX, INT_MIN, OnePass, is_plain_model, keys_match
 from .exceptions import DecodeError, DuplicateKeyError
 
-__all__ = ["Codec", "CodecSet", "JSONCodec", "MessagePackCodec"]
+if TYPE_CHECKING:
+    from ._envelope import RequestId
+    from ._routing import Handler
+
+__all__ = ["Codec", "CodecSet", "EnvelopeDecoder", "JSONCodec", "MessagePackCodec"]
+
+EnvelopeDecoder = Callable[[Any], "tuple[Handler, Any, RequestId] | None"]
+"""Decode, route and validate a frame in one pass: ``(handler, data, id)``, or ``None``
+for the general path (:meth:`Codec.decode`, then the envelope, then the model)."""
 
 FrameType = Literal["text", "binary"]
 
@@ -45,8 +54,6 @@ _UNENCODABLE = (TypeError, ValueError, OverflowError)
 
 
 def _plain(kind: type) -> bool:
-    from ._onepass import is_plain_model  # it imports this module
-
     plain = _PLAIN[kind] = is_plain_model(kind)
     return plain
 
@@ -84,6 +91,15 @@ class Codec(ABC):
         if request_id is not None:
             message["id"] = request_id
         return self.encode(message)
+
+    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
+        """Return a decoder that reads frames for ``handlers`` in one pass, or ``None``.
+
+        The pass must answer as the general path would, or return ``None``
+        for a frame and leave it to the general path; only its speed may
+        differ. The default has none.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(subprotocol={self.subprotocol!r})"
@@ -137,7 +153,6 @@ def _unmark(decoded: Any) -> Any:
 
 
 MAX_DEPTH = 64
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 
 def check_decoded(value: Any, *, depth: int = 0) -> None:
@@ -202,20 +217,6 @@ def _members(value: Any) -> int:
     return count
 
 
-def keys_match(text: str, members: int) -> bool:
-    """Whether the JSON ``text`` holds no more keys than the ``members`` its objects kept.
-
-    Every key is followed by a colon outside a string, so ``members`` colons
-    in all leave no room for a repeated key; failing that (a colon inside a
-    string), ``members`` occurrences of ``":``, where no ``"`` meets whitespace.
-    """
-    if text.count(":") == members:
-        return True
-    return text.count('":') == members and not (
-        '" ' in text or '"\n' in text or '"\t' in text or '"\r' in text
-    )
-
-
 class JSONCodec(Codec):
     """JSON in text frames, the default.
 
@@ -266,6 +267,10 @@ class JSONCodec(Codec):
             except _UNENCODABLE:
                 pass
         return to_json(message, inf_nan_mode="null").decode()
+
+    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
+        """One pass for the JSON texts of flat models (see :mod:`wsevents._onepass`)."""
+        return OnePass(handlers.values()).text_pass
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode JSON text (or UTF-8 bytes).
@@ -366,6 +371,10 @@ class MessagePackCodec(Codec):
             except _UNENCODABLE:
                 pass
         return self._pack(message)  # type: ignore[no-any-return]
+
+    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
+        """One pass for the MessagePack frames of flat models (see :mod:`wsevents._onepass`)."""
+        return OnePass(handlers.values()).binary_pass
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.

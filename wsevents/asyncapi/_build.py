@@ -23,7 +23,6 @@ REQUEST_ID = "wsevents.RequestId"
 ERROR_DATA = "wsevents.ErrorData"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
-_CONVERTOR = re.compile(r"{(\w+):\w+}")
 
 ERROR_CODES = {
     ErrorCode.BAD_FRAME: "the frame is not JSON (text) or MessagePack (binary)",
@@ -204,9 +203,12 @@ class _ChannelBuilder:
 
     def channel(self, root_path: str, subprotocols: list[str]) -> dict[str, Any]:
         ch = self.ch
-        address = root_path.rstrip("/") + _CONVERTOR.sub(r"{\1}", ch.address)
+        address = root_path.rstrip("/") + ch.path_format
         parameters = {
-            name: {"description": f"Path parameter `{name}`: {PARAMETER_KINDS[kind]}."}
+            name: {
+                "description": f"Path parameter `{name}`: "
+                f"{PARAMETER_KINDS.get(kind, f'a value of the {kind!r} convertor')}."
+            }
             for name, kind in ch.param_kinds.items()
         }
         protocols = ", ".join(f"`{name}`" for name in subprotocols)

@@ -1,0 +1,267 @@
+"""The connection's lifecycle under faults: limits during the handshake, failing sends,
+shutdown with a stalled client, cancellation by the host, context variables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from wsevents import Channel, Connection, EventApp, Limits
+
+from .conftest import serve
+from .test_limits import never_reading_client
+
+pytestmark = pytest.mark.anyio
+
+USER: contextvars.ContextVar[str] = contextvars.ContextVar("USER", default="nobody")
+ROLE: contextvars.ContextVar[str] = contextvars.ContextVar("ROLE", default="none")
+
+
+class Peer:
+    """An ASGI server's side of one WebSocket, in memory.
+
+    ``stall`` makes every ``websocket.send`` after the accept wait forever (a
+    client that stopped reading); ``fail`` makes it raise that exception.
+    A close frame sent to it is answered with ``websocket.disconnect``.
+    """
+
+    def __init__(
+        self, *frames: Any, stall: bool = False, fail: BaseException | None = None
+    ) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.inbox.put_nowait({"type": "websocket.connect"})
+        for frame in frames:
+            self.inbox.put_nowait({"type": "websocket.receive", "text": json.dumps(frame)})
+        self.sent: list[dict[str, Any]] = []
+        self.closed_at: float | None = None
+        self.stall = stall
+        self.fail = fail
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.accept":
+            if self.stall:
+                await asyncio.Event().wait()
+            if self.fail is not None:
+                raise self.fail
+        self.sent.append(message)
+        if message["type"] == "websocket.close":
+            self.closed_at = time.monotonic()
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": message["code"]})
+
+    def disconnect(self) -> None:
+        self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    def frames(self) -> list[Any]:
+        return [json.loads(m["text"]) for m in self.sent if m["type"] == "websocket.send"]
+
+
+def scope(path: str = "/c") -> dict[str, Any]:
+    return {"type": "websocket", "path": path, "root_path": "", "headers": [], "query_string": b""}
+
+
+def make_app(limits: Limits | None = None) -> tuple[EventApp, list[Any]]:
+    channel = Channel("/c")
+    seen: list[Any] = []
+
+    @channel.on("echo", reply=Any)
+    async def echo(data: Any) -> Any:
+        return data
+
+    @channel.on("push")
+    async def push(conn: Connection, data: Any) -> None:
+        await conn.send("pushed", data)
+
+    @channel.on_disconnect
+    async def left(code: int) -> None:
+        seen.append(("disconnect", code))
+
+    return EventApp([channel], title="t", version="1", limits=limits), seen
+
+
+async def test_max_connections_counts_handshakes_still_in_their_hooks() -> None:
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def slow(conn: Connection) -> None:
+        await asyncio.sleep(0.3)
+
+    app = EventApp([channel], title="t", version="1", limits=Limits(max_connections=2))
+    with serve(app) as address:
+
+        async def attempt() -> int:
+            try:
+                async with connect(f"ws://{address}/c", open_timeout=5):
+                    await asyncio.sleep(0.5)  # stay while the others try
+                    return 101
+            except InvalidStatus as exc:
+                return exc.response.status_code
+
+        statuses = await asyncio.gather(*(attempt() for _ in range(10)))
+    assert sorted(statuses) == [101, 101] + [503] * 8
+
+
+async def test_a_queue_that_overflows_during_on_connect_closes_with_1013_once_accepted() -> None:
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def chatty(conn: Connection) -> None:
+        for n in range(5):
+            await conn.send("hello", n)
+
+    app = EventApp([channel], title="t", version="1", limits=Limits(send_queue=2))
+    peer = Peer({"event": "x"})
+    await asyncio.wait_for(app(scope(), peer.receive, peer.send), 5)
+    assert [m["type"] for m in peer.sent] == ["websocket.accept", "websocket.close"]
+    assert peer.sent[-1]["code"] == 1013
+    assert app.stats()["slow_consumers_dropped"] == 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+async def test_a_send_that_raises_is_logged_and_closes_with_1011(
+    concurrency: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, seen = make_app(Limits(concurrency=concurrency))
+    peer = Peer({"event": "echo", "data": 1, "id": 1}, fail=ValueError("transport bug"))
+    with caplog.at_level(logging.INFO, logger="wsevents"):
+        await asyncio.wait_for(app(scope(), peer.receive, peer.send), 5)
+    assert seen == [("disconnect", 1011)]
+    assert "sending to connection" in caplog.text
+    assert "ValueError: transport bug" in caplog.text
+    assert "never retrieved" not in caplog.text
+    assert app.stats()["closed_by_server"] == {1011: 1}
+
+
+async def test_a_push_whose_send_raises_is_logged_and_closes_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, seen = make_app()
+    peer = Peer(fail=RuntimeError("transport bug"))
+    task = asyncio.create_task(app(scope(), peer.receive, peer.send))
+    while not app.connections:  # noqa: ASYNC110 - the app offers no event to wait on
+        await asyncio.sleep(0.01)
+    (conn_id,) = app.connections
+    await app.send_to(conn_id, "news", 1)  # through the writer, not the receive loop
+    await asyncio.wait_for(task, 5)
+    assert seen == [("disconnect", 1011)]
+    assert "RuntimeError: transport bug" in caplog.text
+
+
+async def test_shutdown_closes_healthy_clients_at_once_though_one_never_reads() -> None:
+    app, seen = make_app(Limits(send_timeout=0.5))
+    await app.startup()
+    stuck = Peer(stall=True)
+    healthy = [Peer() for _ in range(3)]
+    tasks = [asyncio.create_task(app(scope(), p.receive, p.send)) for p in [stuck, *healthy]]
+    while len(app.connections) < 4:  # noqa: ASYNC110 - the app offers no event to wait on
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await asyncio.wait_for(app.shutdown(), 10)
+    took = time.monotonic() - started
+    for peer in healthy:
+        assert peer.sent[-1] == {
+            "type": "websocket.close",
+            "code": 1001,
+            "reason": "server shutting down",
+        }
+        assert peer.closed_at is not None
+        assert peer.closed_at - started < 1.0  # not after the stalled one's grace
+    assert took < 8
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    # The stalled client's send ran out of send_timeout: 1013; the others closed with 1001.
+    assert sorted(seen) == [("disconnect", 1001)] * 3 + [("disconnect", 1013)]
+    assert app.connections == {}
+
+
+async def test_subscribe_after_the_client_left_keeps_no_subscription() -> None:
+    channel = Channel("/c")
+    held: list[Connection] = []
+
+    @channel.on_connect
+    async def keep(conn: Connection) -> None:
+        held.append(conn)
+
+    app = EventApp([channel], title="t", version="1")
+    peer = Peer()
+    peer.disconnect()
+    await app(scope(), peer.receive, peer.send)
+    (conn,) = held
+    await conn.subscribe("rooms/late")
+    assert conn.topics == frozenset()
+    assert conn.close_code == 1000
+
+
+async def test_context_variables_set_in_on_connect_reach_the_handlers() -> None:
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def who(conn: Connection) -> None:
+        USER.set("ann")
+
+    @channel.on_connect
+    def role(conn: Connection) -> None:  # a sync hook: it runs in a thread
+        ROLE.set("admin")
+
+    @channel.on("whoami", reply=list[str])
+    async def whoami() -> list[str]:
+        return [USER.get(), ROLE.get()]
+
+    app = EventApp([channel], title="t", version="1")
+    peer = Peer({"event": "whoami", "id": 1})
+    peer.disconnect()
+    await asyncio.wait_for(app(scope(), peer.receive, peer.send), 5)
+    assert peer.frames() == [{"event": "whoami", "data": ["ann", "admin"], "id": 1}]
+
+
+async def test_a_timeout_around_the_app_raises_after_the_teardown() -> None:
+    app, seen = make_app()
+    peer = Peer({"event": "echo", "data": 1, "id": 1})
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(app(scope(), peer.receive, peer.send), 0.3)
+    assert seen == [("disconnect", 1001)]  # the hooks ran before the cancellation went on
+    assert app.connections == {}
+
+
+async def test_an_aborted_client_that_reads_again_in_send_timeout_gets_1013() -> None:
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def join(conn: Connection) -> None:
+        await conn.subscribe("feed")
+
+    @channel.on("flood")
+    async def flood(conn: Connection) -> None:
+        for n in range(400):
+            await conn.app.publish("feed", "big", {"n": n, "pad": "x" * 40_000})
+            await asyncio.sleep(0.001)
+
+    limits = Limits(rate=None, send_queue=8, send_timeout=10)
+    app = EventApp([channel], title="t", version="1", limits=limits)
+    with serve(app) as address, never_reading_client(address, "/c") as sock:
+        async with connect(f"ws://{address}/c", max_queue=None) as publisher:
+            await publisher.send(json.dumps({"event": "flood"}))
+            deadline = time.monotonic() + 10
+            while app.stats()["slow_consumers_dropped"] == 0:
+                assert time.monotonic() < deadline, "the client was not found slow"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2)  # longer than a fixed grace, well within send_timeout
+            assert len(app.connections) == 2  # counted while its close frame waits
+            # Reading again: what was sent, then the close frame.
+            reason = b"send queue full"
+            close_frame = bytes([0x88, 2 + len(reason)]) + (1013).to_bytes(2, "big") + reason
+            received = b""
+            sock.settimeout(5)
+            while not received.endswith(close_frame):
+                chunk = await asyncio.to_thread(sock.recv, 1 << 20)
+                assert chunk, "the connection ended without the close frame"
+                received += chunk

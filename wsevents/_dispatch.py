@@ -1,0 +1,134 @@
+"""From a frame's payload to a handler to call, or to the error frame to answer with.
+
+Pure: no I/O, no event loop. The connection core (:mod:`wsevents._protocol`)
+calls :meth:`Router.route` for every frame that the codec's one-pass decoder
+(:meth:`~wsevents.codecs.Codec.envelope_decoder`) did not take.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from ._envelope import BadEnvelope, RequestId, parse_envelope
+from ._routing import Channel, Handler
+from .codecs import Codec, EnvelopeDecoder
+from .exceptions import DecodeError, DuplicateKeyError, ErrorCode
+
+__all__ = [
+    "Call",
+    "Refusal",
+    "Router",
+    "byte_size",
+    "readable_id",
+    "request_id_of",
+    "validation_details",
+]
+
+logger = logging.getLogger("wsevents")
+
+Call = tuple[Handler, Any, RequestId]
+"""A handler to call: ``(handler, validated data, request id)``."""
+
+
+class Refusal(NamedTuple):
+    """An error frame to answer a frame with."""
+
+    code: str
+    message: str
+    details: Any
+    request_id: RequestId
+    event: str | None = None
+
+
+class Router:
+    """Route the frames of one connection: its channel, and the codec of each frame type."""
+
+    __slots__ = ("binary_decoder", "binary_pass", "channel", "text_decoder", "text_pass")
+
+    def __init__(self, channel: Channel, text_decoder: Codec, binary_decoder: Codec) -> None:
+        self.channel = channel
+        self.text_decoder = text_decoder
+        self.binary_decoder = binary_decoder
+        # The codec's one-pass decoders for this channel's handlers (None: none applies).
+        self.text_pass: EnvelopeDecoder | None = channel.envelope_decoder(text_decoder)
+        self.binary_pass: EnvelopeDecoder | None = channel.envelope_decoder(binary_decoder)
+
+    def route(self, payload: str | bytes) -> Call | Refusal:
+        """Decode a frame, read its envelope, find its handler and validate its data."""
+        if payload.__class__ is str:
+            fast = self.text_pass
+            decoder = self.text_decoder
+        else:
+            fast = self.binary_pass
+            decoder = self.binary_decoder
+        if fast is not None:
+            found = fast(payload)
+            if found is not None:
+                return found
+        try:
+            decoded = decoder.decode(payload)
+        except DuplicateKeyError as exc:
+            code = ErrorCode.BAD_ENVELOPE if exc.top_level else ErrorCode.BAD_FRAME
+            ambiguous = exc.top_level and exc.key == "id"
+            request_id = None if ambiguous else readable_id(exc.decoded)
+            return Refusal(code, str(exc), None, request_id)
+        except DecodeError as exc:
+            return Refusal(ErrorCode.BAD_FRAME, str(exc), None, None)
+        except Exception:  # a user codec that raised something else
+            logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
+            return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
+        try:
+            event, data, request_id = parse_envelope(decoded)
+        except BadEnvelope as exc:
+            return Refusal(ErrorCode.BAD_ENVELOPE, exc.message, None, exc.request_id)
+        handler = self.channel.handlers.get(event)
+        if handler is None:
+            message = f"no handler for event {event!r}"
+            return Refusal(ErrorCode.UNKNOWN_EVENT, message, None, request_id)
+        if handler.validate is not None:
+            try:
+                data = handler.validate(data)
+            except ValidationError as exc:
+                message = f"invalid data for event {event!r}"
+                details = validation_details(exc)
+                return Refusal(ErrorCode.VALIDATION_ERROR, message, details, request_id, event)
+        return handler, data, request_id
+
+    def request_id(self, payload: str | bytes) -> RequestId:
+        """The ``id`` of a frame, where it can be read (a rate-limited frame is not routed)."""
+        decoder = self.text_decoder if payload.__class__ is str else self.binary_decoder
+        return request_id_of(decoder, payload)
+
+
+def request_id_of(decoder: Codec, payload: str | bytes) -> RequestId:
+    """The ``id`` of a frame decoded by ``decoder``, or ``None``."""
+    try:
+        return parse_envelope(decoder.decode(payload))[2]
+    except Exception:
+        return None
+
+
+def readable_id(decoded: Any) -> RequestId:
+    """The ``id`` of a decoded frame, where it can be read."""
+    try:
+        return parse_envelope(decoded)[2]
+    except BadEnvelope as exc:
+        return exc.request_id
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as ``{loc, msg, type}``: never the input, which may hold secrets."""
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def byte_size(payload: str | bytes) -> int:
+    """The size of a frame's payload in bytes."""
+    if isinstance(payload, str):
+        return len(payload.encode("utf-8", "surrogatepass"))
+    return len(payload)

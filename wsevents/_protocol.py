@@ -1,0 +1,309 @@
+"""The connection core: one connection's state, outbox, close and abort, without I/O.
+
+Modelled on ``websockets``' sans-I/O ``protocol.py``: this object never
+awaits and never touches a socket. Frames come in (:meth:`ConnectionCore.receive`)
+and outcomes come out: a handler to call, an error frame to send, or nothing
+because the frame closed the connection (too big, too many refused). Frames
+to send go into a bounded outbox (:meth:`~ConnectionCore.push`), from which
+the one writer takes them (:meth:`~ConnectionCore.next_item`). Every method
+that changes the state checks it first, and these methods are the only place
+that changes it::
+
+    CONNECTING --accept--> OPEN --close/abort/send failed--> CLOSING --disconnected--> CLOSED
+        |                                                       ^
+        +---------------- abort (during on_connect) ------------+
+
+The async layer (:mod:`wsevents._session`) drives it: it reads ASGI
+messages, calls handlers, and is the only caller of ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._dispatch import Call, Refusal, Router, byte_size
+from .exceptions import CloseCode, ErrorCode
+
+if TYPE_CHECKING:
+    from ._limits import Limits
+    from ._stats import Stats
+
+__all__ = ["Close", "ConnectionCore", "ConnectionState", "InvalidState", "Pushed"]
+
+RATE_WINDOW = 10.0  # refusals are counted over this many seconds
+
+Frame = str | bytes
+
+
+class ConnectionState(Enum):
+    """Where a connection is in its life."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+# The members the per-frame path compares with, as plain names: an Enum
+# attribute costs a class lookup each time.
+_CONNECTING, _OPEN, _CLOSING, _CLOSED = ConnectionState
+
+
+class InvalidState(RuntimeError):
+    """A transition that the connection's state does not allow."""
+
+
+class Close(NamedTuple):
+    """A close frame to send: its code and reason."""
+
+    code: int
+    reason: str
+
+
+class Pushed(Enum):
+    """What became of a frame handed to :meth:`ConnectionCore.push`."""
+
+    QUEUED = "queued"  # in the outbox; the writer must run
+    HELD = "held"  # in the outbox until the handshake is accepted
+    DROPPED = "dropped"  # the connection is closing or closed
+    OVERFLOWED = "overflowed"  # the outbox was full: the connection is aborted
+
+
+_QUEUED, _HELD, _DROPPED, _OVERFLOWED = Pushed
+
+
+class ConnectionCore:
+    """One connection's state machine; no I/O.
+
+    Attributes:
+        state: the :class:`ConnectionState`.
+        aborted: the close frame of an abort, once aborted (the async layer
+            sends it instead of whatever was queued).
+        close_code: the code the connection ended with, once closed.
+        sending: whether a frame is with ASGI ``send`` now.
+    """
+
+    __slots__ = (
+        "_accepted",
+        "_limits",
+        "_max_bytes",
+        "_measure_above",
+        "_outbox",
+        "_rated",
+        "_stats",
+        "aborted",
+        "close_code",
+        "last_frame",
+        "refused",
+        "refused_since",
+        "router",
+        "send_started",
+        "sending",
+        "state",
+        "tokens",
+        "tokens_at",
+    )
+
+    def __init__(self, router: Router, limits: Limits, stats: Stats) -> None:
+        self.router = router
+        self._stats = stats  # the app's counters: this object only adds to them
+        self.state = _CONNECTING
+        self._accepted = False
+        self.aborted: Close | None = None
+        self.close_code: int | None = None
+        self.sending = False
+        self._outbox: deque[Frame | Close] = deque()
+        self._limits = limits
+        self._rated = limits.rate is not None
+        self._max_bytes = limits.max_message_bytes
+        # A character takes at most 4 bytes in UTF-8: only longer frames are measured.
+        self._measure_above = limits.max_message_bytes // 4
+        # When the watchdog first saw the send under way (0: none is, or it has not
+        # looked yet): the send itself only clears it, so no clock is read per frame.
+        self.send_started = 0.0
+        self.last_frame = 0.0
+        self.tokens = float(limits.burst)
+        self.tokens_at = 0.0
+        self.refused = 0
+        self.refused_since = 0.0
+
+    def __repr__(self) -> str:
+        return f"<ConnectionCore {self.state.value}, {len(self._outbox)} queued>"
+
+    # -- the handshake and the end ---------------------------------------------------
+
+    def accept(self, now: float) -> bool:
+        """Take the handshake as done; return whether the connection is open.
+
+        A connection aborted during its ``on_connect`` hooks (its queue
+        overflowed) stays aborted: it closes as soon as it is accepted.
+        """
+        if self._accepted or (self.state is not _CONNECTING and self.aborted is None):
+            raise InvalidState(f"cannot accept a connection that is {self.state.value}")
+        self._accepted = True
+        self.last_frame = self.tokens_at = now
+        if self.aborted is not None:
+            return False
+        self.state = _OPEN
+        return True
+
+    def close(self, code: int, reason: str) -> bool:
+        """Queue a close frame after the frames already queued; return whether it was queued."""
+        state = self.state
+        if state is _CONNECTING:
+            raise InvalidState("cannot close a connection before it is accepted: raise Reject")
+        if state is not _OPEN:
+            return False
+        self.state = _CLOSING
+        self._outbox.append(Close(int(code), reason))
+        return True
+
+    def abort(self, code: int, reason: str) -> bool:
+        """Drop what is queued and close with ``code``; return whether this call aborted it.
+
+        The first abort wins; a closed connection cannot be aborted.
+        """
+        if self.aborted is not None or self.state is _CLOSED:
+            return False
+        self._stats.closed[code] += 1
+        self.aborted = Close(int(code), reason)
+        self.state = _CLOSING
+        self._outbox.clear()
+        return True
+
+    def disconnected(self, code: int) -> None:
+        """The connection ended (either side): drop whatever is still queued."""
+        if self.state is _CLOSED:
+            raise InvalidState("the connection is closed already")
+        self.state = _CLOSED
+        self.close_code = code
+        self._outbox.clear()
+
+    # -- frames out ------------------------------------------------------------------
+
+    def push(self, frame: Frame) -> Pushed:
+        """Queue a frame for the writer; never waits.
+
+        A full outbox is a slow consumer: the connection is aborted with 1013.
+        """
+        state = self.state
+        if state is _OPEN:
+            if len(self._outbox) < self._limits.send_queue:
+                self._outbox.append(frame)
+                return _QUEUED
+        elif state is _CONNECTING:
+            if len(self._outbox) < self._limits.send_queue:
+                self._outbox.append(frame)
+                return _HELD
+        else:
+            return _DROPPED
+        self._stats.slow_consumers_dropped += 1
+        self.abort(CloseCode.TRY_AGAIN_LATER, "send queue full")
+        return _OVERFLOWED
+
+    def send_now(self) -> bool:
+        """Whether a frame may go to ASGI ``send`` now, ahead of the writer; if so, it is sending.
+
+        It may when the connection is open, nothing is being sent and nothing
+        is queued: otherwise it must be pushed, to keep the order.
+        """
+        if self.state is _OPEN and not self.sending and not self._outbox:
+            self.sending = True
+            return True
+        return False
+
+    def next_item(self) -> Frame | Close | None:
+        """The next frame or close frame for the writer, now sending; ``None``: nothing to send."""
+        if self.sending or not self._outbox or self.state is _CONNECTING:
+            return None
+        self.sending = True
+        return self._outbox.popleft()
+
+    def sent(self) -> bool:
+        """The send under way ended; return whether more waits in the outbox."""
+        self.sending = False
+        self.send_started = 0.0
+        return bool(self._outbox) and self.state is not _CONNECTING
+
+    def send_failed(self) -> None:
+        """The transport refused a send: the client is gone; nothing more is sent."""
+        self.sending = False
+        self.send_started = 0.0
+        self._outbox.clear()
+        if self.state is _OPEN:
+            self.state = _CLOSING
+
+    @property
+    def queued(self) -> bool:
+        """Whether frames wait in the outbox for the writer."""
+        return bool(self._outbox) and self.state is not _CONNECTING
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the outbox is at least half full."""
+        return len(self._outbox) * 2 >= self._limits.send_queue
+
+    # -- frames in -------------------------------------------------------------------
+
+    def receive(self, payload: str | bytes, now: float) -> Call | Refusal | None:
+        """Turn a frame from the client into a handler to call or an error frame to send.
+
+        ``None``: nothing to do (the connection is closing, or this frame closed it).
+        """
+        self.last_frame = now
+        if self.state is not _OPEN:
+            return None
+        if len(payload) > self._measure_above and byte_size(payload) > self._max_bytes:
+            self.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
+            return None
+        if self._rated and not self._take_token(now):
+            self._stats.rate_limited += 1
+            if self.refused > self._limits.burst:
+                self.abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+                return None
+            return Refusal(
+                ErrorCode.RATE_LIMITED, "too many events", None, self.router.request_id(payload)
+            )
+        return self.router.route(payload)
+
+    def _take_token(self, now: float) -> bool:
+        """Take one token from the bucket (``rate`` per second, ``burst`` deep)."""
+        limits = self._limits
+        rate: Any = limits.rate
+        tokens = min(float(limits.burst), self.tokens + (now - self.tokens_at) * rate)
+        self.tokens_at = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        if now - self.refused_since > RATE_WINDOW:
+            self.refused_since, self.refused = now, 0
+        self.refused += 1
+        return False
+
+    # -- time ------------------------------------------------------------------------
+
+    def check_time(self, now: float) -> Close | None:
+        """Look at the send and idle timeouts; abort and return the close if one ran out.
+
+        Called a few times a second by the watchdog: a send is timed from the
+        first look that finds it under way.
+        """
+        limits = self._limits
+        started = self.send_started
+        close: Close | None = None
+        if self.sending and not started:
+            self.send_started = now
+        elif started and now - started > limits.send_timeout:
+            close = Close(CloseCode.TRY_AGAIN_LATER, "send timed out: the client is not reading")
+        elif (
+            self.state is _OPEN
+            and limits.idle_timeout is not None
+            and now - self.last_frame > limits.idle_timeout
+        ):
+            close = Close(CloseCode.NORMAL_CLOSURE, "idle")
+        if close is not None and self.abort(*close):
+            return close
+        return None
