@@ -28,7 +28,7 @@ $(STAMP)/npm: tests/asyncapi/package-lock.json
 ## run: create .venv, install wsevents and serve the chat example (in-memory backplane)
 run: $(STAMP)/install
 	@echo "wsevents chat example: open http://$(HOST):$(PORT)/ in two browser tabs"
-	$(BIN)/python -m uvicorn examples.chat.app:app --host $(HOST) --port $(PORT)
+	$(BIN)/wsevents run examples.chat.app:app --host $(HOST) --port $(PORT)
 
 ## test: create .venv, install the dev dependencies, the AsyncAPI parser and Chromium; check all
 test: $(STAMP)/install-dev $(STAMP)/npm browser check

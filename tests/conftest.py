@@ -138,15 +138,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def uvicorn_process(
-    target: str, log: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    target: str,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    runner: tuple[str, ...] = ("uvicorn",),
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """Run ``python -m uvicorn target`` in a process of its own on a free port.
+    """Run ``python -m uvicorn target`` (or ``runner``, as ``wsevents run``) on a free port.
 
     Yields the port and the process once the app started; its output goes to
     ``log``. Stopped with SIGINT at the end, if it still runs.
     """
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", *runner, target, "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [*command, *args],

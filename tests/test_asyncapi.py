@@ -327,3 +327,61 @@ def test_check_frames_fails_on_a_frame_the_document_does_not_describe() -> None:
         with pytest.raises(FrameContractError, match="received a frame"):
             ws.receive()
         assert ws.receive() == Message("leak", None, 5)
+
+
+def test_channel_and_event_names_that_join_alike_get_distinct_keys() -> None:
+    class Ab(BaseModel):
+        ab: int
+
+    class Abc(BaseModel):
+        abc: str
+
+    dotted = Channel("/x", name="a.b")
+    plain = Channel("/y", name="a")
+
+    @dotted.on("c", model=Ab)
+    async def c(data: Ab) -> None: ...
+
+    @plain.on("b.c", model=Abc)
+    async def bc(data: Abc) -> None: ...
+
+    document = EventApp([dotted, plain], title="t", version="1").asyncapi()
+    messages = document["components"]["messages"]
+    events = sorted(
+        message["payload"]["properties"]["event"].get("const", "") for message in messages.values()
+    )
+    # Each event and its reply, neither hiding the other's (channel "a.b" + "c" and
+    # channel "a" + "b.c" both join as "a.b.c").
+    assert events == ["b.c", "b.c", "c", "c", "error", "error"]
+    data = {
+        message["payload"]["properties"]["event"]["const"]: message["payload"]["properties"][
+            "data"
+        ]["$ref"]
+        for message in messages.values()
+        if "$ref" in message["payload"]["properties"].get("data", {})
+        and message["payload"]["properties"]["event"].get("const") in ("c", "b.c")
+    }
+    assert data["c"].endswith("/Ab")
+    assert data["b.c"].endswith("/Abc")
+    assert problems(document) == []
+
+
+def test_pushes_declared_with_emits_use_the_aliases_the_document_shows() -> None:
+    from pydantic import Field
+
+    class Said(BaseModel):
+        user_name: str = Field(alias="userName")
+
+    channel = Channel("/c")
+    channel.emits("said", model=Said)
+
+    @channel.on("say")
+    async def say(conn: Connection) -> None:
+        await conn.send("said", Said(userName="ann"))
+
+    app = EventApp([channel], title="t", version="1")
+    schema = app.asyncapi()["components"]["schemas"]
+    assert any("userName" in s.get("properties", {}) for s in schema.values())
+    with EventTestClient(app) as client, client.connect("/c") as ws:
+        ws.send("say")
+        assert ws.receive() == Message("said", {"userName": "ann"}, None)

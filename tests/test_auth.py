@@ -186,3 +186,25 @@ async def test_uvicorns_own_log_lines_never_show_a_token(tmp_path: Path) -> None
 
 
 served = build()
+
+
+def test_the_proxy_logger_redacts_tokens_too(caplog: pytest.LogCaptureFixture) -> None:
+    EventApp([Channel("/c")], title="t", version="1")  # installs the redaction
+    logging.getLogger("wsevents.proxy").warning("upstream %s failed", "ws://u/c?token=s3cr3t")
+    assert "s3cr3t" not in caplog.text
+    assert "?[redacted]" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_no_token_reaches_the_log_at_uvicorn_trace_level(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    env = {"HOOK_LOG": str(tmp_path / "hooks.log")}
+    args = ("--log-level", "trace")
+    with uvicorn_process("tests.apps.shutdown:app", log, env=env, args=args) as (port, _):
+        url = f"ws://127.0.0.1:{port}/c?token=q-s3cr3t"
+        async with connect(url, subprotocols=["bearer.p-s3cr3t"]) as ws:  # type: ignore[list-item]
+            await ws.send('{"event":"nope"}')
+            await ws.recv()
+    text = log.read_text()
+    assert "ASGI [" in text  # the trace level was on: scopes and messages were logged
+    assert "s3cr3t" not in text

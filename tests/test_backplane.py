@@ -272,3 +272,16 @@ async def test_a_listener_that_meets_garbage_keeps_listening(
         assert await inbox.wait_for(1, timeout=10) == [("t", b"fine")]
     await a.stop()
     await b.stop()
+
+
+def test_an_app_with_redis_down_starts_again_in_a_new_event_loop() -> None:
+    from wsevents import Channel, EventApp
+    from wsevents.testing import EventTestClient
+
+    from .conftest import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?connect_timeout=0.2"  # nothing listens there
+    app = EventApp([Channel("/c")], title="t", version="1", backplane=url)
+    for _ in range(2):  # each client block runs the lifespan in an event loop of its own
+        with EventTestClient(app) as client, client.connect("/c"):
+            assert not app.ready

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from .conftest import uvicorn_process
+from .test_limits import never_reading_client
 
 pytestmark = pytest.mark.anyio
 
@@ -43,3 +45,41 @@ async def test_sigterm_with_open_connections_and_a_busy_handler(tmp_path: Path) 
     # cancellation is never swallowed).
     assert text.count("Traceback") == text.count("Exception in ASGI application") == 1, text
     assert "asyncio.exceptions.CancelledError" in text
+
+
+async def test_wsevents_run_exits_on_sigterm_though_a_client_stopped_reading(
+    tmp_path: Path,
+) -> None:
+    hooks, log = tmp_path / "hooks.log", tmp_path / "server.log"
+    runner = ("wsevents", "run")
+    with (
+        uvicorn_process(
+            "tests.apps.shutdown:app", log, env={"HOOK_LOG": str(hooks)}, runner=runner
+        ) as (port, process),
+        never_reading_client(f"127.0.0.1:{port}", "/c"),
+    ):
+        async with connect(f"ws://127.0.0.1:{port}/c", max_queue=None) as publisher:
+            await publisher.send(json.dumps({"event": "flood"}))
+            await asyncio.sleep(1.0)  # megabytes wait for the client that does not read
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(process.wait, 15)
+            elapsed = time.monotonic() - stopped
+    assert elapsed < 5, f"the server took {elapsed:.1f}s to exit:\n{log.read_text()}"
+
+
+async def test_wsevents_run_refuses_a_frame_over_max_message_bytes_before_reading_it(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "server.log"
+    runner = ("wsevents", "run")
+    env = {"HOOK_LOG": str(tmp_path / "hooks.log")}
+    with uvicorn_process("tests.apps.shutdown:app", log, env=env, runner=runner) as (port, _):
+        async with connect(f"ws://127.0.0.1:{port}/c", max_size=None) as ws:
+            await ws.send(json.dumps({"event": "flood", "data": "x" * 1_100_000}))
+            with pytest.raises(ConnectionClosed) as caught:
+                await asyncio.wait_for(ws.recv(), 5)
+    assert caught.value.rcvd is not None
+    # uvicorn's own refusal (its ws_max_size), not the app's after decoding the frame
+    assert caught.value.rcvd.code == 1009
+    assert caught.value.rcvd.reason != "message too big"

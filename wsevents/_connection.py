@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Address, Headers, QueryParams, State
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
     from ._session import Session
 
 __all__ = ["Connection"]
-
-logger = logging.getLogger("wsevents")
 
 
 class Connection:

@@ -15,6 +15,9 @@ that changes it::
 
 The async layer (:mod:`wsevents._session`) drives it: it reads ASGI
 messages, calls handlers, and is the only caller of ASGI ``send``.
+
+Over 300 lines: the whole state machine and its limits in one object, so that
+no other module changes a connection's state.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Everything a frame needs (the validator, the reply serializer, how to call
 the handler with which arguments) is worked out here, once, when the
 decorator runs; the receive loop only looks records up and calls them.
+
+Over 300 lines: registration, parameter binding and path compiling belong
+together: each check runs once, when a decorator runs.
 """
 
 from __future__ import annotations
@@ -348,7 +351,7 @@ def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[
 
     def validate_and_dump(value: Any) -> Any:
         try:
-            return dump(validate(value), mode="json")
+            return dump(validate(value), mode="json", by_alias=True)  # as replies are
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             if event is None:
                 raise

@@ -7,6 +7,9 @@ is the only place that calls ASGI ``send`` after the handshake; a reply goes
 out directly when nothing is queued ahead of it, anything else through the
 one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
 task per frame, at most that many at once.
+
+Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
+``send``) kept in one class, so that a frame crosses no module boundary.
 """
 
 from __future__ import annotations

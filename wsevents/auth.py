@@ -158,16 +158,37 @@ class RedactingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redact_argument(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {
-                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
-            }
+            record.args = {k: _redact_argument(v) for k, v in record.args.items()}
         return True
 
 
+def _redact_argument(value: Any) -> Any:
+    """A log argument with its secrets gone: a string, or the text of anything else
+    (uvicorn's trace level logs whole ASGI scopes and messages, bytes included)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (int, float)) or value is None:
+        return value  # %d and %f need numbers, and numbers hold no token
+    text = str(value)
+    redacted = redact(text)
+    return value if redacted == text else redacted
+
+
 _FILTER = RedactingFilter()
-REDACTED_LOGGERS = ("uvicorn.error", "uvicorn.access", "wsevents", "wsevents.backplane")
+# Filters run only for records logged on the logger itself, not on its children:
+# every logger that can see a handshake's URL or headers is named.
+REDACTED_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "uvicorn.asgi",
+    "wsevents",
+    "wsevents.backplane",
+    "wsevents.client",
+    "wsevents.proxy",
+)
 
 
 def install_redaction(loggers: tuple[str, ...] = REDACTED_LOGGERS) -> None:

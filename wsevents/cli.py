@@ -25,7 +25,7 @@ from typing import Any
 
 from ._app import EventApp
 
-__all__ = ["find_event_app", "load_app", "main"]
+__all__ = ["find_event_app", "load_app", "main", "run_defaults"]
 
 
 class CommandError(Exception):
@@ -125,11 +125,32 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
+GRACEFUL_SHUTDOWN = 3.0  # seconds uvicorn waits for connections at exit, then cancels them
+
+
+def run_defaults(events: EventApp, rest: Sequence[str]) -> list[str]:
+    """uvicorn's flags that ``wsevents run`` adds where the command line does not set them.
+
+    ``--ws-max-size`` is ``Limits.max_message_bytes``, so uvicorn refuses a
+    larger frame (1009) before reading all of it (its own default is 16 MiB);
+    ``--timeout-graceful-shutdown`` bounds the exit, which otherwise waits
+    forever on a client that stopped reading with data still unsent.
+    """
+    added: list[str] = []
+    if not any(flag.startswith("--ws-max-size") for flag in rest):
+        added += ["--ws-max-size", str(events.limits.max_message_bytes)]
+    if not any(flag.startswith("--timeout-graceful-shutdown") for flag in rest):
+        added += ["--timeout-graceful-shutdown", f"{GRACEFUL_SHUTDOWN:g}"]
+    return added
+
+
 def _run(args: argparse.Namespace, rest: list[str]) -> int:
     import uvicorn.main
 
-    load_app(args.app)  # fail here, with our message, before uvicorn starts
-    uvicorn.main.main(args=[args.app, *rest], prog_name="wsevents run")  # exits
+    # Fail here, with our message, before uvicorn starts.
+    events, _ = find_event_app(load_app(args.app))
+    flags = [*run_defaults(events, rest), *rest]
+    uvicorn.main.main(args=[args.app, *flags], prog_name="wsevents run")  # exits
     return 0  # pragma: no cover
 
 

@@ -17,6 +17,8 @@ error frame raises :class:`~wsevents.EventError`); pushes go to the
 listeners of their event, or else to ``async for``. When the connection
 drops, it reconnects with exponential backoff and runs ``on_connect`` again,
 so the subscriptions the server keeps per connection can be made anew.
+
+Over 300 lines: one public client class with its reconnecting reader.
 """
 
 from __future__ import annotations

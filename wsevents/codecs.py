@@ -9,6 +9,8 @@ with none, the server answers in JSON.
 Add your own by subclassing :class:`Codec` and passing it to
 ``EventApp(codecs=[...])``; one with the subprotocol of a built-in codec
 replaces it.
+
+Over 300 lines: two codecs, each with its fast and its strict decoder.
 """
 
 from __future__ import annotations

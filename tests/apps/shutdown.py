@@ -21,6 +21,13 @@ async def slow() -> str:
     return "done"
 
 
+@channel.on("flood")
+async def flood(conn: Connection) -> None:
+    for n in range(400):  # 20 MB to every subscriber of "all"
+        await conn.publish("all", "big", {"n": n, "pad": "x" * 50_000})
+        await asyncio.sleep(0.001)
+
+
 @channel.on_disconnect
 def record(conn: Connection, code: int) -> None:  # a sync hook: it runs in a thread
     with open(os.environ["HOOK_LOG"], "a") as log:

@@ -2,11 +2,15 @@
 
 Directions are the server's, as AsyncAPI asks: ``receive`` is a client event,
 ``send`` a server push. Every message's payload is the whole envelope.
+
+Over 300 lines: one pure function of the registry, from channels to messages,
+operations and schemas.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import KeysView
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
@@ -82,16 +86,16 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     app_schemes = _security(app.connect_hooks)
     for channel in app.channels:
         prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
-        builder = _ChannelBuilder(channel, schemas, components["messages"], prefix)
+        builder = _ChannelBuilder(channel, schemas, components["messages"], operations, prefix)
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
         schemes = {**app_schemes, **_security(channel.connect_hooks)}
         if schemes:
             components.setdefault("securitySchemes", {}).update(schemes)
             security = [{"$ref": f"#/components/securitySchemes/{key}"} for key in schemes]
-            for operation in builder.operations.values():
+            for key in builder.operation_keys:
+                operation = operations[key]
                 if operation["action"] == "receive":
                     operation["security"] = security
-        operations.update(builder.operations)
     info: dict[str, Any] = {"title": app.title, "version": app.version}
     if app.description:
         info["description"] = app.description
@@ -165,12 +169,14 @@ def _protocol_schemas() -> dict[str, Any]:
     }
 
 
-def _key(name: str, taken: set[str]) -> str:
+def _key(name: str, taken: set[str] | KeysView[str]) -> str:
+    """A component key for ``name``, not in ``taken``; added to it when it is a set."""
     key = _KEY.sub("_", name).strip("_") or "event"
     candidate, n = key, 2
     while candidate in taken:
         candidate, n = f"{key}_{n}", n + 1
-    taken.add(candidate)
+    if isinstance(taken, set):
+        taken.add(candidate)
     return candidate
 
 
@@ -184,14 +190,22 @@ def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
 
 class _ChannelBuilder:
     def __init__(
-        self, channel: Channel, schemas: SchemaSet, messages: dict[str, Any], prefix: str
+        self,
+        channel: Channel,
+        schemas: SchemaSet,
+        messages: dict[str, Any],
+        operations: dict[str, Any],
+        prefix: str,
     ) -> None:
         self.ch = channel
         self.prefix = prefix  # for payload titles: code generators name types after them
         self.schemas = schemas
         self.components = messages
         self.messages: dict[str, Any] = {}
-        self.operations: dict[str, Any] = {}
+        # Document-wide, like components/messages: keys built from a channel name and
+        # an event can meet (channel "a.b", event "c"; channel "a", event "b.c").
+        self.operations = operations
+        self.operation_keys: list[str] = []
         self._taken: set[str] = {"error"}
         self._ref = f"#/channels/{channel.name}"
         self._add_message("error", self._error_message())
@@ -240,7 +254,7 @@ class _ChannelBuilder:
         )
 
     def _add_message(self, key: str, message: dict[str, Any]) -> None:
-        component = f"{self.ch.name}.{key}"
+        component = _key(f"{self.ch.name}.{key}", self.components.keys())
         self.components[component] = message
         self.messages[key] = {"$ref": f"#/components/messages/{component}"}
 
@@ -271,7 +285,9 @@ class _ChannelBuilder:
                     {"$ref": f"{self._ref}/messages/error"},
                 ],
             }
-        self.operations[f"{self.ch.name}.{action}.{key}"] = _drop_none(operation)
+        operation_key = _key(f"{self.ch.name}.{action}.{key}", self.operations.keys())
+        self.operations[operation_key] = _drop_none(operation)
+        self.operation_keys.append(operation_key)
 
     def _add_handler(self, handler: Handler) -> None:
         key = _key(handler.event, self._taken)

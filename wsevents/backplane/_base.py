@@ -24,6 +24,11 @@ class Backplane(ABC):
         self.stats: dict[str, int] = {"reconnects": 0, "publish_failures": 0}
         self._ready = asyncio.Event()
 
+    def _new_ready(self) -> None:
+        """A fresh ``ready`` event for ``start``: an event waited on in one loop is
+        bound to it, and every lifespan (every test client) may run in another."""
+        self._ready = asyncio.Event()
+
     @property
     def shared(self) -> bool:
         """Whether anyone else can hear this backplane (else a publish is local only)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from .._topics import matches
+from .._wildcards import matches
 from ._base import Backplane, Receiver
 
 __all__ = ["MemoryBackplane"]
@@ -42,6 +42,7 @@ class MemoryBackplane(Backplane):
         return len(self._hub) > 1
 
     async def start(self, receive: Receiver) -> None:
+        self._new_ready()
         self._receive = receive
         self._loop = asyncio.get_running_loop()
         if self.name:

@@ -9,7 +9,7 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .._topics import is_pattern
+from .._wildcards import is_pattern
 from ._base import Backplane, Receiver
 
 __all__ = ["RedisBackplane"]
@@ -95,6 +95,7 @@ class RedisBackplane(Backplane):
         return self.prefix + subscription, False
 
     async def start(self, receive: Receiver) -> None:
+        self._new_ready()
         self._receive = receive
         self._listener = asyncio.get_running_loop().create_task(self._listen())
 
