@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -282,6 +283,18 @@ def test_an_app_with_redis_down_starts_again_in_a_new_event_loop() -> None:
 
     url = f"redis://127.0.0.1:{free_port()}/0?connect_timeout=0.2"  # nothing listens there
     app = EventApp([Channel("/c")], title="t", version="1", backplane=url)
-    for _ in range(2):  # each client block runs the lifespan in an event loop of its own
-        with EventTestClient(app) as client, client.connect("/c"):
-            assert not app.ready
+    outcomes: list[object] = []
+
+    def twice() -> None:
+        try:
+            for _ in range(2):  # each client block runs the lifespan in a loop of its own
+                with EventTestClient(app) as client, client.connect("/c"):
+                    outcomes.append(app.ready)
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    thread = threading.Thread(target=twice, daemon=True)  # bounded: it hung before the fix
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the second lifespan hung"
+    assert outcomes == [False, False]  # both started, serving this process only

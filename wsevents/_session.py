@@ -25,10 +25,10 @@ from anyio.to_thread import run_sync
 from pydantic_core import to_jsonable_python
 from starlette.types import Message, Receive, Send
 
-from ._dispatch import Refusal, Router
+from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId, error_frame, event_frame
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
-from ._routing import Channel, Handler, Hook
+from ._routing import Channel, Hook
 from .codecs import Codec
 from .exceptions import CloseCode, ErrorCode, EventError, TopicError
 
@@ -56,8 +56,10 @@ class Session:
         "_cancels",
         "_core",
         "_frame_key",
+        "_running",
         "_runtime",
         "_send",
+        "_slots",
         "_task",
         "_wakeup",
         "_writer",
@@ -90,6 +92,9 @@ class Session:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
+        # With Limits.concurrency above 1: the free slots and the frames in their tasks.
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task[None]] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.channel.address!r} {self.state.value}>"
@@ -241,45 +246,16 @@ class Session:
         """Read frames until the client disconnects; return its close code.
 
         ``None``: a frame made the core abort the connection (too big, too
-        many refused); :meth:`send_abort_close` sends its close frame.
+        many refused); :meth:`send_abort_close` sends its close frame. With
+        ``Limits.concurrency`` above 1 each frame is handled in a task of its
+        own, at most that many at once; the loop is the same.
         """
+        core = self._core
         concurrency = self._runtime.limits.concurrency
+        handle = self._handle if concurrency == 1 else self._spawn
         if concurrency > 1:
-            return await self._run_concurrently(receive, concurrency)
-        core = self._core
-        handle = self._handle
-        while True:
-            message = await receive()
-            kind = message["type"]
-            if kind == "websocket.receive":
-                text = message.get("text")
-                found = core.receive(
-                    text if text is not None else message.get("bytes") or b"", monotonic()
-                )
-                if found is not None:
-                    await handle(found)
-                elif core.aborted is not None:
-                    self._aborted(stop_loop=False)
-                    return None
-            elif kind == "websocket.disconnect":
-                return int(message.get("code") or 1005)
-            else:
-                raise unexpected(kind)
-
-    async def _run_concurrently(self, receive: Receive, concurrency: int) -> int | None:
-        """The same loop, a task per frame, at most ``concurrency`` at once."""
-        slots = asyncio.Semaphore(concurrency)
-        running: set[asyncio.Task[None]] = set()
-        loop = asyncio.get_running_loop()
-
-        def finished(task: asyncio.Task[None]) -> None:
-            running.discard(task)
-            slots.release()
-            if not task.cancelled() and task.exception() is not None:
-                logger.error("connection %s failed", self.id, exc_info=task.exception())
-                self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-
-        core = self._core
+            self._slots = asyncio.Semaphore(concurrency)
+            self._running = set()
         try:
             while True:
                 message = await receive()
@@ -290,10 +266,7 @@ class Session:
                         text if text is not None else message.get("bytes") or b"", monotonic()
                     )
                     if found is not None:
-                        await slots.acquire()
-                        task = loop.create_task(self._handle(found))
-                        running.add(task)
-                        task.add_done_callback(finished)
+                        await handle(found)
                     elif core.aborted is not None:
                         self._aborted(stop_loop=False)
                         return None
@@ -302,11 +275,31 @@ class Session:
                 else:
                     raise unexpected(kind)
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            if self._running:
+                for task in self._running:
+                    task.cancel()
+                await asyncio.gather(*self._running, return_exceptions=True)
 
-    async def _handle(self, found: tuple[Handler, Any, RequestId] | Refusal) -> None:
+    async def _spawn(self, found: Call | Refusal) -> None:
+        """Handle a frame in a task of its own, once one of the ``concurrency`` slots is free."""
+        slots, running = self._slots, self._running
+        assert slots is not None
+        assert running is not None
+        await slots.acquire()
+        task = asyncio.get_running_loop().create_task(self._handle(found))
+        running.add(task)
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        assert self._slots is not None
+        assert self._running is not None
+        self._running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("connection %s failed", self.id, exc_info=task.exception())
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _handle(self, found: Call | Refusal) -> None:
         """Call the handler the core named and answer, or send the core's error frame."""
         if found.__class__ is Refusal:
             await self.error(*found)
