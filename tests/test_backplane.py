@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -298,3 +300,95 @@ def test_an_app_with_redis_down_starts_again_in_a_new_event_loop() -> None:
     thread.join(30)
     assert not thread.is_alive(), "the second lifespan hung"
     assert outcomes == [False, False]  # both started, serving this process only
+
+
+async def test_a_subscription_made_while_the_listener_resubscribes_reaches_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.asyncio.client import PubSub
+
+    server = RedisServer(tmp_path)  # nothing listens yet
+    backplane = RedisBackplane(server.url)
+    inbox = Inbox()
+    await backplane.start(inbox)
+    await backplane.subscribe("early")
+    # Hold the listener inside its resubscription, as a slow Redis would.
+    inside, release = asyncio.Event(), asyncio.Event()
+    subscribe = PubSub.subscribe
+
+    async def slow_subscribe(self: PubSub, *args: object, **kwargs: object) -> None:
+        inside.set()
+        await release.wait()
+        await subscribe(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PubSub, "subscribe", slow_subscribe)
+    server.start()
+    try:
+        await asyncio.wait_for(inside.wait(), 5)
+        await backplane.subscribe("meanwhile")
+        release.set()
+        assert await backplane.wait_ready(5)
+        publisher = RedisBackplane(server.url)
+        await publisher.start(Inbox())
+        assert await publisher.wait_ready(5)
+        await publisher.publish("meanwhile", b"heard")
+        await publisher.publish("early", b"also")
+        assert sorted(await inbox.wait_for(2)) == [("early", b"also"), ("meanwhile", b"heard")]
+        await publisher.stop()
+    finally:
+        await backplane.stop()
+        server.kill()
+
+
+async def test_a_frozen_redis_never_holds_up_a_publish(redis_server: RedisServer) -> None:
+    backplane = RedisBackplane(redis_server.url + "?publish_buffer=3&command_timeout=1")
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        await backplane.publish("t", b"first")  # taken by the sender, which now waits
+        await asyncio.sleep(0.1)
+        for n in range(10):  # three wait in the buffer, seven find it full
+            await backplane.publish("t", b"%d" % n)
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert backplane.stats["publish_overflows"] == 7
+    assert elapsed < 0.9  # not one command timeout (1 s), let alone eleven
+    await backplane.stop()
+
+
+async def test_local_delivery_does_not_wait_on_a_frozen_redis(redis_server: RedisServer) -> None:
+    from websockets.asyncio.client import connect
+
+    from wsevents import Channel, Connection, EventApp
+
+    from .conftest import serve
+
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def join(conn: Connection) -> None:
+        await conn.subscribe("news")
+
+    @channel.on("burst")
+    async def burst(conn: Connection) -> None:
+        for n in range(5):
+            await conn.publish("news", "item", n)
+
+    app = EventApp([channel], title="t", version="1", backplane=redis_server.url)
+    with serve(app) as address:
+        async with connect(f"ws://{address}/c") as ws:
+            assert redis_server.process is not None
+            redis_server.process.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                await ws.send('{"event": "burst"}')
+                items = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(5)]
+                elapsed = time.monotonic() - started
+            finally:
+                redis_server.process.send_signal(signal.SIGCONT)
+    assert [item["data"] for item in items] == [0, 1, 2, 3, 4]
+    assert elapsed < 2.5  # before: one command timeout (1 s) per publish, 5 s in all

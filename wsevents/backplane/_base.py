@@ -21,7 +21,11 @@ class Backplane(ABC):
     """
 
     def __init__(self) -> None:
-        self.stats: dict[str, int] = {"reconnects": 0, "publish_failures": 0}
+        self.stats: dict[str, int] = {
+            "reconnects": 0,
+            "publish_failures": 0,
+            "publish_overflows": 0,
+        }
         self._ready = asyncio.Event()
 
     def _new_ready(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,7 +47,11 @@ class RedisBackplane(Backplane):
     - ``connect_timeout`` (1.0 s) and ``command_timeout`` (1.0 s): how long a
       connection attempt and a command may take;
     - ``max_backoff`` (1.0 s): the longest wait between reconnection attempts
-      (they start at 0.05 s, double, and are jittered).
+      (they start at 0.05 s, double, and are jittered);
+    - ``publish_buffer`` (10,000): publishes waiting for Redis. ``publish``
+      never waits on Redis: it queues, and one task sends what is queued in
+      pipelines, in order. A publish that finds the buffer full (Redis is
+      slow or frozen) is dropped and counted in ``stats["publish_overflows"]``.
 
     A listener task holds the subscriptions. When Redis goes away it logs
     once, counts a reconnect, retries with backoff and jitter, and
@@ -68,6 +73,7 @@ class RedisBackplane(Backplane):
         self.connect_timeout = float(options.pop("connect_timeout", 1.0))
         self.command_timeout = float(options.pop("command_timeout", 1.0))
         self.max_backoff = float(options.pop("max_backoff", 1.0))
+        self.publish_buffer = int(options.pop("publish_buffer", 10_000))
         clean = urlunsplit(parts._replace(query=urlencode(options)))
         self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         common: dict[str, Any] = {
@@ -85,6 +91,9 @@ class RedisBackplane(Backplane):
         self._listener: asyncio.Task[None] | None = None
         self._pending: set[str] = set()
         self._down_logged = False
+        self._outgoing: deque[tuple[str, bytes]] = deque()
+        self._outgoing_ready: asyncio.Event | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisBackplane({self.url!r})"
@@ -97,13 +106,24 @@ class RedisBackplane(Backplane):
     async def start(self, receive: Receiver) -> None:
         self._new_ready()
         self._receive = receive
-        self._listener = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._listener = loop.create_task(self._listen())
+        self._outgoing_ready = asyncio.Event()
+        self._sender = loop.create_task(self._send_outgoing(self._outgoing_ready))
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+        sender, self._sender = self._sender, None
+        if self._outgoing_ready is not None:
+            self._outgoing_ready.set()  # wakes a sender whose command swallowed the cancel
+        for task in (listener, sender):
+            if task is not None:
+                task.cancel()
+                # Bounded: redis-py may swallow a cancellation that lands mid-connect.
+                await asyncio.wait({task}, timeout=self.connect_timeout + self.command_timeout)
+        if self._outgoing and self._pubsub is not None:  # what is queued, once, bounded
+            await self._send_batch()
+        self._outgoing.clear()
         self._ready.clear()
         for client in (self._publisher, self._subscriber):
             with suppress(Exception):
@@ -142,17 +162,42 @@ class RedisBackplane(Backplane):
         if self._pubsub is None:  # Redis is away: fail fast rather than wait on a timeout
             self._publish_failed("Redis is not connected")
             return
-        try:
-            await asyncio.wait_for(
-                self._publisher.publish(self.prefix + topic, payload), self.command_timeout
-            )
-        except Exception as exc:
-            self._publish_failed(repr(exc))
+        if len(self._outgoing) >= self.publish_buffer:
+            self.stats["publish_overflows"] += 1
+            overflows = self.stats["publish_overflows"]
+            if overflows == 1 or overflows % 1000 == 0:
+                logger.warning(
+                    "redis backplane: %d publishes waiting for Redis; dropped one (%d so far)",
+                    len(self._outgoing),
+                    overflows,
+                )
+            return
+        self._outgoing.append((topic, payload))
+        if self._outgoing_ready is not None:
+            self._outgoing_ready.set()
 
-    def _publish_failed(self, why: str) -> None:
-        self.stats["publish_failures"] += 1
-        failures = self.stats["publish_failures"]
-        if failures == 1 or failures % 1000 == 0:
+    async def _send_outgoing(self, ready: asyncio.Event) -> None:
+        # One sender: publishes leave in the order they were made, many per round trip.
+        while self._sender is not None:
+            await ready.wait()
+            ready.clear()
+            while self._outgoing and self._sender is not None:
+                await self._send_batch()
+
+    async def _send_batch(self) -> None:
+        batch = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), 1000))]
+        try:
+            pipeline = self._publisher.pipeline(transaction=False)
+            for topic, payload in batch:
+                pipeline.publish(self.prefix + topic, payload)
+            await asyncio.wait_for(pipeline.execute(), self.command_timeout)
+        except Exception as exc:
+            self._publish_failed(repr(exc), len(batch))
+
+    def _publish_failed(self, why: str, count: int = 1) -> None:
+        before = self.stats["publish_failures"]
+        failures = self.stats["publish_failures"] = before + count
+        if before == 0 or failures // 1000 > before // 1000:
             logger.warning("redis backplane: publish failed (%s); %d so far", why, failures)
 
     async def _listen(self) -> None:
@@ -180,14 +225,28 @@ class RedisBackplane(Backplane):
             delay = min(delay * 2, self.max_backoff)
 
     async def _resubscribe(self, pubsub: Any) -> None:
-        names = [self._name(subscription) for subscription in self._desired]
-        self._pending = {name for name, _ in names}
-        channels = [name for name, pattern in names if not pattern]
-        patterns = [name for name, pattern in names if pattern]
-        if channels:
-            await asyncio.wait_for(pubsub.subscribe(*channels), self.command_timeout)
-        if patterns:
-            await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
+        """Subscribe a new connection to everything desired, those added meanwhile included.
+
+        ``subscribe`` only notes a subscription while the listener is here
+        (there is no connection to send it on yet), so this sends what was
+        desired, then what was added while it sent, until nothing is missing;
+        the last look and handing the connection over happen with no await
+        between them. (redis-py's own re-subscription records a channel only
+        once its command was written, so a subscription made while Redis is
+        away would be lost: the desired set stays ours.)
+        """
+        self._pending = set()
+        sent: set[str] = set()
+        while missing := self._desired - sent:
+            names = [self._name(subscription) for subscription in missing]
+            self._pending |= {name for name, _ in names}
+            channels = [name for name, pattern in names if not pattern]
+            patterns = [name for name, pattern in names if pattern]
+            if channels:
+                await asyncio.wait_for(pubsub.subscribe(*channels), self.command_timeout)
+            if patterns:
+                await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
+            sent |= missing
         self._pubsub = pubsub
         if self._down_logged:
             logger.warning("redis backplane: reconnected to %s", self.url)
