@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from typing import Any, Literal
@@ -594,3 +595,74 @@ def test_a_plain_model_holding_what_it_should_not_is_encoded_by_the_general_enco
     # msgpack's packer answers, as before msgspec wrote plain models (its message).
     with pytest.raises(OverflowError, match="Integer value out of range"):
         MessagePackCodec().encode_event("echo", huge, 1)
+
+
+_FIELD_VALUES: dict[Any, list[Any]] = {
+    str: ["", "a", 'é "q"\n\t\\', "\u2028", "😀", "x" * 300],
+    int: [0, -1, 2**31, -(2**63), 2**63 - 1, 2**64 - 1, 2**53 + 1],
+    float: [0.0, -0.0, 1.5, 1e308, 5e-324, 0.1, float("inf"), float("-inf"), float("nan")],
+    bool: [True, False],
+    type(None): [None],
+}
+_FIELD_TYPES: list[Any] = [
+    str,
+    int,
+    float,
+    bool,
+    int | None,
+    str | None,
+    Literal["a", "b"],
+]
+
+
+def _values_for(annotation: Any) -> list[Any]:
+    if annotation in _FIELD_VALUES:
+        return _FIELD_VALUES[annotation]
+    if annotation == Literal["a", "b"]:
+        return ["a", "b"]
+    return [value for arg in annotation.__args__ for value in _FIELD_VALUES[arg]]
+
+
+def _typed(value: Any) -> Any:
+    """A decoded value with each scalar's type beside it (1 and 1.0 differ; -0.0 keeps its sign)."""
+    if isinstance(value, dict):
+        return [(key, _typed(item)) for key, item in value.items()]
+    return (type(value), repr(value))
+
+
+def test_the_msgspec_reply_encoder_writes_what_pydantic_writes() -> None:
+    """Random plain models and values: the codecs' msgspec encoding equals pydantic's output."""
+    from pydantic import create_model
+
+    rng = random.Random(14)
+    json_codec, msgpack_codec = JSONCodec(), MessagePackCodec()
+    plain = compared = 0
+    for index in range(300):
+        fields = {f"f{n}": (rng.choice(_FIELD_TYPES), ...) for n in range(rng.randrange(0, 6))}
+        model = create_model(f"Random{index}", **fields)  # type: ignore[call-overload]
+        plain += is_plain_model(model)
+        for _ in range(10):
+            values = {
+                name: rng.choice(_values_for(field.annotation))
+                for name, field in model.model_fields.items()
+            }
+            value = model(**values)
+            request_id = rng.choice([None, 0, -(2**53 - 1), "k" * rng.randrange(1, 129)])
+            event = rng.choice(["e", "é.v", "x" * 256])
+            tail = "" if request_id is None else f',"id":{to_json(request_id).decode()}'
+            data = to_json(value).decode()
+            written = json_codec.encode_event(event, value, request_id)
+            pydantic = f'{{"event":{to_json(event).decode()},"data":{data}{tail}}}'
+            # The same text, but for how an exponent is spelled (msgspec: 1e308,
+            # pydantic-core: 1e+308): the same keys in the same order, the same values.
+            assert written.replace("e+", "e") == pydantic.replace("e+", "e"), (fields, values)
+            assert _typed(json.loads(written)) == _typed(json.loads(pydantic))
+            expected = {"event": event, "data": to_jsonable_python(value)}
+            if request_id is not None:
+                expected["id"] = request_id
+            assert msgpack_codec.encode_event(event, value, request_id) == msgpack.packb(
+                expected
+            ), (fields, values)
+            compared += 1
+    assert plain == 300  # every model took the msgspec path
+    assert compared == 3_000
