@@ -88,3 +88,37 @@ def test_limits_defaults_follow_the_design() -> None:
 def test_limits_refuse_nonsense(options: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(options))):
         Limits(**options)  # type: ignore[arg-type]
+
+
+def test_connection_exposes_the_design_names_and_nothing_of_the_runtime() -> None:
+    from wsevents import Connection
+
+    public = {name for name in dir(Connection) if not name.startswith("_")}
+    design = {
+        "id", "channel", "params", "headers", "query_params", "cookies", "client", "state",
+        "subprotocol", "topics", "send", "close", "subscribe", "unsubscribe", "publish",
+    }  # fmt: skip
+    documented = {"app", "scope", "close_code"}  # docs/reference.md, from the docstrings
+    assert public == design | documented
+
+
+def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None:
+    from wsevents import Channel, EventApp
+
+    app = EventApp([Channel("/c")], title="t", version="1")
+    public = {name for name in (*dir(EventApp), *vars(app)) if not name.startswith("_")}
+    design = {
+        "on_connect", "on_disconnect", "exception_handler", "asyncapi", "lifespan", "publish",
+        "send_to",
+    }  # fmt: skip
+    configuration = {
+        "channels", "title", "version", "description", "backplane", "limits",
+        "allowed_origins", "codecs", "servers", "docs_url", "asyncapi_url",
+    }  # fmt: skip
+    documented = {  # docs/reference.md, from the docstrings
+        "connections", "stats", "ready", "node_id", "startup", "shutdown", "ensure_started",
+        "match", "subprotocols", "connect_hooks", "disconnect_hooks", "exception_handler_for",
+    }  # fmt: skip
+    assert public == design | configuration | documented
+    for internal in ("sessions", "broker", "counters", "join", "leave", "topics"):
+        assert not hasattr(app, internal), internal
