@@ -62,7 +62,6 @@ class Connection:
         self.params = params
         self.subprotocol = subprotocol
         self._session = session
-        session.connection = self
         self._state: State | None = None  # made on first use: most connections never need one
         self._headers: Headers | None = None
 

@@ -117,7 +117,9 @@ class ConnectionCore:
         self.aborted: Close | None = None
         self.close_code: int | None = None
         self.sending = False
-        self._outbox: deque[Frame | Close] = deque()
+        # Made on the first frame queued: most connections of a busy server are idle,
+        # and an empty deque costs more than the rest of the core.
+        self._outbox: deque[Frame | Close] | None = None
         self._limits = limits
         self._rated = limits.rate is not None
         self._max_bytes = limits.max_message_bytes
@@ -133,7 +135,7 @@ class ConnectionCore:
         self.refused_since = 0.0
 
     def __repr__(self) -> str:
-        return f"<ConnectionCore {self.state.value}, {len(self._outbox)} queued>"
+        return f"<ConnectionCore {self.state.value}, {len(self._outbox or ())} queued>"
 
     # -- the handshake and the end ---------------------------------------------------
 
@@ -160,7 +162,7 @@ class ConnectionCore:
         if state is not _OPEN:
             return False
         self.state = _CLOSING
-        self._outbox.append(Close(int(code), reason))
+        self._queue(Close(int(code), reason))
         return True
 
     def abort(self, code: int, reason: str) -> bool:
@@ -173,7 +175,7 @@ class ConnectionCore:
         self._stats.closed[code] += 1
         self.aborted = Close(int(code), reason)
         self.state = _CLOSING
-        self._outbox.clear()
+        self._outbox = None
         return True
 
     def disconnected(self, code: int) -> None:
@@ -182,7 +184,7 @@ class ConnectionCore:
             raise InvalidState("the connection is closed already")
         self.state = _CLOSED
         self.close_code = code
-        self._outbox.clear()
+        self._outbox = None
 
     # -- frames out ------------------------------------------------------------------
 
@@ -193,18 +195,23 @@ class ConnectionCore:
         """
         state = self.state
         if state is _OPEN:
-            if len(self._outbox) < self._limits.send_queue:
-                self._outbox.append(frame)
+            if len(self._outbox or ()) < self._limits.send_queue:
+                self._queue(frame)
                 return _QUEUED
         elif state is _CONNECTING:
-            if len(self._outbox) < self._limits.send_queue:
-                self._outbox.append(frame)
+            if len(self._outbox or ()) < self._limits.send_queue:
+                self._queue(frame)
                 return _HELD
         else:
             return _DROPPED
         self._stats.slow_consumers_dropped += 1
         self.abort(CloseCode.TRY_AGAIN_LATER, "send queue full")
         return _OVERFLOWED
+
+    def _queue(self, item: Frame | Close) -> None:
+        if self._outbox is None:
+            self._outbox = deque()
+        self._outbox.append(item)
 
     def send_now(self) -> bool:
         """Whether a frame may go to ASGI ``send`` now, ahead of the writer; if so, it is sending.
@@ -234,7 +241,7 @@ class ConnectionCore:
         """The transport refused a send: the client is gone; nothing more is sent."""
         self.sending = False
         self.send_started = 0.0
-        self._outbox.clear()
+        self._outbox = None
         if self.state is _OPEN:
             self.state = _CLOSING
 
@@ -246,7 +253,7 @@ class ConnectionCore:
     @property
     def backlogged(self) -> bool:
         """Whether the outbox is at least half full."""
-        return len(self._outbox) * 2 >= self._limits.send_queue
+        return len(self._outbox or ()) * 2 >= self._limits.send_queue
 
     # -- frames in -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from ._routing import Channel
 from ._session import Session, call_hook
 from ._stats import Stats
 from ._topics import Broker
+from .codecs import Codec
 from .exceptions import CloseCode, Reject
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Runtime:
         self.sessions: dict[str, Session] = broker.sessions
         self.connections = ConnectionsView(self.sessions)
         self.exception_handler_for = app.exception_handler_for
+        self._routers: dict[tuple[Channel, Codec], Router] = {}
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections
         self._watchdog: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
@@ -117,9 +119,21 @@ class Runtime:
         text_decoder, binary_decoder = app.codecs.decoders(codec)
         # The node id first: send_to finds the process that holds a connection by it.
         connection_id = f"{self.broker.node_id}-{uuid.uuid4().hex[:20]}"
-        router = Router(channel, text_decoder, binary_decoder)
-        session = Session(self, connection_id, channel, send, codec, router)
-        conn = Connection(app, session, scope, params, subprotocol)
+        router = self._routers.get((channel, codec))
+        if router is None:  # one per channel and codec: it holds nothing of a connection
+            router = self._routers[channel, codec] = Router(channel, text_decoder, binary_decoder)
+        session = Session(
+            self,
+            connection_id,
+            channel,
+            send,
+            codec,
+            router,
+            scope=scope,
+            params=params,
+            subprotocol=subprotocol,
+        )
+        conn = session.connection
         self._opening += 1
         try:
             if not await self._handshake(session, conn, channel, scope, send):

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
 from pydantic_core import to_jsonable_python
-from starlette.types import Message, Receive, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId, error_frame, event_frame
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
@@ -33,7 +34,6 @@ from .codecs import Codec
 from .exceptions import CloseCode, ErrorCode, EventError, TopicError
 
 if TYPE_CHECKING:
-    from ._connection import Connection
     from ._runtime import Runtime
 
 __all__ = ["Session", "call_hook"]
@@ -42,6 +42,7 @@ logger = logging.getLogger("wsevents")
 
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
+_NO_TOPICS: frozenset[str] = frozenset()
 _QUEUED, _OVERFLOWED = Pushed.QUEUED, Pushed.OVERFLOWED
 
 
@@ -78,12 +79,15 @@ class Session:
         send: Send,
         codec: Codec,
         router: Router,
+        *,
+        scope: Scope,
+        params: dict[str, Any],
+        subprotocol: str | None,
     ) -> None:
         self.id = connection_id
         self.channel = channel
         self.codec = codec
-        self.connection: Connection = None  # type: ignore[assignment]  # set by Connection
-        self.topics: set[str] = set()
+        self.topics: set[str] | frozenset[str] = _NO_TOPICS  # a set from the first subscribe
         self._runtime = runtime
         self._core = ConnectionCore(router, runtime.limits, runtime.stats)
         self._send = send
@@ -95,6 +99,7 @@ class Session:
         # With Limits.concurrency above 1: the free slots and the frames in their tasks.
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[None]] | None = None
+        self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
     def __repr__(self) -> str:
         return f"<Session {self.id} {self.channel.address!r} {self.state.value}>"
@@ -218,13 +223,15 @@ class Session:
         limit = self._runtime.limits.max_subscriptions
         if len(self.topics) >= limit:
             raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
+        if not isinstance(self.topics, set):
+            self.topics = set()
         self.topics.add(topic)
         await self._runtime.broker.join(topic, self)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
         if topic in self.topics:
-            self.topics.discard(topic)
+            self.topics.discard(topic)  # type: ignore[union-attr]  # it is in: a set
             await self._runtime.broker.leave(topic, self)
 
     # -- the receive loop --------------------------------------------------------------
@@ -428,7 +435,7 @@ class Session:
         if writer is not None:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-        topics, self.topics = self.topics, set()
+        topics, self.topics = self.topics, _NO_TOPICS
         for topic in topics:
             await self._runtime.broker.leave(topic, self)
 
