@@ -1,8 +1,10 @@
 """From a frame's payload to a handler to call, or to the error frame to answer with.
 
 Pure: no I/O, no event loop. The connection core (:mod:`wsevents._protocol`)
-calls :meth:`Router.route` for every frame that the codec's one-pass decoder
-(:meth:`~wsevents.codecs.Codec.envelope_decoder`) did not take.
+offers each frame to the codec's one-pass decoder for the channel
+(:attr:`Router.text_pass`, :attr:`Router.binary_pass`, from
+:meth:`~wsevents.codecs.Codec.envelope_decoder`) and calls :meth:`Router.route`
+for the frames it does not take.
 """
 
 from __future__ import annotations
@@ -57,17 +59,12 @@ class Router:
         self.binary_pass: EnvelopeDecoder | None = channel.envelope_decoder(binary_decoder)
 
     def route(self, payload: str | bytes) -> Call | Refusal:
-        """Decode a frame, read its envelope, find its handler and validate its data."""
-        if payload.__class__ is str:
-            fast = self.text_pass
-            decoder = self.text_decoder
-        else:
-            fast = self.binary_pass
-            decoder = self.binary_decoder
-        if fast is not None:
-            found = fast(payload)
-            if found is not None:
-                return found
+        """Decode a frame, read its envelope, find its handler and validate its data.
+
+        The general path: the caller offers the frame to :attr:`text_pass` or
+        :attr:`binary_pass` first, which answer the same, faster, or ``None``.
+        """
+        decoder = self.text_decoder if payload.__class__ is str else self.binary_decoder
         try:
             decoded = decoder.decode(payload)
         except DuplicateKeyError as exc:

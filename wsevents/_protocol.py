@@ -90,12 +90,14 @@ class ConnectionCore:
 
     __slots__ = (
         "_accepted",
+        "_binary_pass",
         "_limits",
         "_max_bytes",
         "_measure_above",
         "_outbox",
         "_rated",
         "_stats",
+        "_text_pass",
         "aborted",
         "close_code",
         "last_frame",
@@ -111,6 +113,7 @@ class ConnectionCore:
 
     def __init__(self, router: Router, limits: Limits, stats: Stats) -> None:
         self.router = router
+        self._text_pass, self._binary_pass = router.text_pass, router.binary_pass
         self._stats = stats  # the app's counters: this object only adds to them
         self.state = _CONNECTING
         self._accepted = False
@@ -276,6 +279,11 @@ class ConnectionCore:
             return Refusal(
                 ErrorCode.RATE_LIMITED, "too many events", None, self.router.request_id(payload)
             )
+        fast = self._text_pass if payload.__class__ is str else self._binary_pass
+        if fast is not None:
+            found = fast(payload)
+            if found is not None:
+                return found
         return self.router.route(payload)
 
     def _take_token(self, now: float) -> bool:
