@@ -312,3 +312,25 @@ def test_reply_validation_accepts_instances_and_dicts_and_rejects_mismatches() -
     assert handler.validate_reply({"name": "b"}) == Item(name="b")
     with pytest.raises(ValueError, match="name"):
         handler.validate_reply({"nom": "c"})
+
+
+def test_a_convertor_registered_with_starlette_works_in_a_channel_path() -> None:
+    from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
+
+    class Hex(Convertor[int]):
+        regex = "[0-9a-f]+"
+
+        def convert(self, value: str) -> int:
+            return int(value, 16)
+
+        def to_string(self, value: int) -> str:
+            return f"{value:x}"
+
+    register_url_convertor("hex_wsevents_test", Hex())
+    try:
+        channel = Channel("/items/{n:hex_wsevents_test}")
+        assert channel.match("/items/ff") == {"n": 255}
+        assert channel.match("/items/zz") is None
+        assert channel.path_format == "/items/{n}"
+    finally:
+        del CONVERTOR_TYPES["hex_wsevents_test"]

@@ -1,4 +1,4 @@
-"""EventApp: the ASGI callable, the handshake, the receive loop and the lifespan.
+"""EventApp: the ASGI callable, its registration, its HTTP routes and the lifespan.
 
 Over 300 lines: the one public class, its registration, HTTP and lifespan
 surfaces; the work is in ``_runtime``, ``_session`` and ``_topics``.

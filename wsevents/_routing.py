@@ -316,7 +316,8 @@ def _compile_address(address: str) -> tuple[re.Pattern[str], str, dict[str, Conv
         regex, path_format, convertors = compile_path(address)
     except ValueError as exc:  # Starlette's words: "Duplicated param name x at path ..."
         raise RegistrationError(f"a path parameter repeats in {address!r}: {exc}") from exc
-    if "{" in _PARAM.sub("", address) or "}" in _PARAM.sub("", address):
+    literal = _PARAM.sub("", address)
+    if "{" in literal or "}" in literal:
         raise RegistrationError(f"unbalanced braces in channel address {address!r}")
     return regex, path_format, convertors
 
