@@ -198,23 +198,29 @@ class Session:
                 item = core.next_item()
 
     async def _transmit(self, message: Message) -> None:
-        """Hand one message to ASGI ``send``: the only place that does, after the handshake."""
-        core = self._core
+        """Hand one message to ASGI ``send``; with the reply path, the only caller of it.
+
+        The core has taken the send (``send_now`` or ``next_item``) before this.
+        """
         try:
             await self._send(message)
-        except OSError:  # the client went away; the receive loop sees the disconnect
-            core.send_failed()
+        except BaseException as exc:
+            self._send_raised(exc)
             return
-        except Exception:
-            logger.exception("sending to connection %s failed", self.id)
-            core.send_failed()
-            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-            return
-        except BaseException:  # cancelled mid-send: an abort, or the host
-            core.sent()
-            raise
-        if core.sent():
+        if self._core.sent():
             self._wake()
+
+    def _send_raised(self, exc: BaseException) -> None:
+        """Tell the core how a send ended that raised ``exc``; a cancellation goes on."""
+        if isinstance(exc, OSError):  # the client went away; the receive loop sees it
+            self._core.send_failed()
+        elif isinstance(exc, Exception):
+            logger.error("sending to connection %s failed", self.id, exc_info=exc)
+            self._core.send_failed()
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+        else:  # cancelled mid-send: an abort, or the host
+            self._core.sent()
+            raise exc
 
     # -- topics ------------------------------------------------------------------------
 
@@ -342,11 +348,20 @@ class Session:
             await self._handle_exception(exc, event, request_id)
             return
         self._ok[event] += 1
-        if frame is not None:  # send_frame's two lines: a coroutine fewer per reply
-            if self._core.send_now():
-                await self._transmit({"type": "websocket.send", self._frame_key: frame})
-            else:
-                self.push(frame)
+        if frame is None:
+            return
+        core = self._core
+        if not core.send_now():
+            self.push(frame)
+            return
+        # _transmit's lines, without the coroutine a call to it costs per reply.
+        try:
+            await self._send({"type": "websocket.send", self._frame_key: frame})
+        except BaseException as exc:
+            self._send_raised(exc)
+            return
+        if core.sent():
+            self._wake()
 
     async def error(
         self,
