@@ -21,6 +21,7 @@ from wsevents import Channel, Connection, EventApp, EventError, RegistrationErro
 from wsevents.asyncapi import build_asyncapi
 from wsevents.testing import EventTestClient, FrameContractError, Message
 
+from .apps.history import app as history_app
 from .asyncapi_rules import problems, resolve
 from .stress.app import build as build_stress
 
@@ -35,6 +36,7 @@ def documents() -> dict[str, dict[str, Any]]:
         "chat": chat_events.asyncapi(root_path="/ws"),
         "fastapi": EventTestClient(fastapi_app).http.get("/ws/asyncapi.json").json(),
         "stress": build_stress().asyncapi(root_path="/ws"),
+        "history": history_app.asyncapi(),
         "empty": EventApp([], title="Empty", version="0").asyncapi(),
     }
 
@@ -160,6 +162,26 @@ def test_chat_document_describes_the_wire_protocol() -> None:
         "bad_frame", "bad_envelope", "unknown_event", "validation_error", "rate_limited",
         "internal_error",
     ]  # fmt: skip
+
+
+def test_history_topics_are_described_where_a_client_meets_them() -> None:
+    document = history_app.asyncapi()
+    (channel,) = document["channels"].values()
+    query = channel["bindings"]["ws"]["query"]["properties"]
+    assert "wsevents-resume" in query
+    messages = document["components"]["messages"]
+    subscribed = resolve(document, channel["messages"]["wsevents.subscribed"]["$ref"])
+    assert subscribed["name"] == "wsevents.subscribed"
+    data = resolve(document, subscribed["payload"]["properties"]["data"]["$ref"])
+    assert set(data["required"]) == {"topic", "epoch", "offset", "recovered"}
+    said = next(m for m in messages.values() if m["name"] == "said")
+    keys = said["payload"]["properties"]
+    assert {"topic", "epoch", "offset"} <= set(keys)
+    assert said["payload"]["required"] == ["event", "data"]  # positions only on history pushes
+    # An app without History rules says none of it.
+    plain = chat_events.asyncapi()
+    assert "wsevents.subscribed" not in json.dumps(plain)
+    assert "wsevents-resume" not in json.dumps(plain)
 
 
 def test_the_document_is_a_pure_function_of_the_registry() -> None:

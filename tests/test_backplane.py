@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from wsevents import Position
 from wsevents.backplane import Backplane, MemoryBackplane, create_backplane
 from wsevents.backplane.redis import RedisBackplane, redis_glob
 
@@ -30,10 +31,12 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, bytes]] = []
+        self.positions: list[Position | None] = []  # each message's, in the same order
         self._changed = asyncio.Event()
 
-    def __call__(self, topic: str, payload: bytes) -> None:
+    def __call__(self, topic: str, payload: bytes, position: Position | None = None) -> None:
         self.messages.append((topic, payload))
+        self.positions.append(position)
         self._changed.set()
 
     async def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, bytes]]:
@@ -140,6 +143,79 @@ async def test_a_subscription_made_before_start_is_heard(
     assert await inbox.wait_for(1) == [("early", b"x")]
     await a.stop()
     await b.stop()
+
+
+# -- history: every backplane keeps it the same way (DESIGN.md section 10) -----------------
+
+
+async def test_a_topic_gets_an_epoch_when_first_read_and_offsets_from_one(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, inbox_a, b, _ = pair
+    first = await a.read("news", after=None, limit=10, ttl=60)
+    assert first.position.offset == 0
+    assert first.entries == []
+    assert first.position.epoch  # fixed by the read, kept by the publications
+    await a.subscribe("news")
+    positions = [
+        await b.append("news", f"p{n}".encode(), key=f"k{n}", size=10, ttl=60) for n in (1, 2, 3)
+    ]
+    assert positions == [Position(first.position.epoch, n) for n in (1, 2, 3)]
+    # Heard live with their positions, in offset order, by the other backplane.
+    assert await inbox_a.wait_for(3) == [("news", b"p1"), ("news", b"p2"), ("news", b"p3")]
+    assert inbox_a.positions == positions
+    after_one = await a.read("news", after=1, limit=10, ttl=60)
+    assert after_one.position == positions[-1]
+    assert after_one.entries == [(2, b"p2"), (3, b"p3")]
+    assert (await a.read("news", after=1, limit=1, ttl=60)).entries == [(2, b"p2")]
+    assert (await a.read("news", after=None, limit=0, ttl=60)).entries == []
+
+
+async def test_a_retried_append_is_kept_once(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, b, _ = pair
+    one = await a.append("t", b"x", key="same", size=10, ttl=60)
+    again = await b.append("t", b"x", key="same", size=10, ttl=60)
+    assert again == one
+    assert (await a.read("t", after=None, limit=10, ttl=60)).entries == [(1, b"x")]
+
+
+async def test_history_keeps_the_last_size_publications(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, _, _ = pair
+    for n in range(1, 8):
+        await a.append("t", str(n).encode(), key=f"k{n}", size=3, ttl=60)
+    found = await a.read("t", after=None, limit=10, ttl=60)
+    assert found.position.offset == 7
+    assert found.entries == [(5, b"5"), (6, b"6"), (7, b"7")]
+
+
+async def test_history_forgets_publications_older_than_ttl(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, _, _ = pair
+    await a.append("t", b"old", key="k1", size=10, ttl=0.2)
+    await asyncio.sleep(0.4)
+    await a.append("t", b"new", key="k2", size=10, ttl=0.2)
+    found = await a.read("t", after=None, limit=10, ttl=0.2)
+    assert found.position.offset == 2  # the offset goes on: the epoch outlives the entries
+    assert found.entries == [(2, b"new")]
+
+
+async def test_a_topic_found_behind_what_was_delivered_starts_a_new_epoch(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, _, _ = pair
+    at = await a.append("t", b"x", key="k1", size=10, ttl=60)
+    assert await a.new_epoch_if_behind("t", at) == at  # not behind: unchanged
+    renewed = await a.new_epoch_if_behind("t", Position(at.epoch, at.offset + 5))
+    assert renewed.epoch != at.epoch
+    assert renewed.offset == 0
+    assert (await a.read("t", after=None, limit=10, ttl=60)).entries == []
+    again = await a.append("t", b"y", key="k2", size=10, ttl=60)
+    assert again == Position(renewed.epoch, 1)
 
 
 async def test_private_memory_backplanes_do_not_hear_each_other() -> None:
@@ -257,7 +333,7 @@ async def test_stop_with_redis_down_is_quick(redis_server: RedisServer) -> None:
 async def test_a_listener_that_meets_garbage_keeps_listening(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def explode(topic: str, payload: bytes) -> None:
+    def explode(topic: str, payload: bytes, position: Position | None) -> None:
         if payload == b"boom":
             raise RuntimeError("receiver bug")
         inbox(topic, payload)

@@ -196,3 +196,30 @@ def test_the_browser_clients_documented_api_is_the_modules() -> None:
         assert name in example
         assert name.strip(".(") in script
         assert name.strip(".(") in types_
+
+
+def test_resumable_topics_page_code_resumes_as_the_page_says(module: types.ModuleType) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    page = ROOT / "docs" / "resumable-topics.md"
+    code = blocks(page, "python")[0].replace("redis://127.0.0.1:6379/0", "memory://")
+    exec(code, module.__dict__)
+    example = blocks(page, "text")[0].strip()
+    held = json.loads(parse_qs(urlsplit(example).query)["wsevents-resume"][0])
+    assert held == {"rooms/lobby": ["k3x9Qa1z", 40]}
+    frames = [json.loads(line) for line in blocks(page, "json")]
+    assert set(frames[0]) == {"event", "data", "topic", "epoch", "offset"}
+    events = module.events
+    with EventTestClient(events) as client:
+        with client.connect("/chat/lobby") as ws:
+            subscribed = json.loads(ws.receive_raw())
+            assert set(subscribed) == set(frames[1])
+            assert set(subscribed["data"]) == set(frames[1]["data"])
+            epoch = subscribed["data"]["epoch"]
+        for n in range(3):
+            client.http.portal.call(events.publish, "rooms/lobby", "said", {"n": n})
+        query = json.dumps({"rooms/lobby": [epoch, 1]})
+        with client.connect(f"/chat/lobby?wsevents-resume={query}") as ws:
+            got = [json.loads(ws.receive_raw()) for _ in range(3)]
+            assert [frame.get("offset") for frame in got[:2]] == [2, 3]
+            assert got[2]["data"]["recovered"] is True

@@ -109,16 +109,17 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
     public = {name for name in (*dir(EventApp), *vars(app)) if not name.startswith("_")}
     design = {
         "on_connect", "on_disconnect", "exception_handler", "asyncapi", "lifespan", "publish",
-        "send_to",
+        "send_to", "history",
     }  # fmt: skip
     configuration = {
         "channels", "title", "version", "description", "backplane", "limits",
-        "allowed_origins", "codecs", "servers", "docs_url", "asyncapi_url",
+        "allowed_origins", "codecs", "servers", "docs_url", "asyncapi_url", "topics",
     }  # fmt: skip
     documented = {  # docs/reference.md, from the docstrings
         "connections", "stats", "ready", "node_id", "startup", "shutdown", "ensure_started",
         "match", "subprotocols", "connect_hooks", "disconnect_hooks", "exception_handler_for",
     }  # fmt: skip
     assert public == design | configuration | documented
-    for internal in ("sessions", "broker", "counters", "join", "leave", "topics"):
+    assert app.topics == ()  # the History rules it was given, not the runtime's topic table
+    for internal in ("sessions", "broker", "counters", "join", "leave"):
         assert not hasattr(app, internal), internal

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from ._app import EventApp
 from ._connection import Connection
+from ._history import History, Position, Publication
 from ._limits import Limits
 from ._routing import Channel
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import (
+    BackplaneUnavailable,
     CloseCode,
     DecodeError,
     ErrorCode,
@@ -22,6 +24,7 @@ from .exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackplaneUnavailable",
     "Channel",
     "CloseCode",
     "Codec",
@@ -30,10 +33,13 @@ __all__ = [
     "ErrorCode",
     "EventApp",
     "EventError",
+    "History",
     "JSONCodec",
     "Limits",
     "MessagePackCodec",
     "PayloadError",
+    "Position",
+    "Publication",
     "RegistrationError",
     "Reject",
     "TopicError",

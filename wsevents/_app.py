@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection
+from ._history import History, Position, Publication
 from ._limits import Limits
 from ._routing import Channel, Hook, bind_hook, callable_name
 from ._runtime import Runtime
@@ -80,6 +81,7 @@ class EventApp:
         asyncapi_url: str | None = "/asyncapi.json",
         metrics_url: str | None = None,
         client_url: str | None = "/wsevents.js",
+        topics: Iterable[History] = (),
     ) -> None:
         self.channels = list(channels)
         self._static: dict[str, Channel] = {}
@@ -115,7 +117,12 @@ class EventApp:
         self.servers = servers
         self.docs_url = docs_url
         self.asyncapi_url = asyncapi_url
-        self._broker = Broker(self.backplane, secrets.token_hex(4), self.channels)
+        self.topics = tuple(topics)
+        for rule in self.topics:
+            if not isinstance(rule, History):
+                raise RegistrationError(f"expected a History rule in topics, got {rule!r}")
+        history = tuple(rule for rule in self.topics if isinstance(rule, History))
+        self._broker = Broker(self.backplane, secrets.token_hex(4), self.channels, history)
         self._stats = Stats()
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
@@ -173,21 +180,46 @@ class EventApp:
 
     async def publish(
         self, topic: str, event: str, data: Any = None, *, exclude: Iterable[str] | None = None
-    ) -> None:
+    ) -> Position | None:
         """Deliver ``event`` to every subscriber of ``topic``, in every process.
 
         The payload is validated and encoded once per declared model and codec,
         not once per subscriber, and no publisher waits for a slow subscriber.
-        The backplane being away is logged and counted, never raised.
+        For a topic without history, the backplane being away is logged and
+        counted, never raised. A topic that matches a ``History`` rule keeps
+        the publication first, and returns its position.
 
         Args:
-            exclude: connection ids to skip.
+            exclude: connection ids to skip (live pushes only: a replay has all).
+
+        Returns:
+            The publication's :class:`Position` on a history topic, else ``None``.
 
         Raises:
             PayloadError: ``data`` does not match a channel's ``emits`` model.
             TopicError: ``topic`` is not a valid topic name.
+            BackplaneUnavailable: a history topic's publication was not
+                confirmed within the rule's ``publish_timeout``; it reached nobody.
         """
-        await self._broker.publish(topic, event, data, exclude)
+        return await self._broker.publish(topic, event, data, exclude)
+
+    async def history(
+        self, topic: str, *, since: Position | None = None, limit: int = 100
+    ) -> list[Publication]:
+        """Return at most ``limit`` kept publications of ``topic``, oldest first.
+
+        They are the oldest kept after ``since``; from the oldest kept when
+        ``since`` is ``None`` or of another epoch. Page forward by passing the
+        last one's position.
+
+        Raises:
+            TopicError: ``topic`` is not valid, or matches no ``History`` rule.
+            BackplaneUnavailable: the backplane did not answer in time.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
+        await self.ensure_started()
+        return await self._broker.history(topic, since, limit)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
         """Deliver ``event`` to one connection, in whichever process holds it.

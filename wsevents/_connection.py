@@ -13,6 +13,7 @@ from .exceptions import CloseCode
 
 if TYPE_CHECKING:
     from ._app import EventApp
+    from ._history import Position
     from ._routing import Channel
     from ._session import Session
 
@@ -137,9 +138,16 @@ class Connection:
         process, once per message however many of its subscriptions match.
         A connection that has closed ignores it.
 
+        On a topic that matches a ``History`` rule (an exact topic, not a
+        pattern), the client first gets what it missed after the position it
+        named in ``wsevents-resume``, then ``wsevents.subscribed`` with the
+        topic's position, then live publications.
+
         Raises:
             TopicError: ``topic`` is not a valid topic or pattern, or the
                 connection holds ``Limits.max_subscriptions`` already.
+            BackplaneUnavailable: a history topic's position could not be read
+                in time (in ``on_connect``, the handshake is refused with 503).
         """
         await self._session.subscribe(check_pattern(topic))
 
@@ -147,6 +155,10 @@ class Connection:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
         await self._session.unsubscribe(topic)
 
-    async def publish(self, topic: str, event: str, data: Any = None) -> None:
-        """Publish to every subscriber of ``topic``, this connection included."""
-        await self.app.publish(topic, event, data)
+    async def publish(self, topic: str, event: str, data: Any = None) -> Position | None:
+        """Publish to every subscriber of ``topic``, this connection included.
+
+        Returns the publication's position on a history topic (see
+        :meth:`EventApp.publish`), else ``None``.
+        """
+        return await self.app.publish(topic, event, data)

@@ -77,6 +77,15 @@ class Pushed(Enum):
 _QUEUED, _HELD, _DROPPED, _OVERFLOWED = Pushed
 
 
+class Replayed:
+    """A frame of a replay in the outbox: it does not count against ``Limits.send_queue``."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+
+
 class ConnectionCore:
     """One connection's state machine; no I/O.
 
@@ -96,6 +105,7 @@ class ConnectionCore:
         "_measure_above",
         "_outbox",
         "_rated",
+        "_replayed",
         "_stats",
         "_text_pass",
         "aborted",
@@ -122,7 +132,8 @@ class ConnectionCore:
         self.sending = False
         # Made on the first frame queued: most connections of a busy server are idle,
         # and an empty deque costs more than the rest of the core.
-        self._outbox: deque[Frame | Close] | None = None
+        self._outbox: deque[Frame | Close | Replayed] | None = None
+        self._replayed = 0  # Replayed items in the outbox
         self._limits = limits
         self._rated = limits.rate is not None
         self._max_bytes = limits.max_message_bytes
@@ -179,6 +190,7 @@ class ConnectionCore:
         self.aborted = Close(int(code), reason)
         self.state = _CLOSING
         self._outbox = None
+        self._replayed = 0
         return True
 
     def disconnected(self, code: int) -> None:
@@ -188,6 +200,7 @@ class ConnectionCore:
         self.state = _CLOSED
         self.close_code = code
         self._outbox = None
+        self._replayed = 0
 
     # -- frames out ------------------------------------------------------------------
 
@@ -198,11 +211,11 @@ class ConnectionCore:
         """
         state = self.state
         if state is _OPEN:
-            if len(self._outbox or ()) < self._limits.send_queue:
+            if len(self._outbox or ()) - self._replayed < self._limits.send_queue:
                 self._queue(frame)
                 return _QUEUED
         elif state is _CONNECTING:
-            if len(self._outbox or ()) < self._limits.send_queue:
+            if len(self._outbox or ()) - self._replayed < self._limits.send_queue:
                 self._queue(frame)
                 return _HELD
         else:
@@ -211,7 +224,16 @@ class ConnectionCore:
         self.abort(CloseCode.TRY_AGAIN_LATER, "send queue full")
         return _OVERFLOWED
 
-    def _queue(self, item: Frame | Close) -> None:
+    def push_replay(self, frame: Frame) -> Pushed:
+        """Queue a frame of a history replay: never an overflow, however many."""
+        state = self.state
+        if state is _CLOSING or state is _CLOSED:
+            return _DROPPED
+        self._queue(Replayed(frame))
+        self._replayed += 1
+        return _QUEUED if state is _OPEN else _HELD
+
+    def _queue(self, item: Frame | Close | Replayed) -> None:
         if self._outbox is None:
             self._outbox = deque()
         self._outbox.append(item)
@@ -232,7 +254,11 @@ class ConnectionCore:
         if self.sending or not self._outbox or self.state is _CONNECTING:
             return None
         self.sending = True
-        return self._outbox.popleft()
+        item = self._outbox.popleft()
+        if item.__class__ is Replayed:
+            self._replayed -= 1
+            return item.frame
+        return item  # type: ignore[return-value]
 
     def sent(self) -> bool:
         """The send under way ended; return whether more waits in the outbox."""
@@ -245,6 +271,7 @@ class ConnectionCore:
         self.sending = False
         self.send_started = 0.0
         self._outbox = None
+        self._replayed = 0
         if self.state is _OPEN:
             self.state = _CLOSING
 

@@ -34,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 Invoker = Callable[[Any, Any], Any]
 
 RESERVED_EVENTS = frozenset({"error"})
+RESERVED_PREFIX = "wsevents."  # the protocol's own events: wsevents.subscribed, ...
 MAX_EVENT_LENGTH = 256
 
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
@@ -284,8 +285,12 @@ class Channel:
             raise RegistrationError(
                 f"{what}: an event name must be a string of 1 to {MAX_EVENT_LENGTH} characters"
             )
-        if event in RESERVED_EVENTS:
-            raise RegistrationError(f"{what}: the event name {event!r} is reserved")
+        if event in RESERVED_EVENTS or event.startswith(RESERVED_PREFIX):
+            raise RegistrationError(
+                f"{what}: the event name {event!r} is reserved"
+                f" ({', '.join(sorted(RESERVED_EVENTS))} and every name starting"
+                f" with {RESERVED_PREFIX!r})"
+            )
         if event in registered:
             raise RegistrationError(f"{what}: event {event!r} is already registered")
 

@@ -25,16 +25,18 @@ from typing import TYPE_CHECKING
 
 import anyio
 from starlette._utils import get_route_path
+from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection
 from ._dispatch import Router
+from ._history import RESUME_PARAMETER, BadResume, parse_resume
 from ._routing import Channel
 from ._session import Session, call_hook
 from ._stats import Stats
 from ._topics import Broker
 from .codecs import Codec
-from .exceptions import CloseCode, Reject
+from .exceptions import BackplaneUnavailable, CloseCode, Reject
 
 if TYPE_CHECKING:
     from ._app import EventApp
@@ -57,6 +59,7 @@ else:
             yield
 
 
+_RESUME = RESUME_PARAMETER.encode()
 WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
 TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
 SHUTDOWN_GRACE = 5.0  # how long shutdown waits for connections to close themselves
@@ -132,6 +135,13 @@ class Runtime:
         if limit is not None and len(self.sessions) + self._opening >= limit:
             await self.deny(scope, send, 503, "too many connections")
             return None
+        resume = None
+        if _RESUME in scope.get("query_string", b""):
+            try:
+                resume = parse_resume(QueryParams(scope["query_string"]).get(RESUME_PARAMETER))
+            except BadResume as exc:
+                await self.deny(scope, send, 400, str(exc))
+                return None
         channel, params = found
         codec, subprotocol = app.codecs.negotiate(scope.get("subprotocols") or ())
         text_decoder, binary_decoder = app.codecs.decoders(codec)
@@ -150,6 +160,7 @@ class Runtime:
             scope=scope,
             params=params,
             subprotocol=subprotocol,
+            resume=resume,
         )
         conn = session.connection
         self._opening += 1
@@ -179,6 +190,9 @@ class Runtime:
             return True
         except Reject as exc:
             status, reason, code = exc.status, exc.reason, CloseCode.POLICY_VIOLATION
+        except BackplaneUnavailable as exc:
+            logger.warning("handshake to %r refused: %s", channel.address, exc)
+            status, reason, code = 503, "backplane unavailable", CloseCode.TRY_AGAIN_LATER
         except TimeoutError:
             logger.warning("handshake to %r timed out in its on_connect hooks", channel.address)
             status, reason, code = 503, "handshake timed out", CloseCode.TRY_AGAIN_LATER

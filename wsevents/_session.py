@@ -30,10 +30,12 @@ from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId, error_frame, event_frame
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
 from ._routing import Channel, Hook
+from ._wildcards import is_pattern
 from .codecs import Codec
 from .exceptions import CloseCode, ErrorCode, EventError, TopicError
 
 if TYPE_CHECKING:
+    from ._history import Position
     from ._runtime import Runtime
 
 __all__ = ["Session", "call_hook"]
@@ -69,6 +71,7 @@ class Session:
         "codec",
         "connection",
         "id",
+        "resume",
         "topics",
     )
 
@@ -84,8 +87,11 @@ class Session:
         scope: Scope,
         params: dict[str, Any],
         subprotocol: str | None,
+        resume: dict[str, Position] | None = None,
     ) -> None:
         self.id = connection_id
+        # The positions the client named in wsevents-resume, each used by one subscribe.
+        self.resume = resume
         self.channel = channel
         self.codec = codec
         self.topics: set[str] | frozenset[str] = _NO_TOPICS  # a set from the first subscribe
@@ -140,6 +146,11 @@ class Session:
             self._wake()
         elif pushed is _OVERFLOWED:
             self._aborted()
+
+    def push_replay(self, frame: Frame) -> None:
+        """Queue a frame of a history replay: it does not count against ``send_queue``."""
+        if self._core.push_replay(frame) is _QUEUED:
+            self._wake()
 
     async def send_frame(self, frame: Frame) -> None:
         """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
@@ -234,7 +245,16 @@ class Session:
         if not isinstance(self.topics, set):
             self.topics = set()
         self.topics.add(topic)
-        await self._runtime.broker.join(topic, self)
+        broker = self._runtime.broker
+        if is_pattern(topic) or broker.history_rule(topic) is None:
+            await broker.join(topic, self)
+            return
+        resume = self.resume.pop(topic, None) if self.resume else None
+        try:
+            await broker.join_history(topic, self, resume)
+        except BaseException:
+            self.topics.discard(topic)
+            raise
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""

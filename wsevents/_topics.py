@@ -1,7 +1,12 @@
 """Topics: this process's subscriptions and the broker that fans publishes out.
 
 Topic names and MQTT wildcard matching are pure functions in ``_wildcards``,
-re-exported here; the backplanes use them too.
+re-exported here; the backplanes use them too. History topics' ordering and
+recovery are ``_streams``'s; the broker routes to it and encodes the frames.
+
+Over 300 lines: the topic table and the broker's three paths into it (a local
+publish, a message from the backplane, a subscription to a history topic),
+which share the table and the frame encoding.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import msgpack
 from pydantic_core import to_jsonable_python
 
 from ._envelope import event_frame
+from ._history import SUBSCRIBED_EVENT, History, Position, Publication, history_rule
+from ._streams import Held, Message, Streams
 from ._wildcards import (
     MAX_TOPIC_LENGTH,
     check_pattern,
@@ -24,6 +31,7 @@ from ._wildcards import (
     match_levels,
     matches,
 )
+from .exceptions import TopicError
 
 if TYPE_CHECKING:
     from ._routing import Channel
@@ -116,7 +124,13 @@ class Broker:
     twice (a message can match both a topic and a pattern subscription).
     """
 
-    def __init__(self, backplane: Backplane, node_id: str, channels: list[Channel]) -> None:
+    def __init__(
+        self,
+        backplane: Backplane,
+        node_id: str,
+        channels: list[Channel],
+        history: tuple[History, ...] = (),
+    ) -> None:
         self.backplane = backplane
         self.node_id = node_id
         self.topics: Topics[Session] = Topics()
@@ -124,6 +138,12 @@ class Broker:
         self._channels = channels
         self._counter = itertools.count()
         self._seen: dict[str, None] = {}  # recent message ids, oldest first
+        self.streams = Streams(backplane, history, self._deliver_at, _unpack, self._subscribed)
+
+    def history_rule(self, topic: str) -> History | None:
+        """The ``History`` rule of ``topic``, if it has one."""
+        rules = self.streams.rules
+        return history_rule(rules, topic) if rules else None
 
     @property
     def node_topic(self) -> str:
@@ -132,7 +152,7 @@ class Broker:
 
     async def start(self, ready_timeout: float) -> bool:
         """Start the backplane; wait up to ``ready_timeout`` for it; return whether it is ready."""
-        await self.backplane.start(self._receive)
+        await self.backplane.start(self._receive, self.streams.resumed)
         await self.backplane.subscribe(self.node_topic)
         for subscription in self.topics.subscriptions():
             await self.backplane.subscribe(subscription)
@@ -140,6 +160,7 @@ class Broker:
 
     async def stop(self) -> None:
         """Stop the backplane."""
+        await self.streams.stop()
         await self.backplane.stop()
 
     async def join(self, subscription: str, session: Session) -> None:
@@ -149,13 +170,67 @@ class Broker:
 
     async def leave(self, subscription: str, session: Session) -> None:
         """Unsubscribe ``session``; the backplane forgets the subscription with its last member."""
-        if self.topics.discard(subscription, session):
+        last = self.topics.discard(subscription, session)
+        if subscription in self.streams.held:
+            self.streams.drop(subscription, session, last=not self.topics.members(subscription))
+        if last:
             await self.backplane.unsubscribe(subscription)
+
+    async def join_history(self, topic: str, session: Session, resume: Position | None) -> None:
+        """Subscribe ``session`` to a history topic: replay after ``resume``, then live.
+
+        What is published while the replay is read waits in the session's
+        hold, and goes after the replay, from the replay's position on.
+
+        Raises:
+            BackplaneUnavailable: the history could not be read in time.
+        """
+        streams = self.streams
+        held = streams.hold(topic, session)
+        try:
+            await self.join(topic, session)
+            replay, position, recovered = await streams.recover(topic, session, held, resume)
+        except BaseException:
+            await self.leave(topic, session)
+            streams.drop(topic, session, last=not self.topics.members(topic))
+            raise
+        for at, message in replay:
+            session.push_replay(self._history_frame(session, topic, at, message))
+        self._subscribed(session, topic, position, recovered)
+        for at, waiting in streams.release(topic, session):
+            if waiting is None:  # the epoch changed meanwhile
+                if held.epoch != at.epoch or held.offset < at.offset:
+                    held.epoch, held.offset = at
+                    self._subscribed(session, topic, at, False)
+            elif held.takes(at):
+                session.push(self._history_frame(session, topic, at, waiting))
+
+    async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
+        """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first."""
+        check_topic(topic)
+        rule = self.history_rule(topic)
+        if rule is None:
+            raise TopicError(f"{topic!r} matches no History rule: it keeps no history")
+        found = await self.streams.read(rule, topic, None, 0)
+        after = None
+        if since is not None and since.epoch == found.position.epoch:
+            after = since.offset
+        found = await self.streams.read(rule, topic, after, limit)
+        epoch = found.position.epoch
+        publications = []
+        for offset, payload in found.entries:
+            message = _unpack(payload)
+            publications.append(Publication(message["e"], message["d"], topic, epoch, offset))
+        return publications
 
     async def publish(
         self, topic: str, event: str, data: Any, exclude: Iterable[str] | None
-    ) -> None:
-        """Deliver to this process's subscribers of ``topic``, then to the other processes."""
+    ) -> Position | None:
+        """Deliver to this process's subscribers of ``topic``, then to the other processes.
+
+        A history topic's publication is kept first: it returns its position,
+        or raises ``BackplaneUnavailable`` and reaches nobody.
+        """
         check_topic(topic)
         skip = _ids(exclude)
         # Validate against every declaration first, so that a PayloadError reaches
@@ -165,6 +240,9 @@ class Broker:
             emit = channel.emitted.get(event)
             if emit is not None and emit not in payloads:
                 payloads[emit] = emit.dump(data)
+        rule = self.history_rule(topic)
+        if rule is not None:
+            return await self._publish_kept(rule, topic, event, data, skip)
         if self._deliver(topic, event, data, skip, payloads):
             # Some queue is half full: let the writers run before the next publish,
             # so a burst from one handler does not overflow readers that keep up.
@@ -172,6 +250,21 @@ class Broker:
         if self.backplane.shared:
             message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
             await self.backplane.publish(topic, self._pack(message))
+        return None
+
+    async def _publish_kept(
+        self, rule: History, topic: str, event: str, data: Any, skip: set[str]
+    ) -> Position:
+        message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+        payload = self._pack(message)
+        key, backplane = message["i"], self.backplane
+        position: Position = await self.streams.call(
+            rule,
+            f"publishing to {topic!r}",
+            lambda: backplane.append(topic, payload, key=key, size=rule.size, ttl=rule.ttl),
+        )
+        self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))
+        return position
 
     async def send_to(self, connection_id: str, event: str, data: Any) -> None:
         """Deliver to one connection, here or in the process whose node id starts its id."""
@@ -218,10 +311,62 @@ class Broker:
             backlog = backlog or conn.backlogged
         return backlog
 
-    def _receive(self, topic: str, payload: bytes) -> None:
+    def _deliver_at(
+        self,
+        topic: str,
+        position: Position,
+        message: Message,
+        held: dict[Session, Held] | None,
+    ) -> None:
+        """Push one publication of a history topic, in its turn, to this process's subscribers."""
+        skip = message.get("x") or ()
+        frames: dict[tuple[object, Codec], str | bytes] = {}
+        for conn in self.topics.members(topic):
+            if conn.id in skip:
+                continue
+            hold = held.get(conn) if held is not None else None
+            if hold is not None:
+                if hold.buffer is not None:
+                    hold.buffer.append((position, message))
+                    continue
+                if not hold.takes(position):
+                    continue
+            emit = conn.channel.emitted.get(message["e"])
+            frame = frames.get((emit, conn.codec))
+            if frame is None:
+                frame = frames[emit, conn.codec] = self._history_frame(
+                    conn, topic, position, message
+                )
+            conn.push(frame)
+
+    @staticmethod
+    def _history_frame(
+        session: Session, topic: str, position: Position, message: Message
+    ) -> str | bytes:
+        event, data = message["e"], message["d"]
+        emit = session.channel.emitted.get(event)
+        frame = event_frame(event, data if emit is None else emit.dump(data))
+        frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
+        return session.codec.encode(frame)
+
+    def _subscribed(
+        self, session: Session, topic: str, position: Position, recovered: bool | None
+    ) -> None:
+        data = {
+            "topic": topic,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "recovered": recovered,
+        }
+        session.push(session.codec.encode(event_frame(SUBSCRIBED_EVENT, data)))
+
+    def _receive(self, topic: str, payload: bytes, position: Position | None) -> None:
         """Take a message from the backplane: never raises into the backplane."""
         try:
-            message = msgpack.unpackb(payload, raw=False)
+            message = _unpack(payload)
+            if position is not None:  # ordered and de-duplicated by its offset
+                self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))
+                return
             message_id = message["i"]
             if message_id.startswith(self.node_id + ":") or message_id in self._seen:
                 return
@@ -239,6 +384,11 @@ class Broker:
 
 
 SEEN_MESSAGES = 10_000
+
+
+def _unpack(payload: bytes) -> Message:
+    message: Message = msgpack.unpackb(payload, raw=False)
+    return message
 
 
 def _ids(exclude: Iterable[str] | None) -> set[str]:

@@ -18,6 +18,11 @@ listeners of their event, or else to ``async for``. When the connection
 drops, it reconnects with exponential backoff and runs ``on_connect`` again,
 so the subscriptions the server keeps per connection can be made anew.
 
+On history topics (docs/resumable-topics.md) it keeps ``client.positions``,
+updated by each push that carries a position and by ``wsevents.subscribed``;
+drops a push it holds already; and names its positions in ``wsevents-resume``
+on every reconnect, so that the server replays what was missed.
+
 Over 300 lines: one public client class with its reconnecting reader.
 """
 
@@ -26,12 +31,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import json
 import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic_core import to_jsonable_python
 from websockets.asyncio.client import ClientConnection
@@ -40,6 +47,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ._envelope import Message
+from ._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, Position
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import DecodeError, EventError, Reject
 
@@ -75,6 +83,9 @@ class Client:
         timeout: the default for ``request`` and for the opening handshake.
         max_queue: pushes kept for ``async for``; past it the oldest is dropped
             (counted in ``Client.dropped``).
+        resume: positions held already, topic to ``(epoch, offset)`` (saved
+            from an earlier client's ``positions``): the first connection
+            names them too.
     """
 
     def __init__(
@@ -89,6 +100,7 @@ class Client:
         max_attempts: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_queue: int = 1024,
+        resume: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         if codec not in ("json", "msgpack"):
             raise ValueError(f"codec must be 'json' or 'msgpack', got {codec!r}")
@@ -102,6 +114,12 @@ class Client:
         self.timeout = timeout
         self.reconnects = 0  #: how many times the connection was made again
         self.dropped = 0  #: pushes dropped because ``async for`` fell max_queue behind
+        #: The position held in each history topic: sent in ``wsevents-resume``.
+        self.positions: dict[str, Position] = {
+            topic: Position(str(epoch), int(offset))
+            for topic, (epoch, offset) in (resume or {}).items()
+        }
+        self.duplicates = 0  #: pushes dropped because their position was held already
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._closed = False
@@ -293,7 +311,7 @@ class Client:
     async def _connect(self, *, again: bool = False) -> None:
         try:
             ws = await ws_connect(
-                self.url,
+                self._url_with_positions(),
                 subprotocols=[Subprotocol(self.codec.subprotocol)],
                 additional_headers=self.headers,
                 open_timeout=self.timeout,
@@ -307,6 +325,35 @@ class Client:
         if again:
             self.reconnects += 1
         self._connected.set()
+
+    def _url_with_positions(self) -> str:
+        """The URL, with the positions held in ``wsevents-resume`` (replacing one it had)."""
+        if not self.positions:
+            return self.url
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        query = [(k, v) for k, v in query if k != RESUME_PARAMETER]
+        held = {topic: [epoch, offset] for topic, (epoch, offset) in self.positions.items()}
+        query.append((RESUME_PARAMETER, json.dumps(held, separators=(",", ":"))))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def _positioned(self, decoded: dict[str, Any], event: str) -> bool:
+        """Track positions; return whether the frame is new (not a duplicate)."""
+        if event == SUBSCRIBED_EVENT:
+            data = decoded.get("data")
+            if isinstance(data, dict) and isinstance(data.get("topic"), str):
+                self.positions[data["topic"]] = Position(str(data["epoch"]), int(data["offset"]))
+            return True
+        topic, offset = decoded.get("topic"), decoded.get("offset")
+        if not isinstance(topic, str) or not isinstance(offset, int):
+            return True
+        epoch = str(decoded.get("epoch"))
+        held = self.positions.get(topic)
+        if held is not None and held.epoch == epoch and offset <= held.offset:
+            self.duplicates += 1
+            return False
+        self.positions[topic] = Position(epoch, offset)
+        return True
 
     async def _connected_hook(self) -> None:
         if self.on_connect is not None:
@@ -341,10 +388,12 @@ class Client:
                 try:
                     decoded = self.codec.decode(payload)
                     message = Message(decoded["event"], decoded.get("data"), decoded.get("id"))
-                except (DecodeError, KeyError, TypeError):
+                    fresh = message.id is not None or self._positioned(decoded, message.event)
+                except (DecodeError, KeyError, TypeError, ValueError):
                     logger.warning("the server sent a frame that is not an envelope: %r", payload)
                     continue
-                self._deliver(message)
+                if fresh:
+                    self._deliver(message)
         except ConnectionClosed as exc:
             return exc
         return ConnectionClosedByServer(ws.close_code, ws.close_reason)

@@ -115,6 +115,15 @@ class TopicError(WSEventsError, ValueError):
     """A topic name or subscription pattern that is not valid."""
 
 
+class BackplaneUnavailable(WSEventsError):
+    """The backplane did not confirm in time that a history topic's publication was kept.
+
+    Raised by ``publish`` to a history topic (the publication reached nobody)
+    and by ``subscribe`` to one (raised in ``on_connect``, it refuses the
+    handshake with 503).
+    """
+
+
 class DecodeError(WSEventsError, ValueError):
     """A frame that a codec cannot decode."""
 

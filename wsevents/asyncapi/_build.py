@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter, ValidationError
 
 from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
+from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, History
 from .._routing import Channel, Emit, Handler, Hook
 from ..exceptions import ErrorCode
 from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for
@@ -25,6 +26,7 @@ __all__ = ["build_asyncapi"]
 ASYNCAPI_VERSION = "3.0.0"
 REQUEST_ID = "wsevents.RequestId"
 ERROR_DATA = "wsevents.ErrorData"
+SUBSCRIBED_DATA = "wsevents.Subscribed"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
 
@@ -71,8 +73,13 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
         root_path: the mount prefix, prepended to every channel address.
     """
     schemas = collect_schemas(_models(app.channels))
+    history = any(isinstance(rule, History) for rule in getattr(app, "topics", ()))
     components: dict[str, Any] = {
-        "schemas": {**schemas.components, **_protocol_schemas()},
+        "schemas": {
+            **schemas.components,
+            **_protocol_schemas(),
+            **(_history_schemas() if history else {}),
+        },
         "messages": {},
         "correlationIds": {
             "requestId": {
@@ -86,7 +93,9 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     app_schemes = _security(app.connect_hooks)
     for channel in app.channels:
         prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
-        builder = _ChannelBuilder(channel, schemas, components["messages"], operations, prefix)
+        builder = _ChannelBuilder(
+            channel, schemas, components["messages"], operations, prefix, history=history
+        )
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
         schemes = {**app_schemes, **_security(channel.connect_hooks)}
         if schemes:
@@ -169,6 +178,50 @@ def _protocol_schemas() -> dict[str, Any]:
     }
 
 
+def _history_schemas() -> dict[str, Any]:
+    return {
+        SUBSCRIBED_DATA: {
+            "title": "Subscribed",
+            "description": "A history topic's position, sent after each subscription to it.",
+            "type": "object",
+            "required": ["topic", "epoch", "offset", "recovered"],
+            "properties": {
+                "topic": {"type": "string"},
+                "epoch": {
+                    "type": "string",
+                    "description": "Changes whenever the topic's history was lost.",
+                },
+                "offset": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The offset of the topic's last publication (0: none yet).",
+                },
+                "recovered": {
+                    "type": ["boolean", "null"],
+                    "description": "true: every publication after the position named in "
+                    f"`{RESUME_PARAMETER}` came before this frame; false: the history could "
+                    "not give them all (reload the state another way); null: no position "
+                    "was named.",
+                },
+            },
+        }
+    }
+
+
+_POSITION_KEYS = {
+    "topic": {
+        "type": "string",
+        "description": "On a push through a topic that keeps history: the topic.",
+    },
+    "epoch": {"type": "string", "description": "With `topic`: the history's epoch."},
+    "offset": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "With `topic`: the push's offset, one more than the one before.",
+    },
+}
+
+
 def _key(name: str, taken: set[str] | KeysView[str]) -> str:
     """A component key for ``name``, not in ``taken``; added to it when it is a set."""
     key = _KEY.sub("_", name).strip("_") or "event"
@@ -196,8 +249,11 @@ class _ChannelBuilder:
         messages: dict[str, Any],
         operations: dict[str, Any],
         prefix: str,
+        *,
+        history: bool = False,
     ) -> None:
         self.ch = channel
+        self.history = history  # the app has topics that keep history
         self.prefix = prefix  # for payload titles: code generators name types after them
         self.schemas = schemas
         self.components = messages
@@ -214,6 +270,8 @@ class _ChannelBuilder:
         for emit in channel.emitted.values():
             self._add_emit(emit)
         self._add_operation("send", "error", "error", summary="An error frame.", description=None)
+        if history:
+            self._add_subscribed()
 
     def channel(self, root_path: str, subprotocols: list[str]) -> dict[str, Any]:
         ch = self.ch
@@ -241,6 +299,20 @@ class _ChannelBuilder:
             },
             "bindingVersion": "0.1.0",
         }
+        if self.history:
+            binding["query"] = {
+                "type": "object",
+                "properties": {
+                    RESUME_PARAMETER: {
+                        "type": "string",
+                        "description": "The positions the client holds, as URL-encoded "
+                        'JSON: topic to `[epoch, offset]`, e.g. `{"rooms/lobby": ["k3x9", 42]}`. '
+                        "Subscribing to such a topic then replays what came after the "
+                        f"position, before `{SUBSCRIBED_EVENT}`. Malformed: the handshake "
+                        "is refused with 400.",
+                    }
+                },
+            }
         return _drop_none(
             {
                 "address": address,
@@ -360,17 +432,21 @@ class _ChannelBuilder:
         else:
             data = self.schemas.schema(emit.model, "serialization")
         example = _example_data(data, self.schemas, emit.model)
+        envelope = _envelope(
+            emit.event,
+            data,
+            data_required=True,
+            request_id=None,
+            title=self._title(emit.event, "Push"),
+        )
+        if self.history:
+            envelope["properties"].update(_POSITION_KEYS)
+            envelope["dependentRequired"] = {"topic": ["epoch", "offset"]}
         self._add_message(
             key,
             _message(
                 emit.event,
-                _envelope(
-                    emit.event,
-                    data,
-                    data_required=True,
-                    request_id=None,
-                    title=self._title(emit.event, "Push"),
-                ),
+                envelope,
                 title=emit.event,
                 summary=emit.summary,
                 description=emit.description,
@@ -379,6 +455,31 @@ class _ChannelBuilder:
             ),
         )
         self._add_operation("send", key, key, summary=emit.summary, description=emit.description)
+
+    def _add_subscribed(self) -> None:
+        key = _key(SUBSCRIBED_EVENT, self._taken)
+        summary = "The position of a history topic, after each subscription to it."
+        example = {"topic": "rooms/lobby", "epoch": "k3x9Qa1z", "offset": 42, "recovered": True}
+        self._add_message(
+            key,
+            _message(
+                SUBSCRIBED_EVENT,
+                _envelope(
+                    SUBSCRIBED_EVENT,
+                    _ref(SUBSCRIBED_DATA),
+                    data_required=True,
+                    request_id=None,
+                    title=self._title(SUBSCRIBED_EVENT, "Push"),
+                ),
+                title=SUBSCRIBED_EVENT,
+                summary=summary,
+                description="Sent after what was replayed and before anything live; "
+                "sent again with `recovered: false` when the topic's history is lost.",
+                correlated=False,
+                example={"event": SUBSCRIBED_EVENT, "data": example},
+            ),
+        )
+        self._add_operation("send", key, key, summary=summary, description=None)
 
     def _title(self, event: str, kind: str) -> str:
         return f"{self.prefix}{_pascal(event)}{kind}"

@@ -5,11 +5,26 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import NamedTuple
 
-__all__ = ["Backplane", "Receiver"]
+from .._history import Position
 
-Receiver = Callable[[str, bytes], None]
-"""Called with ``(topic, payload)`` for every message the backplane delivers."""
+__all__ = ["Backplane", "HistoryRead", "Receiver"]
+
+Receiver = Callable[[str, bytes, "Position | None"], None]
+"""Called with ``(topic, payload, position)`` for every message the backplane
+delivers; ``position`` is the publication's in its topic's history, ``None``
+for a publication without history."""
+
+Resumed = Callable[[], None]
+"""Called when the transport came back after it was lost (history may have moved on)."""
+
+
+class HistoryRead(NamedTuple):
+    """A topic's current position, and kept publications as ``(offset, payload)``, oldest first."""
+
+    position: Position
+    entries: list[tuple[int, bytes]]
 
 
 class Backplane(ABC):
@@ -52,8 +67,11 @@ class Backplane(ABC):
         return True
 
     @abstractmethod
-    async def start(self, receive: Receiver) -> None:
-        """Start delivering to ``receive``; return without waiting for the transport."""
+    async def start(self, receive: Receiver, resumed: Resumed | None = None) -> None:
+        """Start delivering to ``receive``; return without waiting for the transport.
+
+        ``resumed`` is called each time the transport is back after a loss.
+        """
 
     @abstractmethod
     async def stop(self) -> None:
@@ -70,3 +88,40 @@ class Backplane(ABC):
     @abstractmethod
     async def publish(self, topic: str, payload: bytes) -> None:
         """Send ``payload`` to every subscriber of ``topic``, this process's included."""
+
+    # -- history: section 10 of the design --------------------------------------------
+
+    @abstractmethod
+    async def append(
+        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+    ) -> Position:
+        """Keep ``payload`` as ``topic``'s next publication and publish it, as one step.
+
+        The offset is given in the same step as the live publication, so that
+        every process hears a topic's publications in offset order. The topic
+        keeps at least its last ``size`` publications, each ``ttl`` seconds.
+        ``key`` names this publication: a retry with the same key, after a
+        failure that left it unknown whether the first try landed, returns
+        the first try's position instead of keeping it twice.
+
+        Raises whatever the transport raised: the caller retries and gives up.
+        """
+
+    @abstractmethod
+    async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
+        """Return ``topic``'s position and up to ``limit`` kept publications after offset ``after``.
+
+        ``after=None``: from the oldest kept. A topic with no position yet gets
+        one here (a new epoch at offset 0): reading fixes the epoch. The
+        entries are read in the same step as the position.
+        """
+
+    @abstractmethod
+    async def new_epoch_if_behind(self, topic: str, delivered: Position) -> Position:
+        """Start a new epoch for ``topic`` if it stands before ``delivered`` in the same epoch.
+
+        Called by a process that delivered ``delivered``, yet finds the topic
+        behind it in the same epoch: the store lost publications (a restart
+        from a snapshot older than them), so offsets would be given twice.
+        Returns the topic's position afterwards.
+        """

@@ -3,12 +3,63 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import threading
+from collections import deque
+from time import monotonic
 from typing import ClassVar
 
+from .._history import Position
 from .._wildcards import matches
-from ._base import Backplane, Receiver
+from ._base import Backplane, HistoryRead, Receiver, Resumed
 
-__all__ = ["MemoryBackplane"]
+__all__ = ["EPOCH_TTL", "MemoryBackplane", "new_epoch"]
+
+EPOCH_TTL = 30 * 86400.0
+"""How long a topic's epoch and offset outlive its last publication, in seconds.
+
+Longer than any history ``ttl``: a client whose position equals a quiet
+topic's recovers with nothing to replay, though its publications expired.
+"""
+
+
+def new_epoch() -> str:
+    """A fresh epoch: eight random URL-safe characters."""
+    return secrets.token_urlsafe(6)
+
+
+class _Log:
+    """One topic's history in this process: its position and its kept publications."""
+
+    __slots__ = ("entries", "epoch", "offset", "touched")
+
+    def __init__(self, now: float) -> None:
+        self.epoch = new_epoch()
+        self.offset = 0
+        self.entries: deque[tuple[int, bytes, float]] = deque()  # offset, payload, expiry
+        self.touched = now
+
+    def expire(self, now: float) -> None:
+        entries = self.entries
+        while entries and entries[0][2] <= now:
+            entries.popleft()
+
+
+class _Histories:
+    """Every topic's history for one hub (or one private backplane), safe across threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.logs: dict[str, _Log] = {}
+        self.results: dict[str, Position] = {}  # append keys already kept, newest last
+
+    def log(self, topic: str, now: float) -> _Log:
+        log = self.logs.get(topic)
+        if log is None or now - log.touched > EPOCH_TTL:
+            log = self.logs[topic] = _Log(now)
+        log.touched = now
+        log.expire(now)
+        return log
 
 
 class MemoryBackplane(Backplane):
@@ -20,6 +71,8 @@ class MemoryBackplane(Backplane):
     """
 
     _hubs: ClassVar[dict[str, list[MemoryBackplane]]] = {}
+    _hub_histories: ClassVar[dict[str, _Histories]] = {}
+    _hub_lock = threading.Lock()
 
     def __init__(self, url: str = "memory://") -> None:
         super().__init__()
@@ -27,6 +80,11 @@ class MemoryBackplane(Backplane):
         self._subscriptions: set[str] = set()
         self._receive: Receiver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        if self.name:
+            with self._hub_lock:
+                self._histories = self._hub_histories.setdefault(self.name, _Histories())
+        else:
+            self._histories = _Histories()
 
     def __repr__(self) -> str:
         return f"MemoryBackplane({self.name!r})"
@@ -41,7 +99,7 @@ class MemoryBackplane(Backplane):
     def shared(self) -> bool:
         return len(self._hub) > 1
 
-    async def start(self, receive: Receiver) -> None:
+    async def start(self, receive: Receiver, resumed: Resumed | None = None) -> None:
         self._new_ready()
         self._receive = receive
         self._loop = asyncio.get_running_loop()
@@ -64,10 +122,54 @@ class MemoryBackplane(Backplane):
         self._subscriptions.discard(subscription)
 
     async def publish(self, topic: str, payload: bytes) -> None:
+        self._fan_out(topic, payload, None)
+
+    def _fan_out(self, topic: str, payload: bytes, position: Position | None) -> None:
         for peer in list(self._hub):
             receive, loop = peer._receive, peer._loop
             if receive is None or loop is None or loop.is_closed():
                 continue
             if any(matches(subscription, topic) for subscription in peer._subscriptions):
                 # Delivered on the peer's own loop, never inside the publisher's call.
-                loop.call_soon_threadsafe(receive, topic, payload)
+                loop.call_soon_threadsafe(receive, topic, payload, position)
+
+    async def append(
+        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+    ) -> Position:
+        histories = self._histories
+        with histories.lock:
+            known = histories.results.get(key)
+            if known is not None:
+                return known
+            now = monotonic()
+            log = histories.log(topic, now)
+            log.offset += 1
+            position = Position(log.epoch, log.offset)
+            log.entries.append((log.offset, payload, now + ttl))
+            while len(log.entries) > size:
+                log.entries.popleft()
+            histories.results[key] = position
+            if len(histories.results) > _RESULTS_KEPT:
+                del histories.results[next(iter(histories.results))]
+            # In the lock: every peer hears a topic's publications in offset order.
+            self._fan_out(topic, payload, position)
+        return position
+
+    async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
+        histories = self._histories
+        with histories.lock:
+            log = histories.log(topic, monotonic())
+            start = 0 if after is None else after
+            entries = [(offset, payload) for offset, payload, _ in log.entries if offset > start]
+            return HistoryRead(Position(log.epoch, log.offset), entries[:limit])
+
+    async def new_epoch_if_behind(self, topic: str, delivered: Position) -> Position:
+        histories = self._histories
+        with histories.lock:
+            log = histories.log(topic, monotonic())
+            if log.epoch == delivered.epoch and log.offset < delivered.offset:
+                log = histories.logs[topic] = _Log(monotonic())
+            return Position(log.epoch, log.offset)
+
+
+_RESULTS_KEPT = 10_000  # append keys remembered per hub, for retries

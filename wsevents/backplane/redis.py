@@ -1,4 +1,9 @@
-"""RedisBackplane: Redis pub/sub, with one supervised listener that never dies."""
+"""RedisBackplane: Redis pub/sub, with one supervised listener that never dies.
+
+Over 300 lines: pub/sub with its supervised listener, the bounded publish
+buffer, and history topics' Lua scripts, which publish through the same
+channels the listener hears.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,71 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._history import Position
 from .._wildcards import is_pattern
-from ._base import Backplane, Receiver
+from ._base import Backplane, HistoryRead, Receiver, Resumed
+from .memory import EPOCH_TTL, new_epoch
 
 __all__ = ["RedisBackplane"]
 
 logger = logging.getLogger("wsevents.backplane")
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+# History, as Centrifugo keeps it in Redis: a hash holds the topic's epoch ("e")
+# and last offset ("s"), a stream its publications, each at ID "<offset>-0".
+# One script gives the offset, keeps the publication and publishes it: every
+# process hears a topic's publications in offset order. A third key remembers
+# an append's result for a while, so that a retry is not kept twice.
+#   KEYS: meta, stream, result     ARGV: payload, size, ttl (ms), channel,
+#   new epoch, meta ttl (s), result ttl (ms); returns {offset, epoch}
+_APPEND = """
+local known = redis.call('hmget', KEYS[3], 'e', 's')
+if known[1] then return {tonumber(known[2]), known[1]} end
+local epoch = redis.call('hget', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'e', epoch, 's', 0)
+end
+local offset = redis.call('hincrby', KEYS[1], 's', 1)
+redis.call('expire', KEYS[1], ARGV[6])
+redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
+redis.call('pexpire', KEYS[2], ARGV[3])
+redis.call('publish', ARGV[4], 'H' .. offset .. ':' .. epoch .. ':' .. ARGV[1])
+redis.call('hset', KEYS[3], 'e', epoch, 's', offset)
+redis.call('pexpire', KEYS[3], ARGV[7])
+return {offset, epoch}
+"""
+#   KEYS: meta, stream     ARGV: first ID (or '-'), limit, new epoch, meta ttl (s)
+#   returns {offset, epoch, entries}; a topic without an epoch gets one
+_READ = """
+local meta = redis.call('hmget', KEYS[1], 'e', 's')
+local epoch, offset = meta[1], tonumber(meta[2])
+if not epoch then
+  epoch, offset = ARGV[3], 0
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'e', epoch, 's', 0)
+  redis.call('expire', KEYS[1], ARGV[4])
+end
+local entries = {}
+if tonumber(ARGV[2]) > 0 then
+  entries = redis.call('xrange', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {offset, epoch, entries}
+"""
+#   KEYS: meta, stream     ARGV: delivered epoch, delivered offset, new epoch, meta ttl (s)
+#   returns {offset, epoch}: a new epoch where the topic has none or stands behind
+_RENEW = """
+local meta = redis.call('hmget', KEYS[1], 'e', 's')
+if not meta[1] or (meta[1] == ARGV[1] and tonumber(meta[2]) < tonumber(ARGV[2])) then
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'e', ARGV[3], 's', 0)
+  redis.call('expire', KEYS[1], ARGV[4])
+  return {0, ARGV[3]}
+end
+return {tonumber(meta[2]), meta[1]}
+"""
 
 
 def redis_glob(pattern: str) -> str:
@@ -94,6 +156,11 @@ class RedisBackplane(Backplane):
         self._outgoing: deque[tuple[str, bytes]] = deque()
         self._outgoing_ready: asyncio.Event | None = None
         self._sender: asyncio.Task[None] | None = None
+        self._resumed: Resumed | None = None
+        self._lost_since = False  # the listener lost Redis since it last subscribed
+        self._append = self._publisher.register_script(_APPEND)
+        self._read = self._publisher.register_script(_READ)
+        self._renew = self._publisher.register_script(_RENEW)
 
     def __repr__(self) -> str:
         return f"RedisBackplane({self.url!r})"
@@ -103,9 +170,10 @@ class RedisBackplane(Backplane):
             return self.prefix + redis_glob(subscription), True
         return self.prefix + subscription, False
 
-    async def start(self, receive: Receiver) -> None:
+    async def start(self, receive: Receiver, resumed: Resumed | None = None) -> None:
         self._new_ready()
         self._receive = receive
+        self._resumed = resumed
         loop = asyncio.get_running_loop()
         self._listener = loop.create_task(self._listen())
         self._outgoing_ready = asyncio.Event()
@@ -253,9 +321,14 @@ class RedisBackplane(Backplane):
             self._down_logged = False
         if not self._pending:
             self._ready.set()
+        if self._lost_since:
+            self._lost_since = False
+            if self._resumed is not None:
+                self._resumed()
 
     def _lost(self, exc: Exception) -> None:
         self.stats["reconnects"] += 1
+        self._lost_since = True
         if not self._down_logged:
             logger.warning("redis backplane: %s unreachable (%r); reconnecting", self.url, exc)
             self._down_logged = True
@@ -266,8 +339,13 @@ class RedisBackplane(Backplane):
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
         if kind in ("message", "pmessage"):
             if self._receive is not None and name.startswith(self.prefix):
+                data: bytes = message["data"]
+                position = None
                 try:
-                    self._receive(name[len(self.prefix) :], message["data"])
+                    if data[:1] == b"H":  # a history publication: H<offset>:<epoch>:<payload>
+                        offset, epoch, data = data[1:].split(b":", 2)
+                        position = Position(epoch.decode(), int(offset))
+                    self._receive(name[len(self.prefix) :], data, position)
                 except Exception:  # the receiver's bug must not cost the subscriptions
                     logger.exception("redis backplane: the receiver failed on %r", name)
         elif kind in ("subscribe", "psubscribe"):
@@ -277,3 +355,56 @@ class RedisBackplane(Backplane):
             self._pending.discard(name)
             if not self._pending:
                 self._ready.set()
+
+    # -- history -----------------------------------------------------------------------
+
+    def _history_keys(self, topic: str) -> list[str]:
+        return [f"{self.prefix}meta:{topic}", f"{self.prefix}history:{topic}"]
+
+    async def append(
+        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+    ) -> Position:
+        keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
+        args: list[bytes | str | int] = [
+            payload,
+            size,
+            max(1, int(ttl * 1000)),
+            self.prefix + topic,
+            new_epoch(),
+            int(EPOCH_TTL),
+            _RESULT_TTL_MS,
+        ]
+        offset, epoch = await self._append(keys=keys, args=args)
+        return Position(_text(epoch), int(offset))
+
+    async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
+        # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
+        start = "-" if after is None else f"{after}-1"
+        args: list[bytes | str | int] = [start, limit, new_epoch(), int(EPOCH_TTL)]
+        offset, epoch, rows = await self._read(keys=self._history_keys(topic), args=args)
+        entries = [(int(_text(row[0]).partition("-")[0]), _field(row[1])) for row in rows]
+        return HistoryRead(Position(_text(epoch), int(offset)), entries)
+
+    async def new_epoch_if_behind(self, topic: str, delivered: Position) -> Position:
+        args: list[bytes | str | int] = [
+            delivered.epoch,
+            delivered.offset,
+            new_epoch(),
+            int(EPOCH_TTL),
+        ]
+        offset, epoch = await self._renew(keys=self._history_keys(topic), args=args)
+        return Position(_text(epoch), int(offset))
+
+
+_RESULT_TTL_MS = 60_000  # how long a retried append finds its first try's position
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(fields: list[bytes] | dict[bytes, bytes]) -> bytes:
+    """The payload of a stream entry, as a flat list or a mapping (RESP3)."""
+    if isinstance(fields, dict):
+        return fields[b"d"]
+    return fields[1]

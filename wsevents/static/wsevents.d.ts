@@ -5,6 +5,24 @@ export interface Message<T = unknown> {
   event: string;
   data: T;
   id?: string | number | null;
+  /** On a push through a history topic: the topic and the push's position in it. */
+  topic?: string;
+  epoch?: string;
+  offset?: number;
+}
+
+/** A position in a history topic. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** The data of wsevents.subscribed: a history topic's position; recovered says whether what was missed came. */
+export interface Subscribed {
+  topic: string;
+  epoch: string;
+  offset: number;
+  recovered: boolean | null;
 }
 
 /** The data of an error frame. */
@@ -38,6 +56,10 @@ export interface ConnectOptions {
   onConnect?: (client: Client) => void | Promise<void>;
   /** Called when a connection closes, with its close code and reason. */
   onDisconnect?: (code: number, reason: string) => void;
+  /** Positions held already, topic to [epoch, offset]: named in wsevents-resume from the first connection. */
+  resume?: Record<string, [string, number]>;
+  /** Keep positions in sessionStorage across a page reload (true). */
+  persist?: boolean;
 }
 
 export class Client {
@@ -47,6 +69,10 @@ export class Client {
   readonly closed: boolean;
   /** How many times the connection was made again. */
   readonly reconnects: number;
+  /** The position held in each history topic, sent in wsevents-resume on every reconnect. */
+  readonly positions: Record<string, Position>;
+  /** Pushes dropped because their position was held already. */
+  readonly duplicates: number;
   open(): Promise<Client>;
   /** Send an event without an id. */
   send(event: string, data?: unknown): void;

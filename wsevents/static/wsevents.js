@@ -12,6 +12,12 @@
 // WSEventsError carrying the error frame's code, message and details. When the
 // connection drops the client reconnects with exponential backoff, keeps what
 // is sent meanwhile, and calls onConnect again so the page can rejoin.
+//
+// On history topics it keeps client.positions (topic to {epoch, offset}),
+// updated by every push that carries a position and by wsevents.subscribed;
+// drops a push it holds already; names its positions in wsevents-resume on
+// every reconnect; and keeps them in sessionStorage, so that a reloaded page
+// gets what it missed.
 
 export class WSEventsError extends Error {
   constructor(code, message, details = null) {
@@ -169,11 +175,36 @@ function resolveUrl(url) {
   return resolved.href;
 }
 
+const RESUME = "wsevents-resume";
+
+function storage() {
+  try {
+    return typeof sessionStorage !== "undefined" ? sessionStorage : null;
+  } catch {
+    return null; // storage disabled by the browser
+  }
+}
+
 export class Client {
   constructor(url, options = {}) {
     const codec = options.codec ?? "json";
     if (!(codec in CODECS)) throw new TypeError(`codec must be "json" or "msgpack", got ${codec}`);
     this.url = resolveUrl(url);
+    this.storageKey = options.persist === false ? null : `wsevents:positions:${this.url}`;
+    this.positions = {};
+    this.duplicates = 0;
+    const saved = this.storageKey && storage()?.getItem(this.storageKey);
+    if (saved) {
+      try {
+        Object.assign(this.positions, JSON.parse(saved));
+      } catch {
+        // not ours, or damaged: start without
+      }
+    }
+    for (const [topic, [epoch, offset]] of Object.entries(options.resume ?? {})) {
+      this.positions[topic] = { epoch, offset };
+    }
+    this._saving = null;
     this.codec = CODECS[codec];
     this.timeout = options.timeout ?? 10000;
     this.reconnect = options.reconnect ?? true;
@@ -202,7 +233,7 @@ export class Client {
 
   _open() {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this.url, [this.codec.subprotocol]);
+      const socket = new WebSocket(this._resumeUrl(), [this.codec.subprotocol]);
       socket.binaryType = "arraybuffer";
       let opened = false;
       socket.onopen = async () => {
@@ -246,6 +277,48 @@ export class Client {
       this.reconnects += 1;
     } catch {
       this._retry(attempt + 1);
+    }
+  }
+
+  _resumeUrl() {
+    const topics = Object.entries(this.positions);
+    if (topics.length === 0) return this.url;
+    const url = new URL(this.url);
+    url.searchParams.set(RESUME, JSON.stringify(Object.fromEntries(topics.map(([t, p]) => [t, [p.epoch, p.offset]]))));
+    return url.href;
+  }
+
+  // Track a position; false for a push held already (a duplicate).
+  _positioned(message) {
+    if (message.event === "wsevents.subscribed") {
+      const data = message.data ?? {};
+      if (typeof data.topic === "string") this._hold(data.topic, String(data.epoch), Number(data.offset));
+      return true;
+    }
+    const { topic, epoch, offset } = message;
+    if (typeof topic !== "string" || typeof offset !== "number") return true;
+    const held = this.positions[topic];
+    if (held && held.epoch === String(epoch) && offset <= held.offset) {
+      this.duplicates += 1;
+      return false;
+    }
+    this._hold(topic, String(epoch), offset);
+    return true;
+  }
+
+  _hold(topic, epoch, offset) {
+    this.positions[topic] = { epoch, offset };
+    const store = this.storageKey && storage();
+    if (store && this._saving === null) {
+      // At most one write per turn of the event loop, however many pushes came.
+      this._saving = setTimeout(() => {
+        this._saving = null;
+        try {
+          store.setItem(this.storageKey, JSON.stringify(this.positions));
+        } catch (error) {
+          console.warn("wsevents: cannot keep positions in sessionStorage", error);
+        }
+      }, 0);
     }
   }
 
@@ -320,6 +393,7 @@ export class Client {
       } else pending.resolve(message.data);
       return;
     }
+    if (!this._positioned(message)) return;
     this._emit(message.event, message.data, message);
   }
 
