@@ -200,7 +200,10 @@ class Subscriber(WSListener):
                 return
             data = json.loads(text[text.index("[") :])[1]
         else:
-            data = json.loads(frame.get_payload_as_bytes())["data"]
+            message = json.loads(frame.get_payload_as_bytes())
+            if message["event"] != "tick":  # wsevents.subscribed, on a history topic
+                return
+            data = message["data"]
         self.delays.append(time.time() - data["t"])
         self.counter[0] += 1
         done = self.done

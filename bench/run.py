@@ -159,6 +159,61 @@ def redis_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
     return {"wsevents across two processes through Redis": result}
 
 
+def history_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
+    """The same burst without and with history: in one process, then two through Redis."""
+    results = {}
+    for name, app in (
+        ("in one process", "wsevents_app"),
+        ("in one process, history", "wsevents_history_app"),
+    ):
+        server = Server(app)
+        try:
+            results[name] = load(
+                "fanout", server.url("/?sub=1"), "--connections", str(connections),
+                "--count", str(count),
+            )  # fmt: skip
+        finally:
+            server.stop()
+    for name, app in (
+        ("through Redis", "wsevents_app"),
+        ("through Redis, history", "wsevents_history_app"),
+    ):
+        redis = RedisServer(tmp)
+        redis.start()
+        env = {"WSEVENTS_BACKPLANE": redis.url}
+        one, two = Server(app, env), Server(app, env)
+        try:
+            results[name] = load(
+                "fanout", one.url("/?sub=1"), "--url2", two.url("/?sub=1"),
+                "--connections", str(connections), "--count", str(count),
+            )  # fmt: skip
+            if "history" in name:
+                results[name].update(redis_cost(redis.url))
+        finally:
+            one.stop()
+            two.stop()
+            redis.kill()
+    return results
+
+
+def redis_cost(url: str) -> dict[str, float]:
+    """What the history costs Redis per publication: the script's time, a kept entry's bytes."""
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        script = stats.get("cmdstat_evalsha") or stats.get("cmdstat_eval") or {}
+        kept = client.xlen("wsevents:history:all")
+        size = client.memory_usage("wsevents:history:all") or 0
+    finally:
+        client.close()
+    return {
+        "redis_us_per_publication": float(script.get("usec_per_call", 0.0)),
+        "redis_bytes_per_kept": size / kept if kept else 0.0,
+    }
+
+
 def memory_round(connections: int) -> dict[str, Any]:
     results = {}
     for name, app in (("raw ASGI (json)", "raw_json"), ("wsevents", "wsevents_app")):
@@ -223,6 +278,10 @@ def main() -> int:
         f"fan-out to {1000 // scale}": lambda: fanout_round(1000 // scale, 20 // scale),
         "fan-out across processes": lambda: redis_round(1000 // scale, 20 // scale, tmp),
         "memory per idle connection": lambda: memory_round(1000 // scale),
+        "history: publish to 2": lambda: history_round(2, 2000 // scale, tmp),
+        f"history: fan-out to {1000 // scale}": lambda: history_round(
+            1000 // scale, 20 // scale, tmp
+        ),
     }
     if args.only:
         unknown = set(args.only) - set(scenarios)

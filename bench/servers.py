@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wsevents import Channel, Connection, EventApp, Limits
+from wsevents import Channel, Connection, EventApp, History, Limits
 
 Scope = dict[str, Any]
 
@@ -248,4 +248,14 @@ wsevents_app = EventApp(
     version="1",
     limits=Limits(rate=None, send_queue=100_000),
     backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+)
+
+# The same app, its topic "all" keeping history (docs/resumable-topics.md).
+wsevents_history_app = EventApp(
+    [_bench],
+    title="Bench (history)",
+    version="1",
+    limits=Limits(rate=None, send_queue=100_000),
+    backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+    topics=[History("all", size=1000)],
 )

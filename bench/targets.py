@@ -24,6 +24,7 @@ ECHO = "echo JSON, C=50 W=10"
 MSGPACK = "echo MessagePack, C=50 W=10"
 FANOUT = "fan-out to 1000"
 BARE = "bare loop: msgspec + pydantic, no framework"
+HISTORY_FANOUT = "history: fan-out to 1000"
 
 
 def ratios(rounds: list[dict[str, Any]], num: str, den: str, key: str) -> list[float]:
@@ -97,7 +98,37 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
         f"{median(r[DELIVERIES] for r in local):,.0f}/s, "
         f"p99 {median(r['p99_ms'] for r in local):.1f} ms for a burst) | reported |",
     ]
+    rows += history_rows(results)
     return "\n".join(rows) + "\n"
+
+
+def history_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """History topics against the same without history (runs before history: none)."""
+    rows = []
+    for label, what in (
+        ("history: publish to 2", "publish throughput"),
+        (HISTORY_FANOUT, "fan-out to 1,000"),
+    ):
+        rounds = results.get(label)
+        if not rounds:
+            continue
+        for where in ("in one process", "through Redis"):
+            kept = ratios(rounds, f"{where}, history", where, DELIVERIES)
+            rows.append(
+                f"| history topic, {what} {where}: at least 0.7 of the same without history | "
+                f"{spread(kept)} | {met(statistics.median(kept) >= 0.7)} |"
+            )
+    rounds = results.get(HISTORY_FANOUT)
+    if rounds:
+        cost = [round_["through Redis, history"] for round_ in rounds]
+        rows.append(
+            "| history in Redis, per publication: report it | "
+            f"{statistics.median(c['redis_us_per_publication'] for c in cost):.1f} µs of "
+            "Redis time (the script that numbers, keeps and publishes), "
+            f"{statistics.median(c['redis_bytes_per_kept'] for c in cost):,.0f} B of Redis "
+            "memory per kept publication | reported |"
+        )
+    return rows
 
 
 def main() -> int:

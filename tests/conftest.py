@@ -74,10 +74,16 @@ def free_port() -> int:
 class RedisServer:
     """A real redis-server on 127.0.0.1 and a free port, that a test can kill and restart."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
         self.binary = redis_server_binary()
         self.port = free_port()
         self.directory = directory
+        # Persistent: every write in the append-only file before Redis answers it.
+        self.persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if persistent
+            else ["--appendonly", "no"]
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -94,8 +100,7 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *self.persistence,
                 "--dir",
                 str(self.directory),
             ],

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._history import History, Position, history_rule
@@ -40,6 +41,16 @@ Message = dict[str, Any]
 
 Deliver = Callable[[str, Position, Message, "dict[Session, Held] | None"], None]
 Unpack = Callable[[bytes], Message]
+
+if sys.version_info >= (3, 11):
+
+    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
+        async with asyncio.timeout(seconds):  # no task per call, unlike wait_for on 3.11
+            return await awaitable
+
+else:
+    _within = asyncio.wait_for
+
 
 MAX_EARLY = 10_000  # publications kept waiting for a gap to fill, per topic
 RETRY_DELAY = 0.05
@@ -109,7 +120,7 @@ class Streams:
         while True:
             left = deadline - loop.time()
             try:
-                return await asyncio.wait_for(call(), max(left, 0.001))
+                return await _within(call(), max(left, 0.001))
             except Exception as exc:
                 left = deadline - loop.time()
                 if left <= RETRY_DELAY:
@@ -130,6 +141,15 @@ class Streams:
         return found
 
     # -- live publications ---------------------------------------------------------------
+
+    def delivered(self, topic: str, position: Position) -> bool:
+        """Whether this process delivered ``position`` already (its own publication, echoed)."""
+        stream = self._streams.get(topic)
+        return (
+            stream is not None
+            and stream.epoch == position.epoch
+            and (position.offset <= stream.offset)
+        )
 
     def arrived(self, topic: str, position: Position, message: Message, wanted: bool) -> None:
         """Take a publication of a history topic, from this process or another.

@@ -363,6 +363,8 @@ class Broker:
     def _receive(self, topic: str, payload: bytes, position: Position | None) -> None:
         """Take a message from the backplane: never raises into the backplane."""
         try:
+            if position is not None and self.streams.delivered(topic, position):
+                return  # our own publication, or one heard twice: no need to unpack it
             message = _unpack(payload)
             if position is not None:  # ordered and de-duplicated by its offset
                 self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))

@@ -102,7 +102,9 @@ class Backplane(ABC):
         keeps at least its last ``size`` publications, each ``ttl`` seconds.
         ``key`` names this publication: a retry with the same key, after a
         failure that left it unknown whether the first try landed, returns
-        the first try's position instead of keeping it twice.
+        the first try's position instead of keeping it twice. The caller
+        delivers its own publication itself; hearing it back is allowed (the
+        offset tells it apart), not required.
 
         Raises whatever the transport raised: the caller retries and gives up.
         """

@@ -124,8 +124,12 @@ class MemoryBackplane(Backplane):
     async def publish(self, topic: str, payload: bytes) -> None:
         self._fan_out(topic, payload, None)
 
-    def _fan_out(self, topic: str, payload: bytes, position: Position | None) -> None:
+    def _fan_out(
+        self, topic: str, payload: bytes, position: Position | None, *, others: bool = False
+    ) -> None:
         for peer in list(self._hub):
+            if others and peer is self:
+                continue
             receive, loop = peer._receive, peer._loop
             if receive is None or loop is None or loop.is_closed():
                 continue
@@ -152,7 +156,8 @@ class MemoryBackplane(Backplane):
             if len(histories.results) > _RESULTS_KEPT:
                 del histories.results[next(iter(histories.results))]
             # In the lock: every peer hears a topic's publications in offset order.
-            self._fan_out(topic, payload, position)
+            # Not this backplane's app: it delivers what it appended itself.
+            self._fan_out(topic, payload, position, others=True)
         return position
 
     async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
