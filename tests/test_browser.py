@@ -117,6 +117,37 @@ def test_two_pages_on_two_servers_in_one_room_see_each_other_and_another_room_se
     assert blocked == []  # the pages asked for nothing beyond their servers
 
 
+def test_a_reloaded_tab_shows_what_was_said_while_it_was_away(
+    browser: Any, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The browser client keeps its room's position in sessionStorage across a reload."""
+    blocked: list[str] = []
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}
+    with (
+        uvicorn_process("examples.chat.app:app", tmp_path / "1.log", env=env) as (one, _),
+        uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (two, _),
+    ):
+        ann = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
+        bob = open_page(browser, f"http://127.0.0.1:{two}/", blocked)
+        join(ann, "ann", "reload")
+        join(bob, "bob", "reload")
+        ann.wait_for_selector("text=bob joined", timeout=5000)
+        say(bob, "before the reload")
+        ann.wait_for_selector("text=bob: before the reload", timeout=5000)
+        ann.goto("about:blank")  # the tab leaves; its sessionStorage stays
+        bob.wait_for_selector("text=ann left", timeout=5000)
+        say(bob, "while ann was away")
+        bob.wait_for_selector("text=bob: while ann was away", timeout=5000)
+        ann.goto(f"http://127.0.0.1:{one}/")
+        join(ann, "ann", "reload")
+        ann.wait_for_selector("text=bob: while ann was away", timeout=5000)
+        ann.wait_for_selector("text=ann joined", timeout=5000)
+        ann_log = [line for line in ann.inner_text("#log").split("\n") if line]
+    # What was said before ann left is not shown again; what came after is, once.
+    assert ann_log == ["ann left", "bob: while ann was away", "ann joined"]
+    assert blocked == []
+
+
 def test_the_page_reconnects_when_its_server_restarts(browser: Any) -> None:
     page_app = chat_app
     with serve(page_app) as address:
@@ -170,7 +201,7 @@ def test_docs_page_renders_every_channel_and_event_and_its_console_talks(
         page.locator("#try").screenshot(
             path=str(Path(SCREENSHOTS or tmp_path) / "docs-console.png")
         )
-    assert '← {"event":"joined","data":{"user":"ann"}}' in log
+    assert '← {"event":"joined","data":{"user":"ann"},"topic":"rooms/lobby"' in log
     assert '→ {"event":"ping","data":{"n":42},"id":1}' in log
     assert '← {"event":"ping","data":{"n":42},"id":1}' in log
     assert blocked == []

@@ -146,16 +146,28 @@ async def test_the_chat_example_runs_across_two_processes(
         uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (p2, _),
     ):
         async with connect(f"ws://127.0.0.1:{p1}/ws/chat/tea?user=ann") as ann:
-            assert await frame(ann) == {"event": "joined", "data": {"user": "ann"}}
+            assert (await frame(ann))["data"]["offset"] == 0  # wsevents.subscribed
+            assert unpositioned(await frame(ann)) == {"event": "joined", "data": {"user": "ann"}}
             async with connect(f"ws://127.0.0.1:{p2}/ws/chat/tea?user=bob") as bob:
-                assert await frame(ann) == {"event": "joined", "data": {"user": "bob"}}
-                late_join_of(bob, "ann")
-                assert await frame(bob) == {"event": "joined", "data": {"user": "bob"}}
+                subscribed = await frame(bob)
+                assert subscribed["event"] == "wsevents.subscribed"
+                assert subscribed["data"]["offset"] == 1  # ann's join, kept in Redis
+                joined = {"event": "joined", "data": {"user": "bob"}}
+                assert unpositioned(await frame(ann)) == joined
+                assert unpositioned(await frame(bob)) == joined
                 await bob.send(json.dumps({"event": "say", "data": {"text": "hi ann"}}))
                 said = {"event": "said", "data": {"user": "bob", "text": "hi ann"}}
-                assert await frame(ann) == said
-                assert await frame(bob) == said
-            assert await frame(ann) == {"event": "left", "data": {"user": "bob"}}
+                heard = [await frame(ann), await frame(bob)]
+                assert [unpositioned(f) for f in heard] == [said, said]
+                # The same publication, at the same position, in both processes.
+                assert heard[0]["offset"] == heard[1]["offset"] == 3
+                assert heard[0]["epoch"] == heard[1]["epoch"] == subscribed["data"]["epoch"]
+            assert unpositioned(await frame(ann)) == {"event": "left", "data": {"user": "bob"}}
+
+
+def unpositioned(frame: dict[str, Any]) -> dict[str, Any]:
+    """A push without its position in a history topic."""
+    return {key: value for key, value in frame.items() if key not in ("topic", "epoch", "offset")}
 
 
 @pytest.mark.anyio
@@ -165,8 +177,9 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
     logs = [tmp_path / "1.log", tmp_path / "2.log"]
     env = {"WSEVENTS_BACKPLANE": redis_server.url}  # the default backoff: at most 1 s
     with (
-        uvicorn_process("examples.chat.app:app", logs[0], env=env) as (p1, server1),
-        uvicorn_process("examples.chat.app:app", logs[1], env=env) as (p2, _),
+        # The chat without history: live delivery goes on through the outages.
+        uvicorn_process("tests.apps.chat_live:app", logs[0], env=env) as (p1, server1),
+        uvicorn_process("tests.apps.chat_live:app", logs[1], env=env) as (p2, _),
     ):
         room = "ws/chat/fault"
         async with (

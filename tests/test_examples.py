@@ -20,22 +20,34 @@ from websockets.asyncio.client import connect
 from examples.chat.app import app as chat_app
 from examples.fastapi_app import app as fastapi_app
 from wsevents import Reject
-from wsevents.testing import EventTestClient, Message
+from wsevents.testing import EventTestClient, EventTestSession, Message
 
 from .conftest import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def subscribed(ws: EventTestSession, offset: int | None) -> None:
+    """The room's position comes first: the chat's rooms keep history."""
+    message = ws.receive()
+    assert message.event == "wsevents.subscribed"
+    if offset is not None:
+        assert message.data["offset"] == offset
+    assert message.data["recovered"] is None  # no position named
+
+
 def test_chat_room_members_hear_each_other_and_no_one_else() -> None:
-    with EventTestClient(chat_app) as client, client.connect("/ws/chat/lobby?user=ann") as ann:
+    with EventTestClient(chat_app) as client, client.connect("/ws/chat/members?user=ann") as ann:
+        subscribed(ann, 0)
         assert ann.receive() == Message("joined", {"user": "ann"})
         with (
-            client.connect("/ws/chat/lobby?user=bob") as bob,
-            client.connect("/ws/chat/garden?user=cy") as cy,
+            client.connect("/ws/chat/members?user=bob") as bob,
+            client.connect("/ws/chat/members-garden?user=cy") as cy,
         ):
             assert ann.receive() == Message("joined", {"user": "bob"})
+            subscribed(bob, 1)  # after ann's join
             assert bob.receive() == Message("joined", {"user": "bob"})
+            subscribed(cy, 0)
             assert cy.receive() == Message("joined", {"user": "cy"})
             ann.send("say", {"text": "hello"})
             assert bob.receive() == Message("said", {"user": "ann", "text": "hello"})
@@ -43,6 +55,29 @@ def test_chat_room_members_hear_each_other_and_no_one_else() -> None:
             assert cy.request("ping", {"n": 5}) == {"n": 5}  # cy heard nothing before this
             bob.close()
         assert ann.receive() == Message("left", {"user": "bob"})
+
+
+def test_a_chat_client_that_comes_back_gets_what_was_said_meanwhile() -> None:
+    with EventTestClient(chat_app) as client:
+        with client.connect("/ws/chat/back?user=ann") as ann:
+            first = json.loads(ann.receive_raw())["data"]
+            assert ann.receive() == Message("joined", {"user": "ann"})
+        with client.connect("/ws/chat/back?user=bob") as bob:
+            bob.receive()  # its position
+            bob.receive()  # joined
+            bob.send("say", {"text": "while ann was away"})
+            bob.receive()
+        held = json.dumps({"rooms/back": [first["epoch"], 1]})
+        with client.connect(f"/ws/chat/back?user=ann&wsevents-resume={held}") as ann:
+            missed = [ann.receive() for _ in range(5)]
+    assert missed[:4] == [
+        Message("left", {"user": "ann"}),
+        Message("joined", {"user": "bob"}),
+        Message("said", {"user": "bob", "text": "while ann was away"}),
+        Message("left", {"user": "bob"}),
+    ]
+    assert missed[4].event == "wsevents.subscribed"
+    assert missed[4].data["recovered"] is True
 
 
 def test_chat_requires_a_user_name_and_validates_what_is_said() -> None:
@@ -55,7 +90,8 @@ def test_chat_requires_a_user_name_and_validates_what_is_said() -> None:
         )
         with pytest.raises(Reject), client.connect(f"/ws/chat/lobby?user={'x' * 33}"):
             pass
-        with client.connect("/ws/chat/lobby?user=ann") as ann:
+        with client.connect("/ws/chat/validation?user=ann") as ann:
+            subscribed(ann, 0)
             ann.receive()
             ann.send("say", {"text": ""}, id="s")
             message = ann.receive()
@@ -72,7 +108,7 @@ def test_chat_page_is_served_and_talks_to_the_channel() -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "/ws/chat/" in page.text
-    assert 'import { connect } from "/ws/wsevents.js"' in page.text  # the served client
+    assert 'import { Client } from "/ws/wsevents.js"' in page.text  # the served client
     assert "http://" not in page.text  # nothing from a CDN: it works offline
     assert "https://" not in page.text
 
@@ -145,12 +181,27 @@ async def test_make_run_serves_the_chat_to_two_clients(make_run: tuple[int, Path
     assert f"http://127.0.0.1:{port}/" in output.read_text()
     base = f"ws://127.0.0.1:{port}/ws/chat/tea"
     async with connect(f"{base}?user=ann") as ann, connect(f"{base}?user=bob") as bob:
+        assert json.loads(await ann.recv())["event"] == "wsevents.subscribed"
         assert json.loads(await ann.recv())["event"] == "joined"
         await ann.send(json.dumps({"event": "say", "data": {"text": "hi bob"}}))
-        frames = [json.loads(await bob.recv()) for _ in range(2)]
-    assert frames == [
-        {"event": "joined", "data": {"user": "bob"}},
-        {"event": "said", "data": {"user": "ann", "text": "hi bob"}},
+        frames = [json.loads(await bob.recv()) for _ in range(3)]
+    assert frames[0]["event"] == "wsevents.subscribed"
+    epoch = frames[0]["data"]["epoch"]
+    assert frames[1:] == [
+        {
+            "event": "joined",
+            "data": {"user": "bob"},
+            "topic": "rooms/tea",
+            "epoch": epoch,
+            "offset": 2,
+        },
+        {
+            "event": "said",
+            "data": {"user": "ann", "text": "hi bob"},
+            "topic": "rooms/tea",
+            "epoch": epoch,
+            "offset": 3,
+        },
     ]
 
 

@@ -1,6 +1,8 @@
 """A chat with rooms: ``uvicorn examples.chat.app:app``, then open http://127.0.0.1:8000/.
 
-Each room is a topic; everyone in a room hears what is said there. Set
+Each room is a topic; everyone in a room hears what is said there. Rooms keep
+their last 200 publications (docs/resumable-topics.md): a client that drops,
+or a tab that reloads, gets what it missed. Set
 ``WSEVENTS_BACKPLANE=redis://127.0.0.1:6379/0`` to run several workers or
 machines as one chat (docs/deployment.md).
 """
@@ -16,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 
-from wsevents import Channel, Connection, EventApp, Reject
+from wsevents import Channel, Connection, EventApp, History, Reject
 
 MAX_USER_LENGTH = 32
 
@@ -91,6 +93,7 @@ events = EventApp(
     version="1.0.0",
     description="A chat with rooms.",
     backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+    topics=[History("rooms/+", size=200, ttl=600.0)],
 )
 
 PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
