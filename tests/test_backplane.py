@@ -181,6 +181,16 @@ async def test_a_retried_append_is_kept_once(
     assert (await a.read("t", after=None, limit=10, ttl=60)).entries == [(1, b"x")]
 
 
+async def test_a_retry_key_is_forgotten_after_retry_for(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, _, _ = pair
+    first = await a.append("t", b"x", key="once", size=10, ttl=60, retry_for=0.2)
+    await asyncio.sleep(0.4)
+    again = await a.append("t", b"x", key="once", size=10, ttl=60, retry_for=0.2)
+    assert again.offset == first.offset + 1  # not a retry any more: a new publication
+
+
 async def test_history_keeps_the_last_size_publications(
     pair: tuple[Backplane, Inbox, Backplane, Inbox],
 ) -> None:

@@ -261,7 +261,14 @@ class Broker:
         position: Position = await self.streams.call(
             rule,
             f"publishing to {topic!r}",
-            lambda: backplane.append(topic, payload, key=key, size=rule.size, ttl=rule.ttl),
+            lambda: backplane.append(
+                topic,
+                payload,
+                key=key,
+                size=rule.size,
+                ttl=rule.ttl,
+                retry_for=rule.publish_timeout + 1.0,  # retries stop before
+            ),
         )
         self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))
         return position

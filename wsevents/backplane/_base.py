@@ -93,7 +93,14 @@ class Backplane(ABC):
 
     @abstractmethod
     async def append(
-        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        key: str,
+        size: int,
+        ttl: float,
+        retry_for: float = 60.0,
     ) -> Position:
         """Keep ``payload`` as ``topic``'s next publication and publish it, as one step.
 
@@ -102,7 +109,8 @@ class Backplane(ABC):
         keeps at least its last ``size`` publications, each ``ttl`` seconds.
         ``key`` names this publication: a retry with the same key, after a
         failure that left it unknown whether the first try landed, returns
-        the first try's position instead of keeping it twice. The caller
+        the first try's position instead of keeping it twice, for
+        ``retry_for`` seconds (the caller stops retrying before). The caller
         delivers its own publication itself; hearing it back is allowed (the
         offset tells it apart), not required.
 

@@ -51,7 +51,8 @@ class _Histories:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.logs: dict[str, _Log] = {}
-        self.results: dict[str, Position] = {}  # append keys already kept, newest last
+        # Append keys already kept, oldest first: their position and until when.
+        self.results: dict[str, tuple[Position, float]] = {}
 
     def log(self, topic: str, now: float) -> _Log:
         log = self.logs.get(topic)
@@ -138,23 +139,34 @@ class MemoryBackplane(Backplane):
                 loop.call_soon_threadsafe(receive, topic, payload, position)
 
     async def append(
-        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        key: str,
+        size: int,
+        ttl: float,
+        retry_for: float = 60.0,
     ) -> Position:
         histories = self._histories
         with histories.lock:
-            known = histories.results.get(key)
-            if known is not None:
-                return known
             now = monotonic()
+            known = histories.results.get(key)
+            if known is not None and known[1] > now:
+                return known[0]
             log = histories.log(topic, now)
             log.offset += 1
             position = Position(log.epoch, log.offset)
             log.entries.append((log.offset, payload, now + ttl))
             while len(log.entries) > size:
                 log.entries.popleft()
-            histories.results[key] = position
-            if len(histories.results) > _RESULTS_KEPT:
-                del histories.results[next(iter(histories.results))]
+            results = histories.results
+            results.pop(key, None)
+            results[key] = (position, now + retry_for)
+            while results and (
+                len(results) > _RESULTS_KEPT or next(iter(results.values()))[1] <= now
+            ):
+                del results[next(iter(results))]
             # In the lock: every peer hears a topic's publications in offset order.
             # Not this backplane's app: it delivers what it appended itself.
             self._fan_out(topic, payload, position, others=True)

@@ -362,7 +362,14 @@ class RedisBackplane(Backplane):
         return [f"{self.prefix}meta:{topic}", f"{self.prefix}history:{topic}"]
 
     async def append(
-        self, topic: str, payload: bytes, *, key: str, size: int, ttl: float
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        key: str,
+        size: int,
+        ttl: float,
+        retry_for: float = 60.0,
     ) -> Position:
         keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
         args: list[bytes | str | int] = [
@@ -372,7 +379,7 @@ class RedisBackplane(Backplane):
             self.prefix + topic,
             new_epoch(),
             int(EPOCH_TTL),
-            _RESULT_TTL_MS,
+            max(1, int(retry_for * 1000)),
         ]
         offset, epoch = await self._append(keys=keys, args=args)
         return Position(_text(epoch), int(offset))
@@ -394,9 +401,6 @@ class RedisBackplane(Backplane):
         ]
         offset, epoch = await self._renew(keys=self._history_keys(topic), args=args)
         return Position(_text(epoch), int(offset))
-
-
-_RESULT_TTL_MS = 60_000  # how long a retried append finds its first try's position
 
 
 def _text(value: bytes | str) -> str:
