@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +74,23 @@ def say(page: Any, text: str) -> None:
     page.press("#text", "Enter")
 
 
-def test_two_pages_on_two_servers_in_one_room_see_each_other_and_another_room_sees_neither(
-    browser: Any, redis_server: RedisServer, tmp_path: Path
-) -> None:
-    """The chat on the browser client, two uvicorn processes, one Redis between them."""
-    blocked: list[str] = []
+@contextmanager
+def two_chat_servers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """The chat example in two uvicorn processes on one Redis: their ports."""
     env = {"WSEVENTS_BACKPLANE": redis_server.url}
     with (
         uvicorn_process("examples.chat.app:app", tmp_path / "1.log", env=env) as (one, _),
         uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (two, _),
     ):
+        yield one, two
+
+
+def test_two_pages_on_two_servers_in_one_room_see_each_other_and_another_room_sees_neither(
+    browser: Any, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The chat on the browser client, two uvicorn processes, one Redis between them."""
+    blocked: list[str] = []
+    with two_chat_servers(redis_server, tmp_path) as (one, two):
         ann = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
         bob = open_page(browser, f"http://127.0.0.1:{two}/", blocked)
         cy = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
@@ -122,11 +130,7 @@ def test_a_reloaded_tab_shows_what_was_said_while_it_was_away(
 ) -> None:
     """The browser client keeps its room's position in sessionStorage across a reload."""
     blocked: list[str] = []
-    env = {"WSEVENTS_BACKPLANE": redis_server.url}
-    with (
-        uvicorn_process("examples.chat.app:app", tmp_path / "1.log", env=env) as (one, _),
-        uvicorn_process("examples.chat.app:app", tmp_path / "2.log", env=env) as (two, _),
-    ):
+    with two_chat_servers(redis_server, tmp_path) as (one, two):
         ann = open_page(browser, f"http://127.0.0.1:{one}/", blocked)
         bob = open_page(browser, f"http://127.0.0.1:{two}/", blocked)
         join(ann, "ann", "reload")
