@@ -103,3 +103,15 @@ def test_members_match_wildcards_once_per_member() -> None:
     assert topics.discard("news/+", "ann") is False
     assert topics.discard("weather/+", "ann") is False
     assert topics.members("news/sports") == {"ann", "bob"}
+
+
+def test_heard_says_whether_any_subscription_matches() -> None:
+    table: Topics[str] = Topics()
+    assert not table.heard("rooms/a")
+    table.add("rooms/a", "ann")
+    table.add("alerts/#", "bob")
+    assert table.heard("rooms/a")
+    assert table.heard("alerts/fire/east")
+    assert not table.heard("rooms/b")
+    table.discard("rooms/a", "ann")
+    assert not table.heard("rooms/a")

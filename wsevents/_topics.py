@@ -107,6 +107,15 @@ class Topics(Generic[M]):
                     found |= members
         return found
 
+    def heard(self, topic: str) -> bool:
+        """Whether anyone's subscriptions match ``topic`` (no set is made)."""
+        if self._exact.get(topic):
+            return True
+        if self._patterns:
+            levels = topic.split("/")
+            return any(match_levels(pattern, levels) for pattern, _ in self._patterns.values())
+        return False
+
     def subscriptions(self) -> list[str]:
         """Every topic and pattern with at least one member."""
         return [*self._exact, *self._patterns]
@@ -172,7 +181,7 @@ class Broker:
         """Unsubscribe ``session``; the backplane forgets the subscription with its last member."""
         last = self.topics.discard(subscription, session)
         if subscription in self.streams.held:
-            self.streams.drop(subscription, session, last=not self.topics.members(subscription))
+            self.streams.drop(subscription, session, last=not self.topics.heard(subscription))
         if last:
             await self.backplane.unsubscribe(subscription)
 
@@ -192,7 +201,7 @@ class Broker:
             replay, position, recovered = await streams.recover(topic, session, held, resume)
         except BaseException:
             await self.leave(topic, session)
-            streams.drop(topic, session, last=not self.topics.members(topic))
+            streams.drop(topic, session, last=not self.topics.heard(topic))
             raise
         for at, message in replay:
             session.push_replay(self._history_frame(session, topic, at, message))
@@ -270,7 +279,7 @@ class Broker:
                 retry_for=rule.publish_timeout + 1.0,  # retries stop before
             ),
         )
-        self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))
+        self.streams.arrived(topic, position, message, self.topics.heard(topic))
         return position
 
     async def send_to(self, connection_id: str, event: str, data: Any) -> None:
@@ -374,7 +383,7 @@ class Broker:
                 return  # our own publication, or one heard twice: no need to unpack it
             message = _unpack(payload)
             if position is not None:  # ordered and de-duplicated by its offset
-                self.streams.arrived(topic, position, message, bool(self.topics.members(topic)))
+                self.streams.arrived(topic, position, message, self.topics.heard(topic))
                 return
             message_id = message["i"]
             if message_id.startswith(self.node_id + ":") or message_id in self._seen:
