@@ -264,6 +264,8 @@ def test_a_publish_the_backplane_cannot_keep_raises_and_reaches_nobody() -> None
     from wsevents.backplane import MemoryBackplane
 
     class Unreachable(MemoryBackplane):
+        waits = True  # a transport's backplane, gone
+
         async def append(self, *args: Any, **kwargs: Any) -> Position:
             raise ConnectionError("down")
 

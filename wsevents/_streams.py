@@ -109,12 +109,16 @@ class Streams:
 
     # -- the backplane's calls -----------------------------------------------------------
 
-    async def call(self, rule: History, what: str, call: Callable[[], Any]) -> Any:
+    async def call(self, rule: History, what: str, topic: str, call: Callable[[], Any]) -> Any:
         """Await ``call()`` on the backplane, retried until ``rule.publish_timeout``.
+
+        ``what`` and ``topic`` say what failed, if it does.
 
         Raises:
             BackplaneUnavailable: it never answered in time.
         """
+        if not self._backplane.waits:  # in-process: at once, nothing to bound
+            return await call()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + rule.publish_timeout
         while True:
@@ -125,7 +129,7 @@ class Streams:
                 left = deadline - loop.time()
                 if left <= RETRY_DELAY:
                     raise BackplaneUnavailable(
-                        f"{what}: the backplane did not confirm within"
+                        f"{what} {topic!r}: the backplane did not confirm within"
                         f" {rule.publish_timeout:g} s ({exc!r})"
                     ) from None
                 await asyncio.sleep(RETRY_DELAY)
@@ -135,7 +139,8 @@ class Streams:
         backplane = self._backplane
         found: HistoryRead = await self.call(
             rule,
-            f"reading the history of {topic!r}",
+            "reading the history of",
+            topic,
             lambda: backplane.read(topic, after=after, limit=limit, ttl=rule.ttl),
         )
         return found
@@ -265,7 +270,8 @@ class Streams:
                 backplane = self._backplane
                 renewed = await self.call(
                     rule,
-                    f"starting a new epoch of {topic!r}",
+                    "starting a new epoch of",
+                    topic,
                     lambda: backplane.new_epoch_if_behind(topic, Position(epoch, offset)),
                 )
                 found = found._replace(position=renewed, entries=[])

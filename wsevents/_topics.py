@@ -269,7 +269,8 @@ class Broker:
         key, backplane = message["i"], self.backplane
         position: Position = await self.streams.call(
             rule,
-            f"publishing to {topic!r}",
+            "publishing to",
+            topic,
             lambda: backplane.append(
                 topic,
                 payload,

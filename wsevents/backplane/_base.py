@@ -48,6 +48,10 @@ class Backplane(ABC):
         bound to it, and every lifespan (every test client) may run in another."""
         self._ready = asyncio.Event()
 
+    #: Whether its calls wait on a transport (so a caller bounds them in time);
+    #: an in-process backplane answers at once and never fails for a while.
+    waits = True
+
     @property
     def shared(self) -> bool:
         """Whether anyone else can hear this backplane (else a publish is local only)."""

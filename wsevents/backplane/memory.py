@@ -71,6 +71,7 @@ class MemoryBackplane(Backplane):
     loops and threads.
     """
 
+    waits = False
     _hubs: ClassVar[dict[str, list[MemoryBackplane]]] = {}
     _hub_histories: ClassVar[dict[str, _Histories]] = {}
     _hub_lock = threading.Lock()
@@ -161,11 +162,8 @@ class MemoryBackplane(Backplane):
             while len(log.entries) > size:
                 log.entries.popleft()
             results = histories.results
-            results.pop(key, None)
-            results[key] = (position, now + retry_for)
-            while results and (
-                len(results) > _RESULTS_KEPT or next(iter(results.values()))[1] <= now
-            ):
+            results[key] = (position, now + retry_for)  # expired ones are ignored when read
+            if len(results) > _RESULTS_KEPT:
                 del results[next(iter(results))]
             # In the lock: every peer hears a topic's publications in offset order.
             # Not this backplane's app: it delivers what it appended itself.
