@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,50 @@ async def test_subscribers_connected_through_a_redis_restart_never_skip_silently
         told = [frame for frame in watcher.frames if frame[0] == "subscribed"]
         # Without persistence each subscriber is told, before the new epoch's first push.
         assert [frame[3] for frame in told] == ([None] if persistent else [None, False])
+
+
+async def test_the_python_client_drops_a_push_it_holds_already_and_names_its_positions() -> None:
+    """Against a hand-written server that repeats a push and records the handshake's query."""
+    from urllib.parse import parse_qs
+
+    from .conftest import serve
+
+    queries: list[str] = []
+    frames = [
+        {
+            "event": "wsevents.subscribed",
+            "data": {"topic": "t", "epoch": "e", "offset": 0, "recovered": None},
+        },
+        {"event": "said", "data": 1, "topic": "t", "epoch": "e", "offset": 1},
+        {"event": "said", "data": 1, "topic": "t", "epoch": "e", "offset": 1},  # again
+        {"event": "said", "data": 0, "topic": "t", "epoch": "old", "offset": 9},  # another epoch
+        {"event": "said", "data": 2, "topic": "t", "epoch": "e", "offset": 2},
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        queries.append(scope["query_string"].decode())
+        await receive()
+        await send({"type": "websocket.accept", "subprotocol": "wsevents.json"})
+        for frame in frames:
+            await send({"type": "websocket.send", "text": json.dumps(frame)})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    with serve(app) as address:
+        heard: list[Any] = []
+        client = Client(f"ws://{address}/x?user=ann", resume={"t": ("e", 0)}, reconnect=False)
+        client.on("said", heard.append)
+        async with client:
+            await until(lambda: len(heard) == 3)
+            await asyncio.sleep(0.1)  # nothing more comes
+        assert heard == [1, 0, 2]  # the repeat dropped; another epoch is news
+        assert client.duplicates == 1
+        assert client.positions == {"t": Position("e", 2)}
+    named = parse_qs(queries[0])
+    assert named["user"] == ["ann"]
+    assert json.loads(named["wsevents-resume"][0]) == {"t": ["e", 0]}
