@@ -242,20 +242,13 @@ async def _burst(conn: Connection, data: Burst) -> None:
         await conn.app.publish("all", "tick", {"n": n, "t": time.time()})
 
 
-wsevents_app = EventApp(
-    [_bench],
-    title="Bench",
-    version="1",
-    limits=Limits(rate=None, send_queue=100_000),
-    backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
-)
-
+_options: dict[str, Any] = {
+    "version": "1",
+    "limits": Limits(rate=None, send_queue=100_000),
+    "backplane": os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+}
+wsevents_app = EventApp([_bench], title="Bench", **_options)
 # The same app, its topic "all" keeping history (docs/resumable-topics.md).
 wsevents_history_app = EventApp(
-    [_bench],
-    title="Bench (history)",
-    version="1",
-    limits=Limits(rate=None, send_queue=100_000),
-    backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
-    topics=[History("all", size=1000)],
+    [_bench], title="Bench (history)", topics=[History("all", size=1000)], **_options
 )

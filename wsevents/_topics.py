@@ -200,11 +200,10 @@ class Broker:
             await self.join(topic, session)
             replay, position, recovered = await streams.recover(topic, session, held, resume)
         except BaseException:
-            await self.leave(topic, session)
-            streams.drop(topic, session, last=not self.topics.heard(topic))
+            await self.leave(topic, session)  # and its hold
             raise
         for at, message in replay:
-            session.push_replay(self._history_frame(session, topic, at, message))
+            session.push_replay(self._frame_for(session, topic, at, message))
         self._subscribed(session, topic, position, recovered)
         for at, waiting in streams.release(topic, session):
             if waiting is None:  # the epoch changed meanwhile
@@ -212,7 +211,7 @@ class Broker:
                     held.epoch, held.offset = at
                     self._subscribed(session, topic, at, False)
             elif held.takes(at):
-                session.push(self._history_frame(session, topic, at, waiting))
+                session.push(self._frame_for(session, topic, at, waiting))
 
     async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
         """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first."""
@@ -220,11 +219,9 @@ class Broker:
         rule = self.history_rule(topic)
         if rule is None:
             raise TopicError(f"{topic!r} matches no History rule: it keeps no history")
-        found = await self.streams.read(rule, topic, None, 0)
-        after = None
-        if since is not None and since.epoch == found.position.epoch:
-            after = since.offset
-        found = await self.streams.read(rule, topic, after, limit)
+        found = await self.streams.read(rule, topic, None if since is None else since.offset, limit)
+        if since is not None and since.epoch != found.position.epoch:  # from the oldest kept
+            found = await self.streams.read(rule, topic, None, limit)
         epoch = found.position.epoch
         publications = []
         for offset, payload in found.entries:
@@ -351,20 +348,17 @@ class Broker:
             emit = conn.channel.emitted.get(message["e"])
             frame = frames.get((emit, conn.codec))
             if frame is None:
-                frame = frames[emit, conn.codec] = self._history_frame(
-                    conn, topic, position, message
+                frame = frames[emit, conn.codec] = _history_frame(
+                    conn.codec, emit, topic, position, message
                 )
             conn.push(frame)
 
     @staticmethod
-    def _history_frame(
+    def _frame_for(
         session: Session, topic: str, position: Position, message: Message
     ) -> str | bytes:
-        event, data = message["e"], message["d"]
-        emit = session.channel.emitted.get(event)
-        frame = event_frame(event, data if emit is None else emit.dump(data))
-        frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
-        return session.codec.encode(frame)
+        emit = session.channel.emitted.get(message["e"])
+        return _history_frame(session.codec, emit, topic, position, message)
 
     def _subscribed(
         self, session: Session, topic: str, position: Position, recovered: bool | None
@@ -403,6 +397,16 @@ class Broker:
 
 
 SEEN_MESSAGES = 10_000
+
+
+def _history_frame(
+    codec: Codec, emit: Any, topic: str, position: Position, message: Message
+) -> str | bytes:
+    """A push of a history topic: the envelope and its position, in ``codec``."""
+    event, data = message["e"], message["d"]
+    frame = event_frame(event, data if emit is None else emit.dump(data))
+    frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
+    return codec.encode(frame)
 
 
 def _unpack(payload: bytes) -> Message:

@@ -331,8 +331,11 @@ class Client:
         if not self.positions:
             return self.url
         parts = urlsplit(self.url)
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-        query = [(k, v) for k, v in query if k != RESUME_PARAMETER]
+        query = [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k != RESUME_PARAMETER
+        ]
         held = {topic: [epoch, offset] for topic, (epoch, offset) in self.positions.items()}
         query.append((RESUME_PARAMETER, json.dumps(held, separators=(",", ":"))))
         return urlunsplit(parts._replace(query=urlencode(query)))
