@@ -287,3 +287,90 @@ def test_a_publish_the_backplane_cannot_keep_raises_and_reaches_nobody() -> None
             await app.shutdown()
 
     asyncio.run(run())
+
+
+class _GatedReads:
+    """A process's Streams over an in-process history whose reads wait for ``gate``."""
+
+    def __init__(self) -> None:
+        from wsevents._streams import Streams
+        from wsevents.backplane import MemoryBackplane
+
+        gate = self.gate = asyncio.Event()
+        self.reads = 0
+
+        class Gated(MemoryBackplane):
+            waits = True  # a transport's backplane: a read takes a while
+
+            async def read(self, topic: str, **kwargs: Any) -> Any:
+                reads.reads += 1
+                await gate.wait()
+                return await super().read(topic, **kwargs)
+
+        reads = self
+        self.backplane = Gated()
+        self.delivered: list[int] = []
+        self.streams = Streams(
+            self.backplane,
+            (History("t"),),
+            lambda topic, position, message, held: self.delivered.append(position.offset),
+            lambda payload: {"d": payload},
+            lambda session, topic, position, recovered: None,
+        )
+
+    async def publish(self, count: int) -> list[Position]:
+        await self.backplane.start(lambda *args: None)
+        return [
+            await self.backplane.append("t", b"%d" % n, key=f"k{n}", size=100, ttl=60)
+            for n in range(1, count + 1)
+        ]
+
+    def arrive(self, position: Position) -> None:
+        self.streams.arrived("t", position, {"d": b"%d" % position.offset}, True)
+
+    async def until_delivered(self, count: int) -> list[int]:
+        for _ in range(200):
+            if len(self.delivered) >= count:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # nothing more comes
+        return self.delivered
+
+
+def test_a_gap_closed_while_it_is_read_skips_nothing_that_waits_after_it() -> None:
+    async def run() -> list[int]:
+        gated = _GatedReads()
+        p = await gated.publish(5)
+        gated.arrive(p[0])
+        gated.arrive(p[2])  # 2 is missing: its gap is read
+        gated.arrive(p[4])
+        await asyncio.sleep(0.01)
+        assert gated.reads == 1
+        gated.arrive(p[1])  # its publish was confirmed late: 2 and 3 go out at once
+        gated.gate.set()  # the read answers with 2 alone, which is no longer missing
+        delivered = await gated.until_delivered(5)
+        await gated.streams.stop()
+        return delivered
+
+    assert asyncio.run(run()) == [1, 2, 3, 4, 5]  # 4 read from the history, not skipped
+
+
+def test_a_gap_closed_while_it_is_read_leaves_the_stream_delivering(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> list[int]:
+        gated = _GatedReads()
+        p = await gated.publish(4)
+        gated.arrive(p[0])
+        gated.arrive(p[2])
+        await asyncio.sleep(0.01)
+        gated.arrive(p[1])  # nothing waits any more when the read answers
+        gated.gate.set()
+        await gated.until_delivered(3)
+        gated.arrive(p[3])
+        delivered = await gated.until_delivered(4)
+        await gated.streams.stop()
+        return delivered
+
+    assert asyncio.run(run()) == [1, 2, 3, 4]
+    assert "a history task failed" not in caplog.text

@@ -199,6 +199,8 @@ class Streams:
 
     def _skip_gap(self, topic: str, stream: _Stream) -> None:
         """The gap cannot be filled: tell every subscriber, and go on from what waits."""
+        if not stream.early:
+            return
         first = min(stream.early)
         stream.offset = first - 1
         self._announce(topic, Position(stream.epoch, stream.offset))
@@ -210,13 +212,15 @@ class Streams:
             rule = self.rule_for(topic)
             while stream.early and self._streams.get(topic) is stream:
                 first = min(stream.early)
-                missing = first - stream.offset - 1
-                if missing <= 0:
+                after = stream.offset
+                if first <= after + 1:  # the next, or one the stream moved past meanwhile
+                    for stale in [offset for offset in stream.early if offset <= after]:
+                        del stream.early[stale]
                     self._drain(topic, stream)
                     continue
                 epoch = stream.epoch
                 try:
-                    found = await self.read(rule, topic, stream.offset, missing)
+                    found = await self.read(rule, topic, after, first - after - 1)
                 except BackplaneUnavailable:
                     logger.warning("could not fill a gap in %r from its history", topic)
                     self._skip_gap(topic, stream)
@@ -226,14 +230,14 @@ class Streams:
                 if found.position.epoch != epoch:
                     self._new_epoch(topic, stream, found.position)
                     continue
-                expected = stream.offset + 1
-                entries = [entry for entry in found.entries if entry[0] < first]
-                if not entries or entries[0][0] != expected or len(entries) != missing:
-                    self._skip_gap(topic, stream)  # trimmed: the history cannot give it all
-                    continue
-                for offset, payload in entries:
-                    stream.early[offset] = self._unpack(payload)
+                # Publications arrive while the read is out (a publish confirmed late):
+                # take from it only what is still missing before ``first``.
+                for offset, payload in found.entries:
+                    if stream.offset < offset < first and offset not in stream.early:
+                        stream.early[offset] = self._unpack(payload)
                 self._drain(topic, stream)
+                if stream.offset < first - 1:
+                    self._skip_gap(topic, stream)  # trimmed: the history cannot give it all
         finally:
             stream.filling = None
 
