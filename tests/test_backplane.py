@@ -478,3 +478,67 @@ async def test_local_delivery_does_not_wait_on_a_frozen_redis(redis_server: Redi
                 redis_server.process.send_signal(signal.SIGCONT)
     assert [item["data"] for item in items] == [0, 1, 2, 3, 4]
     assert elapsed < 2.5  # before: one command timeout (1 s) per publish, 5 s in all
+
+
+async def test_concurrent_appends_share_one_connection_and_get_consecutive_offsets(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    watcher = redis.Redis.from_url(redis_server.url)
+    backplane = RedisBackplane(redis_server.url)
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    await backplane.append("t", b"warm", key="warm", size=1000, ttl=60)  # the pool's first
+    opened = watcher.info("stats")["total_connections_received"]
+    positions = await asyncio.gather(
+        *(backplane.append("t", b"%d" % n, key=f"k{n}", size=1000, ttl=60) for n in range(200))
+    )
+    # One round trip carries what was made meanwhile: no connection per publication.
+    assert watcher.info("stats")["total_connections_received"] - opened <= 1
+    assert sorted(position.offset for position in positions) == list(range(2, 202))
+    kept = await backplane.read("t", after=1, limit=1000, ttl=60)
+    assert sorted(payload for _, payload in kept.entries) == sorted(b"%d" % n for n in range(200))
+    await backplane.stop()
+    watcher.close()
+
+
+async def test_an_append_lands_once_after_redis_forgot_its_scripts(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    backplane = RedisBackplane(redis_server.url)
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    first = await backplane.append("t", b"1", key="k1", size=10, ttl=60)
+    redis.Redis.from_url(redis_server.url).script_flush()  # as a restart without data does
+    later = await asyncio.gather(
+        *(backplane.append("t", b"%d" % n, key=f"k{n}", size=10, ttl=60) for n in (2, 3, 4))
+    )
+    assert [first.offset, *sorted(p.offset for p in later)] == [1, 2, 3, 4]
+    assert len((await backplane.read("t", after=None, limit=10, ttl=60)).entries) == 4
+    await backplane.stop()
+
+
+async def test_stop_answers_an_append_waiting_on_a_frozen_redis(
+    redis_server: RedisServer,
+) -> None:
+    backplane = RedisBackplane(redis_server.url + "?command_timeout=5")
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        waiting = asyncio.ensure_future(backplane.append("t", b"x", key="k", size=10, ttl=60))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        started = time.monotonic()
+        await backplane.stop()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(waiting, 1)
+        assert time.monotonic() - started < 4  # answered by stop, not by the command timeout
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    with pytest.raises(ConnectionError, match="not running"):
+        await backplane.append("t", b"x", key="k2", size=10, ttl=60)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 from collections import deque
+from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -115,6 +116,12 @@ class RedisBackplane(Backplane):
       pipelines, in order. A publish that finds the buffer full (Redis is
       slow or frozen) is dropped and counted in ``stats["publish_overflows"]``.
 
+    A publication to a history topic is confirmed instead: ``append`` waits
+    for Redis to number and keep it. One task sends the appends made while a
+    round trip is out together in the next (a pipeline of scripts, as
+    Centrifugo's broker auto-pipelines), so concurrent publishers share round
+    trips and one connection.
+
     A listener task holds the subscriptions. When Redis goes away it logs
     once, counts a reconnect, retries with backoff and jitter, and
     resubscribes to everything when Redis is back. ``publish`` during the
@@ -158,7 +165,10 @@ class RedisBackplane(Backplane):
         self._sender: asyncio.Task[None] | None = None
         self._resumed: Resumed | None = None
         self._lost_since = False  # the listener lost Redis since it last subscribed
-        self._append = self._publisher.register_script(_APPEND)
+        self._append_sha = self._publisher.register_script(_APPEND).sha
+        self._appends: deque[_Append] = deque()
+        self._appends_ready: asyncio.Event | None = None
+        self._appender: asyncio.Task[None] | None = None
         self._read = self._publisher.register_script(_READ)
         self._renew = self._publisher.register_script(_RENEW)
 
@@ -178,13 +188,17 @@ class RedisBackplane(Backplane):
         self._listener = loop.create_task(self._listen())
         self._outgoing_ready = asyncio.Event()
         self._sender = loop.create_task(self._send_outgoing(self._outgoing_ready))
+        self._appends_ready = asyncio.Event()
+        self._appender = loop.create_task(self._send_appends(self._appends_ready))
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         sender, self._sender = self._sender, None
-        if self._outgoing_ready is not None:
-            self._outgoing_ready.set()  # wakes a sender whose command swallowed the cancel
-        for task in (listener, sender):
+        appender, self._appender = self._appender, None
+        for ready in (self._outgoing_ready, self._appends_ready):
+            if ready is not None:
+                ready.set()  # wakes a sender whose command swallowed the cancel
+        for task in (listener, sender, appender):
             if task is not None:
                 task.cancel()
                 # Bounded: redis-py may swallow a cancellation that lands mid-connect.
@@ -192,6 +206,8 @@ class RedisBackplane(Backplane):
         if self._outgoing and self._pubsub is not None:  # what is queued, once, bounded
             await self._send_batch()
         self._outgoing.clear()
+        _fail(self._appends, "the backplane stopped")
+        self._appends.clear()
         self._ready.clear()
         for client in (self._publisher, self._subscriber):
             with suppress(Exception):
@@ -371,6 +387,8 @@ class RedisBackplane(Backplane):
         ttl: float,
         retry_for: float = 60.0,
     ) -> Position:
+        if self._appender is None or self._appends_ready is None:
+            raise ConnectionError("the Redis backplane is not running")
         keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
         args: list[bytes | str | int] = [
             payload,
@@ -381,8 +399,58 @@ class RedisBackplane(Backplane):
             int(EPOCH_TTL),
             max(1, int(retry_for * 1000)),
         ]
-        offset, epoch = await self._append(keys=keys, args=args)
+        confirmed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._appends.append((keys, args, confirmed))
+        self._appends_ready.set()
+        offset, epoch = await confirmed
         return Position(_text(epoch), int(offset))
+
+    async def _send_appends(self, ready: asyncio.Event) -> None:
+        # One sender: the appends made while a round trip is out leave together in the next.
+        while self._appender is not None:
+            await ready.wait()
+            ready.clear()
+            while self._appends and self._appender is not None:
+                batch = [self._appends.popleft() for _ in range(min(len(self._appends), 500))]
+                try:
+                    await self._append_batch([entry for entry in batch if not entry[2].done()])
+                except BaseException:
+                    _fail(batch, "the backplane stopped")
+                    raise
+
+    async def _append_batch(self, batch: list[_Append]) -> None:
+        """Run the append script for each of ``batch`` in one pipeline; answer each caller."""
+        from redis.exceptions import NoScriptError  # redis-py is optional: imported once used
+
+        for _ in range(2):  # a second time after loading the script into a Redis without it
+            try:
+                pipeline = self._publisher.pipeline(transaction=False)
+                for keys, args, _confirmed in batch:
+                    pipeline.evalsha(self._append_sha, len(keys), *keys, *args)
+                results = await asyncio.wait_for(
+                    pipeline.execute(raise_on_error=False), self.command_timeout
+                )
+            except Exception as exc:
+                _fail(batch, repr(exc))
+                return
+            unknown = []
+            for entry, result in zip(batch, results, strict=True):
+                if isinstance(result, NoScriptError):  # it did not run: safe to send again
+                    unknown.append(entry)
+                elif not entry[2].done():
+                    if isinstance(result, Exception):
+                        entry[2].set_exception(result)
+                    else:
+                        entry[2].set_result(result)
+            if not unknown:
+                return
+            batch = unknown
+            try:
+                await asyncio.wait_for(self._publisher.script_load(_APPEND), self.command_timeout)
+            except Exception as exc:
+                _fail(batch, repr(exc))
+                return
+        _fail(batch, "Redis forgot the append script twice")
 
     async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
         # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
@@ -401,6 +469,17 @@ class RedisBackplane(Backplane):
         ]
         offset, epoch = await self._renew(keys=self._history_keys(topic), args=args)
         return Position(_text(epoch), int(offset))
+
+
+# An append waiting for its round trip: the script's keys and arguments, and its caller.
+_Append = tuple[list[str], list[bytes | str | int], "asyncio.Future[list[Any]]"]
+
+
+def _fail(appends: Iterable[_Append], why: str) -> None:
+    """Answer the callers of ``appends`` still waiting with a ``ConnectionError``."""
+    for _keys, _args, confirmed in appends:
+        if not confirmed.done():
+            confirmed.set_exception(ConnectionError(why))
 
 
 def _text(value: bytes | str) -> str:
