@@ -239,7 +239,7 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
     if args.socketio:
         trigger.send(WSMsgType.TEXT, f'42["burst",{{"count":{args.count}}}]'.encode())
     else:
-        frame = {"event": "burst", "data": {"count": args.count}}
+        frame = {"event": "burst", "data": {"count": args.count, "publishers": args.publishers}}
         trigger.send(WSMsgType.TEXT, _json_bytes(frame))
     done.expected = expected
     with contextlib.suppress(asyncio.TimeoutError):
@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--publishers", type=int, default=1, help="fanout: publishing at once")
     parser.add_argument("--hold", type=float, default=3)
     parser.add_argument("--msgpack", action="store_true")
     parser.add_argument("--socketio", action="store_true")

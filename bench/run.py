@@ -159,19 +159,22 @@ def redis_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
     return {"wsevents across two processes through Redis": result}
 
 
-def history_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
-    """The same burst without and with history: in one process, then two through Redis."""
+def history_round(connections: int, count: int, tmp: Path, publishers: int = 1) -> dict[str, Any]:
+    """The same burst without and with history: in one process, then two through Redis.
+
+    ``publishers`` publish at once, each awaiting its publications (as many
+    connections' handlers do); one alone waits a round trip per publication.
+    """
     results = {}
+    burst = ["--connections", str(connections), "--count", str(count)]
+    burst += ["--publishers", str(publishers)]
     for name, app in (
         ("in one process", "wsevents_app"),
         ("in one process, history", "wsevents_history_app"),
     ):
         server = Server(app)
         try:
-            results[name] = load(
-                "fanout", server.url("/?sub=1"), "--connections", str(connections),
-                "--count", str(count),
-            )  # fmt: skip
+            results[name] = load("fanout", server.url("/?sub=1"), *burst)
         finally:
             server.stop()
     for name, app in (
@@ -183,10 +186,7 @@ def history_round(connections: int, count: int, tmp: Path) -> dict[str, Any]:
         env = {"WSEVENTS_BACKPLANE": redis.url}
         one, two = Server(app, env), Server(app, env)
         try:
-            results[name] = load(
-                "fanout", one.url("/?sub=1"), "--url2", two.url("/?sub=1"),
-                "--connections", str(connections), "--count", str(count),
-            )  # fmt: skip
+            results[name] = load("fanout", one.url("/?sub=1"), "--url2", two.url("/?sub=1"), *burst)
             if "history" in name:
                 results[name].update(redis_cost(redis.url))
         finally:
@@ -279,6 +279,9 @@ def main() -> int:
         "fan-out across processes": lambda: redis_round(1000 // scale, 20 // scale, tmp),
         "memory per idle connection": lambda: memory_round(1000 // scale),
         "history: publish to 2": lambda: history_round(2, 2000 // scale, tmp),
+        "history: publish to 2, 16 publishers": lambda: history_round(
+            2, 2000 // scale, tmp, publishers=16
+        ),
         f"history: fan-out to {1000 // scale}": lambda: history_round(
             1000 // scale, 20 // scale, tmp
         ),

@@ -6,6 +6,7 @@ Fan-out: on request, send ``count`` messages to every connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -234,12 +235,16 @@ async def _echo(data: Echo) -> Echo:
 
 class Burst(BaseModel):
     count: int
+    publishers: int = 1  # how many publish at once, each awaiting its own publications
 
 
 @_bench.on("burst", model=Burst)
 async def _burst(conn: Connection, data: Burst) -> None:
-    for n in range(data.count):
-        await conn.app.publish("all", "tick", {"n": n, "t": time.time()})
+    async def publisher(first: int) -> None:
+        for n in range(first, data.count, data.publishers):
+            await conn.app.publish("all", "tick", {"n": n, "t": time.time()})
+
+    await asyncio.gather(*(publisher(first) for first in range(data.publishers)))
 
 
 _options: dict[str, Any] = {

@@ -106,7 +106,8 @@ def history_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     """History topics against the same without history (runs before history: none)."""
     rows = []
     for label, what in (
-        ("history: publish to 2", "publish throughput"),
+        ("history: publish to 2", "publish throughput, one publisher"),
+        ("history: publish to 2, 16 publishers", "publish throughput, 16 publishers"),
         (HISTORY_FANOUT, "fan-out to 1,000"),
     ):
         rounds = results.get(label)
