@@ -542,3 +542,49 @@ async def test_stop_answers_an_append_waiting_on_a_frozen_redis(
         redis_server.process.send_signal(signal.SIGCONT)
     with pytest.raises(ConnectionError, match="not running"):
         await backplane.append("t", b"x", key="k2", size=10, ttl=60)
+
+
+# -- presence: the contract -------------------------------------------------------------
+
+
+async def test_presence_members_and_count_are_shared_and_changes_are_logged_in_order(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, b, _ = pair
+    start, _ = await b.presence_changes("room", 0)
+    await a.presence_set("room", {"n1-a": b'{"u":"ann"}', "n1-b": b"{}"}, 30)
+    await b.presence_set("room", {"n2-c": b'{"u":"cy"}'}, 30)
+    await a.presence_set("room", {"n1-a": b'{"u":"ann"}'}, 30)  # a refresh: no change
+    await a.presence_set("room", {"n1-b": b'{"u":"bo"}'}, 30)  # new info: joined again
+    await b.presence_remove("room", ["n1-a", "nobody"])
+    seq, members = await b.presence_members("room")
+    assert members == {"n1-b": b'{"u":"bo"}', "n2-c": b'{"u":"cy"}'}
+    assert await a.presence_count("room") == 2
+    assert seq - start == 5
+    after, changes = await a.presence_changes("room", start)
+    assert after == seq
+    assert changes == [
+        ("j", "n1-a", b'{"u":"ann"}'),
+        ("j", "n1-b", b"{}"),
+        ("j", "n2-c", b'{"u":"cy"}'),
+        ("j", "n1-b", b'{"u":"bo"}'),
+        ("l", "n1-a", b'{"u":"ann"}'),
+    ]
+    assert await a.presence_changes("room", seq) == (seq, [])
+    assert (await a.presence_changes("room", seq + 5))[1] is None  # ahead: read the members
+    assert await a.presence_count("elsewhere") == 0
+
+
+async def test_a_member_not_refreshed_expires_and_is_logged_as_left_with_its_info(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, b, _ = pair
+    await a.presence_set("room", {"dead-1": b'{"u":"d"}'}, 0.3)
+    await a.presence_set("room", {"live-1": b"{}"}, 30)
+    seq, _ = await b.presence_members("room")
+    await asyncio.sleep(0.5)
+    assert await b.presence_count("room") == 1
+    after, changes = await b.presence_changes("room", seq)
+    assert changes == [("l", "dead-1", b'{"u":"d"}')]
+    assert (await a.presence_members("room"))[1] == {"live-1": b"{}"}
+    assert (await a.presence_changes("room", after))[1] == []  # expired once, logged once

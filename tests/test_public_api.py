@@ -109,7 +109,7 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
     public = {name for name in (*dir(EventApp), *vars(app)) if not name.startswith("_")}
     design = {
         "on_connect", "on_disconnect", "exception_handler", "asyncapi", "lifespan", "publish",
-        "send_to", "history",
+        "send_to", "history", "presence", "presence_count",
     }  # fmt: skip
     configuration = {
         "channels", "title", "version", "description", "backplane", "limits",
@@ -120,6 +120,6 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
         "match", "subprotocols", "connect_hooks", "disconnect_hooks", "exception_handler_for",
     }  # fmt: skip
     assert public == design | configuration | documented
-    assert app.topics == ()  # the History rules it was given, not the runtime's topic table
+    assert app.topics == ()  # the History and Presence rules given, not the runtime's topic table
     for internal in ("sessions", "broker", "counters", "join", "leave"):
         assert not hasattr(app, internal), internal

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from ._connection import Connection
 from ._history import History, Position, Publication
 from ._limits import Limits
+from ._presence import Presence
 from ._routing import Channel, Hook, bind_hook, callable_name
 from ._runtime import Runtime
 from ._stats import Stats, render_prometheus
@@ -81,7 +82,7 @@ class EventApp:
         asyncapi_url: str | None = "/asyncapi.json",
         metrics_url: str | None = None,
         client_url: str | None = "/wsevents.js",
-        topics: Iterable[History] = (),
+        topics: Iterable[History | Presence] = (),
     ) -> None:
         self.channels = list(channels)
         self._static: dict[str, Channel] = {}
@@ -119,10 +120,15 @@ class EventApp:
         self.asyncapi_url = asyncapi_url
         self.topics = tuple(topics)
         for rule in self.topics:
-            if not isinstance(rule, History):
-                raise RegistrationError(f"expected a History rule in topics, got {rule!r}")
+            if not isinstance(rule, (History, Presence)):
+                raise RegistrationError(
+                    f"expected a History or Presence rule in topics, got {rule!r}"
+                )
         history = tuple(rule for rule in self.topics if isinstance(rule, History))
-        self._broker = Broker(self.backplane, secrets.token_hex(4), self.channels, history)
+        presence = tuple(rule for rule in self.topics if isinstance(rule, Presence))
+        self._broker = Broker(
+            self.backplane, secrets.token_hex(4), self.channels, history, presence
+        )
         self._stats = Stats()
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
@@ -220,6 +226,26 @@ class EventApp:
             raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
         await self.ensure_started()
         return await self._broker.history(topic, since, limit)
+
+    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Every member of ``topic``, in every process: connection id to the info it gave.
+
+        Raises:
+            TopicError: ``topic`` is not valid, or matches no ``Presence`` rule.
+            BackplaneUnavailable: the backplane did not answer in time.
+        """
+        await self.ensure_started()
+        return await self._broker.presence(topic)
+
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic`` has, in every process, without reading them.
+
+        Raises:
+            TopicError: ``topic`` is not valid, or matches no ``Presence`` rule.
+            BackplaneUnavailable: the backplane did not answer in time.
+        """
+        await self.ensure_started()
+        return await self._broker.presence_count(topic)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
         """Deliver ``event`` to one connection, in whichever process holds it.

@@ -131,7 +131,7 @@ class Connection:
         """
         self._session.close(code, reason)
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(self, topic: str, *, presence: dict[str, Any] | None = None) -> None:
         """Subscribe to ``topic``, or to an MQTT pattern: ``rooms/+``, ``alerts/#``.
 
         The client hears what is published to matching topics in every
@@ -143,13 +143,22 @@ class Connection:
         named in ``wsevents-resume``, then ``wsevents.subscribed`` with the
         topic's position, then live publications.
 
+        On a topic that matches a ``Presence`` rule the connection is a member
+        until it unsubscribes or disconnects, with ``presence`` (a JSON
+        object, ``{}`` without one) as its info in :meth:`EventApp.presence`
+        and in every subscriber's ``wsevents.presence`` diffs; subscribing
+        again with another ``presence`` replaces it.
+
         Raises:
-            TopicError: ``topic`` is not a valid topic or pattern, or the
-                connection holds ``Limits.max_subscriptions`` already.
+            TopicError: ``topic`` is not a valid topic or pattern, the
+                connection holds ``Limits.max_subscriptions`` already, or
+                ``presence`` is given for a wildcard or a topic that matches
+                no ``Presence`` rule.
+            TypeError: ``presence`` is not a JSON object.
             BackplaneUnavailable: a history topic's position could not be read
                 in time (in ``on_connect``, the handshake is refused with 503).
         """
-        await self._session.subscribe(check_pattern(topic))
+        await self._session.subscribe(check_pattern(topic), presence)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""

@@ -235,9 +235,20 @@ class Session:
 
     # -- topics ------------------------------------------------------------------------
 
-    async def subscribe(self, topic: str) -> None:
-        """Subscribe to a topic or pattern (checked by the caller); once closed, ignore it."""
-        if self._core.state is _CLOSED or topic in self.topics:
+    async def subscribe(self, topic: str, presence: Any = None) -> None:
+        """Subscribe to a topic or pattern (checked by the caller); once closed, ignore it.
+
+        On a topic with a ``Presence`` rule the connection becomes a member
+        with ``presence`` as its info; subscribing again replaces the info.
+        """
+        if self._core.state is _CLOSED:
+            return
+        broker = self._runtime.broker
+        pattern = is_pattern(topic)
+        member = broker.rooms.check(topic, presence, pattern) if broker.rooms.rules else None
+        if topic in self.topics:
+            if member is not None:
+                await broker.rooms.join(topic, self, *member)
             return
         limit = self._runtime.limits.max_subscriptions
         if len(self.topics) >= limit:
@@ -245,16 +256,17 @@ class Session:
         if not isinstance(self.topics, set):
             self.topics = set()
         self.topics.add(topic)
-        broker = self._runtime.broker
-        if is_pattern(topic) or broker.history_rule(topic) is None:
+        if pattern or broker.history_rule(topic) is None:
             await broker.join(topic, self)
-            return
-        resume = self.resume.pop(topic, None) if self.resume else None
-        try:
-            await broker.join_history(topic, self, resume)
-        except BaseException:
-            self.topics.discard(topic)
-            raise
+        else:
+            resume = self.resume.pop(topic, None) if self.resume else None
+            try:
+                await broker.join_history(topic, self, resume)
+            except BaseException:
+                self.topics.discard(topic)
+                raise
+        if member is not None and topic in self.topics:
+            await broker.rooms.join(topic, self, *member)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""

@@ -22,6 +22,7 @@ from pydantic_core import to_jsonable_python
 
 from ._envelope import event_frame
 from ._history import SUBSCRIBED_EVENT, History, Position, Publication, history_rule
+from ._presence import Presence, Rooms
 from ._streams import Held, Message, Streams
 from ._wildcards import (
     MAX_TOPIC_LENGTH,
@@ -31,7 +32,7 @@ from ._wildcards import (
     match_levels,
     matches,
 )
-from .exceptions import TopicError
+from .exceptions import BackplaneUnavailable, TopicError
 
 if TYPE_CHECKING:
     from ._routing import Channel
@@ -139,6 +140,7 @@ class Broker:
         node_id: str,
         channels: list[Channel],
         history: tuple[History, ...] = (),
+        presence: tuple[Presence, ...] = (),
     ) -> None:
         self.backplane = backplane
         self.node_id = node_id
@@ -148,6 +150,7 @@ class Broker:
         self._counter = itertools.count()
         self._seen: dict[str, None] = {}  # recent message ids, oldest first
         self.streams = Streams(backplane, history, self._deliver_at, _unpack, self._subscribed)
+        self.rooms = Rooms(backplane, presence)
 
     def history_rule(self, topic: str) -> History | None:
         """The ``History`` rule of ``topic``, if it has one."""
@@ -169,6 +172,7 @@ class Broker:
 
     async def stop(self) -> None:
         """Stop the backplane."""
+        await self.rooms.stop()
         await self.streams.stop()
         await self.backplane.stop()
 
@@ -180,6 +184,8 @@ class Broker:
     async def leave(self, subscription: str, session: Session) -> None:
         """Unsubscribe ``session``; the backplane forgets the subscription with its last member."""
         last = self.topics.discard(subscription, session)
+        if self.rooms.rules:
+            await self.rooms.leave(subscription, session)
         if subscription in self.streams.held:
             self.streams.drop(subscription, session, last=not self.topics.heard(subscription))
         if last:
@@ -212,6 +218,26 @@ class Broker:
                     self._subscribed(session, topic, at, False)
             elif held.takes(at):
                 session.push(self._frame_for(session, topic, at, waiting))
+
+    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Every member of ``topic``, in every process."""
+        check_topic(topic)
+        members: dict[str, dict[str, Any]] = await self._presence_read(self.rooms.members(topic))
+        return members
+
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic`` has, without reading them."""
+        check_topic(topic)
+        counted: int = await self._presence_read(self.rooms.count(topic))
+        return counted
+
+    async def _presence_read(self, read: Any) -> Any:
+        try:
+            return await read
+        except TopicError:
+            raise
+        except Exception as exc:  # what the transport raised, or its deadline
+            raise BackplaneUnavailable(f"the backplane did not answer ({exc!r})") from None
 
     async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
         """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first."""

@@ -139,3 +139,39 @@ class Backplane(ABC):
         from a snapshot older than them), so offsets would be given twice.
         Returns the topic's position afterwards.
         """
+
+    # -- presence: section 11 of the design --------------------------------------------
+
+    @abstractmethod
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+        """Make each of ``members`` (id to info) a member of ``topic`` for ``ttl`` seconds.
+
+        A member already there is refreshed; one that is new, or whose info
+        changed, is logged as joined. Members whose time ran out are removed
+        and logged as left, with their info, on the way.
+        """
+
+    @abstractmethod
+    async def presence_remove(self, topic: str, members: list[str]) -> None:
+        """Remove ``members`` from ``topic``; each one that was there is logged as left."""
+
+    @abstractmethod
+    async def presence_changes(
+        self, topic: str, after: int
+    ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
+        """The changes to ``topic``'s members after change number ``after``.
+
+        Returns the number of the last change and, oldest first, each change
+        as ``(kind, member, info)`` (kind ``"j"`` joined, ``"l"`` left), or
+        ``None`` where the log cannot give them all (trimmed, or lost with
+        the store): the caller reads the members instead. Expired members
+        are removed first.
+        """
+
+    @abstractmethod
+    async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
+        """``topic``'s members (id to info) and the number of the last change, in one step."""
+
+    @abstractmethod
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic`` has, without reading them."""

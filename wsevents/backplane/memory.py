@@ -63,6 +63,25 @@ class _Histories:
         return log
 
 
+class _Room:
+    """One topic's members in this process (or hub), and the log of their changes."""
+
+    __slots__ = ("log", "members", "seq")
+
+    def __init__(self) -> None:
+        self.members: dict[str, tuple[bytes, float]] = {}  # id: info, expiry
+        self.seq = 0
+        self.log: deque[tuple[int, str, str, bytes]] = deque(maxlen=PRESENCE_LOG)
+
+    def change(self, kind: str, member: str, info: bytes) -> None:
+        self.seq += 1
+        self.log.append((self.seq, kind, member, info))
+
+    def sweep(self, now: float) -> None:
+        for member in [m for m, (_, expiry) in self.members.items() if expiry <= now]:
+            self.change("l", member, self.members.pop(member)[0])
+
+
 class MemoryBackplane(Backplane):
     """An in-process backplane.
 
@@ -74,6 +93,7 @@ class MemoryBackplane(Backplane):
     waits = False
     _hubs: ClassVar[dict[str, list[MemoryBackplane]]] = {}
     _hub_histories: ClassVar[dict[str, _Histories]] = {}
+    _hub_rooms: ClassVar[dict[str, dict[str, _Room]]] = {}
     _hub_lock = threading.Lock()
 
     def __init__(self, url: str = "memory://") -> None:
@@ -85,8 +105,10 @@ class MemoryBackplane(Backplane):
         if self.name:
             with self._hub_lock:
                 self._histories = self._hub_histories.setdefault(self.name, _Histories())
+                self._rooms = self._hub_rooms.setdefault(self.name, {})
         else:
             self._histories = _Histories()
+            self._rooms = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackplane({self.name!r})"
@@ -186,5 +208,54 @@ class MemoryBackplane(Backplane):
                 log = histories.logs[topic] = _Log(monotonic())
             return Position(log.epoch, log.offset)
 
+    # Presence: under the histories' lock, which every backplane of a hub shares.
+
+    def _room(self, topic: str) -> _Room:
+        room = self._rooms.get(topic)
+        if room is None:
+            room = self._rooms[topic] = _Room()
+        room.sweep(monotonic())
+        return room
+
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+        with self._histories.lock:
+            room = self._room(topic)
+            expiry = monotonic() + ttl
+            for member, info in members.items():
+                old = room.members.get(member)
+                room.members[member] = (info, expiry)
+                if old is None or old[0] != info:
+                    room.change("j", member, info)
+
+    async def presence_remove(self, topic: str, members: list[str]) -> None:
+        with self._histories.lock:
+            room = self._room(topic)
+            for member in members:
+                old = room.members.pop(member, None)
+                if old is not None:
+                    room.change("l", member, old[0])
+
+    async def presence_changes(
+        self, topic: str, after: int
+    ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
+        with self._histories.lock:
+            room = self._room(topic)
+            if after == room.seq:
+                return room.seq, []
+            if after > room.seq or not room.log or room.log[0][0] > after + 1:
+                return room.seq, None  # trimmed: read the members
+            changes = [(kind, m, info) for seq, kind, m, info in room.log if seq > after]
+            return room.seq, changes
+
+    async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
+        with self._histories.lock:
+            room = self._room(topic)
+            return room.seq, {member: info for member, (info, _) in room.members.items()}
+
+    async def presence_count(self, topic: str) -> int:
+        with self._histories.lock:
+            return len(self._room(topic).members)
+
 
 _RESULTS_KEPT = 10_000  # append keys remembered per hub, for retries
+PRESENCE_LOG = 10_000  # changes kept per topic; a reader further behind reads the members

@@ -1,8 +1,8 @@
 """RedisBackplane: Redis pub/sub, with one supervised listener that never dies.
 
 Over 300 lines: pub/sub with its supervised listener, the bounded publish
-buffer, and history topics' Lua scripts, which publish through the same
-channels the listener hears.
+buffer, history topics' Lua scripts, which publish through the same
+channels the listener hears, and presence's, which share one connection.
 """
 
 from __future__ import annotations
@@ -80,6 +80,87 @@ if not meta[1] or (meta[1] == ARGV[1] and tonumber(meta[2]) < tonumber(ARGV[2]))
   return {0, ARGV[3]}
 end
 return {tonumber(meta[2]), meta[1]}
+"""
+
+# Presence, as Centrifugo keeps it: a sorted set of members by expiry (ms, Redis'
+# clock) and a hash of their info; and, for the diffs, a counter of changes and a
+# stream of them, each at ID "<number>-0". Every script removes expired members
+# first, logging each as left with its info.
+#   KEYS: expiries, infos, log, counter
+_PRESENCE_COMMON = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function change(kind, member, info)
+  local seq = redis.call('incr', KEYS[4])
+  redis.call('xadd', KEYS[3], 'MAXLEN', '~', 10000, seq .. '-0', 'k', kind, 'm', member, 'i', info)
+end
+local gone = redis.call('zrangebyscore', KEYS[1], '-inf', now)
+for _, member in ipairs(gone) do
+  change('l', member, redis.call('hget', KEYS[2], member) or '{}')
+  redis.call('hdel', KEYS[2], member)
+end
+if #gone > 0 then redis.call('zremrangebyscore', KEYS[1], '-inf', now) end
+local function keep(seconds)
+  for i = 1, 4 do redis.call('expire', KEYS[i], seconds) end
+end
+"""
+#   ARGV: ttl (ms), keys' ttl (s), then member, info, member, info...
+_PRESENCE_SET = (
+    _PRESENCE_COMMON
+    + """
+local expiry = now + tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  local member, info = ARGV[i], ARGV[i + 1]
+  redis.call('zadd', KEYS[1], expiry, member)
+  if redis.call('hget', KEYS[2], member) ~= info then
+    redis.call('hset', KEYS[2], member, info)
+    change('j', member, info)
+  end
+end
+keep(ARGV[2])
+return 0
+"""
+)
+#   ARGV: members...
+_PRESENCE_REMOVE = (
+    _PRESENCE_COMMON
+    + """
+for i = 1, #ARGV do
+  local info = redis.call('hget', KEYS[2], ARGV[i])
+  if info then
+    redis.call('hdel', KEYS[2], ARGV[i])
+    redis.call('zrem', KEYS[1], ARGV[i])
+    change('l', ARGV[i], info)
+  end
+end
+return 0
+"""
+)
+#   ARGV: after, limit; returns {seq, entries} (entries false: read the members)
+_PRESENCE_CHANGES = (
+    _PRESENCE_COMMON
+    + """
+local seq = tonumber(redis.call('get', KEYS[4]) or '0')
+local after = tonumber(ARGV[1])
+if after == seq then return {seq, {}} end
+if after > seq or seq - after > tonumber(ARGV[2]) then return {seq, false} end
+local entries = redis.call('xrange', KEYS[3], after .. '-1', '+', 'COUNT', ARGV[2])
+if #entries ~= seq - after then return {seq, false} end
+return {seq, entries}
+"""
+)
+#   returns {seq, {member, info, ...}}
+_PRESENCE_MEMBERS = (
+    _PRESENCE_COMMON
+    + """
+return {tonumber(redis.call('get', KEYS[4]) or '0'), redis.call('hgetall', KEYS[2])}
+"""
+)
+#   KEYS: expiries; returns the members that have not expired, without reading them
+_PRESENCE_COUNT = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('zcount', KEYS[1], '(' .. now, '+inf')
 """
 
 
@@ -171,6 +252,11 @@ class RedisBackplane(Backplane):
         self._appender: asyncio.Task[None] | None = None
         self._read = self._publisher.register_script(_READ)
         self._renew = self._publisher.register_script(_RENEW)
+        self._presence_set = self._publisher.register_script(_PRESENCE_SET)
+        self._presence_remove = self._publisher.register_script(_PRESENCE_REMOVE)
+        self._presence_changes = self._publisher.register_script(_PRESENCE_CHANGES)
+        self._presence_members = self._publisher.register_script(_PRESENCE_MEMBERS)
+        self._presence_count = self._publisher.register_script(_PRESENCE_COUNT)
 
     def __repr__(self) -> str:
         return f"RedisBackplane({self.url!r})"
@@ -469,6 +555,52 @@ class RedisBackplane(Backplane):
         ]
         offset, epoch = await self._renew(keys=self._history_keys(topic), args=args)
         return Position(_text(epoch), int(offset))
+
+    # -- presence ----------------------------------------------------------------------
+
+    def _presence_keys(self, topic: str) -> list[str]:
+        base = f"{self.prefix}presence:{topic}:"
+        return [base + "z", base + "h", base + "log", base + "seq"]
+
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+        args: list[bytes | str | int] = [max(1, int(ttl * 1000)), max(60, int(ttl * 3))]
+        for member, info in members.items():
+            args += [member, info]
+        await self._presence_set(keys=self._presence_keys(topic), args=args)
+
+    async def presence_remove(self, topic: str, members: list[str]) -> None:
+        await self._presence_remove(keys=self._presence_keys(topic), args=list(members))
+
+    async def presence_changes(
+        self, topic: str, after: int
+    ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
+        args: list[bytes | str | int] = [after, PRESENCE_LOG]
+        seq, rows = await self._presence_changes(keys=self._presence_keys(topic), args=args)
+        if not rows and rows != []:  # false: the log cannot tell
+            return int(seq), None
+        changes = []
+        for _id, fields in rows:
+            entry = _mapping(fields)
+            changes.append((_text(entry[b"k"]), _text(entry[b"m"]), bytes(entry[b"i"])))
+        return int(seq), changes
+
+    async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
+        seq, flat = await self._presence_members(keys=self._presence_keys(topic))
+        found = _mapping(flat)
+        return int(seq), {_text(member): bytes(info) for member, info in found.items()}
+
+    async def presence_count(self, topic: str) -> int:
+        return int(await self._presence_count(keys=self._presence_keys(topic)[:1]))
+
+
+PRESENCE_LOG = 10_000  # changes a reader may be behind before it reads the members instead
+
+
+def _mapping(fields: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A flat list of keys and values, or a mapping (RESP3), as a mapping."""
+    if isinstance(fields, dict):
+        return fields
+    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 # An append waiting for its round trip: the script's keys and arguments, and its caller.

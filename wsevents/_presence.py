@@ -1,0 +1,323 @@
+"""Presence: who is subscribed to a topic, in every process, and what changed.
+
+A connection subscribed to a topic that matches a :class:`Presence` rule is a
+member of it, with the JSON object it gave as ``presence=``. Members are kept
+in the backplane, each under its connection id, with an expiry that its
+process refreshes: the members of a process that died expire within ``ttl``.
+The backplane logs every change (a join, a leave, an expiry) with a sequence
+number; :class:`Rooms` reads the log of each topic it has subscribers for
+once per ``interval`` and sends them the net change, one
+``wsevents.presence`` frame per window, encoded once per codec.
+
+Over 300 lines: the rule, the members' registration and refresh, and the
+windows of diffs all keep the same per-topic state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic_core import to_jsonable_python
+
+from ._envelope import event_frame
+from ._wildcards import check_pattern, matches
+from .exceptions import TopicError
+
+if TYPE_CHECKING:
+    from ._session import Session
+    from .backplane import Backplane
+    from .codecs import Codec
+
+__all__ = ["PRESENCE_EVENT", "Presence", "Rooms", "first_rule"]
+
+logger = logging.getLogger("wsevents")
+
+PRESENCE_EVENT = "wsevents.presence"
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Track the members of every topic that matches ``pattern``.
+
+    Args:
+        pattern: a topic or an MQTT pattern (``+`` one level, ``#`` the rest).
+        diffs: send subscribers ``wsevents.presence`` frames (switch off for
+            rooms too large for everyone to hear every join and leave; the
+            members and their count can still be read).
+        interval: the window, in seconds, whose changes go in one frame.
+        ttl: how long a member outlives its process, in seconds (each process
+            refreshes its members every ``ttl / 3``).
+    """
+
+    pattern: str
+    diffs: bool = True
+    interval: float = 0.5
+    ttl: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_pattern(self.pattern)
+        if not isinstance(self.diffs, bool):
+            raise ValueError(f"Presence diffs must be True or False, got {self.diffs!r}")
+        for name in ("interval", "ttl"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"Presence {name} must be a positive number, got {value!r}")
+
+
+def first_rule(rules: Iterable[R], topic: str) -> R | None:
+    """The first rule whose ``pattern`` matches ``topic``, or ``None``."""
+    for rule in rules:
+        if matches(rule.pattern, topic):  # type: ignore[attr-defined]
+            return rule
+    return None
+
+
+def encode_info(info: Any) -> bytes:
+    """A member's info as the backplane keeps it: compact JSON of an object.
+
+    Raises:
+        TypeError: ``info`` is not a mapping, or holds what JSON cannot carry.
+    """
+    if info is None:
+        return b"{}"
+    if not isinstance(info, dict):
+        raise TypeError(f"presence= must be a JSON object (a dict), got {type(info).__name__}")
+    try:
+        return json.dumps(to_jsonable_python(info), separators=(",", ":")).encode()
+    except Exception as exc:
+        raise TypeError(f"presence= must be JSON-serializable: {exc}") from None
+
+
+_MISSING = b""  # a member's info before a window, when it was not a member
+
+
+class _Watch:
+    """One topic's members as this process last read them, and its reader."""
+
+    __slots__ = ("ready", "seq", "task", "view")
+
+    def __init__(self) -> None:
+        self.view: dict[str, bytes] = {}
+        self.seq = 0
+        self.ready = asyncio.Event()  # the first read is done
+        self.task: asyncio.Task[None] | None = None
+
+
+class Rooms:
+    """The presence of one broker: its members, their refresh, and the diffs."""
+
+    def __init__(self, backplane: Backplane, rules: tuple[Presence, ...]) -> None:
+        self.rules = rules
+        self._backplane = backplane
+        self._local: dict[str, dict[Session, bytes]] = {}  # this process's members, by topic
+        self._watches: dict[str, _Watch] = {}
+        self._refresher: asyncio.Task[None] | None = None
+
+    def rule_for(self, topic: str) -> Presence | None:
+        """The ``Presence`` rule of ``topic``, if it has one."""
+        return first_rule(self.rules, topic) if self.rules else None
+
+    # -- members -----------------------------------------------------------------------
+
+    def check(self, topic: str, info: Any, pattern: bool) -> tuple[Presence, bytes] | None:
+        """The rule and encoded info of a subscription to ``topic``; ``None``: no member.
+
+        Raises:
+            TopicError: ``presence=`` on a topic no rule matches, or on a wildcard.
+            TypeError: ``presence=`` that is not a JSON object.
+        """
+        rule = None if pattern else self.rule_for(topic)
+        if rule is None:
+            if info is not None:
+                where = "a wildcard subscription" if pattern else f"{topic!r}"
+                raise TopicError(
+                    f"presence= on {where}: it matches no Presence rule"
+                    if not pattern
+                    else f"presence= on {where}: only an exact topic has members"
+                )
+            return None
+        return rule, encode_info(info)
+
+    async def join(self, topic: str, session: Session, rule: Presence, info: bytes) -> None:
+        """Make ``session`` a member of ``topic`` (again, with new info); send its first diff."""
+        local = self._local.setdefault(topic, {})
+        again = session in local
+        local[session] = info
+        self._start_refresher()
+        try:
+            await self._call(
+                rule, self._backplane.presence_set(topic, {session.id: info}, rule.ttl)
+            )
+        except Exception as exc:  # registered by the next refresh
+            logger.warning("presence: could not register a member of %r (%r)", topic, exc)
+        if not rule.diffs or again:  # a member already: its new info goes in the next diff
+            return
+        watch = self._watches.get(topic)
+        if watch is None:
+            watch = self._watches[topic] = _Watch()
+            watch.task = asyncio.get_running_loop().create_task(self._watch(topic, rule, watch))
+        try:
+            await asyncio.wait_for(watch.ready.wait(), rule.ttl)
+        except asyncio.TimeoutError:
+            logger.warning("presence: could not read the members of %r", topic)
+        if session not in self._local.get(topic, {}):
+            return  # it left meanwhile
+        members = {member: _decode(raw) for member, raw in watch.view.items()}
+        members[session.id] = _decode(info)
+        data = {"topic": topic, "joined": members, "left": {}}
+        session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
+
+    async def leave(self, topic: str, session: Session) -> None:
+        """``session`` is no member of ``topic`` any more; never raises."""
+        members = self._local.get(topic)
+        if members is None or members.pop(session, None) is None:
+            return
+        rule = self.rule_for(topic)
+        if not members:
+            del self._local[topic]
+            watch = self._watches.pop(topic, None)
+            if watch is not None and watch.task is not None:
+                watch.task.cancel()
+        if rule is None:  # pragma: no cover - a member's topic has a rule
+            return
+        try:
+            await self._call(rule, self._backplane.presence_remove(topic, [session.id]))
+        except Exception as exc:  # it expires within ttl
+            logger.warning("presence: could not remove a member of %r (%r)", topic, exc)
+
+    async def members(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Every member of ``topic``, in every process: connection id to info."""
+        rule = self._require(topic)
+        _, found = await self._call(rule, self._backplane.presence_members(topic))
+        return {member: _decode(raw) for member, raw in found.items()}
+
+    async def count(self, topic: str) -> int:
+        """How many members ``topic`` has, without reading them."""
+        rule = self._require(topic)
+        counted: int = await self._call(rule, self._backplane.presence_count(topic))
+        return counted
+
+    def _require(self, topic: str) -> Presence:
+        rule = self.rule_for(topic)
+        if rule is None:
+            raise TopicError(f"{topic!r} matches no Presence rule: it has no members")
+        return rule
+
+    async def _call(self, rule: Presence, awaitable: Any) -> Any:
+        if not self._backplane.waits:
+            return await awaitable
+        return await asyncio.wait_for(awaitable, max(rule.interval, 1.0))
+
+    # -- refresh -----------------------------------------------------------------------
+
+    def _start_refresher(self) -> None:
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Extend this process's members, every third of the shortest ``ttl``, forever."""
+        while self._local:
+            every = min(rule.ttl for rule in self.rules) / 3
+            await asyncio.sleep(every)
+            for topic, members in list(self._local.items()):
+                rule = self.rule_for(topic)
+                if rule is None or not members:  # pragma: no cover - a member's topic has one
+                    continue
+                infos = {session.id: info for session, info in members.items()}
+                try:
+                    await self._call(rule, self._backplane.presence_set(topic, infos, rule.ttl))
+                except Exception as exc:
+                    logger.warning("presence: could not refresh the members of %r (%r)", topic, exc)
+
+    # -- diffs -------------------------------------------------------------------------
+
+    async def _watch(self, topic: str, rule: Presence, watch: _Watch) -> None:
+        """Read ``topic``'s changes once per interval; send its subscribers the net change."""
+        while True:
+            try:
+                if not watch.ready.is_set():
+                    watch.seq, watch.view = await self._call(
+                        rule, self._backplane.presence_members(topic)
+                    )
+                    watch.ready.set()
+                else:
+                    self._send(topic, await self._window(topic, rule, watch))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the backplane is away: the next window catches up
+                logger.warning("presence: could not read the changes of %r (%r)", topic, exc)
+            await asyncio.sleep(rule.interval)
+
+    async def _window(
+        self, topic: str, rule: Presence, watch: _Watch
+    ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """Apply what changed since the last window; return ``(joined, left)``, net."""
+        backplane = self._backplane
+        seq, changes = await self._call(rule, backplane.presence_changes(topic, watch.seq))
+        before: dict[str, bytes] = {}  # each touched member's info before the window
+        view = watch.view
+        if changes is None:  # the log cannot tell: compare with the members
+            seq, now = await self._call(rule, backplane.presence_members(topic))
+            for member in {*view, *now}:
+                before[member] = view.get(member, _MISSING)
+            watch.view = view = dict(now)
+        else:
+            for kind, member, info in changes:
+                before.setdefault(member, view.get(member, _MISSING))
+                if kind == "j":
+                    view[member] = info
+                else:
+                    view.pop(member, None)
+        watch.seq = seq
+        joined: dict[str, bytes] = {}
+        left: dict[str, bytes] = {}
+        for member, old in before.items():
+            new = view.get(member)
+            if new is None:
+                if old is not _MISSING:
+                    left[member] = old
+            elif new != old:
+                joined[member] = new
+        return joined, left
+
+    def _send(self, topic: str, change: tuple[dict[str, bytes], dict[str, bytes]]) -> None:
+        joined, left = change
+        if not joined and not left:
+            return
+        data = {
+            "topic": topic,
+            "joined": {member: _decode(raw) for member, raw in joined.items()},
+            "left": {member: _decode(raw) for member, raw in left.items()},
+        }
+        frames: dict[Codec, str | bytes] = {}
+        for session in self._local.get(topic, ()):
+            frame = frames.get(session.codec)
+            if frame is None:
+                frame = frames[session.codec] = session.codec.encode(
+                    event_frame(PRESENCE_EVENT, data)
+                )
+            session.push(frame)
+
+    async def stop(self) -> None:
+        """Stop refreshing and reading; the members expire unless removed first."""
+        tasks = [watch.task for watch in self._watches.values() if watch.task is not None]
+        if self._refresher is not None:
+            tasks.append(self._refresher)
+        self._watches.clear()
+        self._refresher = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(raw)
+    return decoded
