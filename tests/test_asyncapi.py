@@ -22,6 +22,7 @@ from wsevents.asyncapi import build_asyncapi
 from wsevents.testing import EventTestClient, FrameContractError, Message
 
 from .apps.history import app as history_app
+from .apps.presence import app as presence_app
 from .asyncapi_rules import problems, resolve
 from .stress.app import build as build_stress
 
@@ -37,6 +38,7 @@ def documents() -> dict[str, dict[str, Any]]:
         "fastapi": EventTestClient(fastapi_app).http.get("/ws/asyncapi.json").json(),
         "stress": build_stress().asyncapi(root_path="/ws"),
         "history": history_app.asyncapi(),
+        "presence": presence_app.asyncapi(),
         "empty": EventApp([], title="Empty", version="0").asyncapi(),
     }
 
@@ -184,6 +186,27 @@ def test_history_topics_are_described_where_a_client_meets_them() -> None:
     plain = build_stress().asyncapi()
     assert "wsevents.subscribed" not in json.dumps(plain)
     assert "wsevents-resume" not in json.dumps(plain)
+
+
+def test_presence_diffs_are_described_on_every_channel_when_a_rule_sends_them() -> None:
+    from wsevents import Presence
+
+    document = presence_app.asyncapi()
+    (channel,) = document["channels"].values()
+    diff = resolve(document, channel["messages"]["wsevents.presence"]["$ref"])
+    assert diff["name"] == "wsevents.presence"
+    assert diff["payload"]["required"] == ["event", "data"]
+    data = resolve(document, diff["payload"]["properties"]["data"]["$ref"])
+    assert set(data["required"]) == {"topic", "joined", "left"}
+    assert data["properties"]["left"]["additionalProperties"] == {"type": "object"}
+    sends = [op for op in document["operations"].values() if op["action"] == "send"]
+    assert any(op["messages"][0]["$ref"].endswith("/wsevents.presence") for op in sends)
+    # No Presence rule, or one without diffs: no such frame is ever sent.
+    assert "wsevents.presence" not in json.dumps(build_stress().asyncapi())
+    quiet = EventApp(
+        [Channel("/c")], title="t", version="1", topics=[Presence("big/+", diffs=False)]
+    )
+    assert "wsevents.presence" not in json.dumps(quiet.asyncapi())
 
 
 def test_the_document_is_a_pure_function_of_the_registry() -> None:

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
 from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, History
+from .._presence import PRESENCE_EVENT, Presence
 from .._routing import Channel, Emit, Handler, Hook
 from ..exceptions import ErrorCode
 from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for
@@ -27,6 +28,7 @@ ASYNCAPI_VERSION = "3.0.0"
 REQUEST_ID = "wsevents.RequestId"
 ERROR_DATA = "wsevents.ErrorData"
 SUBSCRIBED_DATA = "wsevents.Subscribed"
+PRESENCE_DATA = "wsevents.PresenceDiff"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
 
@@ -73,12 +75,16 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
         root_path: the mount prefix, prepended to every channel address.
     """
     schemas = collect_schemas(_models(app.channels))
-    history = any(isinstance(rule, History) for rule in getattr(app, "topics", ()))
+    rules = getattr(app, "topics", ())
+    history = any(isinstance(rule, History) for rule in rules)
+    # Which channel subscribes to which topic is not known here: all of them, then.
+    presence = any(isinstance(rule, Presence) and rule.diffs for rule in rules)
     components: dict[str, Any] = {
         "schemas": {
             **schemas.components,
             **_protocol_schemas(),
             **(_history_schemas() if history else {}),
+            **(_presence_schemas() if presence else {}),
         },
         "messages": {},
         "correlationIds": {
@@ -94,7 +100,13 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     for channel in app.channels:
         prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
         builder = _ChannelBuilder(
-            channel, schemas, components["messages"], operations, prefix, history=history
+            channel,
+            schemas,
+            components["messages"],
+            operations,
+            prefix,
+            history=history,
+            presence=presence,
         )
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
         schemes = {**app_schemes, **_security(channel.connect_hooks)}
@@ -208,6 +220,31 @@ def _history_schemas() -> dict[str, Any]:
     }
 
 
+def _presence_schemas() -> dict[str, Any]:
+    members = {
+        "type": "object",
+        "additionalProperties": {"type": "object"},
+        "description": "Connection id to the info it gave as `presence=`.",
+    }
+    return {
+        PRESENCE_DATA: {
+            "title": "PresenceDiff",
+            "description": "What changed in a topic's members during one window.",
+            "type": "object",
+            "required": ["topic", "joined", "left"],
+            "properties": {
+                "topic": {"type": "string"},
+                "joined": {
+                    **members,
+                    "description": "Who joined, or subscribed again with other info; a "
+                    "subscriber's first frame lists every member here, itself included.",
+                },
+                "left": {**members, "description": "Who left, with the info they had."},
+            },
+        }
+    }
+
+
 _POSITION_KEYS = {
     "topic": {
         "type": "string",
@@ -251,6 +288,7 @@ class _ChannelBuilder:
         prefix: str,
         *,
         history: bool = False,
+        presence: bool = False,
     ) -> None:
         self.ch = channel
         self.history = history  # the app has topics that keep history
@@ -272,6 +310,8 @@ class _ChannelBuilder:
         self._add_operation("send", "error", "error", summary="An error frame.", description=None)
         if history:
             self._add_subscribed()
+        if presence:
+            self._add_presence()
 
     def channel(self, root_path: str, subprotocols: list[str]) -> dict[str, Any]:
         ch = self.ch
@@ -477,6 +517,37 @@ class _ChannelBuilder:
                 "sent again with `recovered: false` when the topic's history is lost.",
                 correlated=False,
                 example={"event": SUBSCRIBED_EVENT, "data": example},
+            ),
+        )
+        self._add_operation("send", key, key, summary=summary, description=None)
+
+    def _add_presence(self) -> None:
+        key = _key(PRESENCE_EVENT, self._taken)
+        summary = "Who joined and who left a topic with presence, once per window."
+        example = {
+            "topic": "rooms/lobby",
+            "joined": {"a1b2c3d4-7": {"user": "ann"}},
+            "left": {"a1b2c3d4-3": {"user": "bob"}},
+        }
+        self._add_message(
+            key,
+            _message(
+                PRESENCE_EVENT,
+                _envelope(
+                    PRESENCE_EVENT,
+                    _ref(PRESENCE_DATA),
+                    data_required=True,
+                    request_id=None,
+                    title=self._title(PRESENCE_EVENT, "Push"),
+                ),
+                title=PRESENCE_EVENT,
+                summary=summary,
+                description="Sent to the subscribers of a topic that matches a `Presence` "
+                "rule: first every member, then at the end of each window that changed "
+                "something, the net change (who joined and left within one window is in "
+                "neither).",
+                correlated=False,
+                example={"event": PRESENCE_EVENT, "data": example},
             ),
         )
         self._add_operation("send", key, key, summary=summary, description=None)
