@@ -552,9 +552,10 @@ async def test_presence_members_and_count_are_shared_and_changes_are_logged_in_o
 ) -> None:
     a, _, b, _ = pair
     start, _ = await b.presence_changes("room", 0)
-    await a.presence_set("room", {"n1-a": b'{"u":"ann"}', "n1-b": b"{}"}, 30)
+    assert await a.presence_set("room", {"n1-a": b'{"u":"ann"}', "n1-b": b"{}"}, 30) == start + 2
     await b.presence_set("room", {"n2-c": b'{"u":"cy"}'}, 30)
-    await a.presence_set("room", {"n1-a": b'{"u":"ann"}'}, 30)  # a refresh: no change
+    # A refresh: no change, the same number.
+    assert await a.presence_set("room", {"n1-a": b'{"u":"ann"}'}, 30) == start + 3
     await a.presence_set("room", {"n1-b": b'{"u":"bo"}'}, 30)  # new info: joined again
     await b.presence_remove("room", ["n1-a", "nobody"])
     seq, members = await b.presence_members("room")

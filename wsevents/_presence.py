@@ -101,12 +101,14 @@ _MISSING = b""  # a member's info before a window, when it was not a member
 class _Watch:
     """One topic's members as this process last read them, and its reader."""
 
-    __slots__ = ("ready", "seq", "task", "view")
+    __slots__ = ("pending", "read", "seq", "task", "view")
 
     def __init__(self) -> None:
         self.view: dict[str, bytes] = {}
-        self.seq = 0
-        self.ready = asyncio.Event()  # the first read is done
+        self.seq = 0  # the number of the last change the view holds
+        self.read = False  # the members were read once
+        # Subscribers owed their first frame, each once the view holds its own join.
+        self.pending: dict[Session, int] = {}
         self.task: asyncio.Task[None] | None = None
 
 
@@ -151,34 +153,30 @@ class Rooms:
         again = session in local
         local[session] = info
         self._start_refresher()
+        registered = self._backplane.presence_set(topic, {session.id: info}, rule.ttl)
         try:
-            await self._call(
-                rule, self._backplane.presence_set(topic, {session.id: info}, rule.ttl)
-            )
+            joined_at: int = await self._call(rule, registered)
         except Exception as exc:  # registered by the next refresh
             logger.warning("presence: could not register a member of %r (%r)", topic, exc)
+            joined_at = 0
         if not rule.diffs or again:  # a member already: its new info goes in the next diff
             return
         watch = self._watches.get(topic)
         if watch is None:
             watch = self._watches[topic] = _Watch()
             watch.task = asyncio.get_running_loop().create_task(self._watch(topic, rule, watch))
-        try:
-            await asyncio.wait_for(watch.ready.wait(), rule.ttl)
-        except asyncio.TimeoutError:
-            logger.warning("presence: could not read the members of %r", topic)
-        if session not in self._local.get(topic, {}):
-            return  # it left meanwhile
-        members = {member: _decode(raw) for member, raw in watch.view.items()}
-        members[session.id] = _decode(info)
-        data = {"topic": topic, "joined": members, "left": {}}
-        session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
+        # Its first frame lists every member, once the view holds its join: at the end of
+        # this window, and from then on the diffs, so that no change reaches it twice.
+        watch.pending[session] = joined_at
 
     async def leave(self, topic: str, session: Session) -> None:
         """``session`` is no member of ``topic`` any more; never raises."""
         members = self._local.get(topic)
         if members is None or members.pop(session, None) is None:
             return
+        watch = self._watches.get(topic)
+        if watch is not None:
+            watch.pending.pop(session, None)
         rule = self.rule_for(topic)
         if not members:
             del self._local[topic]
@@ -242,13 +240,14 @@ class Rooms:
         """Read ``topic``'s changes once per interval; send its subscribers the net change."""
         while True:
             try:
-                if not watch.ready.is_set():
+                if not watch.read:
                     watch.seq, watch.view = await self._call(
                         rule, self._backplane.presence_members(topic)
                     )
-                    watch.ready.set()
+                    watch.read = True
+                    self._send(topic, watch, {}, {})
                 else:
-                    self._send(topic, await self._window(topic, rule, watch))
+                    self._send(topic, watch, *await self._window(topic, rule, watch))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the backplane is away: the next window catches up
@@ -287,23 +286,40 @@ class Rooms:
                 joined[member] = new
         return joined, left
 
-    def _send(self, topic: str, change: tuple[dict[str, bytes], dict[str, bytes]]) -> None:
-        joined, left = change
-        if not joined and not left:
-            return
-        data = {
-            "topic": topic,
-            "joined": {member: _decode(raw) for member, raw in joined.items()},
-            "left": {member: _decode(raw) for member, raw in left.items()},
-        }
+    def _send(
+        self, topic: str, watch: _Watch, joined: dict[str, bytes], left: dict[str, bytes]
+    ) -> None:
+        """Send the window's net change; a new subscriber whose join the view holds, everyone."""
         frames: dict[Codec, str | bytes] = {}
-        for session in self._local.get(topic, ()):
-            frame = frames.get(session.codec)
-            if frame is None:
-                frame = frames[session.codec] = session.codec.encode(
-                    event_frame(PRESENCE_EVENT, data)
-                )
-            session.push(frame)
+        diff = None
+        if joined or left:
+            diff = {
+                "topic": topic,
+                "joined": {member: _decode(raw) for member, raw in joined.items()},
+                "left": {member: _decode(raw) for member, raw in left.items()},
+            }
+        everyone = None
+        for session, info in self._local.get(topic, {}).items():
+            joined_at = watch.pending.get(session)
+            if joined_at is None:
+                if diff is not None:
+                    frame = frames.get(session.codec)
+                    if frame is None:
+                        frame = frames[session.codec] = session.codec.encode(
+                            event_frame(PRESENCE_EVENT, diff)
+                        )
+                    session.push(frame)
+                continue
+            if joined_at > watch.seq:
+                continue  # its join comes in a later window
+            del watch.pending[session]
+            if everyone is None:
+                everyone = {member: _decode(raw) for member, raw in watch.view.items()}
+            members = everyone
+            if session.id not in everyone:  # its registration failed: the refresh makes it
+                members = {**everyone, session.id: _decode(info)}
+            data = {"topic": topic, "joined": members, "left": {}}
+            session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
 
     async def stop(self) -> None:
         """Stop refreshing and reading; the members expire unless removed first."""

@@ -143,12 +143,13 @@ class Backplane(ABC):
     # -- presence: section 11 of the design --------------------------------------------
 
     @abstractmethod
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
         """Make each of ``members`` (id to info) a member of ``topic`` for ``ttl`` seconds.
 
         A member already there is refreshed; one that is new, or whose info
         changed, is logged as joined. Members whose time ran out are removed
-        and logged as left, with their info, on the way.
+        and logged as left, with their info, on the way. Returns the number
+        of the last change, these included.
         """
 
     @abstractmethod

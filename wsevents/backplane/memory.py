@@ -217,7 +217,7 @@ class MemoryBackplane(Backplane):
         room.sweep(monotonic())
         return room
 
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
         with self._histories.lock:
             room = self._room(topic)
             expiry = monotonic() + ttl
@@ -226,6 +226,7 @@ class MemoryBackplane(Backplane):
                 room.members[member] = (info, expiry)
                 if old is None or old[0] != info:
                     room.change("j", member, info)
+            return room.seq
 
     async def presence_remove(self, topic: str, members: list[str]) -> None:
         with self._histories.lock:

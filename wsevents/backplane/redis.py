@@ -562,11 +562,11 @@ class RedisBackplane(Backplane):
         base = f"{self.prefix}presence:{topic}:"
         return [base + "z", base + "h", base + "log", base + "seq"]
 
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> None:
+    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
         args: list[bytes | str | int] = [max(1, int(ttl * 1000)), max(60, int(ttl * 3))]
         for member, info in members.items():
             args += [member, info]
-        await self._presence_set(keys=self._presence_keys(topic), args=args)
+        return int(await self._presence_set(keys=self._presence_keys(topic), args=args))
 
     async def presence_remove(self, topic: str, members: list[str]) -> None:
         await self._presence_remove(keys=self._presence_keys(topic), args=list(members))

@@ -25,6 +25,13 @@ export interface Subscribed {
   recovered: boolean | null;
 }
 
+/** The data of wsevents.presence: a topic's members that joined and left in one window, id to info; the first lists every member. */
+export interface PresenceDiff<Info = Record<string, unknown>> {
+  topic: string;
+  joined: Record<string, Info>;
+  left: Record<string, Info>;
+}
+
 /** The data of an error frame. */
 export interface ErrorData {
   code: string;
