@@ -128,18 +128,17 @@ def test_chat_document_describes_the_wire_protocol() -> None:
     assert channel["address"] == "/ws/chat/{room}"
     assert set(channel["parameters"]) == {"room"}
     assert list(channel["messages"]) == [
-        "error", "say", "say.reply", "ping", "ping.reply", "said", "joined", "left",
-        "wsevents.subscribed",
+        "error", "say", "say.reply", "ping", "ping.reply", "said", "wsevents.subscribed",
+        "wsevents.presence",
     ]  # fmt: skip
     operations = document["operations"]
     assert {key: op["action"] for key, op in operations.items()} == {
         "chat_room.receive.say": "receive",
         "chat_room.receive.ping": "receive",
         "chat_room.send.said": "send",
-        "chat_room.send.joined": "send",
-        "chat_room.send.left": "send",
         "chat_room.send.error": "send",
         "chat_room.send.wsevents.subscribed": "send",  # the rooms keep history
+        "chat_room.send.wsevents.presence": "send",  # and have members
     }
     ping = operations["chat_room.receive.ping"]
     assert ping["summary"] == "Answer with the same number: a round-trip check."

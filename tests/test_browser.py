@@ -112,16 +112,18 @@ def test_two_pages_on_two_servers_in_one_room_see_each_other_and_another_room_se
         ann_log = ann.inner_text("#log").split("\n")
         bob_log = bob.inner_text("#log").split("\n")
         cy_log = cy.inner_text("#log").split("\n")
+        # Who is in each room: from presence, across the two servers.
+        members = [page.inner_text("#members") for page in (ann, bob, cy)]
         ann.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "chat.png"))
     assert [line for line in ann_log if line] == [
-        "ann joined",
         "bob joined",
         "ann: hello bob",
         "bob: hi ann",
         "not sent: validation_error: invalid data for event 'say'",
     ]
-    assert [line for line in bob_log if line] == ["bob joined", "ann: hello bob", "bob: hi ann"]
-    assert [line for line in cy_log if line] == ["cy joined", "cy: anyone?"]
+    assert [line for line in bob_log if line] == ["ann: hello bob", "bob: hi ann"]
+    assert [line for line in cy_log if line] == ["cy: anyone?"]
+    assert members == ["in the room: ann, bob", "in the room: ann, bob", "in the room: cy"]
     assert blocked == []  # the pages asked for nothing beyond their servers
 
 
@@ -145,10 +147,18 @@ def test_a_reloaded_tab_shows_what_was_said_while_it_was_away(
         ann.goto(f"http://127.0.0.1:{one}/")
         join(ann, "ann", "reload")
         ann.wait_for_selector("text=bob: while ann was away", timeout=5000)
-        ann.wait_for_selector("text=ann joined", timeout=5000)
+        ann.wait_for_selector("#members:has-text('in the room: ann, bob')", timeout=5000)
+        bob.wait_for_selector("text=ann joined", timeout=5000)
         ann_log = [line for line in ann.inner_text("#log").split("\n") if line]
+        bob_log = [line for line in bob.inner_text("#log").split("\n") if line]
     # What was said before ann left is not shown again; what came after is, once.
-    assert ann_log == ["ann left", "bob: while ann was away", "ann joined"]
+    assert ann_log == ["bob: while ann was away"]
+    assert bob_log == [
+        "bob: before the reload",
+        "ann left",
+        "bob: while ann was away",
+        "ann joined",
+    ]
     assert blocked == []
 
 
@@ -200,12 +210,16 @@ def test_docs_page_renders_every_channel_and_event_and_its_console_talks(
         assert json.loads(page.input_value("#console-data")) == {"n": 1}
         page.fill("#console-data", '{"n": 42}')
         page.click("#console-send")
-        page.wait_for_function("document.querySelectorAll('#log div.in').length >= 2")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#log div.in')]"
+            ".some((line) => line.textContent.includes('\"event\":\"ping\"'))"
+        )
         log = page.inner_text("#log")
         page.locator("#try").screenshot(
             path=str(Path(SCREENSHOTS or tmp_path) / "docs-console.png")
         )
-    assert '← {"event":"joined","data":{"user":"ann"},"topic":"rooms/lobby"' in log
+    assert '← {"event":"wsevents.subscribed","data":{"topic":"rooms/lobby"' in log
+    assert '← {"event":"wsevents.presence","data":{"topic":"rooms/lobby","joined":{"' in log
     assert '→ {"event":"ping","data":{"n":42},"id":1}' in log
     assert '← {"event":"ping","data":{"n":42},"id":1}' in log
     assert blocked == []

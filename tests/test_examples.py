@@ -36,48 +36,57 @@ def subscribed(ws: EventTestSession, offset: int | None) -> None:
     assert message.data["recovered"] is None  # no position named
 
 
+def present(ws: EventTestSession) -> tuple[list[str], list[str]]:
+    """The next frame, a room's presence: who joined and who left, by user name."""
+    message = ws.receive()
+    assert message.event == "wsevents.presence", message
+    joined, left = message.data["joined"], message.data["left"]
+    return sorted(info["user"] for info in joined.values()), sorted(
+        info["user"] for info in left.values()
+    )
+
+
 def test_chat_room_members_hear_each_other_and_no_one_else() -> None:
     with EventTestClient(chat_app) as client, client.connect("/ws/chat/members?user=ann") as ann:
         subscribed(ann, 0)
-        assert ann.receive() == Message("joined", {"user": "ann"})
+        assert present(ann) == (["ann"], [])  # who is there, itself included
         with (
             client.connect("/ws/chat/members?user=bob") as bob,
             client.connect("/ws/chat/members-garden?user=cy") as cy,
         ):
-            assert ann.receive() == Message("joined", {"user": "bob"})
-            subscribed(bob, 1)  # after ann's join
-            assert bob.receive() == Message("joined", {"user": "bob"})
+            subscribed(bob, 0)
             subscribed(cy, 0)
-            assert cy.receive() == Message("joined", {"user": "cy"})
+            assert present(ann) == (["bob"], [])
+            assert present(bob) == (["ann", "bob"], [])
+            assert present(cy) == (["cy"], [])
             ann.send("say", {"text": "hello"})
             assert bob.receive() == Message("said", {"user": "ann", "text": "hello"})
             assert ann.receive() == Message("said", {"user": "ann", "text": "hello"})
             assert cy.request("ping", {"n": 5}) == {"n": 5}  # cy heard nothing before this
             bob.close()
-        assert ann.receive() == Message("left", {"user": "bob"})
+        assert present(ann) == ([], ["bob"])
 
 
 def test_a_chat_client_that_comes_back_gets_what_was_said_meanwhile() -> None:
     with EventTestClient(chat_app) as client:
         with client.connect("/ws/chat/back?user=ann") as ann:
             first = json.loads(ann.receive_raw())["data"]
-            assert ann.receive() == Message("joined", {"user": "ann"})
+            assert present(ann) == (["ann"], [])
+            ann.send("say", {"text": "before"})
+            assert ann.receive() == Message("said", {"user": "ann", "text": "before"})
         with client.connect("/ws/chat/back?user=bob") as bob:
-            bob.receive()  # its position
-            bob.receive()  # joined
+            subscribed(bob, 1)
+            assert present(bob) == (["bob"], [])
             bob.send("say", {"text": "while ann was away"})
-            bob.receive()
+            assert bob.receive() == Message("said", {"user": "bob", "text": "while ann was away"})
         held = json.dumps({"rooms/back": [first["epoch"], 1]})
         with client.connect(f"/ws/chat/back?user=ann&wsevents-resume={held}") as ann:
-            missed = [ann.receive() for _ in range(5)]
-    assert missed[:4] == [
-        Message("left", {"user": "ann"}),
-        Message("joined", {"user": "bob"}),
-        Message("said", {"user": "bob", "text": "while ann was away"}),
-        Message("left", {"user": "bob"}),
-    ]
-    assert missed[4].event == "wsevents.subscribed"
-    assert missed[4].data["recovered"] is True
+            missed = ann.receive()
+            back = ann.receive()
+            assert present(ann) == (["ann"], [])  # bob left before
+    assert missed == Message("said", {"user": "bob", "text": "while ann was away"})
+    assert back.event == "wsevents.subscribed"
+    assert back.data["recovered"] is True
 
 
 def test_chat_requires_a_user_name_and_validates_what_is_said() -> None:
@@ -180,29 +189,27 @@ async def test_make_run_serves_the_chat_to_two_clients(make_run: tuple[int, Path
     port, output = make_run
     assert f"http://127.0.0.1:{port}/" in output.read_text()
     base = f"ws://127.0.0.1:{port}/ws/chat/tea"
-    async with connect(f"{base}?user=ann") as ann, connect(f"{base}?user=bob") as bob:
+    async with connect(f"{base}?user=ann") as ann:
         assert json.loads(await ann.recv())["event"] == "wsevents.subscribed"
-        assert json.loads(await ann.recv())["event"] == "joined"
-        await ann.send(json.dumps({"event": "say", "data": {"text": "hi bob"}}))
-        frames = [json.loads(await bob.recv()) for _ in range(3)]
+        alone = json.loads(await ann.recv())
+        assert alone["event"] == "wsevents.presence"
+        assert list(alone["data"]["joined"].values()) == [{"user": "ann"}]
+        async with connect(f"{base}?user=bob") as bob:
+            joined = json.loads(await ann.recv())
+            assert list(joined["data"]["joined"].values()) == [{"user": "bob"}]
+            await ann.send(json.dumps({"event": "say", "data": {"text": "hi bob"}}))
+            frames = [json.loads(await bob.recv()) for _ in range(3)]
     assert frames[0]["event"] == "wsevents.subscribed"
     epoch = frames[0]["data"]["epoch"]
-    assert frames[1:] == [
-        {
-            "event": "joined",
-            "data": {"user": "bob"},
-            "topic": "rooms/tea",
-            "epoch": epoch,
-            "offset": 2,
-        },
-        {
-            "event": "said",
-            "data": {"user": "ann", "text": "hi bob"},
-            "topic": "rooms/tea",
-            "epoch": epoch,
-            "offset": 3,
-        },
-    ]
+    assert frames[1]["event"] == "wsevents.presence"
+    assert sorted(info["user"] for info in frames[1]["data"]["joined"].values()) == ["ann", "bob"]
+    assert frames[2] == {
+        "event": "said",
+        "data": {"user": "ann", "text": "hi bob"},
+        "topic": "rooms/tea",
+        "epoch": epoch,
+        "offset": 1,
+    }
 
 
 @pytest.mark.anyio

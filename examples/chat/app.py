@@ -2,7 +2,8 @@
 
 Each room is a topic; everyone in a room hears what is said there. Rooms keep
 their last 200 publications (docs/resumable-topics.md): a client that drops,
-or a tab that reloads, gets what it missed. Set
+or a tab that reloads, gets what it missed. Who is in a room comes from
+presence (docs/presence.md): every member hears who joins and who leaves. Set
 ``WSEVENTS_BACKPLANE=redis://127.0.0.1:6379/0`` to run several workers or
 machines as one chat (docs/deployment.md).
 """
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 
-from wsevents import Channel, Connection, EventApp, History, Reject
+from wsevents import Channel, Connection, EventApp, History, Presence, Reject
 
 MAX_USER_LENGTH = 32
 
@@ -38,12 +39,6 @@ class Said(BaseModel):
     text: str
 
 
-class Presence(BaseModel):
-    """Someone joined or left the room."""
-
-    user: str
-
-
 class Ping(BaseModel):
     n: int
 
@@ -53,26 +48,18 @@ class Pong(BaseModel):
 
 
 chat.emits("said", model=Said, description="Someone said something in the room.")
-chat.emits("joined", model=Presence, description="Someone joined the room.")
-chat.emits("left", model=Presence, description="Someone left the room.")
 
 
 @chat.on_connect
 async def join(conn: Connection, room: str) -> None:
-    """Take the user name from ``?user=`` and join the room's topic."""
+    """Take the user name from ``?user=`` and join the room's topic as a member."""
     user = conn.query_params.get("user", "").strip()
     if not user:
         raise Reject(403, "a user name is required: add ?user=NAME")
     if len(user) > MAX_USER_LENGTH:
         raise Reject(403, f"a user name has at most {MAX_USER_LENGTH} characters")
     conn.state.user = user
-    await conn.subscribe(f"rooms/{room}")
-    await conn.publish(f"rooms/{room}", "joined", Presence(user=user))
-
-
-@chat.on_disconnect
-async def leave(conn: Connection, room: str) -> None:
-    await conn.publish(f"rooms/{room}", "left", Presence(user=conn.state.user))
+    await conn.subscribe(f"rooms/{room}", presence={"user": user})
 
 
 @chat.on("say", model=Say)
@@ -93,7 +80,7 @@ events = EventApp(
     version="1.0.0",
     description="A chat with rooms.",
     backplane=os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
-    topics=[History("rooms/+", size=200, ttl=600.0)],
+    topics=[History("rooms/+", size=200, ttl=600.0), Presence("rooms/+")],
 )
 
 PAGE = (Path(__file__).parent / "index.html").read_text(encoding="utf-8")
