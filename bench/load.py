@@ -7,6 +7,7 @@ call; prints one JSON line with the results.
     python bench/load.py socketio URL --connections 50 --window 10 --seconds 5
     python bench/load.py fanout URL --connections 1000 --count 50 [--socketio]
     python bench/load.py idle URL --connections 1000 --hold 3
+    python bench/load.py presence URL --connections 5000 --churn 50 --seconds 10 [--redis URL]
 """
 
 from __future__ import annotations
@@ -269,9 +270,93 @@ async def idle(args: argparse.Namespace) -> dict[str, Any]:
     return {"connections": len(clients)}
 
 
+class Tally:
+    """Presence frames and bytes some members got; ``all_in``: each of ``expected`` got one."""
+
+    def __init__(self, expected: int) -> None:
+        self.frames = self.bytes = self.firsts = 0
+        self.expected = expected
+        self.all_in = asyncio.Event()
+
+
+class Member(WSListener):
+    """A member of the room: counts the presence frames and bytes it gets."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.first = True
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        tally = self.tally
+        tally.frames += 1
+        tally.bytes += len(frame.get_payload_as_bytes())
+        if self.first:  # every member then in the room
+            self.first = False
+            tally.firsts += 1
+            if tally.firsts == tally.expected:
+                tally.all_in.set()
+
+
+def _redis_commands(url: str | None) -> int:
+    if url is None:
+        return 0
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("stats")["total_commands_processed"])
+    finally:
+        client.close()
+
+
+async def presence(args: argparse.Namespace) -> dict[str, Any]:
+    """``connections`` members stay; ``churn`` a second join and as many leave, for ``seconds``."""
+    tally = Tally(args.connections)
+    quiet = Tally(0)  # the churners' own, not counted
+    members = []
+    for n in range(args.connections):
+        _, client = await ws_connect(lambda: Member(tally), f"{args.url}?u=m{n}")
+        members.append(client)
+    churners: list[Any] = []
+    for n in range(args.churn):  # the churn's steady state: as many in as go out
+        _, client = await ws_connect(lambda: Member(quiet), f"{args.url}?u=c{n}")
+        churners.append(client)
+    if args.diffs:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(tally.all_in.wait(), 120)
+    await asyncio.sleep(1.5)  # the last first frames, and the joins above, go out
+    frames, sent, commands = tally.frames, tally.bytes, _redis_commands(args.redis)
+    started = time.perf_counter()
+    joins = 0
+    while time.perf_counter() < started + args.seconds:
+        _, client = await ws_connect(lambda: Member(quiet), f"{args.url}?u=c{args.churn + joins}")
+        churners.append(client)
+        churners.pop(0).transport.disconnect()
+        joins += 1
+        await asyncio.sleep(max(0.0, started + joins / args.churn - time.perf_counter()))
+    elapsed = time.perf_counter() - started
+    frames, sent = tally.frames - frames, tally.bytes - sent
+    commands = _redis_commands(args.redis) - commands
+    for client in members + churners:
+        client.transport.disconnect()
+    return {
+        "members": args.connections,
+        "first_frames": tally.firsts,
+        "joins_per_second": joins / elapsed,
+        "diff_frames_per_second": frames / elapsed,
+        "bytes_per_subscriber_per_second": sent / elapsed / args.connections,
+        "redis_commands_per_second": commands / elapsed,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["echo", "socketio", "fanout", "idle"])
+    parser.add_argument("command", choices=["echo", "socketio", "fanout", "idle", "presence"])
     parser.add_argument("url")
     parser.add_argument("--url2", help="a second server for half the fan-out subscribers")
     parser.add_argument("--connections", type=int, default=1)
@@ -280,10 +365,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--publishers", type=int, default=1, help="fanout: publishing at once")
     parser.add_argument("--hold", type=float, default=3)
+    parser.add_argument(
+        "--churn", type=int, default=50, help="presence: joins (and leaves) a second"
+    )
+    parser.add_argument("--diffs", action="store_true", help="presence: members get first frames")
+    parser.add_argument("--redis", help="presence: count this Redis's commands")
     parser.add_argument("--msgpack", action="store_true")
     parser.add_argument("--socketio", action="store_true")
     args = parser.parse_args()
-    run = {"echo": echo, "socketio": echo, "fanout": fanout, "idle": idle}[args.command]
+    run = {"echo": echo, "socketio": echo, "fanout": fanout, "idle": idle, "presence": presence}[
+        args.command
+    ]
     result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)
     sys.stdout.flush()

@@ -196,6 +196,28 @@ def history_round(connections: int, count: int, tmp: Path, publishers: int = 1) 
     return results
 
 
+def presence_round(members: int, churn: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """Members of one topic through Redis, with churn: with diffs, and without."""
+    results = {}
+    for name, app in (
+        ("diffs", "wsevents_presence_app"),
+        ("no diffs", "wsevents_presence_quiet_app"),
+    ):
+        redis = RedisServer(tmp)
+        redis.start()
+        server = Server(app, {"WSEVENTS_BACKPLANE": redis.url})
+        try:
+            results[name] = load(
+                "presence", server.url("/room"), "--connections", str(members),
+                "--churn", str(churn), "--seconds", str(seconds), "--redis", redis.url,
+                *(["--diffs"] if name == "diffs" else []),
+            )  # fmt: skip
+        finally:
+            server.stop()
+            redis.kill()
+    return results
+
+
 def redis_cost(url: str) -> dict[str, float]:
     """What the history costs Redis per publication: the script's time, a kept entry's bytes."""
     import redis as redis_py
@@ -247,6 +269,28 @@ def ratios(rounds: list[dict[str, Any]], key: str, baseline: str) -> dict[str, l
     return out
 
 
+def presence_table(label: str, rounds: list[dict[str, Any]]) -> list[str]:
+    """Medians of what the members got and what Redis did, with diffs and without."""
+    lines = [
+        f"**{label}**",
+        "",
+        "| server | joins/s | presence frames/s | per member per second | Redis commands/s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name in rounds[0]:
+
+        def median(key: str, name: str = name) -> float:
+            return statistics.median(round_[name][key] for round_ in rounds)
+
+        lines.append(
+            f"| wsevents, {name} | {median('joins_per_second'):,.1f} "
+            f"| {median('diff_frames_per_second'):,.0f} "
+            f"| {median('bytes_per_subscriber_per_second'):,.0f} B "
+            f"| {median('redis_commands_per_second'):,.0f} |"
+        )
+    return [*lines, ""]
+
+
 def row(name: str, values: list[float], raw: list[float], unit: str) -> str:
     median = statistics.median(values)
     return (
@@ -285,6 +329,9 @@ def main() -> int:
         f"history: fan-out to {1000 // scale}": lambda: history_round(
             1000 // scale, 20 // scale, tmp
         ),
+        f"presence: {5000 // scale} members, {50 // scale} joins and leaves a second": lambda: (
+            presence_round(5000 // scale, 50 // scale, 2 * seconds, tmp)
+        ),
     }
     if args.only:
         unknown = set(args.only) - set(scenarios)
@@ -302,6 +349,9 @@ def main() -> int:
         "",
     ]
     for label, rounds in results.items():
+        if label.startswith("presence"):
+            lines += presence_table(label, rounds)
+            continue
         if label.startswith("echo"):
             key, unit = "messages_per_second", "msg/s"
         elif label.startswith("memory"):

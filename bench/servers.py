@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wsevents import Channel, Connection, EventApp, History, Limits
+from wsevents import Channel, Connection, EventApp, History, Limits, Presence
 
 Scope = dict[str, Any]
 
@@ -256,4 +256,21 @@ wsevents_app = EventApp([_bench], title="Bench", **_options)
 # The same app, its topic "all" keeping history (docs/resumable-topics.md).
 wsevents_history_app = EventApp(
     [_bench], title="Bench (history)", topics=[History("all", size=1000)], **_options
+)
+
+# Presence: every connection to /room is a member of "room" (docs/presence.md).
+_room = Channel("/room")
+
+
+@_room.on_connect
+async def _member(conn: Connection) -> None:
+    await conn.subscribe("room", presence={"u": conn.query_params.get("u", "")})
+
+
+wsevents_presence_app = EventApp(
+    [_room], title="Bench (presence)", topics=[Presence("room")], **_options
+)
+# The same without diffs: the members are kept and refreshed, nobody hears them change.
+wsevents_presence_quiet_app = EventApp(
+    [_room], title="Bench (presence, no diffs)", topics=[Presence("room", diffs=False)], **_options
 )

@@ -503,6 +503,31 @@ async def test_concurrent_appends_share_one_connection_and_get_consecutive_offse
     watcher.close()
 
 
+async def test_a_burst_of_reads_and_presence_changes_shares_one_connection(
+    redis_server: RedisServer,
+) -> None:
+    """1,000 subscribers connecting or leaving at once: no call fails for want of a connection."""
+    import redis
+
+    watcher = redis.Redis.from_url(redis_server.url)
+    backplane = RedisBackplane(redis_server.url)
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    await backplane.presence_count("warm")  # the pool's first connection
+    opened = watcher.info("stats")["total_connections_received"]
+    members = [f"n-{n}" for n in range(300)]
+    await asyncio.gather(
+        *(backplane.presence_set("room", {member: b"{}"}, 30) for member in members),
+        *(backplane.read(f"t{n}", after=None, limit=10, ttl=60) for n in range(300)),
+    )
+    assert await backplane.presence_count("room") == 300
+    await asyncio.gather(*(backplane.presence_remove("room", [member]) for member in members))
+    assert (await backplane.presence_members("room"))[1] == {}
+    assert watcher.info("stats")["total_connections_received"] - opened <= 1
+    await backplane.stop()
+    watcher.close()
+
+
 async def test_an_append_lands_once_after_redis_forgot_its_scripts(
     redis_server: RedisServer,
 ) -> None:

@@ -121,6 +121,7 @@ class Rooms:
         self._local: dict[str, dict[Session, bytes]] = {}  # this process's members, by topic
         self._watches: dict[str, _Watch] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self.failures: dict[str, int] = {}  # failed backplane calls, by what they did
 
     def rule_for(self, topic: str) -> Presence | None:
         """The ``Presence`` rule of ``topic``, if it has one."""
@@ -157,7 +158,7 @@ class Rooms:
         try:
             joined_at: int = await self._call(rule, registered)
         except Exception as exc:  # registered by the next refresh
-            logger.warning("presence: could not register a member of %r (%r)", topic, exc)
+            self._failed("register a member of", topic, exc)
             joined_at = 0
         if not rule.diffs or again:  # a member already: its new info goes in the next diff
             return
@@ -188,7 +189,7 @@ class Rooms:
         try:
             await self._call(rule, self._backplane.presence_remove(topic, [session.id]))
         except Exception as exc:  # it expires within ttl
-            logger.warning("presence: could not remove a member of %r (%r)", topic, exc)
+            self._failed("remove a member of", topic, exc)
 
     async def members(self, topic: str) -> dict[str, dict[str, Any]]:
         """Every member of ``topic``, in every process: connection id to info."""
@@ -207,6 +208,12 @@ class Rooms:
         if rule is None:
             raise TopicError(f"{topic!r} matches no Presence rule: it has no members")
         return rule
+
+    def _failed(self, what: str, topic: str, exc: BaseException) -> None:
+        """Log a failed backplane call: the first of each kind, then every thousandth."""
+        count = self.failures[what] = self.failures.get(what, 0) + 1
+        if count == 1 or count % 1000 == 0:
+            logger.warning("presence: could not %s %r (%r); %d so far", what, topic, exc, count)
 
     async def _call(self, rule: Presence, awaitable: Any) -> Any:
         if not self._backplane.waits:
@@ -232,7 +239,7 @@ class Rooms:
                 try:
                     await self._call(rule, self._backplane.presence_set(topic, infos, rule.ttl))
                 except Exception as exc:
-                    logger.warning("presence: could not refresh the members of %r (%r)", topic, exc)
+                    self._failed("refresh the members of", topic, exc)
 
     # -- diffs -------------------------------------------------------------------------
 
@@ -251,7 +258,7 @@ class Rooms:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the backplane is away: the next window catches up
-                logger.warning("presence: could not read the changes of %r (%r)", topic, exc)
+                self._failed("read the changes of", topic, exc)
             await asyncio.sleep(rule.interval)
 
     async def _window(
@@ -291,6 +298,7 @@ class Rooms:
     ) -> None:
         """Send the window's net change; a new subscriber whose join the view holds, everyone."""
         frames: dict[Codec, str | bytes] = {}
+        firsts: dict[Codec, str | bytes] = {}
         diff = None
         if joined or left:
             diff = {
@@ -315,11 +323,19 @@ class Rooms:
             del watch.pending[session]
             if everyone is None:
                 everyone = {member: _decode(raw) for member, raw in watch.view.items()}
-            members = everyone
             if session.id not in everyone:  # its registration failed: the refresh makes it
                 members = {**everyone, session.id: _decode(info)}
-            data = {"topic": topic, "joined": members, "left": {}}
-            session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
+                data = {"topic": topic, "joined": members, "left": {}}
+                session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
+                continue
+            # The same list for every subscriber that came in this window: encoded once.
+            frame = firsts.get(session.codec)
+            if frame is None:
+                data = {"topic": topic, "joined": everyone, "left": {}}
+                frame = firsts[session.codec] = session.codec.encode(
+                    event_frame(PRESENCE_EVENT, data)
+                )
+            session.push(frame)
 
     async def stop(self) -> None:
         """Stop refreshing and reading; the members expire unless removed first."""

@@ -8,6 +8,8 @@ channels the listener hears, and presence's, which share one connection.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import random
 from collections import deque
@@ -118,7 +120,7 @@ for i = 3, #ARGV, 2 do
   end
 end
 keep(ARGV[2])
-return 0
+return tonumber(redis.call('get', KEYS[4]) or '0')
 """
 )
 #   ARGV: members...
@@ -198,10 +200,11 @@ class RedisBackplane(Backplane):
       slow or frozen) is dropped and counted in ``stats["publish_overflows"]``.
 
     A publication to a history topic is confirmed instead: ``append`` waits
-    for Redis to number and keep it. One task sends the appends made while a
-    round trip is out together in the next (a pipeline of scripts, as
-    Centrifugo's broker auto-pipelines), so concurrent publishers share round
-    trips and one connection.
+    for Redis to number and keep it. History and presence are Lua scripts, and
+    one task sends the calls made while a round trip is out together in the
+    next (a pipeline of scripts, as Centrifugo's broker auto-pipelines), so
+    concurrent publishers, subscribers and leavers share round trips and one
+    connection (redis-py's pool refuses its 101st connection at once).
 
     A listener task holds the subscriptions. When Redis goes away it logs
     once, counts a reconnect, retries with backoff and jitter, and
@@ -246,17 +249,10 @@ class RedisBackplane(Backplane):
         self._sender: asyncio.Task[None] | None = None
         self._resumed: Resumed | None = None
         self._lost_since = False  # the listener lost Redis since it last subscribed
-        self._append_sha = self._publisher.register_script(_APPEND).sha
-        self._appends: deque[_Append] = deque()
-        self._appends_ready: asyncio.Event | None = None
-        self._appender: asyncio.Task[None] | None = None
-        self._read = self._publisher.register_script(_READ)
-        self._renew = self._publisher.register_script(_RENEW)
-        self._presence_set = self._publisher.register_script(_PRESENCE_SET)
-        self._presence_remove = self._publisher.register_script(_PRESENCE_REMOVE)
-        self._presence_changes = self._publisher.register_script(_PRESENCE_CHANGES)
-        self._presence_members = self._publisher.register_script(_PRESENCE_MEMBERS)
-        self._presence_count = self._publisher.register_script(_PRESENCE_COUNT)
+        # Script calls waiting for their round trip, and the one task that sends them.
+        self._calls: deque[_Call] = deque()
+        self._calls_ready: asyncio.Event | None = None
+        self._caller: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisBackplane({self.url!r})"
@@ -274,17 +270,17 @@ class RedisBackplane(Backplane):
         self._listener = loop.create_task(self._listen())
         self._outgoing_ready = asyncio.Event()
         self._sender = loop.create_task(self._send_outgoing(self._outgoing_ready))
-        self._appends_ready = asyncio.Event()
-        self._appender = loop.create_task(self._send_appends(self._appends_ready))
+        self._calls_ready = asyncio.Event()
+        self._caller = loop.create_task(self._send_calls(self._calls_ready))
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         sender, self._sender = self._sender, None
-        appender, self._appender = self._appender, None
-        for ready in (self._outgoing_ready, self._appends_ready):
+        caller, self._caller = self._caller, None
+        for ready in (self._outgoing_ready, self._calls_ready):
             if ready is not None:
                 ready.set()  # wakes a sender whose command swallowed the cancel
-        for task in (listener, sender, appender):
+        for task in (listener, sender, caller):
             if task is not None:
                 task.cancel()
                 # Bounded: redis-py may swallow a cancellation that lands mid-connect.
@@ -292,8 +288,8 @@ class RedisBackplane(Backplane):
         if self._outgoing and self._pubsub is not None:  # what is queued, once, bounded
             await self._send_batch()
         self._outgoing.clear()
-        _fail(self._appends, "the backplane stopped")
-        self._appends.clear()
+        _fail(self._calls, "the backplane stopped")
+        self._calls.clear()
         self._ready.clear()
         for client in (self._publisher, self._subscriber):
             with suppress(Exception):
@@ -473,8 +469,6 @@ class RedisBackplane(Backplane):
         ttl: float,
         retry_for: float = 60.0,
     ) -> Position:
-        if self._appender is None or self._appends_ready is None:
-            raise ConnectionError("the Redis backplane is not running")
         keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
         args: list[bytes | str | int] = [
             payload,
@@ -485,34 +479,41 @@ class RedisBackplane(Backplane):
             int(EPOCH_TTL),
             max(1, int(retry_for * 1000)),
         ]
-        confirmed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._appends.append((keys, args, confirmed))
-        self._appends_ready.set()
-        offset, epoch = await confirmed
+        offset, epoch = await self._script(_APPEND, keys, args)
         return Position(_text(epoch), int(offset))
 
-    async def _send_appends(self, ready: asyncio.Event) -> None:
-        # One sender: the appends made while a round trip is out leave together in the next.
-        while self._appender is not None:
+    async def _script(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run the Lua ``script`` in Redis; calls made meanwhile share the round trip."""
+        if self._caller is None or self._calls_ready is None:
+            raise ConnectionError("the Redis backplane is not running")
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.append((script, keys, args, answered))
+        self._calls_ready.set()
+        return await answered
+
+    async def _send_calls(self, ready: asyncio.Event) -> None:
+        # One sender: the calls made while a round trip is out leave together in the next,
+        # on one connection (redis-py's pool refuses its 101st at once).
+        while self._caller is not None:
             await ready.wait()
             ready.clear()
-            while self._appends and self._appender is not None:
-                batch = [self._appends.popleft() for _ in range(min(len(self._appends), 500))]
+            while self._calls and self._caller is not None:
+                batch = [self._calls.popleft() for _ in range(min(len(self._calls), 500))]
                 try:
-                    await self._append_batch([entry for entry in batch if not entry[2].done()])
+                    await self._call_batch([call for call in batch if not call[3].done()])
                 except BaseException:
                     _fail(batch, "the backplane stopped")
                     raise
 
-    async def _append_batch(self, batch: list[_Append]) -> None:
-        """Run the append script for each of ``batch`` in one pipeline; answer each caller."""
+    async def _call_batch(self, batch: list[_Call]) -> None:
+        """Run each call of ``batch`` in one pipeline; answer each caller."""
         from redis.exceptions import NoScriptError  # redis-py is optional: imported once used
 
-        for _ in range(2):  # a second time after loading the script into a Redis without it
+        for _ in range(2):  # a second time after loading the scripts into a Redis without them
             try:
                 pipeline = self._publisher.pipeline(transaction=False)
-                for keys, args, _confirmed in batch:
-                    pipeline.evalsha(self._append_sha, len(keys), *keys, *args)
+                for script, keys, args, _answered in batch:
+                    pipeline.evalsha(_sha(script), len(keys), *keys, *args)
                 results = await asyncio.wait_for(
                     pipeline.execute(raise_on_error=False), self.command_timeout
                 )
@@ -520,29 +521,32 @@ class RedisBackplane(Backplane):
                 _fail(batch, repr(exc))
                 return
             unknown = []
-            for entry, result in zip(batch, results, strict=True):
+            for call, result in zip(batch, results, strict=True):
                 if isinstance(result, NoScriptError):  # it did not run: safe to send again
-                    unknown.append(entry)
-                elif not entry[2].done():
+                    unknown.append(call)
+                elif not call[3].done():
                     if isinstance(result, Exception):
-                        entry[2].set_exception(result)
+                        call[3].set_exception(result)
                     else:
-                        entry[2].set_result(result)
+                        call[3].set_result(result)
             if not unknown:
                 return
             batch = unknown
             try:
-                await asyncio.wait_for(self._publisher.script_load(_APPEND), self.command_timeout)
+                for source in {call[0] for call in unknown}:
+                    await asyncio.wait_for(
+                        self._publisher.script_load(source), self.command_timeout
+                    )
             except Exception as exc:
                 _fail(batch, repr(exc))
                 return
-        _fail(batch, "Redis forgot the append script twice")
+        _fail(batch, "Redis forgot the scripts twice")
 
     async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
         # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
         start = "-" if after is None else f"{after}-1"
         args: list[bytes | str | int] = [start, limit, new_epoch(), int(EPOCH_TTL)]
-        offset, epoch, rows = await self._read(keys=self._history_keys(topic), args=args)
+        offset, epoch, rows = await self._script(_READ, self._history_keys(topic), args)
         entries = [(int(_text(row[0]).partition("-")[0]), _field(row[1])) for row in rows]
         return HistoryRead(Position(_text(epoch), int(offset)), entries)
 
@@ -553,7 +557,7 @@ class RedisBackplane(Backplane):
             new_epoch(),
             int(EPOCH_TTL),
         ]
-        offset, epoch = await self._renew(keys=self._history_keys(topic), args=args)
+        offset, epoch = await self._script(_RENEW, self._history_keys(topic), args)
         return Position(_text(epoch), int(offset))
 
     # -- presence ----------------------------------------------------------------------
@@ -566,16 +570,16 @@ class RedisBackplane(Backplane):
         args: list[bytes | str | int] = [max(1, int(ttl * 1000)), max(60, int(ttl * 3))]
         for member, info in members.items():
             args += [member, info]
-        return int(await self._presence_set(keys=self._presence_keys(topic), args=args))
+        return int(await self._script(_PRESENCE_SET, self._presence_keys(topic), args))
 
     async def presence_remove(self, topic: str, members: list[str]) -> None:
-        await self._presence_remove(keys=self._presence_keys(topic), args=list(members))
+        await self._script(_PRESENCE_REMOVE, self._presence_keys(topic), list(members))
 
     async def presence_changes(
         self, topic: str, after: int
     ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
         args: list[bytes | str | int] = [after, PRESENCE_LOG]
-        seq, rows = await self._presence_changes(keys=self._presence_keys(topic), args=args)
+        seq, rows = await self._script(_PRESENCE_CHANGES, self._presence_keys(topic), args)
         if not rows and rows != []:  # false: the log cannot tell
             return int(seq), None
         changes = []
@@ -585,12 +589,12 @@ class RedisBackplane(Backplane):
         return int(seq), changes
 
     async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
-        seq, flat = await self._presence_members(keys=self._presence_keys(topic))
+        seq, flat = await self._script(_PRESENCE_MEMBERS, self._presence_keys(topic), [])
         found = _mapping(flat)
         return int(seq), {_text(member): bytes(info) for member, info in found.items()}
 
     async def presence_count(self, topic: str) -> int:
-        return int(await self._presence_count(keys=self._presence_keys(topic)[:1]))
+        return int(await self._script(_PRESENCE_COUNT, self._presence_keys(topic)[:1], []))
 
 
 PRESENCE_LOG = 10_000  # changes a reader may be behind before it reads the members instead
@@ -603,15 +607,21 @@ def _mapping(fields: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
     return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
-# An append waiting for its round trip: the script's keys and arguments, and its caller.
-_Append = tuple[list[str], list[bytes | str | int], "asyncio.Future[list[Any]]"]
+# A script call waiting for its round trip: the script, its keys and arguments, its caller.
+_Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
 
 
-def _fail(appends: Iterable[_Append], why: str) -> None:
-    """Answer the callers of ``appends`` still waiting with a ``ConnectionError``."""
-    for _keys, _args, confirmed in appends:
-        if not confirmed.done():
-            confirmed.set_exception(ConnectionError(why))
+@functools.cache
+def _sha(script: str) -> str:
+    """The SHA1 by which Redis knows a script it has loaded."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _fail(calls: Iterable[_Call], why: str) -> None:
+    """Answer the callers of ``calls`` still waiting with a ``ConnectionError``."""
+    for _script, _keys, _args, answered in calls:
+        if not answered.done():
+            answered.set_exception(ConnectionError(why))
 
 
 def _text(value: bytes | str) -> str:
