@@ -212,7 +212,7 @@ def test_docs_page_renders_every_channel_and_event_and_its_console_talks(
         page.click("#console-send")
         page.wait_for_function(
             "[...document.querySelectorAll('#log div.in')]"
-            ".some((line) => line.textContent.includes('\"event\":\"ping\"'))"
+            '.some((line) => line.textContent.includes(\'"event":"ping"\'))'
         )
         log = page.inner_text("#log")
         page.locator("#try").screenshot(

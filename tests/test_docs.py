@@ -234,3 +234,21 @@ def test_resumable_topics_page_code_resumes_as_the_page_says(module: types.Modul
             got = [json.loads(ws.receive_raw()) for _ in range(3)]
             assert [frame.get("offset") for frame in got[:2]] == [2, 3]
             assert got[2]["data"]["recovered"] is True
+
+
+def test_presence_page_code_lists_the_members_as_the_page_says(module: types.ModuleType) -> None:
+    page = ROOT / "docs" / "presence.md"
+    code = blocks(page, "python")[0].replace("redis://127.0.0.1:6379/0", "memory://")
+    exec(code, module.__dict__)
+    (example,) = [json.loads(line) for line in blocks(page, "json")]
+    with (
+        EventTestClient(module.events) as client,
+        client.connect("/chat/lobby?user=ann") as ann,
+        client.connect("/chat/lobby?user=bob") as bob,
+    ):
+        assert bob.request("who") == {"users": ["ann", "bob"]}
+        frames = [json.loads(ann.receive_raw()) for _ in range(2)]  # its position, then members
+        members = next(frame for frame in frames if frame["event"] == "wsevents.presence")
+        assert set(members) == set(example)
+        assert set(members["data"]) == set(example["data"])
+        assert {info["user"] for info in members["data"]["joined"].values()} <= {"ann", "bob"}

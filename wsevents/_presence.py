@@ -38,6 +38,7 @@ __all__ = ["PRESENCE_EVENT", "Presence", "Rooms", "first_rule"]
 logger = logging.getLogger("wsevents")
 
 PRESENCE_EVENT = "wsevents.presence"
+REFRESH_PART = 1000  # members refreshed per backplane call
 
 R = TypeVar("R")
 
@@ -122,6 +123,9 @@ class Rooms:
         self._watches: dict[str, _Watch] = {}
         self._refresher: asyncio.Task[None] | None = None
         self.failures: dict[str, int] = {}  # failed backplane calls, by what they did
+        # Members that left, by topic, waiting to be removed; and who removes them.
+        self._leaving: dict[str, tuple[list[str], asyncio.Future[None]]] = {}
+        self._remover: asyncio.Task[None] | None = None
 
     def rule_for(self, topic: str) -> Presence | None:
         """The ``Presence`` rule of ``topic``, if it has one."""
@@ -186,10 +190,32 @@ class Rooms:
                 watch.task.cancel()
         if rule is None:  # pragma: no cover - a member's topic has a rule
             return
-        try:
-            await self._call(rule, self._backplane.presence_remove(topic, [session.id]))
-        except Exception as exc:  # it expires within ttl
-            self._failed("remove a member of", topic, exc)
+        # Leaves of one topic made while a removal is out go together in the next one
+        # (a thousand connections closing at once make a few calls, not a thousand).
+        leaving = self._leaving.get(topic)
+        if leaving is None:
+            done = asyncio.get_running_loop().create_future()
+            leaving = self._leaving[topic] = ([], done)
+        leaving[0].append(session.id)
+        if self._remover is None or self._remover.done():
+            self._remover = asyncio.get_running_loop().create_task(self._remove())
+        await asyncio.shield(leaving[1])  # removed, or failed and logged: it expires
+
+    async def _remove(self) -> None:
+        """Remove the members that left, a call per topic, until none waits."""
+        while self._leaving:
+            topic = next(iter(self._leaving))
+            members, done = self._leaving.pop(topic)
+            rule = self.rule_for(topic)
+            try:
+                if rule is not None:
+                    removal = self._backplane.presence_remove(topic, members)
+                    await self._call(rule, removal, rule.ttl)
+            except Exception as exc:  # they expire within ttl
+                self._failed("remove a member of", topic, exc)
+            finally:
+                if not done.done():
+                    done.set_result(None)
 
     async def members(self, topic: str) -> dict[str, dict[str, Any]]:
         """Every member of ``topic``, in every process: connection id to info."""
@@ -215,10 +241,11 @@ class Rooms:
         if count == 1 or count % 1000 == 0:
             logger.warning("presence: could not %s %r (%r); %d so far", what, topic, exc, count)
 
-    async def _call(self, rule: Presence, awaitable: Any) -> Any:
+    async def _call(self, rule: Presence, awaitable: Any, within: float | None = None) -> Any:
+        """Await a backplane call, within ``within`` seconds (an interval, at least 1 s)."""
         if not self._backplane.waits:
             return await awaitable
-        return await asyncio.wait_for(awaitable, max(rule.interval, 1.0))
+        return await asyncio.wait_for(awaitable, within or max(rule.interval, 1.0))
 
     # -- refresh -----------------------------------------------------------------------
 
@@ -235,9 +262,12 @@ class Rooms:
                 rule = self.rule_for(topic)
                 if rule is None or not members:  # pragma: no cover - a member's topic has one
                     continue
-                infos = {session.id: info for session, info in members.items()}
+                infos = [(session.id, info) for session, info in members.items()]
                 try:
-                    await self._call(rule, self._backplane.presence_set(topic, infos, rule.ttl))
+                    # In parts: one script call holds Redis for about 5 µs per member.
+                    for start in range(0, len(infos), REFRESH_PART):
+                        part = dict(infos[start : start + REFRESH_PART])
+                        await self._call(rule, self._backplane.presence_set(topic, part, rule.ttl))
                 except Exception as exc:
                     self._failed("refresh the members of", topic, exc)
 
@@ -245,6 +275,8 @@ class Rooms:
 
     async def _watch(self, topic: str, rule: Presence, watch: _Watch) -> None:
         """Read ``topic``'s changes once per interval; send its subscribers the net change."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 if not watch.read:
@@ -259,7 +291,9 @@ class Rooms:
                 raise
             except Exception as exc:  # the backplane is away: the next window catches up
                 self._failed("read the changes of", topic, exc)
-            await asyncio.sleep(rule.interval)
+            # Windows at a steady rate, whatever sending took (none skipped, none doubled).
+            due = max(due + rule.interval, loop.time())
+            await asyncio.sleep(due - loop.time())
 
     async def _window(
         self, topic: str, rule: Presence, watch: _Watch
@@ -342,6 +376,13 @@ class Rooms:
         tasks = [watch.task for watch in self._watches.values() if watch.task is not None]
         if self._refresher is not None:
             tasks.append(self._refresher)
+        if self._remover is not None:
+            await asyncio.wait({self._remover}, timeout=1.0)  # the last leaves, bounded
+            tasks.append(self._remover)
+        for _, done in self._leaving.values():  # nobody waits past the stop
+            if not done.done():
+                done.set_result(None)
+        self._leaving.clear()
         self._watches.clear()
         self._refresher = None
         for task in tasks:
