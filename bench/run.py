@@ -196,6 +196,10 @@ def history_round(connections: int, count: int, tmp: Path, publishers: int = 1) 
     return results
 
 
+# The churn lasts one refresh period (Presence's ttl / 3): every member is refreshed once.
+PRESENCE_SECONDS = 10.0
+
+
 def presence_round(members: int, churn: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """Members of one topic through Redis, with churn: with diffs, and without."""
     results = {}
@@ -330,7 +334,7 @@ def main() -> int:
             1000 // scale, 20 // scale, tmp
         ),
         f"presence: {5000 // scale} members, {50 // scale} joins and leaves a second": lambda: (
-            presence_round(5000 // scale, 50 // scale, 2 * seconds, tmp)
+            presence_round(5000 // scale, 50 // scale, PRESENCE_SECONDS, tmp)
         ),
     }
     if args.only:

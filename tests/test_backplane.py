@@ -576,8 +576,9 @@ async def test_presence_members_and_count_are_shared_and_changes_are_logged_in_o
     pair: tuple[Backplane, Inbox, Backplane, Inbox],
 ) -> None:
     a, _, b, _ = pair
-    start, _ = await b.presence_changes("room", 0)
-    assert await a.presence_set("room", {"n1-a": b'{"u":"ann"}', "n1-b": b"{}"}, 30) == start + 2
+    assert await b.presence_members("room") == (0, {})  # no member: nothing to read
+    first = await a.presence_set("room", {"n1-a": b'{"u":"ann"}', "n1-b": b"{}"}, 30)
+    start = first - 2  # the number before these two joins
     await b.presence_set("room", {"n2-c": b'{"u":"cy"}'}, 30)
     # A refresh: no change, the same number.
     assert await a.presence_set("room", {"n1-a": b'{"u":"ann"}'}, 30) == start + 3
@@ -598,6 +599,15 @@ async def test_presence_members_and_count_are_shared_and_changes_are_logged_in_o
     ]
     assert await a.presence_changes("room", seq) == (seq, [])
     assert (await a.presence_changes("room", seq + 5))[1] is None  # ahead: read the members
+    # Everyone gone: a reader behind reads the members (none), whatever the store kept.
+    await a.presence_remove("room", ["n1-b", "n2-c"])
+    assert await b.presence_count("room") == 0
+    after, changes = await b.presence_changes("room", seq)
+    assert changes is None or changes == [
+        ("l", "n1-b", b'{"u":"bo"}'),
+        ("l", "n2-c", b'{"u":"cy"}'),
+    ]
+    assert (await b.presence_members("room"))[1] == {}
     assert await a.presence_count("elsewhere") == 0
 
 
@@ -614,3 +624,16 @@ async def test_a_member_not_refreshed_expires_and_is_logged_as_left_with_its_inf
     assert changes == [("l", "dead-1", b'{"u":"d"}')]
     assert (await a.presence_members("room"))[1] == {"live-1": b"{}"}
     assert (await a.presence_changes("room", after))[1] == []  # expired once, logged once
+
+
+async def test_a_refresh_keeps_a_member_s_info_and_registers_one_the_store_lost(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    a, _, b, _ = pair
+    first = await a.presence_set("room", {"n-1": b'{"v":2}'}, 30)
+    # A refresh that left before the member subscribed again with new info: kept as is.
+    assert await b.presence_set("room", {"n-1": b'{"v":1}', "n-2": b"{}"}, 30, refresh=True) == (
+        first + 1  # n-2, gone from the store, registered again: one change
+    )
+    assert (await a.presence_members("room"))[1] == {"n-1": b'{"v":2}', "n-2": b"{}"}
+    assert (await a.presence_changes("room", first))[1] == [("j", "n-2", b"{}")]

@@ -161,3 +161,34 @@ async def test_after_a_minute_of_churn_every_process_lists_exactly_who_is_connec
             for observer in observers:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(observer.close(), 2)
+
+
+async def test_after_redis_loses_its_data_the_members_are_registered_again_within_ttl(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from wsevents import EventError
+
+    env = {"WSEVENTS_BACKPLANE": redis_server.url}
+    with uvicorn_process("tests.apps.presence:app", tmp_path / "1.log", env=env) as (port, _):
+        clients = [
+            Client(f"ws://127.0.0.1:{port}/room/r?user=u{n}", reconnect=False) for n in range(10)
+        ]
+        try:
+            for client in clients:
+                await client.open()
+            assert (await clients[0].request("who"))["count"] == 10
+            redis_server.kill()
+            redis_server.start()  # the same port, no persistence: nothing kept
+            restarted = time.monotonic()
+            count = 0
+            while time.monotonic() - restarted < 2.0 + 2.0:  # ttl, and the reconnection
+                with contextlib.suppress(EventError):  # Redis away: BackplaneUnavailable
+                    count = (await clients[0].request("who"))["count"]
+                    if count == 10:
+                        break
+                await asyncio.sleep(0.1)
+            assert count == 10
+        finally:
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 2)

@@ -267,7 +267,10 @@ class Rooms:
                     # In parts: one script call holds Redis for about 5 µs per member.
                     for start in range(0, len(infos), REFRESH_PART):
                         part = dict(infos[start : start + REFRESH_PART])
-                        await self._call(rule, self._backplane.presence_set(topic, part, rule.ttl))
+                        refreshed = self._backplane.presence_set(
+                            topic, part, rule.ttl, refresh=True
+                        )
+                        await self._call(rule, refreshed)
                 except Exception as exc:
                     self._failed("refresh the members of", topic, exc)
 

@@ -143,13 +143,17 @@ class Backplane(ABC):
     # -- presence: section 11 of the design --------------------------------------------
 
     @abstractmethod
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
+    async def presence_set(
+        self, topic: str, members: dict[str, bytes], ttl: float, *, refresh: bool = False
+    ) -> int:
         """Make each of ``members`` (id to info) a member of ``topic`` for ``ttl`` seconds.
 
         A member already there is refreshed; one that is new, or whose info
-        changed, is logged as joined. Members whose time ran out are removed
-        and logged as left, with their info, on the way. Returns the number
-        of the last change, these included.
+        changed, is logged as joined. With ``refresh``, a member already there
+        keeps its info (a refresh carries what may have changed since; the
+        store then reads no info for it). Members whose time ran out are
+        removed and logged as left, with their info, on the way. Returns the
+        number of the last change, these included.
         """
 
     @abstractmethod

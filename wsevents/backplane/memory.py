@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import threading
 from collections import deque
+from math import inf
 from time import monotonic
 from typing import ClassVar
 
@@ -66,20 +68,26 @@ class _Histories:
 class _Room:
     """One topic's members in this process (or hub), and the log of their changes."""
 
-    __slots__ = ("log", "members", "seq")
+    __slots__ = ("due", "log", "members", "seq")
 
     def __init__(self) -> None:
         self.members: dict[str, tuple[bytes, float]] = {}  # id: info, expiry
-        self.seq = 0
+        # Change numbers never repeat, not even in a room made again for the topic: a
+        # reader holding an old room's number reads the members instead of a wrong log.
+        self.seq = next(_ROOM_BASES) << 32
         self.log: deque[tuple[int, str, str, bytes]] = deque(maxlen=PRESENCE_LOG)
+        self.due = inf  # no member expires before this
 
     def change(self, kind: str, member: str, info: bytes) -> None:
         self.seq += 1
         self.log.append((self.seq, kind, member, info))
 
     def sweep(self, now: float) -> None:
+        if now < self.due:
+            return
         for member in [m for m, (_, expiry) in self.members.items() if expiry <= now]:
             self.change("l", member, self.members.pop(member)[0])
+        self.due = min((expiry for _, expiry in self.members.values()), default=inf)
 
 
 class MemoryBackplane(Backplane):
@@ -217,12 +225,24 @@ class MemoryBackplane(Backplane):
         room.sweep(monotonic())
         return room
 
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
+    def _existing(self, topic: str) -> _Room | None:
+        """The topic's room, if it has one: reading makes none (a room ends with its members)."""
+        room = self._rooms.get(topic)
+        if room is not None:
+            room.sweep(monotonic())
+        return room
+
+    async def presence_set(
+        self, topic: str, members: dict[str, bytes], ttl: float, *, refresh: bool = False
+    ) -> int:
         with self._histories.lock:
             room = self._room(topic)
             expiry = monotonic() + ttl
+            room.due = min(room.due, expiry)
             for member, info in members.items():
                 old = room.members.get(member)
+                if old is not None and refresh:
+                    info = old[0]
                 room.members[member] = (info, expiry)
                 if old is None or old[0] != info:
                     room.change("j", member, info)
@@ -235,28 +255,38 @@ class MemoryBackplane(Backplane):
                 old = room.members.pop(member, None)
                 if old is not None:
                     room.change("l", member, old[0])
+            if not room.members:  # a reader of its log reads the (no) members instead
+                del self._rooms[topic]
 
     async def presence_changes(
         self, topic: str, after: int
     ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
         with self._histories.lock:
-            room = self._room(topic)
+            room = self._existing(topic)
+            if room is None:
+                return 0, None  # no member now: read the members
             if after == room.seq:
                 return room.seq, []
             if after > room.seq or not room.log or room.log[0][0] > after + 1:
                 return room.seq, None  # trimmed: read the members
             changes = [(kind, m, info) for seq, kind, m, info in room.log if seq > after]
+            if not room.members:
+                del self._rooms[topic]
             return room.seq, changes
 
     async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
         with self._histories.lock:
-            room = self._room(topic)
+            room = self._existing(topic)
+            if room is None:
+                return 0, {}
             return room.seq, {member: info for member, (info, _) in room.members.items()}
 
     async def presence_count(self, topic: str) -> int:
         with self._histories.lock:
-            return len(self._room(topic).members)
+            room = self._existing(topic)
+            return 0 if room is None else len(room.members)
 
 
 _RESULTS_KEPT = 10_000  # append keys remembered per hub, for retries
 PRESENCE_LOG = 10_000  # changes kept per topic; a reader further behind reads the members
+_ROOM_BASES = itertools.count(1)

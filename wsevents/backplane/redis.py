@@ -106,15 +106,17 @@ local function keep(seconds)
   for i = 1, 4 do redis.call('expire', KEYS[i], seconds) end
 end
 """
-#   ARGV: ttl (ms), keys' ttl (s), then member, info, member, info...
+#   ARGV: ttl (ms), keys' ttl (s), 'r' (a refresh: a member there keeps its info) or 'j',
+#   then member, info, member, info...
 _PRESENCE_SET = (
     _PRESENCE_COMMON
     + """
 local expiry = now + tonumber(ARGV[1])
-for i = 3, #ARGV, 2 do
+local refresh = ARGV[3] == 'r'
+for i = 4, #ARGV, 2 do
   local member, info = ARGV[i], ARGV[i + 1]
-  redis.call('zadd', KEYS[1], expiry, member)
-  if redis.call('hget', KEYS[2], member) ~= info then
+  local added = redis.call('zadd', KEYS[1], expiry, member) == 1
+  if (added or not refresh) and redis.call('hget', KEYS[2], member) ~= info then
     redis.call('hset', KEYS[2], member, info)
     change('j', member, info)
   end
@@ -566,8 +568,14 @@ class RedisBackplane(Backplane):
         base = f"{self.prefix}presence:{topic}:"
         return [base + "z", base + "h", base + "log", base + "seq"]
 
-    async def presence_set(self, topic: str, members: dict[str, bytes], ttl: float) -> int:
-        args: list[bytes | str | int] = [max(1, int(ttl * 1000)), max(60, int(ttl * 3))]
+    async def presence_set(
+        self, topic: str, members: dict[str, bytes], ttl: float, *, refresh: bool = False
+    ) -> int:
+        args: list[bytes | str | int] = [
+            max(1, int(ttl * 1000)),
+            max(60, int(ttl * 3)),
+            "r" if refresh else "j",
+        ]
         for member, info in members.items():
             args += [member, info]
         return int(await self._script(_PRESENCE_SET, self._presence_keys(topic), args))
