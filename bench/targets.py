@@ -25,6 +25,7 @@ MSGPACK = "echo MessagePack, C=50 W=10"
 FANOUT = "fan-out to 1000"
 BARE = "bare loop: msgspec + pydantic, no framework"
 HISTORY_FANOUT = "history: fan-out to 1000"
+PRESENCE = "presence: 5000 members, 50 joins and leaves a second"
 
 
 def ratios(rounds: list[dict[str, Any]], num: str, den: str, key: str) -> list[float]:
@@ -99,6 +100,7 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
         f"p99 {median(r['p99_ms'] for r in local):.1f} ms for a burst) | reported |",
     ]
     rows += history_rows(results)
+    rows += presence_rows(results)
     return "\n".join(rows) + "\n"
 
 
@@ -130,6 +132,24 @@ def history_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
             "memory per kept publication | reported |"
         )
     return rows
+
+
+def presence_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What a room of 5,000 with churn costs: frames, bytes, Redis commands."""
+    rounds = results.get(PRESENCE)
+    if not rounds:
+        return []
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(round_[name][key] for round_ in rounds)
+
+    return [
+        "| presence, 5,000 members, 50 joins and 50 leaves a second: report it | "
+        f"{median('diffs', 'diff_frames_per_second'):,.0f} presence frames/s delivered, "
+        f"{median('diffs', 'bytes_per_subscriber_per_second'):,.0f} B per member per second, "
+        f"{median('diffs', 'redis_commands_per_second'):,.0f} Redis commands/s "
+        f"(without diffs: {median('no diffs', 'redis_commands_per_second'):,.0f}) | reported |"
+    ]
 
 
 def main() -> int:

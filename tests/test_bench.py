@@ -77,6 +77,25 @@ def test_every_fanout_server_delivers_everything(
     assert result["delivered"] == result["expected"] == 100
 
 
+def test_the_presence_load_counts_every_member_s_first_frame_and_the_diffs() -> None:
+    with serve(servers.wsevents_presence_app) as address:
+        result = load(
+            "presence", f"ws://{address}/room", "--connections", "20", "--churn", "5",
+            "--seconds", "1", "--diffs",
+        )  # fmt: skip
+    assert result["first_frames"] == result["members"] == 20
+    assert 3 <= result["joins_per_second"] <= 6
+    # Two windows a second, each with the churn's joins and leaves, to each of 20 members.
+    assert 20 <= result["diff_frames_per_second"] <= 60
+    assert result["bytes_per_subscriber_per_second"] > 0
+    with serve(servers.wsevents_presence_quiet_app) as address:
+        quiet = load(
+            "presence", f"ws://{address}/room", "--connections", "20", "--churn", "5",
+            "--seconds", "1",
+        )  # fmt: skip
+    assert quiet["diff_frames_per_second"] == 0 == quiet["first_frames"]
+
+
 def test_the_load_generator_catches_a_wrong_reply() -> None:
     async def liar(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -128,6 +147,14 @@ def _results(wsevents: float) -> dict[str, list[dict[str, Any]]]:
             "raw ASGI (json)": {"bytes_per_connection": 20_000},
             "wsevents": {"bytes_per_connection": 23_600},
         },
+        "presence: 5000 members, 50 joins and leaves a second": {
+            name: {
+                "diff_frames_per_second": frames,
+                "bytes_per_subscriber_per_second": 4000.0 if frames else 0.0,
+                "redis_commands_per_second": commands,
+            }
+            for name, frames, commands in (("diffs", 9800.0, 800.0), ("no diffs", 0.0, 600.0))
+        },
     }
     return {label: [round_] * 3 for label, round_ in rounds.items()}
 
@@ -146,6 +173,10 @@ def test_targets_are_ratios_within_each_repetition_and_say_whether_they_are_met(
     assert "+0.000 ms" in lines[5]
     assert lines[5].endswith("| yes |")
     assert "| 0.96 (0.96-0.96) | yes |" in lines[6]
+    assert (
+        "| 9,800 presence frames/s delivered, 4,000 B per member per second, 800 Redis "
+        "commands/s (without diffs: 600) | reported |"
+    ) in lines[-1]
     assert "3.8 (3.8-3.8) times | no |" in lines[7]
     assert "| 1.18 (1.18-1.18) | no |" in lines[8]
     assert "50 deliveries/s" in lines[9]

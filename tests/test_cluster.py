@@ -81,26 +81,9 @@ async def _next_frame(ws: ClientConnection, timeout: float) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-_late_joins: dict[ClientConnection, str] = {}
-
-
-def late_join_of(ws: ClientConnection, user: str) -> None:
-    """Let ``ws`` hear the join of ``user`` once, late, as well as not at all.
-
-    ``user`` joined through another process just before ``ws`` subscribed: a
-    publish leaves for Redis a moment after its local delivery, which the
-    test waited for, so it may reach ``ws``'s process after ``ws`` subscribed.
-    """
-    _late_joins[ws] = user
-
-
 async def frame(ws: ClientConnection, timeout: float = 5) -> Any:
-    """The next frame, counting those a request read past (and a late join, once)."""
-    got = await _next_frame(ws, timeout)
-    if ws in _late_joins and got == {"event": "joined", "data": {"user": _late_joins[ws]}}:
-        del _late_joins[ws]
-        got = await _next_frame(ws, timeout)
-    return got
+    """The next frame, counting those a request read past."""
+    return await _next_frame(ws, timeout)
 
 
 async def request(ws: ClientConnection, event: str, data: Any = None) -> Any:
@@ -147,22 +130,32 @@ async def test_the_chat_example_runs_across_two_processes(
     ):
         async with connect(f"ws://127.0.0.1:{p1}/ws/chat/tea?user=ann") as ann:
             assert (await frame(ann))["data"]["offset"] == 0  # wsevents.subscribed
-            assert unpositioned(await frame(ann)) == {"event": "joined", "data": {"user": "ann"}}
+            assert members(await frame(ann)) == (["ann"], [])  # wsevents.presence
             async with connect(f"ws://127.0.0.1:{p2}/ws/chat/tea?user=bob") as bob:
                 subscribed = await frame(bob)
                 assert subscribed["event"] == "wsevents.subscribed"
-                assert subscribed["data"]["offset"] == 1  # ann's join, kept in Redis
-                joined = {"event": "joined", "data": {"user": "bob"}}
-                assert unpositioned(await frame(ann)) == joined
-                assert unpositioned(await frame(bob)) == joined
+                assert subscribed["data"]["offset"] == 0
+                # Who is in the room, from Redis, in both processes.
+                assert members(await frame(bob)) == (["ann", "bob"], [])
+                assert members(await frame(ann)) == (["bob"], [])
                 await bob.send(json.dumps({"event": "say", "data": {"text": "hi ann"}}))
                 said = {"event": "said", "data": {"user": "bob", "text": "hi ann"}}
                 heard = [await frame(ann), await frame(bob)]
                 assert [unpositioned(f) for f in heard] == [said, said]
                 # The same publication, at the same position, in both processes.
-                assert heard[0]["offset"] == heard[1]["offset"] == 3
+                assert heard[0]["offset"] == heard[1]["offset"] == 1
                 assert heard[0]["epoch"] == heard[1]["epoch"] == subscribed["data"]["epoch"]
-            assert unpositioned(await frame(ann)) == {"event": "left", "data": {"user": "bob"}}
+            assert members(await frame(ann)) == ([], ["bob"])
+
+
+def members(frame: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """A wsevents.presence frame's joined and left, by user name."""
+    assert frame["event"] == "wsevents.presence", frame
+    data = frame["data"]
+    return (
+        sorted(info["user"] for info in data["joined"].values()),
+        sorted(info["user"] for info in data["left"].values()),
+    )
 
 
 def unpositioned(frame: dict[str, Any]) -> dict[str, Any]:
@@ -186,10 +179,9 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
             connect(f"ws://127.0.0.1:{p1}/{room}?user=ann") as ann,
             connect(f"ws://127.0.0.1:{p2}/{room}?user=bob") as bob,
         ):
-            await frame(ann)  # ann joined
-            late_join_of(bob, "ann")
-            assert await frame(bob) == {"event": "joined", "data": {"user": "bob"}}
-            assert await frame(ann) == {"event": "joined", "data": {"user": "bob"}}
+            # Both subscribed before anything is said: each process answered a request.
+            assert (await request(ann, "ping", {"n": 1})) == {"n": 1}
+            assert (await request(bob, "ping", {"n": 2})) == {"n": 2}
             sent: dict[int, float] = {}
             heard: dict[str, list[tuple[int, float]]] = {"ann": [], "bob": []}
 
@@ -202,9 +194,6 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
             async def listen(name: str, ws: ClientConnection) -> None:
                 async for text in ws:
                     message = json.loads(text)
-                    if ws in _late_joins and message["data"] == {"user": _late_joins[ws]}:
-                        del _late_joins[ws]  # see late_join_of
-                        continue
                     assert message["event"] == "said", message
                     heard[name].append((int(message["data"]["text"]), time.monotonic()))
 

@@ -181,3 +181,13 @@ def test_presence_rules_are_checked() -> None:
             Presence("rooms/+", **bad)
     with pytest.raises(TopicError):
         Presence("rooms/#/x")
+
+
+def test_an_app_with_presence_stops_again_after_running_in_another_event_loop() -> None:
+    app = room_app()
+    # Each test client runs the app in an event loop of its own: a member left in the
+    # first (through the task that removes leavers), nobody connects in the second.
+    with EventTestClient(app) as client, client.connect("/chat/lobby?user=ann") as ann:
+        assert users(presence(ann)["joined"]) == ["ann"]
+    with EventTestClient(app) as client:
+        assert client.http.get("/asyncapi.json").status_code == 200

@@ -379,9 +379,10 @@ class Rooms:
         tasks = [watch.task for watch in self._watches.values() if watch.task is not None]
         if self._refresher is not None:
             tasks.append(self._refresher)
-        if self._remover is not None:
-            await asyncio.wait({self._remover}, timeout=1.0)  # the last leaves, bounded
-            tasks.append(self._remover)
+        remover, self._remover = self._remover, None  # the next start runs in another loop
+        if remover is not None and not remover.done():
+            await asyncio.wait({remover}, timeout=1.0)  # the last leaves, bounded
+            tasks.append(remover)
         for _, done in self._leaving.values():  # nobody waits past the stop
             if not done.done():
                 done.set_result(None)
