@@ -480,41 +480,47 @@ async def test_local_delivery_does_not_wait_on_a_frozen_redis(redis_server: Redi
     assert elapsed < 2.5  # before: one command timeout (1 s) per publish, 5 s in all
 
 
-async def test_concurrent_appends_share_one_connection_and_get_consecutive_offsets(
+async def counted_connections(
     redis_server: RedisServer,
-) -> None:
+) -> tuple[RedisBackplane, Callable[[], int]]:
+    """A started Redis backplane, and how many connections Redis has taken so far."""
     import redis
 
     watcher = redis.Redis.from_url(redis_server.url)
     backplane = RedisBackplane(redis_server.url)
     await backplane.start(Inbox())
     assert await backplane.wait_ready(5)
+
+    def connections() -> int:
+        return int(watcher.info("stats")["total_connections_received"])
+
+    return backplane, connections
+
+
+async def test_concurrent_appends_share_one_connection_and_get_consecutive_offsets(
+    redis_server: RedisServer,
+) -> None:
+    backplane, connections = await counted_connections(redis_server)
     await backplane.append("t", b"warm", key="warm", size=1000, ttl=60)  # the pool's first
-    opened = watcher.info("stats")["total_connections_received"]
+    opened = connections()
     positions = await asyncio.gather(
         *(backplane.append("t", b"%d" % n, key=f"k{n}", size=1000, ttl=60) for n in range(200))
     )
     # One round trip carries what was made meanwhile: no connection per publication.
-    assert watcher.info("stats")["total_connections_received"] - opened <= 1
+    assert connections() - opened <= 1
     assert sorted(position.offset for position in positions) == list(range(2, 202))
     kept = await backplane.read("t", after=1, limit=1000, ttl=60)
     assert sorted(payload for _, payload in kept.entries) == sorted(b"%d" % n for n in range(200))
     await backplane.stop()
-    watcher.close()
 
 
 async def test_a_burst_of_reads_and_presence_changes_shares_one_connection(
     redis_server: RedisServer,
 ) -> None:
     """1,000 subscribers connecting or leaving at once: no call fails for want of a connection."""
-    import redis
-
-    watcher = redis.Redis.from_url(redis_server.url)
-    backplane = RedisBackplane(redis_server.url)
-    await backplane.start(Inbox())
-    assert await backplane.wait_ready(5)
+    backplane, connections = await counted_connections(redis_server)
     await backplane.presence_count("warm")  # the pool's first connection
-    opened = watcher.info("stats")["total_connections_received"]
+    opened = connections()
     members = [f"n-{n}" for n in range(300)]
     await asyncio.gather(
         *(backplane.presence_set("room", {member: b"{}"}, 30) for member in members),
@@ -523,9 +529,8 @@ async def test_a_burst_of_reads_and_presence_changes_shares_one_connection(
     assert await backplane.presence_count("room") == 300
     await asyncio.gather(*(backplane.presence_remove("room", [member]) for member in members))
     assert (await backplane.presence_members("room"))[1] == {}
-    assert watcher.info("stats")["total_connections_received"] - opened <= 1
+    assert connections() - opened <= 1
     await backplane.stop()
-    watcher.close()
 
 
 async def test_an_append_lands_once_after_redis_forgot_its_scripts(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from ._wildcards import check_pattern, matches
 
@@ -23,6 +23,8 @@ __all__ = [
     "History",
     "Position",
     "Publication",
+    "check_positive",
+    "first_rule",
     "history_rule",
     "parse_resume",
 ]
@@ -69,18 +71,37 @@ class History:
         check_pattern(self.pattern)
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"History size must be a positive integer, got {self.size!r}")
-        for name in ("ttl", "publish_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"History {name} must be a positive number, got {value!r}")
+        check_positive(self, "ttl", "publish_timeout")
 
 
-def history_rule(rules: Iterable[History], topic: str) -> History | None:
-    """The first rule whose pattern matches ``topic``, or ``None``."""
+def check_positive(rule: object, *names: str) -> None:
+    """Raise ``ValueError`` unless each attribute ``names`` of ``rule`` is a positive number."""
+    for name in names:
+        value = getattr(rule, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            kind = type(rule).__name__
+            raise ValueError(f"{kind} {name} must be a positive number, got {value!r}")
+
+
+class _Rule(Protocol):
+    @property
+    def pattern(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Rule)
+
+
+def first_rule(rules: Iterable[R], topic: str) -> R | None:
+    """The first rule whose ``pattern`` matches ``topic``, or ``None``."""
     for rule in rules:
         if matches(rule.pattern, topic):
             return rule
     return None
+
+
+def history_rule(rules: Iterable[History], topic: str) -> History | None:
+    """The first ``History`` rule that matches ``topic``, or ``None``."""
+    return first_rule(rules, topic)
 
 
 class BadResume(ValueError):

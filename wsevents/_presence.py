@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
 from ._envelope import event_frame
-from ._wildcards import check_pattern, matches
+from ._history import check_positive, first_rule
+from ._wildcards import check_pattern
 from .exceptions import TopicError
 
 if TYPE_CHECKING:
@@ -33,14 +33,12 @@ if TYPE_CHECKING:
     from .backplane import Backplane
     from .codecs import Codec
 
-__all__ = ["PRESENCE_EVENT", "Presence", "Rooms", "first_rule"]
+__all__ = ["PRESENCE_EVENT", "Presence", "Rooms"]
 
 logger = logging.getLogger("wsevents")
 
 PRESENCE_EVENT = "wsevents.presence"
 REFRESH_PART = 1000  # members refreshed per backplane call
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -66,18 +64,7 @@ class Presence:
         check_pattern(self.pattern)
         if not isinstance(self.diffs, bool):
             raise ValueError(f"Presence diffs must be True or False, got {self.diffs!r}")
-        for name in ("interval", "ttl"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"Presence {name} must be a positive number, got {value!r}")
-
-
-def first_rule(rules: Iterable[R], topic: str) -> R | None:
-    """The first rule whose ``pattern`` matches ``topic``, or ``None``."""
-    for rule in rules:
-        if matches(rule.pattern, topic):  # type: ignore[attr-defined]
-            return rule
-    return None
+        check_positive(self, "interval", "ttl")
 
 
 def encode_info(info: Any) -> bytes:

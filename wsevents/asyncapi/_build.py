@@ -497,57 +497,53 @@ class _ChannelBuilder:
         self._add_operation("send", key, key, summary=emit.summary, description=emit.description)
 
     def _add_subscribed(self) -> None:
-        key = _key(SUBSCRIBED_EVENT, self._taken)
-        summary = "The position of a history topic, after each subscription to it."
-        example = {"topic": "rooms/lobby", "epoch": "k3x9Qa1z", "offset": 42, "recovered": True}
-        self._add_message(
-            key,
-            _message(
-                SUBSCRIBED_EVENT,
-                _envelope(
-                    SUBSCRIBED_EVENT,
-                    _ref(SUBSCRIBED_DATA),
-                    data_required=True,
-                    request_id=None,
-                    title=self._title(SUBSCRIBED_EVENT, "Push"),
-                ),
-                title=SUBSCRIBED_EVENT,
-                summary=summary,
-                description="Sent after what was replayed and before anything live; "
-                "sent again with `recovered: false` when the topic's history is lost.",
-                correlated=False,
-                example={"event": SUBSCRIBED_EVENT, "data": example},
-            ),
+        self._add_protocol_push(
+            SUBSCRIBED_EVENT,
+            SUBSCRIBED_DATA,
+            summary="The position of a history topic, after each subscription to it.",
+            description="Sent after what was replayed and before anything live; "
+            "sent again with `recovered: false` when the topic's history is lost.",
+            example={"topic": "rooms/lobby", "epoch": "k3x9Qa1z", "offset": 42, "recovered": True},
         )
-        self._add_operation("send", key, key, summary=summary, description=None)
 
     def _add_presence(self) -> None:
-        key = _key(PRESENCE_EVENT, self._taken)
-        summary = "Who joined and who left a topic with presence, once per window."
-        example = {
-            "topic": "rooms/lobby",
-            "joined": {"a1b2c3d4-7": {"user": "ann"}},
-            "left": {"a1b2c3d4-3": {"user": "bob"}},
-        }
+        self._add_protocol_push(
+            PRESENCE_EVENT,
+            PRESENCE_DATA,
+            summary="Who joined and who left a topic with presence, once per window.",
+            description="Sent to the subscribers of a topic that matches a `Presence` "
+            "rule: first every member, then at the end of each window that changed "
+            "something, the net change (who joined and left within one window is in "
+            "neither).",
+            example={
+                "topic": "rooms/lobby",
+                "joined": {"a1b2c3d4-7": {"user": "ann"}},
+                "left": {"a1b2c3d4-3": {"user": "bob"}},
+            },
+        )
+
+    def _add_protocol_push(
+        self, event: str, data: str, *, summary: str, description: str, example: Any
+    ) -> None:
+        """A push of the protocol's own (``wsevents.*``), its data the schema ``data``."""
+        key = _key(event, self._taken)
+        envelope = _envelope(
+            event,
+            _ref(data),
+            data_required=True,
+            request_id=None,
+            title=self._title(event, "Push"),
+        )
         self._add_message(
             key,
             _message(
-                PRESENCE_EVENT,
-                _envelope(
-                    PRESENCE_EVENT,
-                    _ref(PRESENCE_DATA),
-                    data_required=True,
-                    request_id=None,
-                    title=self._title(PRESENCE_EVENT, "Push"),
-                ),
-                title=PRESENCE_EVENT,
+                event,
+                envelope,
+                title=event,
                 summary=summary,
-                description="Sent to the subscribers of a topic that matches a `Presence` "
-                "rule: first every member, then at the end of each window that changed "
-                "something, the net change (who joined and left within one window is in "
-                "neither).",
+                description=description,
                 correlated=False,
-                example={"event": PRESENCE_EVENT, "data": example},
+                example={"event": event, "data": example},
             ),
         )
         self._add_operation("send", key, key, summary=summary, description=None)
