@@ -130,6 +130,24 @@ def test_presence_where_no_member_can_be_is_a_topic_error(
     assert error in str(seen[0])
 
 
+def test_presence_on_an_app_without_presence_rules_is_a_topic_error() -> None:
+    channel = Channel("/c")
+    seen: list[BaseException] = []
+
+    @channel.on_connect
+    async def join(conn: Connection) -> None:
+        try:
+            await conn.subscribe("rooms/a", presence={"user": "ann"})
+        except TopicError as exc:
+            seen.append(exc)
+
+    app = EventApp([channel], title="t", version="1")
+    with EventTestClient(app) as client, client.connect("/c"):
+        pass
+    assert len(seen) == 1
+    assert "matches no Presence rule" in str(seen[0])
+
+
 def test_presence_info_must_be_a_json_object() -> None:
     from wsevents._presence import encode_info
 

@@ -127,15 +127,14 @@ class Rooms:
             TopicError: ``presence=`` on a topic no rule matches, or on a wildcard.
             TypeError: ``presence=`` that is not a JSON object.
         """
-        rule = None if pattern else self.rule_for(topic)
+        if pattern:
+            if info is not None:
+                raise TopicError(f"presence= on {topic!r}: only an exact topic has members")
+            return None
+        rule = self.rule_for(topic)
         if rule is None:
             if info is not None:
-                where = "a wildcard subscription" if pattern else f"{topic!r}"
-                raise TopicError(
-                    f"presence= on {where}: it matches no Presence rule"
-                    if not pattern
-                    else f"presence= on {where}: only an exact topic has members"
-                )
+                raise TopicError(f"presence= on {topic!r}: it matches no Presence rule")
             return None
         return rule, encode_info(info)
 

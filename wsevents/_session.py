@@ -245,10 +245,12 @@ class Session:
             return
         broker = self._runtime.broker
         pattern = is_pattern(topic)
-        member = broker.rooms.check(topic, presence, pattern) if broker.rooms.rules else None
+        rooms = broker.rooms
+        # No rule and no info (the common case): no member, nothing to check.
+        member = rooms.check(topic, presence, pattern) if rooms.rules or presence else None
         if topic in self.topics:
             if member is not None:
-                await broker.rooms.join(topic, self, *member)
+                await rooms.join(topic, self, *member)
             return
         limit = self._runtime.limits.max_subscriptions
         if len(self.topics) >= limit:
@@ -266,7 +268,7 @@ class Session:
                 self.topics.discard(topic)
                 raise
         if member is not None and topic in self.topics:
-            await broker.rooms.join(topic, self, *member)
+            await rooms.join(topic, self, *member)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
