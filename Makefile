@@ -69,9 +69,15 @@ schemas:
 	$(BIN)/wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
 	$(BIN)/wsevents asyncapi examples.fastapi_app:app --output schemas/fastapi_app.asyncapi.json
 
-## bench: wsevents against side-by-side baselines, 3 repetitions, pinned cores (docs/performance.md)
-bench: $(STAMP)/install-dev
+$(STAMP)/install-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@mkdir -p $(STAMP) && touch $@ $(STAMP)/install-dev $(STAMP)/install
+
+## bench: wsevents against side-by-side baselines, 3 repetitions, pinned cores; then the
+## scale set (50,000 connections, eight processes on Redis) and its curves (docs/performance.md)
+bench: $(STAMP)/install-bench
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --scale
 
 ## soak: faults and load against a real uvicorn and Redis, about 3 minutes (docs/reliability.md)
 soak: $(STAMP)/install-dev

@@ -6,7 +6,10 @@ call; prints one JSON line with the results.
     python bench/load.py echo URL --connections 50 --window 10 --seconds 5 [--msgpack]
     python bench/load.py socketio URL --connections 50 --window 10 --seconds 5
     python bench/load.py fanout URL --connections 1000 --count 50 [--socketio]
-    python bench/load.py idle URL --connections 1000 --hold 3
+    python bench/load.py trigger URL --publish-url URL2 --connections 1000 --triggers 4 --seconds 3
+    python bench/load.py idle URL --connections 1000 --hold 3 [--sources 8]
+    python bench/load.py storm URL --connections 10000 --sources 8
+    python bench/load.py cluster URL ... --holders 8 --connections 8000 --count 5
     python bench/load.py presence URL --connections 5000 --churn 50 --seconds 10 [--redis URL]
 """
 
@@ -16,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -97,6 +101,36 @@ class EchoClient(Requester):
 
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def source(n: int, sources: int) -> dict[str, Any]:
+    """``local_addr`` for connection ``n``: spread over 127.0.0.2 and up, past the port range.
+
+    One source address reaches one server port about 28,000 times (the
+    ephemeral ports); loopback answers on all of 127.0.0.0/8.
+    """
+    if sources <= 1:
+        return {}
+    return {"local_addr": (f"127.0.0.{2 + n % sources}", 0)}
+
+
+async def connect_many(
+    factory: Callable[[int], WSListener], urls: list[str], count: int, sources: int
+) -> list[Any]:
+    """Open ``count`` connections, 200 handshakes at a time, round-robin over ``urls``."""
+    slots = asyncio.Semaphore(200)
+
+    async def one(n: int) -> Any:
+        async with slots:
+            _, client = await ws_connect(
+                lambda: factory(n), urls[n % len(urls)], **source(n, sources)
+            )
+            ready = getattr(client, "ready", None)
+            if ready is not None:
+                await ready
+            return client
+
+    return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 class SocketIOClient(Requester):
@@ -225,12 +259,13 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
     counter = [0]
     delays: list[float] = []
     subscribers = []
-    urls = [args.url, args.url2 or args.url]
-    for c in range(args.connections):
-        url = urls[c % 2]  # with --url2, half the subscribers on each server
-        _, client = await ws_connect(lambda: Subscriber(counter, args.socketio, delays, done), url)
-        await client.ready
-        subscribers.append(client)
+    urls = [args.url, args.url2] if args.url2 else [args.url]  # half on each server
+    subscribers = await connect_many(
+        lambda n: Subscriber(counter, args.socketio, delays, done),
+        urls,
+        args.connections,
+        args.sources,
+    )
     await asyncio.sleep(0.5)
     counter[0] = 0
     delays.clear()
@@ -253,21 +288,213 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
         "deliveries_per_second": counter[0] / elapsed,
         "delivered": counter[0],
         "expected": expected,
+        "p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
         "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
+    }
+
+
+class Trigger(Requester):
+    """Publishes through the server: each request is one client event, one publication."""
+
+    def request(self, n: int) -> None:
+        frame = {"event": "pub", "data": {"n": n, "t": time.time()}, "id": n}
+        self.transport.send(WSMsgType.TEXT, _json_bytes(frame))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        reply = json.loads(frame.get_payload_as_bytes())
+        self.answered(reply.get("id"), reply.get("event") == "pub" and "error" not in reply)
+
+
+async def trigger(args: argparse.Namespace) -> dict[str, Any]:
+    """Clients trigger the publications: ``triggers`` connections, each one event in flight.
+
+    Every publication answered must reach every subscriber; the rate and the
+    latencies (from the client's event to each delivery) are those of the
+    ``seconds`` after a warm-up.
+    """
+    counter = [0]
+    delays: list[float] = []
+    subscribers = []
+    for _ in range(args.connections):
+        _, client = await ws_connect(lambda: Subscriber(counter, False, delays), args.url)
+        subscribers.append(client)
+    stats = Stats()
+    triggers = []
+    for t in range(args.triggers):
+        _, client = await ws_connect(
+            lambda base=t * 10**8: Trigger(stats, args.window, base), args.publish_url
+        )
+        triggers.append(client)
+    await asyncio.sleep(0.5)
+    for client in triggers:
+        client.start()
+    await asyncio.sleep(min(1.0, args.seconds / 3))  # warm up
+    delivered, published = counter[0], stats.replies
+    delays.clear()
+    started = time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    elapsed = time.perf_counter() - started
+    delivered, published = counter[0] - delivered, stats.replies - published
+    latencies = sorted(delays)
+    stats.running = False
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline and (  # noqa: ASYNC110 - counters, no event
+        any(client.sent for client in triggers) or counter[0] < stats.replies * args.connections
+    ):
+        await asyncio.sleep(0.05)
+    total = counter[0]
+    for client in subscribers + triggers:
+        client.transport.disconnect()
+    return {
+        "deliveries_per_second": delivered / elapsed,
+        "publications_per_second": published / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None,
+        "delivered": total,
+        "expected": stats.replies * args.connections,
+        "bad_replies": stats.bad,
     }
 
 
 async def idle(args: argparse.Namespace) -> dict[str, Any]:
     counter = [0]
-    clients = []
-    for _ in range(args.connections):
-        _, client = await ws_connect(lambda: Subscriber(counter, False, []), args.url)
-        clients.append(client)
+    clients = await connect_many(
+        lambda n: Subscriber(counter, False, []), [args.url], args.connections, args.sources
+    )
     print(json.dumps({"connected": len(clients)}), flush=True)
     await asyncio.sleep(args.hold)
     for client in clients:
         client.transport.disconnect()
     return {"connections": len(clients)}
+
+
+class Returning(WSListener):
+    """A client that connects again when its connection drops, as browsers' clients do.
+
+    Backoff as ``wsevents.client``'s: 0.05 s doubling to 1 s, with full jitter.
+    """
+
+    def __init__(self, storm: Storm, n: int) -> None:
+        self.storm, self.n = storm, n
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        storm = self.storm
+        if storm.reconnecting:
+            storm.dropped += 1
+            storm.first_drop = storm.first_drop or time.perf_counter()
+            storm.tasks.add(asyncio.get_running_loop().create_task(storm.reconnect(self.n)))
+
+
+class Storm:
+    """Everyone's reconnections after the server went away."""
+
+    def __init__(self, url: str, sources: int) -> None:
+        self.url, self.sources = url, sources
+        self.reconnecting = False
+        self.dropped = self.back = self.attempts = 0
+        self.first_drop = self.first_back = self.last_back = 0.0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.clients: dict[int, Any] = {}
+
+    async def reconnect(self, n: int) -> None:
+        delay = 0.05
+        while True:
+            await asyncio.sleep(random.uniform(0, delay))
+            self.attempts += 1
+            try:
+                _, client = await ws_connect(
+                    lambda: Returning(self, n), self.url, **source(n, self.sources)
+                )
+            except (OSError, asyncio.TimeoutError, RuntimeError, ValueError):
+                delay = min(delay * 2, 1.0)
+                continue
+            self.clients[n] = client
+            now = time.perf_counter()
+            self.first_back = self.first_back or now
+            self.last_back = now
+            self.back += 1
+            return
+
+
+async def storm(args: argparse.Namespace) -> dict[str, Any]:
+    """Hold ``connections``; print when connected; after the server restarts, time them back."""
+    state = Storm(args.url, args.sources)
+    clients = await connect_many(
+        lambda n: Returning(state, n), [args.url], args.connections, args.sources
+    )
+    state.clients = dict(enumerate(clients))
+    state.reconnecting = True
+    print(json.dumps({"connected": len(clients)}), flush=True)
+    deadline = time.perf_counter() + args.seconds
+    while time.perf_counter() < deadline and (  # noqa: ASYNC110 - counters, no event
+        state.dropped < args.connections or state.back < args.connections
+    ):
+        await asyncio.sleep(0.05)
+    state.reconnecting = False
+    for client in state.clients.values():
+        client.transport.disconnect()
+    back = state.back
+    spread = state.last_back - state.first_back
+    return {
+        "connections": args.connections,
+        "dropped": state.dropped,
+        "back": back,
+        "attempts": state.attempts,
+        "seconds_until_all_back": state.last_back - state.first_drop if back else None,
+        "handshakes_per_second": back / spread if back and spread else None,
+        "delivered": back,
+        "expected": args.connections,
+    }
+
+
+async def cluster(args: argparse.Namespace) -> dict[str, Any]:
+    """Subscribers spread over the first ``holders`` servers; every server publishes a burst.
+
+    Prints ``{"connected": n}`` and waits for a line on stdin before the
+    bursts, so that the caller can read the servers' counters around them.
+    """
+    urls = args.url.split(",")
+    counters = [[0] for _ in urls]
+    delays: list[float] = []
+    holders = urls[: args.holders]
+    subscribers = await connect_many(
+        lambda n: Subscriber(counters[n % len(holders)], False, delays),
+        [f"{url}?sub=1" for url in holders],
+        args.connections,
+        args.sources,
+    )
+    publishers = [(await ws_connect(lambda: Subscriber([0], False, []), url))[1] for url in urls]
+    await asyncio.sleep(0.5)
+    print(json.dumps({"connected": len(subscribers)}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    delays.clear()
+    expected = len(urls) * args.count * args.connections
+    started = time.perf_counter()
+    burst = _json_bytes({"event": "burst", "data": {"count": args.count}})
+    for client in publishers:
+        client.transport.send(WSMsgType.TEXT, burst)
+    deadline = started + 120
+    while sum(c[0] for c in counters) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    for client in subscribers + publishers:
+        client.transport.disconnect()
+    delays.sort()
+    return {
+        "deliveries_per_second": sum(c[0] for c in counters) / elapsed,
+        "per_process": [c[0] / elapsed for c in counters],
+        "delivered_per_process": [c[0] for c in counters],
+        "publications": len(urls) * args.count,
+        "p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
+        "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
+        "delivered": sum(c[0] for c in counters),
+        "expected": expected,
+    }
 
 
 class Tally:
@@ -356,7 +583,10 @@ async def presence(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["echo", "socketio", "fanout", "idle", "presence"])
+    parser.add_argument(
+        "command",
+        choices=["echo", "socketio", "fanout", "trigger", "idle", "storm", "cluster", "presence"],
+    )
     parser.add_argument("url")
     parser.add_argument("--url2", help="a second server for half the fan-out subscribers")
     parser.add_argument("--connections", type=int, default=1)
@@ -364,6 +594,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--publishers", type=int, default=1, help="fanout: publishing at once")
+    parser.add_argument("--publish-url", help="trigger: where the publishing clients connect")
+    parser.add_argument("--triggers", type=int, default=4, help="trigger: publishing clients")
+    parser.add_argument("--sources", type=int, default=1, help="loopback addresses to connect from")
+    parser.add_argument("--holders", type=int, default=1, help="cluster: servers with subscribers")
     parser.add_argument("--hold", type=float, default=3)
     parser.add_argument(
         "--churn", type=int, default=50, help="presence: joins (and leaves) a second"
@@ -373,9 +607,16 @@ def main() -> None:
     parser.add_argument("--msgpack", action="store_true")
     parser.add_argument("--socketio", action="store_true")
     args = parser.parse_args()
-    run = {"echo": echo, "socketio": echo, "fanout": fanout, "idle": idle, "presence": presence}[
-        args.command
-    ]
+    run = {
+        "echo": echo,
+        "socketio": echo,
+        "fanout": fanout,
+        "trigger": trigger,
+        "idle": idle,
+        "storm": storm,
+        "cluster": cluster,
+        "presence": presence,
+    }[args.command]
     result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)
     sys.stdout.flush()

@@ -52,7 +52,7 @@ MSGPACK_SERVERS = {
     "wsevents (msgpack)": ("wsevents_app", "/"),
 }
 FANOUT_SERVERS = {
-    "raw in-process fan-out": ("raw_fanout", "/", False),
+    "raw in-process fan-out": ("raw_fanout", "/?sub=1", False),
     "python-socketio rooms": ("python_socketio", SIO, True),
     "wsevents publish": ("wsevents_app", "/?sub=1", False),
 }
@@ -61,8 +61,8 @@ FANOUT_SERVERS = {
 class Server:
     """uvicorn with one app, pinned to core 0."""
 
-    def __init__(self, app: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, app: str, env: dict[str, str] | None = None, port: int = 0) -> None:
+        self.port = port or free_port()
         command = [
             "taskset", "-c", "0", sys.executable, "-m", "uvicorn", f"bench.servers:{app}",
             "--port", str(self.port), "--ws", "websockets-sansio", "--loop", "uvloop",
@@ -136,6 +136,28 @@ def fanout_round(connections: int, count: int) -> dict[str, Any]:
             results[name] = load(
                 "fanout", server.url(path), "--connections", str(connections),
                 "--count", str(count), *extra,
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+TRIGGERED_SERVERS = {  # name: (app, the subscribers' path, the publishing clients' path)
+    "raw ASGI loop, awaiting each send": ("raw_fanout", "/?sub=1", "/"),
+    "wsevents publish": ("wsevents_app", "/?sub=1", "/"),
+}
+
+
+def triggered_round(connections: int, seconds: float) -> dict[str, Any]:
+    """Fan-out as apps publish: each publication one client event, four in flight."""
+    results = {}
+    for name, (app, path, publish_path) in TRIGGERED_SERVERS.items():
+        server = Server(app)
+        try:
+            results[name] = load(
+                "trigger", server.url(path), "--publish-url", server.url(publish_path),
+                "--connections", str(connections), "--triggers", "4",
+                "--seconds", str(seconds),
             )  # fmt: skip
         finally:
             server.stop()
@@ -311,9 +333,16 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", metavar="SCENARIO", help="run this scenario only (repeatable)"
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="the scale set instead (minutes): 50,000 connections, eight processes on Redis",
+    )
     args = parser.parse_args()
     tmp = ROOT / "bench" / "results" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        return run_scale(args.quick, tmp)
     scale = 10 if args.quick else 1
     results: dict[str, list[dict[str, Any]]] = {}
     seconds = args.seconds
@@ -324,6 +353,12 @@ def main() -> int:
         "echo MessagePack, C=50 W=10": lambda: msgpack_round(seconds),
         f"fan-out to {200 // scale}": lambda: fanout_round(200 // scale, 50 // scale),
         f"fan-out to {1000 // scale}": lambda: fanout_round(1000 // scale, 20 // scale),
+        f"fan-out to {200 // scale}, client-triggered": lambda: triggered_round(
+            200 // scale, seconds
+        ),
+        f"fan-out to {1000 // scale}, client-triggered": lambda: triggered_round(
+            1000 // scale, seconds
+        ),
         "fan-out across processes": lambda: redis_round(1000 // scale, 20 // scale, tmp),
         "memory per idle connection": lambda: memory_round(1000 // scale),
         "history: publish to 2": lambda: history_round(2, 2000 // scale, tmp),
@@ -378,8 +413,11 @@ def main() -> int:
                 lines.append(f"| {name}: p50 latency | {p50:.3f} ms | |")
         if "fan-out" in label:
             for name in rounds[0]:
-                p99 = statistics.median(round_[name]["p99_ms"] for round_ in rounds)
-                lines.append(f"| {name}: p99 delivery latency | {p99:.1f} ms | |")
+                for p in ("p50", "p99"):
+                    values = [round_[name].get(f"{p}_ms") for round_ in rounds]
+                    if None not in values:
+                        latency = statistics.median(values)
+                        lines.append(f"| {name}: {p} delivery latency | {latency:.1f} ms | |")
         lines.append("")
     table = "\n".join(lines)
     print(table)
@@ -399,6 +437,38 @@ def main() -> int:
     ]
     if bad:
         print(f"wrong or missing replies: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_scale(quick: bool, tmp: Path) -> int:
+    """The scale set, once: tables, targets and pictures (bench/scale.py, bench/plots.py)."""
+    from bench.plots import draw
+    from bench.scale import scale_rounds, scale_tables, scale_targets
+
+    results = scale_rounds(quick, tmp)
+    machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    stored: dict[str, Any] = {
+        "table": f"Machine: {machine}; the scale set, one run.\n\n" + scale_tables(results),
+        "results": results,
+    }
+    print(stored["table"])
+    if not quick:
+        stored["targets"] = scale_targets(results)
+        print(stored["targets"])
+    name = "bench-scale-quick.json" if quick else "bench-scale.json"
+    (ROOT / "bench" / "results" / name).write_text(json.dumps(stored, indent=2) + "\n")
+    out = tmp if quick else ROOT / "docs"
+    for path in draw(results, out):
+        print(f"drew {path}")
+    missing = [
+        (label, name)
+        for label, row in results.items()
+        for name, result in row.items()
+        if result.get("delivered", 0) < result.get("expected", 0)
+    ]
+    if missing:
+        print(f"missing deliveries or reconnections: {missing}", file=sys.stderr)
         return 1
     return 0
 

@@ -153,23 +153,38 @@ _raw_members: set[Any] = set()
 
 
 async def raw_fanout(scope: Scope, receive: Any, send: Any) -> None:
-    """Raw ASGI fan-out: ``{"count": N}`` sends N frames to every connection, in a loop."""
+    """Raw ASGI fan-out to the connections made with ``?sub=1``, awaiting each send.
+
+    ``burst`` ``{"count": N}`` sends N ticks to every member, in a loop; ``pub``
+    ``{"n": .., "t": ..}`` sends one tick with that data, then replies with the
+    request's ``id`` (a client event per publication, as apps publish).
+    """
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     await receive()
     await send({"type": "websocket.accept"})
-    _raw_members.add(send)
+    member = b"sub=1" in scope.get("query_string", b"")
+    if member:
+        _raw_members.add(send)
+    dumps = json.dumps
     try:
         while True:
             message = await receive()
             if message["type"] != "websocket.receive":
                 return None
-            count = json.loads(message["text"])["data"]["count"]
-            for n in range(count):
+            frame = json.loads(message["text"])
+            if frame["event"] == "pub":
+                text = dumps({"event": "tick", "data": frame["data"]}, separators=(",", ":"))
+                for other in list(_raw_members):
+                    await other({"type": "websocket.send", "text": text})
+                reply = {"event": "pub", "data": None, "id": frame["id"]}
+                await send({"type": "websocket.send", "text": dumps(reply, separators=(",", ":"))})
+                continue
+            for n in range(frame["data"]["count"]):
                 tick = {"event": "tick", "data": {"n": n, "t": time.time()}}
-                text = json.dumps(tick, separators=(",", ":"))
-                for member in list(_raw_members):
-                    await member({"type": "websocket.send", "text": text})
+                text = dumps(tick, separators=(",", ":"))
+                for other in list(_raw_members):
+                    await other({"type": "websocket.send", "text": text})
     finally:
         _raw_members.discard(send)
 
@@ -238,6 +253,17 @@ class Burst(BaseModel):
     publishers: int = 1  # how many publish at once, each awaiting its own publications
 
 
+class Tick(BaseModel):
+    n: int
+    t: float
+
+
+@_bench.on("pub", model=Tick)
+async def _pub(conn: Connection, data: Tick) -> None:
+    """One publication per client event: the tick, with the client's data, to every subscriber."""
+    await conn.app.publish("all", "tick", data)
+
+
 @_bench.on("burst", model=Burst)
 async def _burst(conn: Connection, data: Burst) -> None:
     async def publisher(first: int) -> None:
@@ -251,6 +277,7 @@ _options: dict[str, Any] = {
     "version": "1",
     "limits": Limits(rate=None, send_queue=100_000),
     "backplane": os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
+    "metrics_url": "/metrics",  # the backplane's counters, read by bench/scale.py
 }
 wsevents_app = EventApp([_bench], title="Bench", **_options)
 # The same app, its topic "all" keeping history (docs/resumable-topics.md).

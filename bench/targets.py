@@ -99,9 +99,35 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
         f"{median(r[DELIVERIES] for r in local):,.0f}/s, "
         f"p99 {median(r['p99_ms'] for r in local):.1f} ms for a burst) | reported |",
     ]
+    rows += latency_rows(results)
     rows += history_rows(results)
     rows += presence_rows(results)
     return "\n".join(rows) + "\n"
+
+
+def latency_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Fan-out against the raw loop, burst and client-triggered: throughput and p99."""
+    rows = []
+    for size in (200, 1000):
+        for label, raw, how in (
+            (f"fan-out to {size}", "raw in-process fan-out", "a burst"),
+            (
+                f"fan-out to {size}, client-triggered",
+                "raw ASGI loop, awaiting each send",
+                "client-triggered, four in flight",
+            ),
+        ):
+            rounds = results.get(label)
+            if not rounds:
+                continue
+            rate = ratios(rounds, "wsevents publish", raw, DELIVERIES)
+            p99 = ratios(rounds, "wsevents publish", raw, "p99_ms")
+            ok = statistics.median(rate) >= 0.95 and statistics.median(p99) <= 2
+            rows.append(
+                f"| fan-out to {size:,}, {how}: at least 0.95 of the raw loop's deliveries/s, "
+                f"p99 at most 2 times its | {spread(rate)}; p99 {spread(p99)} times | {met(ok)} |"
+            )
+    return rows
 
 
 def history_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:

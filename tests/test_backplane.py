@@ -108,6 +108,32 @@ async def test_wildcards_deliver_what_they_match(
     ]
 
 
+async def test_a_publication_counts_the_processes_holding_its_topic_and_no_others(
+    make_backplane: Callable[[], Backplane],
+) -> None:
+    publisher, *others = [make_backplane() for _ in range(4)]
+    inboxes = [Inbox() for _ in others]
+    await publisher.start(Inbox())
+    for other, inbox in zip(others, inboxes, strict=True):
+        await other.start(inbox)
+        assert await other.wait_ready(5)
+    assert await publisher.wait_ready(5)
+    for other in others[:2]:  # two of the three hold the topic
+        await other.subscribe("rooms/lobby")
+    await others[2].subscribe("rooms/other")
+    for n in range(3):
+        await publisher.publish("rooms/lobby", b"%d" % n)
+    for inbox in inboxes[:2]:
+        await inbox.wait_for(3)
+    await publisher.publish("rooms/other", b"marker")  # after the three, in order
+    await inboxes[2].wait_for(1)
+    assert publisher.stats["published"] == 4
+    assert publisher.stats["publish_receivers"] == 3 * 2 + 1  # Redis' own count
+    assert [other.stats["received"] for other in others] == [3, 3, 1]
+    for backplane in (publisher, *others):
+        await backplane.stop()
+
+
 async def test_the_publisher_hears_its_own_subscriptions(
     pair: tuple[Backplane, Inbox, Backplane, Inbox],
 ) -> None:

@@ -62,7 +62,7 @@ def test_every_echo_server_answers_every_request_correctly(
 @pytest.mark.parametrize(
     ("app", "path", "extra"),
     [
-        ("raw_fanout", "/", ()),
+        ("raw_fanout", "/?sub=1", ()),
         ("python_socketio", SIO, ("--socketio",)),
         ("wsevents_app", "/?sub=1", ()),
     ],
@@ -75,6 +75,53 @@ def test_every_fanout_server_delivers_everything(
             "fanout", f"ws://{address}{path}", "--connections", "20", "--count", "5", *extra
         )
     assert result["delivered"] == result["expected"] == 100
+
+
+@pytest.mark.parametrize("app", ["raw_fanout", "wsevents_app"])
+def test_client_triggered_publications_reach_every_subscriber(app: str) -> None:
+    with serve(getattr(servers, app)) as address:
+        result = load(
+            "trigger", f"ws://{address}/?sub=1", "--publish-url", f"ws://{address}/",
+            "--connections", "20", "--triggers", "4", "--seconds", "0.5",
+        )  # fmt: skip
+    assert result["bad_replies"] == 0
+    assert result["publications_per_second"] > 0
+    assert result["delivered"] == result["expected"] > 0  # every answered one, to all 20
+    assert result["deliveries_per_second"] == pytest.approx(
+        result["publications_per_second"] * 20, rel=0.2
+    )
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+@pytest.mark.parametrize("app", ["raw_json", "wsevents_app"])
+def test_a_reconnect_storm_brings_every_client_back_after_a_restart(app: str) -> None:
+    from bench.run import Server
+    from bench.scale import finished, held
+
+    server = Server(app)
+    client = held(["storm", server.url("/"), "--connections", "50", "--sources", "4"])
+    server.stop()
+    server = Server(app, port=server.port)
+    try:
+        result = finished(client, timeout=60)
+    finally:
+        server.stop()
+    assert result["dropped"] == result["back"] == 50
+    assert result["attempts"] >= 50
+    assert result["seconds_until_all_back"] > 0
+
+
+def test_eight_processes_on_redis_send_each_publication_to_the_processes_holding_it(
+    tmp_path: Path,
+) -> None:
+    from bench.scale import cluster
+
+    result = cluster(8, 4, 40, 2, tmp_path)  # subscribers on 4 of the 8; each publishes 2
+    assert result["delivered"] == result["expected"] == 8 * 2 * 40
+    assert result["delivered_per_process"][:4] == [8 * 2 * 10] * 4
+    assert result["published"] == 16
+    assert result["redis_messages_per_publication"] == 4.0  # the holders, not all eight
+    assert len(result["deliveries_per_cpu_second"]) == 4
 
 
 def test_the_presence_load_counts_every_member_s_first_frame_and_the_diffs() -> None:

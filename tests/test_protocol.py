@@ -52,14 +52,31 @@ def test_an_outbox_that_overflows_before_the_accept_stays_aborted() -> None:
     assert stats.slow_consumers_dropped == 1
 
 
+def test_a_frame_with_nothing_ahead_of_it_is_sent_at_once_and_the_rest_queue_behind_it() -> None:
+    core, _ = make_core()
+    core.accept(now=0.0)
+    assert core.push("a") is Pushed.SEND  # the caller sends it: no writer, no hand-off
+    assert core.sending
+    assert [core.push("b"), core.push("c")] == [Pushed.QUEUED, Pushed.QUEUED]
+    assert core.next_item() is None  # one send at a time: "a" is still going out
+    assert core.sent()
+    assert core.next_item() == "b"
+    assert core.push("d") is Pushed.QUEUED  # "c" is ahead of it
+    assert core.sent()
+    assert [core.next_item(), core.sent(), core.next_item(), core.sent()] == ["c", True, "d", False]
+    assert core.push("e") is Pushed.SEND  # all out: the next one goes at once again
+
+
 def test_a_close_goes_after_the_frames_queued_before_it() -> None:
     core, _ = make_core()
     core.accept(now=0.0)
-    core.push("a")
+    assert core.push("a") is Pushed.SEND
+    core.push("b")
     assert core.close(1000, "bye")
     assert core.push("late") is Pushed.DROPPED
-    assert core.next_item() == "a"
     assert core.next_item() is None  # one send at a time
+    assert core.sent()
+    assert core.next_item() == "b"
     assert core.sent()  # the close still waits in the outbox
     assert core.next_item() == Close(1000, "bye")
 
@@ -68,6 +85,7 @@ def test_the_first_abort_wins_and_a_closed_connection_cannot_be_aborted() -> Non
     core, stats = make_core()
     core.accept(now=0.0)
     core.push("a")
+    core.push("b")
     assert core.abort(1009, "message too big")
     assert not core.abort(1013, "later")
     assert core.aborted == Close(1009, "message too big")
@@ -85,16 +103,17 @@ def test_a_reply_may_skip_the_writer_only_when_nothing_is_ahead_of_it() -> None:
     assert core.send_now()
     assert not core.send_now()  # a send is under way
     core.sent()
+    core.push("sending")
     core.push("queued")
+    core.sent()
     assert not core.send_now()  # it would overtake the queued frame
 
 
 def test_a_failed_send_drops_the_outbox_and_closes() -> None:
     core, _ = make_core()
     core.accept(now=0.0)
-    core.push("a")
+    assert core.push("a") is Pushed.SEND
     core.push("b")
-    assert core.next_item() == "a"
     core.send_failed()
     assert core.state is ConnectionState.CLOSING
     assert core.next_item() is None

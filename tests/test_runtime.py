@@ -265,3 +265,94 @@ async def test_an_aborted_client_that_reads_again_in_send_timeout_gets_1013() ->
                 chunk = await asyncio.to_thread(sock.recv, 1 << 20)
                 assert chunk, "the connection ended without the close frame"
                 received += chunk
+
+
+class GatedPeer(Peer):
+    """A peer whose sends after the accept wait until ``gate`` is set (a paused transport)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.accept":
+            await self.gate.wait()
+        await super().send(message)
+
+
+def feed_app(limits: Limits | None = None) -> tuple[EventApp, list[Any]]:
+    """Every connection to /c subscribes to "feed"."""
+    app, seen = make_app(limits)
+
+    @app.channels[0].on_connect
+    async def join(conn: Connection) -> None:
+        await conn.subscribe("feed")
+
+    return app, seen
+
+
+async def connected(app: EventApp, peers: list[Peer]) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(app(scope(), p.receive, p.send)) for p in peers]
+    while len(app.connections) < len(peers):  # noqa: ASYNC110 - the app offers no event to wait on
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the subscriptions of on_connect
+    return tasks
+
+
+def ticks(peer: Peer) -> list[Any]:
+    return [frame["data"] for frame in peer.frames() if frame["event"] == "tick"]
+
+
+async def test_a_publication_reaches_every_subscriber_before_publish_returns() -> None:
+    app, _ = feed_app()
+    peers = [Peer() for _ in range(3)]
+    tasks = await connected(app, peers)
+    for n in range(3):
+        await app.publish("feed", "tick", n)
+        # Sent in the publisher's own step: no writer task ran in between.
+        assert [ticks(peer) for peer in peers] == [list(range(n + 1))] * 3
+    for peer in peers:
+        peer.disconnect()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+
+async def test_a_subscriber_whose_send_waits_delays_nobody_and_then_gets_every_frame_in_order() -> (
+    None
+):
+    app, seen = feed_app()
+    slow, fast = GatedPeer(), Peer()
+    tasks = await connected(app, [slow, fast])
+    for n in range(5):
+        await app.publish("feed", "tick", n)
+    assert ticks(fast) == [0, 1, 2, 3, 4]
+    assert ticks(slow) == []  # its first send waits; the rest are queued behind it
+    slow.gate.set()
+    deadline = time.monotonic() + 5
+    while len(ticks(slow)) < 5:
+        assert time.monotonic() < deadline, ticks(slow)
+        await asyncio.sleep(0.01)
+    assert ticks(slow) == [0, 1, 2, 3, 4]
+    await app.publish("feed", "tick", 5)  # nothing ahead of it again: sent at once
+    assert ticks(slow)[-1] == 5
+    for peer in (slow, fast):
+        peer.disconnect()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert seen == [("disconnect", 1000)] * 2
+
+
+async def test_a_send_left_waiting_is_cancelled_cleanly_when_the_connection_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, seen = feed_app(Limits(send_timeout=0.3))
+    await app.startup()  # the watchdog
+    stuck, healthy = Peer(stall=True), Peer()
+    tasks = await connected(app, [stuck, healthy])
+    await app.publish("feed", "tick", 0)
+    await asyncio.wait_for(asyncio.gather(tasks[0]), 5)
+    assert seen == [("disconnect", 1013)]
+    assert ticks(healthy) == [0]
+    assert "Traceback" not in caplog.text
+    assert "never retrieved" not in caplog.text
+    healthy.disconnect()
+    await asyncio.wait_for(tasks[1], 5)
+    await app.shutdown()

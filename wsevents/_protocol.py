@@ -3,9 +3,10 @@
 Modelled on ``websockets``' sans-I/O ``protocol.py``: this object never
 awaits and never touches a socket. Frames come in (:meth:`ConnectionCore.receive`)
 and outcomes come out: a handler to call, an error frame to send, or nothing
-because the frame closed the connection (too big, too many refused). Frames
-to send go into a bounded outbox (:meth:`~ConnectionCore.push`), from which
-the one writer takes them (:meth:`~ConnectionCore.next_item`). Every method
+because the frame closed the connection (too big, too many refused). A frame
+to send (:meth:`~ConnectionCore.push`) goes out at once when nothing is ahead
+of it, else into a bounded outbox, from which the one writer takes them
+(:meth:`~ConnectionCore.next_item`); one send at a time. Every method
 that changes the state checks it first, and these methods are the only place
 that changes it::
 
@@ -68,13 +69,14 @@ class Close(NamedTuple):
 class Pushed(Enum):
     """What became of a frame handed to :meth:`ConnectionCore.push`."""
 
+    SEND = "send"  # nothing ahead of it: send it now (the core counts it as sending)
     QUEUED = "queued"  # in the outbox; the writer must run
     HELD = "held"  # in the outbox until the handshake is accepted
     DROPPED = "dropped"  # the connection is closing or closed
     OVERFLOWED = "overflowed"  # the outbox was full: the connection is aborted
 
 
-_QUEUED, _HELD, _DROPPED, _OVERFLOWED = Pushed
+_SEND, _QUEUED, _HELD, _DROPPED, _OVERFLOWED = Pushed
 
 
 class Replayed:
@@ -205,13 +207,20 @@ class ConnectionCore:
     # -- frames out ------------------------------------------------------------------
 
     def push(self, frame: Frame) -> Pushed:
-        """Queue a frame for the writer; never waits.
+        """Take a frame to send; never waits.
 
-        A full outbox is a slow consumer: the connection is aborted with 1013.
+        ``SEND``: nothing is queued or being sent, so the caller sends it now
+        (it is sending: :meth:`sent` ends it), with no hand-off to the writer.
+        ``QUEUED``: it waits in the outbox for the writer. A full outbox is a
+        slow consumer: the connection is aborted with 1013.
         """
         state = self.state
         if state is _OPEN:
-            if len(self._outbox or ()) - self._replayed < self._limits.send_queue:
+            outbox = self._outbox
+            if not outbox and not self.sending:
+                self.sending = True
+                return _SEND
+            if len(outbox or ()) - self._replayed < self._limits.send_queue:
                 self._queue(frame)
                 return _QUEUED
         elif state is _CONNECTING:

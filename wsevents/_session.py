@@ -3,9 +3,10 @@
 A :class:`Session` drives a :class:`~wsevents._protocol.ConnectionCore`:
 it reads ASGI messages and hands each frame to the core, calls the handler
 the core names, and sends what the core says to send. :meth:`Session._transmit`
-is the only place that calls ASGI ``send`` after the handshake; a reply goes
-out directly when nothing is queued ahead of it, anything else through the
-one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
+and :meth:`Session._send_eagerly` are the only places that call ASGI ``send``
+after the handshake; a reply or a push goes out directly when nothing is
+queued ahead of it (a push in the publisher's own step), anything else
+through the one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
 task per frame, at most that many at once.
 
 Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
@@ -18,7 +19,9 @@ import asyncio
 import contextvars
 import inspect
 import logging
+from collections.abc import Awaitable, Coroutine, Generator
 from time import monotonic
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -45,7 +48,8 @@ logger = logging.getLogger("wsevents")
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
 _NO_TOPICS: frozenset[str] = frozenset()
-_QUEUED, _OVERFLOWED = Pushed.QUEUED, Pushed.OVERFLOWED
+_UNSTARTED: Any = object()  # a send not stepped yet
+_SEND, _QUEUED, _OVERFLOWED = Pushed.SEND, Pushed.QUEUED, Pushed.OVERFLOWED
 
 
 class Session:
@@ -58,6 +62,7 @@ class Session:
     __slots__ = (
         "_cancels",
         "_core",
+        "_finishing",
         "_frame_key",
         "_ok",
         "_running",
@@ -101,6 +106,8 @@ class Session:
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
         self._ok = runtime.stats.events_ok  # the counter every handled frame adds to
         self._writer: asyncio.Task[None] | None = None
+        # The rest of a pushed frame's send that had to wait (the client's transport paused).
+        self._finishing: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
@@ -136,16 +143,60 @@ class Session:
         return self.codec.encode(event_frame(event, payload))
 
     def push(self, frame: Frame) -> None:
-        """Queue an encoded frame without waiting: publishers use this.
+        """Send an encoded frame without waiting: publishers use this.
 
-        A connection whose queue is full is a slow consumer: it is aborted with
-        1013, and nobody waits for it.
+        With nothing queued or being sent, the frame goes to ASGI ``send`` at
+        once, in the caller's task (a publication reaches each subscriber as it
+        is made, with no hand-off); if that send has to wait (the client is not
+        reading), it finishes in a task of its own. Otherwise the frame waits in
+        the queue for the writer. A connection whose queue is full is a slow
+        consumer: it is aborted with 1013, and nobody waits for it.
         """
         pushed = self._core.push(frame)
-        if pushed is _QUEUED:
+        if pushed is _SEND:
+            self._send_eagerly({"type": "websocket.send", self._frame_key: frame})
+        elif pushed is _QUEUED:
             self._wake()
         elif pushed is _OVERFLOWED:
             self._aborted()
+
+    def _send_eagerly(self, message: Message) -> None:
+        """Run ASGI ``send`` up to its first wait, here; a send that waits goes on in a task.
+
+        uvicorn's ``send`` waits only while the transport is paused: most
+        sends end in the first step, and cost no task and no wake-up.
+        """
+        send = self._send(message)
+        if send.__class__ is not CoroutineType:  # an awaitable of another kind: awaited in a task
+            self._finishing = asyncio.get_running_loop().create_task(self._finish_send(send))
+            return
+        try:
+            waiting_on = send.send(None)
+        except StopIteration:
+            if self._core.sent():
+                self._wake()
+            return
+        except BaseException as exc:
+            self._send_raised(exc)
+            return
+        self._finishing = asyncio.get_running_loop().create_task(
+            self._finish_send(send, waiting_on)
+        )
+
+    async def _finish_send(self, send: Awaitable[None], waiting_on: Any = _UNSTARTED) -> None:
+        """The rest of a send that :meth:`_send_eagerly` started and that had to wait."""
+        try:
+            if waiting_on is _UNSTARTED:
+                await send
+            else:
+                await _Resumed(send, waiting_on)  # type: ignore[arg-type]  # a coroutine
+        except BaseException as exc:
+            self._send_raised(exc)
+            return
+        finally:
+            self._finishing = None
+        if self._core.sent():
+            self._wake()
 
     def push_replay(self, frame: Frame) -> None:
         """Queue a frame of a history replay: it does not count against ``send_queue``."""
@@ -176,8 +227,9 @@ class Session:
         close = self._core.aborted
         assert close is not None
         logger.warning("closing connection %s with %d: %s", self.id, close.code, close.reason)
-        if self._writer is not None:
-            self._writer.cancel()
+        for writing in (self._writer, self._finishing):
+            if writing is not None:
+                writing.cancel()
         task = self._task
         # The receive loop is cancelled even from inside itself (a failed reply):
         # the cancellation ends it at its next await, and serve takes it back.
@@ -489,10 +541,11 @@ class Session:
         """The connection ended: stop the writer, drop every subscription."""
         self._task = None
         self._core.disconnected(code)
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        writing = [task for task in (self._writer, self._finishing) if task is not None]
+        self._writer = self._finishing = None
+        for task in writing:
+            task.cancel()
+        await asyncio.gather(*writing, return_exceptions=True)
         topics, self.topics = self.topics, _NO_TOPICS
         for topic in topics:
             await self._runtime.broker.leave(topic, self)
@@ -515,6 +568,33 @@ async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
 
 
 _MISSING = object()
+
+
+class _Resumed:
+    """Awaiting it goes on with a coroutine stepped by hand, now waiting on ``waiting_on``.
+
+    It hands what the coroutine waits on to the task awaiting this, and passes
+    back what the task sends or throws (a result, a cancellation), until the
+    coroutine returns.
+    """
+
+    __slots__ = ("coroutine", "waiting_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coroutine, self.waiting_on = coroutine, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waiting_on = self.coroutine, self.waiting_on
+        while True:
+            try:
+                try:
+                    value = yield waiting_on
+                except BaseException as exc:
+                    waiting_on = coroutine.throw(exc)
+                else:
+                    waiting_on = coroutine.send(value)
+            except StopIteration as stop:
+                return stop.value
 
 
 def unexpected(kind: str) -> RuntimeError:

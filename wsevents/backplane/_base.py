@@ -40,6 +40,12 @@ class Backplane(ABC):
             "reconnects": 0,
             "publish_failures": 0,
             "publish_overflows": 0,
+            # Publications sent, and how many processes' subscriptions they reached
+            # (Redis' PUBLISH reply): the second over the first is the fan-out per
+            # publication, the number of processes holding the topic.
+            "published": 0,
+            "publish_receivers": 0,
+            "received": 0,  # messages heard from the other processes (and this one)
         }
         self._ready = asyncio.Event()
 

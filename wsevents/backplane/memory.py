@@ -1,4 +1,7 @@
-"""MemoryBackplane: one process. Apps that share a ``memory://NAME`` hear each other."""
+"""MemoryBackplane: one process. Apps that share a ``memory://NAME`` hear each other.
+
+Over 300 lines: pub/sub, history and presence of the in-process backplane in
+one class, kept beside each other as the Redis backplane keeps them."""
 
 from __future__ import annotations
 
@@ -154,11 +157,14 @@ class MemoryBackplane(Backplane):
         self._subscriptions.discard(subscription)
 
     async def publish(self, topic: str, payload: bytes) -> None:
-        self._fan_out(topic, payload, None)
+        self.stats["published"] += 1
+        self.stats["publish_receivers"] += self._fan_out(topic, payload, None)
 
     def _fan_out(
         self, topic: str, payload: bytes, position: Position | None, *, others: bool = False
-    ) -> None:
+    ) -> int:
+        """Hand the payload to every peer subscribed to ``topic``; return how many."""
+        receivers = 0
         for peer in list(self._hub):
             if others and peer is self:
                 continue
@@ -167,7 +173,15 @@ class MemoryBackplane(Backplane):
                 continue
             if any(matches(subscription, topic) for subscription in peer._subscriptions):
                 # Delivered on the peer's own loop, never inside the publisher's call.
-                loop.call_soon_threadsafe(receive, topic, payload, position)
+                loop.call_soon_threadsafe(peer._heard, receive, topic, payload, position)
+                receivers += 1
+        return receivers
+
+    def _heard(
+        self, receive: Receiver, topic: str, payload: bytes, position: Position | None
+    ) -> None:
+        self.stats["received"] += 1
+        receive(topic, payload, position)
 
     async def append(
         self,

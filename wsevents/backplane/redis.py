@@ -358,9 +358,13 @@ class RedisBackplane(Backplane):
             pipeline = self._publisher.pipeline(transaction=False)
             for topic, payload in batch:
                 pipeline.publish(self.prefix + topic, payload)
-            await asyncio.wait_for(pipeline.execute(), self.command_timeout)
+            receivers = await asyncio.wait_for(pipeline.execute(), self.command_timeout)
         except Exception as exc:
             self._publish_failed(repr(exc), len(batch))
+            return
+        stats = self.stats
+        stats["published"] += len(batch)
+        stats["publish_receivers"] += sum(receivers)
 
     def _publish_failed(self, why: str, count: int = 1) -> None:
         before = self.stats["publish_failures"]
@@ -439,6 +443,7 @@ class RedisBackplane(Backplane):
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
         if kind in ("message", "pmessage"):
             if self._receive is not None and name.startswith(self.prefix):
+                self.stats["received"] += 1
                 data: bytes = message["data"]
                 position = None
                 try:
