@@ -444,13 +444,29 @@ def main() -> int:
 def run_scale(quick: bool, tmp: Path) -> int:
     """The scale set, once: tables, targets and pictures (bench/scale.py, bench/plots.py)."""
     from bench.plots import draw
-    from bench.scale import scale_rounds, scale_tables, scale_targets
+    from bench.scale import (
+        LARGEST,
+        largest_size,
+        raise_fd_limit,
+        scale_rounds,
+        scale_tables,
+        scale_targets,
+    )
 
+    open_files = raise_fd_limit()
     results = scale_rounds(quick, tmp)
     machine = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    header = f"Machine: {machine}; the scale set, one run."
+    if largest_size(open_files) < LARGEST and not quick:
+        header += (
+            f" A process may open {open_files:,} files here (the hard limit, which only "
+            f"CAP_SYS_RESOURCE raises): the largest size is {largest_size(open_files):,} "
+            f"connections, not {LARGEST:,}."
+        )
     stored: dict[str, Any] = {
-        "table": f"Machine: {machine}; the scale set, one run.\n\n" + scale_tables(results),
+        "table": f"{header}\n\n" + scale_tables(results),
         "results": results,
+        "open_files": open_files,
     }
     print(stored["table"])
     if not quick:
