@@ -476,6 +476,33 @@ async def test_a_frozen_redis_never_holds_up_a_publish(redis_server: RedisServer
     await backplane.stop()
 
 
+async def test_a_publish_whose_connection_broke_is_sent_again_and_heard(
+    redis_server: RedisServer,
+) -> None:
+    import redis as redis_py
+
+    a, b = RedisBackplane(redis_server.url), RedisBackplane(redis_server.url)
+    inbox = Inbox()
+    await a.start(inbox)
+    await b.start(Inbox())
+    assert await a.wait_ready(5)
+    assert await b.wait_ready(5)
+    await a.subscribe("t")
+    await b.publish("t", b"before")  # b's publishing connection is open now
+    await inbox.wait_for(1)
+    admin = redis_py.Redis.from_url(redis_server.url)
+    try:  # every connection but the listeners' (type pubsub) and this one
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        admin.close()
+    await b.publish("t", b"after")  # the pipeline finds its connection closed
+    assert await inbox.wait_for(2) == [("t", b"before"), ("t", b"after")]
+    assert b.stats["publish_failures"] == 0
+    assert b.stats["publish_retries"] == 1
+    await a.stop()
+    await b.stop()
+
+
 async def test_local_delivery_does_not_wait_on_a_frozen_redis(redis_server: RedisServer) -> None:
     from websockets.asyncio.client import connect
 

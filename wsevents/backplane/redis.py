@@ -15,6 +15,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from contextlib import suppress
+from time import monotonic
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -200,6 +201,9 @@ class RedisBackplane(Backplane):
       never waits on Redis: it queues, and one task sends what is queued in
       pipelines, in order. A publish that finds the buffer full (Redis is
       slow or frozen) is dropped and counted in ``stats["publish_overflows"]``.
+    - ``publish_retry_for`` (10.0 s): how long a pipeline of publishes whose
+      round trip timed out is tried again while Redis is there (counted in
+      ``stats["publish_retries"]``); receivers drop a message heard twice.
 
     A publication to a history topic is confirmed instead: ``append`` waits
     for Redis to number and keep it. History and presence are Lua scripts, and
@@ -218,6 +222,7 @@ class RedisBackplane(Backplane):
         super().__init__()
         try:
             import redis.asyncio as redis
+            from redis import exceptions
         except ImportError as exc:  # pragma: no cover - redis is a dev dependency
             raise ImportError(
                 "the Redis backplane needs redis-py: pip install 'wsevents[redis]'"
@@ -229,6 +234,16 @@ class RedisBackplane(Backplane):
         self.command_timeout = float(options.pop("command_timeout", 1.0))
         self.max_backoff = float(options.pop("max_backoff", 1.0))
         self.publish_buffer = int(options.pop("publish_buffer", 10_000))
+        self.publish_retry_for = float(options.pop("publish_retry_for", 10.0))
+        self.stats["publish_retries"] = 0
+        # Failures of a round trip that may pass: a timeout, a connection that broke.
+        self._transient: tuple[type[BaseException], ...] = (
+            asyncio.TimeoutError,
+            TimeoutError,
+            OSError,
+            exceptions.TimeoutError,
+            exceptions.ConnectionError,
+        )
         clean = urlunsplit(parts._replace(query=urlencode(options)))
         self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         common: dict[str, Any] = {
@@ -353,18 +368,39 @@ class RedisBackplane(Backplane):
                 await self._send_batch()
 
     async def _send_batch(self) -> None:
+        """Send up to 1,000 queued publishes in one pipeline; retry one that timed out.
+
+        A round trip that timed out or lost its connection while the listener
+        still holds Redis is tried again (with backoff, for ``publish_retry_for``
+        seconds): a process whose event loop was busy past ``command_timeout``
+        had lost whole batches. Redis may have run the first try; the receivers
+        drop a message heard twice by its id. While Redis is away (the listener
+        lost it) the batch fails at once, as a publish made then does.
+        """
         batch = [self._outgoing.popleft() for _ in range(min(len(self._outgoing), 1000))]
-        try:
-            pipeline = self._publisher.pipeline(transaction=False)
-            for topic, payload in batch:
-                pipeline.publish(self.prefix + topic, payload)
-            receivers = await asyncio.wait_for(pipeline.execute(), self.command_timeout)
-        except Exception as exc:
-            self._publish_failed(repr(exc), len(batch))
+        started = monotonic()
+        delay = 0.05
+        while True:
+            try:
+                pipeline = self._publisher.pipeline(transaction=False)
+                for topic, payload in batch:
+                    pipeline.publish(self.prefix + topic, payload)
+                receivers = await asyncio.wait_for(pipeline.execute(), self.command_timeout)
+            except self._transient as exc:
+                if self._pubsub is None or monotonic() - started > self.publish_retry_for:
+                    self._publish_failed(repr(exc), len(batch))
+                    return
+                self.stats["publish_retries"] += len(batch)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            except Exception as exc:
+                self._publish_failed(repr(exc), len(batch))
+                return
+            stats = self.stats
+            stats["published"] += len(batch)
+            stats["publish_receivers"] += sum(receivers)
             return
-        stats = self.stats
-        stats["published"] += len(batch)
-        stats["publish_receivers"] += sum(receivers)
 
     def _publish_failed(self, why: str, count: int = 1) -> None:
         before = self.stats["publish_failures"]
