@@ -167,6 +167,19 @@ def test_performance_page_shows_the_committed_benchmark_table() -> None:
     assert results["results"]["echo JSON, C=50 W=10"][0]["wsevents"]["bad_replies"] == 0
 
 
+def test_performance_page_shows_the_scale_set_and_its_curves() -> None:
+    stored = json.loads((ROOT / "bench" / "results" / "bench-scale.json").read_text())
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert stored["table"] in page
+    assert stored["targets"] in page
+    for picture in ("scale-fanout.png", "scale-memory.png", "scale-processes.png"):
+        assert f"]({picture})" in page
+        assert (ROOT / "docs" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for label, row in stored["results"].items():
+        for result in row.values():
+            assert result.get("delivered", 0) >= result.get("expected", 0), label
+
+
 def test_concepts_example_runs(module: types.ModuleType) -> None:
     exec(blocks(ROOT / "docs" / "concepts.md", "python")[0], module.__dict__)
     with (

@@ -3,7 +3,7 @@
 A :class:`Session` drives a :class:`~wsevents._protocol.ConnectionCore`:
 it reads ASGI messages and hands each frame to the core, calls the handler
 the core names, and sends what the core says to send. :meth:`Session._transmit`
-and :meth:`Session._send_eagerly` are the only places that call ASGI ``send``
+and :meth:`Session.push` are the only places that call ASGI ``send``
 after the handshake; a reply or a push goes out directly when nothing is
 queued ahead of it (a push in the publisher's own step), anything else
 through the one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
@@ -142,7 +142,7 @@ class Session:
         payload = to_jsonable_python(data) if emit is None else emit.dump(data)
         return self.codec.encode(event_frame(event, payload))
 
-    def push(self, frame: Frame) -> None:
+    def push(self, frame: Frame) -> bool:
         """Send an encoded frame without waiting: publishers use this.
 
         With nothing queued or being sent, the frame goes to ASGI ``send`` at
@@ -151,40 +151,45 @@ class Session:
         reading), it finishes in a task of its own. Otherwise the frame waits in
         the queue for the writer. A connection whose queue is full is a slow
         consumer: it is aborted with 1013, and nobody waits for it.
+
+        Returns whether the frame had to queue and the queue is at least half
+        full (the publisher then lets the writers run).
         """
-        pushed = self._core.push(frame)
+        core = self._core
+        pushed = core.push(frame)
         if pushed is _SEND:
-            self._send_eagerly({"type": "websocket.send", self._frame_key: frame})
-        elif pushed is _QUEUED:
+            # ASGI send, run here up to its first wait: uvicorn's waits only while
+            # the transport is paused, so most end in this step, with no task.
+            send = self._send({"type": "websocket.send", self._frame_key: frame})
+            if send.__class__ is not CoroutineType:  # an awaitable of another kind
+                self._finish_later(send, _UNSTARTED)
+                return False
+            try:
+                waiting_on = send.send(None)
+            except StopIteration:
+                if core.sent():
+                    self._wake()
+                return False
+            except BaseException as exc:
+                self._send_raised(exc)
+                return False
+            self._finish_later(send, waiting_on)
+            return False
+        if pushed is _QUEUED:
             self._wake()
-        elif pushed is _OVERFLOWED:
+            return core.backlogged
+        if pushed is _OVERFLOWED:
             self._aborted()
+        return False
 
-    def _send_eagerly(self, message: Message) -> None:
-        """Run ASGI ``send`` up to its first wait, here; a send that waits goes on in a task.
-
-        uvicorn's ``send`` waits only while the transport is paused: most
-        sends end in the first step, and cost no task and no wake-up.
-        """
-        send = self._send(message)
-        if send.__class__ is not CoroutineType:  # an awaitable of another kind: awaited in a task
-            self._finishing = asyncio.get_running_loop().create_task(self._finish_send(send))
-            return
-        try:
-            waiting_on = send.send(None)
-        except StopIteration:
-            if self._core.sent():
-                self._wake()
-            return
-        except BaseException as exc:
-            self._send_raised(exc)
-            return
+    def _finish_later(self, send: Awaitable[None], waiting_on: Any) -> None:
+        """Finish in a task of its own a send that :meth:`push` started and that has to wait."""
         self._finishing = asyncio.get_running_loop().create_task(
             self._finish_send(send, waiting_on)
         )
 
-    async def _finish_send(self, send: Awaitable[None], waiting_on: Any = _UNSTARTED) -> None:
-        """The rest of a send that :meth:`_send_eagerly` started and that had to wait."""
+    async def _finish_send(self, send: Awaitable[None], waiting_on: Any) -> None:
+        """The rest of a send that :meth:`push` started and that had to wait."""
         try:
             if waiting_on is _UNSTARTED:
                 await send

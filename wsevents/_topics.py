@@ -337,18 +337,27 @@ class Broker:
         backlog = False
         frames: dict[tuple[object, Codec], str | bytes] = {}
         payloads = {} if payloads is None else payloads
+        # The frame of the last (channel, codec) met: most topics have one of each.
+        last_channel: object = None
+        last_codec: object = None
+        frame: str | bytes = ""
         for conn in members:
-            if conn.id in skip:
+            if skip and conn.id in skip:
                 continue
-            emit = conn.channel.emitted.get(event)
-            key = (emit, conn.codec)
-            frame = frames.get(key)
-            if frame is None:
-                if emit not in payloads:
-                    payloads[emit] = to_jsonable_python(data) if emit is None else emit.dump(data)
-                frame = frames[key] = conn.codec.encode(event_frame(event, payloads[emit]))
-            conn.push(frame)
-            backlog = backlog or conn.backlogged
+            channel, codec = conn.channel, conn.codec
+            if channel is not last_channel or codec is not last_codec:
+                emit = channel.emitted.get(event)
+                key = (emit, codec)
+                found = frames.get(key)
+                if found is None:
+                    if emit not in payloads:
+                        payloads[emit] = (
+                            to_jsonable_python(data) if emit is None else emit.dump(data)
+                        )
+                    found = frames[key] = codec.encode(event_frame(event, payloads[emit]))
+                frame, last_channel, last_codec = found, channel, codec
+            if conn.push(frame):
+                backlog = True
         return backlog
 
     def _deliver_at(
