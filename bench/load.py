@@ -267,6 +267,9 @@ async def fanout(args: argparse.Namespace) -> dict[str, Any]:
         args.sources,
     )
     await asyncio.sleep(0.5)
+    if args.wait:  # the caller reads the server's counters, then says go
+        print(json.dumps({"connected": len(subscribers)}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     counter[0] = 0
     delays.clear()
     expected = args.connections * args.count
@@ -598,6 +601,7 @@ def main() -> None:
     parser.add_argument("--triggers", type=int, default=4, help="trigger: publishing clients")
     parser.add_argument("--sources", type=int, default=1, help="loopback addresses to connect from")
     parser.add_argument("--holders", type=int, default=1, help="cluster: servers with subscribers")
+    parser.add_argument("--wait", action="store_true", help="fanout: print, wait for a line")
     parser.add_argument("--hold", type=float, default=3)
     parser.add_argument(
         "--churn", type=int, default=50, help="presence: joins (and leaves) a second"

@@ -262,7 +262,30 @@ def redis_cost(url: str) -> dict[str, float]:
     }
 
 
-def memory_round(connections: int) -> dict[str, Any]:
+def held(command: list[str]) -> subprocess.Popen[str]:
+    """Start bench/load.py pinned to core 1; return once it printed that it is connected."""
+    client = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, str(ROOT / "bench" / "load.py"), *command],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdout is not None
+    if not client.stdout.readline():
+        raise RuntimeError(f"the load generator ended before connecting: {command}")
+    return client
+
+
+def finished(client: subprocess.Popen[str], timeout: float = 300) -> dict[str, Any]:
+    """The last JSON line of a load generator started by :func:`held`."""
+    out, _ = client.communicate(timeout=timeout)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def memory_round(connections: int, sources: int = 1) -> dict[str, Any]:
+    """RSS per idle connection, raw ASGI and wsevents, ``connections`` held at once."""
     results = {}
     for name, app in (("raw ASGI (json)", "raw_json"), ("wsevents", "wsevents_app")):
         server = Server(app)
@@ -270,16 +293,13 @@ def memory_round(connections: int) -> dict[str, Any]:
             process = psutil.Process(server.process.pid)
             time.sleep(0.5)
             before = process.memory_info().rss
-            command = [
-                "taskset", "-c", "1", sys.executable, str(ROOT / "bench" / "load.py"), "idle",
-                server.url("/"), "--connections", str(connections), "--hold", "3",
-            ]  # fmt: skip
-            client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-            assert client.stdout is not None
-            json.loads(client.stdout.readline())  # all connected
-            time.sleep(1.5)
+            client = held(
+                ["idle", server.url("/"), "--connections", str(connections),
+                 "--hold", "4", "--sources", str(sources)]
+            )  # fmt: skip
+            time.sleep(2)
             after = process.memory_info().rss
-            client.wait(timeout=30)
+            finished(client)
             results[name] = {"bytes_per_connection": (after - before) / connections}
         finally:
             server.stop()

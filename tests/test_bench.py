@@ -95,8 +95,7 @@ def test_client_triggered_publications_reach_every_subscriber(app: str) -> None:
 
 @pytest.mark.parametrize("app", ["raw_json", "wsevents_app"])
 def test_a_reconnect_storm_brings_every_client_back_after_a_restart(app: str) -> None:
-    from bench.run import Server
-    from bench.scale import finished, held
+    from bench.run import Server, finished, held
 
     server = Server(app)
     client = held(["storm", server.url("/"), "--connections", "50", "--sources", "4"])
@@ -247,3 +246,72 @@ def test_only_runs_the_scenarios_named_and_refuses_one_that_does_not_exist() -> 
     assert list(stored["results"]) == ["echo MessagePack, C=50 W=10"]
     assert len(stored["results"]["echo MessagePack, C=50 W=10"]) == 1
     assert "targets" not in stored  # they need every scenario
+
+
+def _scale_results() -> dict[str, Any]:
+    """A scale set as bench/scale.py stores it, with round numbers."""
+
+    def fan(rate: float, p99: float) -> dict[str, Any]:
+        return {"deliveries_per_second": rate, "p50_ms": p99 / 2, "p99_ms": p99}
+
+    def run(processes: int, holders: int, subscribers: int, per_cpu: float) -> dict[str, Any]:
+        return {
+            "wsevents": {
+                "processes": processes,
+                "holders": holders,
+                "subscribers": subscribers,
+                "deliveries_per_second": 1000.0 * holders,
+                "per_process": [1000.0] * processes,
+                "deliveries_per_cpu_second": [per_cpu] * holders,
+                "redis_messages_per_publication": None if processes == 1 else float(holders),
+                "p99_ms": 10.0,
+            }
+        }
+
+    results: dict[str, Any] = {}
+    for size, raw, ours in (
+        (1000, 20_000, 21_000),
+        (10_000, 20_000, 22_000),
+        (19_000, 20_000, 23_400),
+    ):
+        results[f"idle connections: {size}"] = {
+            "raw ASGI (json)": {"bytes_per_connection": raw},
+            "wsevents": {"bytes_per_connection": ours},
+        }
+    for size, rate in ((1000, 100.0), (10_000, 95.0), (19_000, 80.0)):
+        results[f"fan-out burst to {size}"] = {
+            "raw in-process fan-out": fan(100.0, 10.0),
+            "wsevents publish": fan(rate, 12.0),
+        }
+    results["in one process: 8000 subscribers"] = run(1, 1, 8000, 100.0)
+    results["8 processes on Redis, 800 subscribers on 8"] = run(8, 8, 800, 70.0)
+    results["8 processes on Redis, 8000 subscribers on 8"] = run(8, 8, 8000, 85.0)
+    results["8 processes on Redis, 8000 subscribers on 4"] = run(8, 4, 8000, 90.0)
+    return results
+
+
+def test_scale_targets_read_the_largest_size_and_the_processes_on_redis() -> None:
+    from bench.scale import scale_tables, scale_targets
+
+    rows = scale_targets(_scale_results()).splitlines()
+    assert rows[2] == (
+        "| 19,000 idle connections: at most 1.15 times raw ASGI's memory per connection "
+        "| 1.17 | no |"
+    )
+    assert rows[3].endswith(
+        "fan-out to 10,000: at least 0.9 of the deliveries/s at 1,000 "
+        "| 0.95 (the raw loop in the same run: 1.00) | yes |"
+    )
+    assert rows[4].endswith(
+        "fan-out to 19,000: at least 0.9 of the deliveries/s at 1,000 "
+        "| 0.80 (the raw loop in the same run: 1.00) | no |"
+    )
+    assert "8000 subscribers on 8): per-process deliveries at least 0.8" in rows[5]
+    assert rows[5].endswith("| 0.85 | yes |")  # 85 per CPU second against 100 in one process
+    assert rows[6].endswith("| yes |")  # 8.00, 8.00 and 4.00: the holders
+    table = scale_tables(_scale_results())
+    assert "| 19,000 | 20,000 B | 23,400 B | 1.17 |" in table
+    assert (
+        "| 8 processes on Redis, 8000 subscribers on 4 | 4,000 | 1,000 | 90 | 4.00 | 10 ms |"
+        in table
+    )

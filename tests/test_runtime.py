@@ -356,3 +356,49 @@ async def test_a_send_left_waiting_is_cancelled_cleanly_when_the_connection_time
     healthy.disconnect()
     await asyncio.wait_for(tasks[1], 5)
     await app.shutdown()
+
+
+class FuturePeer(Peer):
+    """A server whose ``send`` is a plain function returning a future, not a coroutine."""
+
+    def send(self, message: dict[str, Any]) -> asyncio.Future[None]:  # type: ignore[override]
+        done = asyncio.get_running_loop().create_future()
+        self.sent.append(message)
+        if message["type"] == "websocket.close":
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": message["code"]})
+        done.set_result(None)
+        return done
+
+
+async def test_a_send_that_returns_another_awaitable_still_delivers_every_frame_in_order() -> None:
+    app, seen = feed_app()
+    peer = FuturePeer()
+    tasks = await connected(app, [peer])
+    for n in range(4):
+        await app.publish("feed", "tick", n)
+    await asyncio.sleep(0.05)  # each awaited in a task of its own, one after the other
+    assert ticks(peer) == [0, 1, 2, 3]
+    peer.disconnect()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert seen == [("disconnect", 1000)]
+
+
+async def test_a_burst_to_many_local_subscribers_reaches_redis_while_it_is_published(
+    redis_server: Any,
+) -> None:
+    app, _ = feed_app()
+    app = EventApp(app.channels, title="t", version="1", backplane=redis_server.url)
+    await app.startup()
+    peers = [Peer() for _ in range(64)]
+    tasks = await connected(app, peers)
+    sent_during = 0
+    for n in range(200):  # one handler's loop: it never waits on anything itself
+        await app.publish("feed", "tick", n)
+        sent_during = app.backplane.stats["published"]
+    # The backplane's sender ran between the publications, not only after the loop.
+    assert sent_during > 0
+    assert [ticks(peer) for peer in peers] == [list(range(200))] * 64
+    for peer in peers:
+        peer.disconnect()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    await app.shutdown()

@@ -275,13 +275,16 @@ class Broker:
         rule = self.history_rule(topic)
         if rule is not None:
             return await self._publish_kept(rule, topic, event, data, skip)
-        if self._deliver(topic, event, data, skip, payloads):
-            # Some queue is half full: let the writers run before the next publish,
-            # so a burst from one handler does not overflow readers that keep up.
-            await asyncio.sleep(0)
+        delivered = self._deliver(topic, event, data, skip, payloads)
         if self.backplane.shared:
             message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
             await self.backplane.publish(topic, self._pack(message))
+        if delivered < 0 or delivered >= YIELD_AFTER:
+            # Let the others run before the next publish: the writers, when some
+            # queue is half full (a burst from one handler must not overflow
+            # readers that keep up), and the backplane's sender, which would
+            # otherwise send a burst to the other processes only once it is over.
+            await asyncio.sleep(0)
         return None
 
     async def _publish_kept(
@@ -328,8 +331,9 @@ class Broker:
         data: Any,
         skip: set[str],
         payloads: dict[object, Any] | None = None,
-    ) -> bool:
-        """Queue the event for local subscribers; return whether a queue is half full.
+    ) -> int:
+        """Send or queue the event to local subscribers; return how many, ``-1`` if a
+        queue is half full.
 
         ``payloads`` holds the data already dumped for a declaration (``Emit``).
         """
@@ -358,7 +362,7 @@ class Broker:
                 frame, last_channel, last_codec = found, channel, codec
             if conn.push(frame):
                 backlog = True
-        return backlog
+        return -1 if backlog else len(members)
 
     def _deliver_at(
         self,
@@ -432,6 +436,7 @@ class Broker:
 
 
 SEEN_MESSAGES = 10_000
+YIELD_AFTER = 64  # a publish to this many local subscribers lets the others run after it
 
 
 def _history_frame(
