@@ -277,6 +277,13 @@ def held(command: list[str]) -> subprocess.Popen[str]:
     return client
 
 
+def go(client: subprocess.Popen[str]) -> None:
+    """Tell a load generator started by :func:`held` (with ``--wait``) to start."""
+    assert client.stdin is not None
+    client.stdin.write("go\n")
+    client.stdin.flush()
+
+
 def finished(client: subprocess.Popen[str], timeout: float = 300) -> dict[str, Any]:
     """The last JSON line of a load generator started by :func:`held`."""
     out, _ = client.communicate(timeout=timeout)

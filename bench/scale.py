@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from bench.run import Server, finished, held, memory_round
+from bench.run import Server, finished, go, held, memory_round
 from tests.conftest import RedisServer
 
 SOURCES = "8"  # loopback addresses the clients connect from: 8 x 28,000 ports
@@ -77,9 +77,7 @@ def fanout(subscribers: int) -> dict[str, Any]:
             )  # fmt: skip
             process = psutil.Process(server.process.pid)
             before = cpu_seconds(process)
-            assert client.stdin is not None
-            client.stdin.write("go\n")
-            client.stdin.flush()
+            go(client)
             result = finished(client)
             cpu = cpu_seconds(process) - before
             result["cpu_us_per_delivery"] = cpu / result["delivered"] * 1e6
@@ -149,9 +147,7 @@ def cluster(
         watched = [psutil.Process(server.process.pid) for server in servers]
         before = [cpu_seconds(p) for p in watched]
         counted = [metrics(server.port) for server in servers]
-        assert client.stdin is not None
-        client.stdin.write("go\n")
-        client.stdin.flush()
+        go(client)
         result = finished(client)
         cpu = [cpu_seconds(p) - b for p, b in zip(watched, before, strict=True)]
         after = [metrics(server.port) for server in servers]

@@ -275,11 +275,11 @@ class Broker:
         rule = self.history_rule(topic)
         if rule is not None:
             return await self._publish_kept(rule, topic, event, data, skip)
-        delivered = self._deliver(topic, event, data, skip, payloads)
+        let_others_run = self._deliver(topic, event, data, skip, payloads)
         if self.backplane.shared:
             message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
             await self.backplane.publish(topic, self._pack(message))
-        if delivered < 0 or delivered >= YIELD_AFTER:
+        if let_others_run:
             # Let the others run before the next publish: the writers, when some
             # queue is half full (a burst from one handler must not overflow
             # readers that keep up), and the backplane's sender, which would
@@ -331,9 +331,9 @@ class Broker:
         data: Any,
         skip: set[str],
         payloads: dict[object, Any] | None = None,
-    ) -> int:
-        """Send or queue the event to local subscribers; return how many, ``-1`` if a
-        queue is half full.
+    ) -> bool:
+        """Send or queue the event to local subscribers; return whether the publisher
+        should let the others run (a queue is half full, or ``YIELD_AFTER`` got it).
 
         ``payloads`` holds the data already dumped for a declaration (``Emit``).
         """
@@ -362,7 +362,7 @@ class Broker:
                 frame, last_channel, last_codec = found, channel, codec
             if conn.push(frame):
                 backlog = True
-        return -1 if backlog else len(members)
+        return backlog or len(members) >= YIELD_AFTER
 
     def _deliver_at(
         self,
