@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import jsonschema
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.testclient import TestClient
 
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
@@ -73,7 +76,7 @@ def test_the_official_parser_finds_no_error_and_no_warning(written: list[Path]) 
 
 def test_the_parser_check_does_catch_a_broken_document(tmp_path: Path) -> None:
     broken = chat_events.asyncapi()
-    broken["operations"]["chat_room.receive.say"]["channel"] = {"$ref": "#/channels/nowhere"}
+    broken["operations"]["chat_room_receive_say"]["channel"] = {"$ref": "#/channels/nowhere"}
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(broken))
     result = subprocess.run(
@@ -110,7 +113,7 @@ def test_documents_keep_the_specs_must_rules(name: str) -> None:
 def test_the_rules_check_catches_what_it_claims_to() -> None:
     document = chat_events.asyncapi()
     del document["channels"]["chat_room"]["parameters"]
-    document["components"]["messages"]["chat_room.ping"]["examples"][0]["payload"]["data"] = {}
+    document["components"]["messages"]["chat_room_ping"]["examples"][0]["payload"]["data"] = {}
     found = problems(document)
     assert any("parameters declare" in line for line in found)
     assert any("example does not validate" in line for line in found)
@@ -128,22 +131,22 @@ def test_chat_document_describes_the_wire_protocol() -> None:
     assert channel["address"] == "/ws/chat/{room}"
     assert set(channel["parameters"]) == {"room"}
     assert list(channel["messages"]) == [
-        "error", "say", "say.reply", "ping", "ping.reply", "said", "wsevents.subscribed",
-        "wsevents.presence",
+        "error", "say", "say_reply", "ping", "ping_reply", "said", "wsevents_subscribed",
+        "wsevents_presence",
     ]  # fmt: skip
     operations = document["operations"]
     assert {key: op["action"] for key, op in operations.items()} == {
-        "chat_room.receive.say": "receive",
-        "chat_room.receive.ping": "receive",
-        "chat_room.send.said": "send",
-        "chat_room.send.error": "send",
-        "chat_room.send.wsevents.subscribed": "send",  # the rooms keep history
-        "chat_room.send.wsevents.presence": "send",  # and have members
+        "chat_room_receive_say": "receive",
+        "chat_room_receive_ping": "receive",
+        "chat_room_send_said": "send",
+        "chat_room_send_error": "send",
+        "chat_room_send_wsevents_subscribed": "send",  # the rooms keep history
+        "chat_room_send_wsevents_presence": "send",  # and have members
     }
-    ping = operations["chat_room.receive.ping"]
+    ping = operations["chat_room_receive_ping"]
     assert ping["summary"] == "Answer with the same number: a round-trip check."
     assert ping["reply"]["messages"] == [
-        {"$ref": "#/channels/chat_room/messages/ping.reply"},
+        {"$ref": "#/channels/chat_room/messages/ping_reply"},
         {"$ref": "#/channels/chat_room/messages/error"},
     ]
     request = resolve(document, channel["messages"]["ping"]["$ref"])
@@ -173,7 +176,7 @@ def test_history_topics_are_described_where_a_client_meets_them() -> None:
     query = channel["bindings"]["ws"]["query"]["properties"]
     assert "wsevents-resume" in query
     messages = document["components"]["messages"]
-    subscribed = resolve(document, channel["messages"]["wsevents.subscribed"]["$ref"])
+    subscribed = resolve(document, channel["messages"]["wsevents_subscribed"]["$ref"])
     assert subscribed["name"] == "wsevents.subscribed"
     data = resolve(document, subscribed["payload"]["properties"]["data"]["$ref"])
     assert set(data["required"]) == {"topic", "epoch", "offset", "recovered"}
@@ -192,14 +195,14 @@ def test_presence_diffs_are_described_on_every_channel_when_a_rule_sends_them() 
 
     document = presence_app.asyncapi()
     (channel,) = document["channels"].values()
-    diff = resolve(document, channel["messages"]["wsevents.presence"]["$ref"])
+    diff = resolve(document, channel["messages"]["wsevents_presence"]["$ref"])
     assert diff["name"] == "wsevents.presence"
     assert diff["payload"]["required"] == ["event", "data"]
     data = resolve(document, diff["payload"]["properties"]["data"]["$ref"])
     assert set(data["required"]) == {"topic", "joined", "left"}
     assert data["properties"]["left"]["additionalProperties"] == {"type": "object"}
     sends = [op for op in document["operations"].values() if op["action"] == "send"]
-    assert any(op["messages"][0]["$ref"].endswith("/wsevents.presence") for op in sends)
+    assert any(op["messages"][0]["$ref"].endswith("/wsevents_presence") for op in sends)
     # No Presence rule, or one without diffs: no such frame is ever sent.
     assert "wsevents.presence" not in json.dumps(build_stress().asyncapi())
     quiet = EventApp(
@@ -216,8 +219,11 @@ def test_the_document_is_a_pure_function_of_the_registry() -> None:
 def test_stress_schemas_are_collision_free_and_fit_the_schema_object() -> None:
     document = build_stress().asyncapi()
     schemas = document["components"]["schemas"]
-    items = [key for key, schema in schemas.items() if schema.get("title") == "Item"]
-    assert sorted(items) == ["tests__stress__shop__Item", "tests__stress__store__Item"]
+    items = {key: schemas[key]["title"] for key in schemas if key.endswith("__Item")}
+    assert items == {
+        "tests__stress__shop__Item": "ShopItem",
+        "tests__stress__store__Item": "StoreItem",
+    }
     adopt = schemas["Adopt"]["properties"]["pet"]
     assert adopt["discriminator"] == "kind"
     assert adopt["oneOf"] == [
@@ -232,9 +238,9 @@ def test_stress_schemas_are_collision_free_and_fit_the_schema_object() -> None:
         "$ref": "#/components/schemas/Tree-Input"
     }
     messages = document["channels"]["pets_id_token"]["messages"]
-    assert {"tree", "tree.reply", "tree.push"} <= set(messages)
+    assert {"tree", "tree_reply", "tree_push"} <= set(messages)
     catalogue = document["channels"]["catalogue_section"]["messages"]
-    assert {"items.list", "items_add", "items_add_2"} <= set(catalogue)
+    assert {"items_list", "items_add", "items_add_2", "delete_"} <= set(catalogue)
 
 
 def test_parameters_describe_their_convertor() -> None:
@@ -250,16 +256,16 @@ def test_examples_are_generated_for_every_message_they_can_be() -> None:
     document = build_stress().asyncapi()
     without = [key for key, m in document["components"]["messages"].items() if "examples" not in m]
     assert without == []
-    adopt = document["components"]["messages"]["pets_id_token.adopt"]["examples"][0]["payload"]
+    adopt = document["components"]["messages"]["pets_id_token_adopt"]["examples"][0]["payload"]
     assert adopt["data"]["pet"] == {"kind": "cat", "lives": 9}
 
 
 def test_events_without_payload_and_optional_payloads_are_not_required() -> None:
     document = build_stress().asyncapi()
     messages = document["components"]["messages"]
-    assert messages["catalogue_section.nudge"]["payload"]["required"] == ["event"]
-    assert messages["pets_id_token.maybe"]["payload"]["required"] == ["event"]
-    assert messages["catalogue_section.nudge.reply"]["payload"]["properties"]["data"] == {
+    assert messages["catalogue_section_nudge"]["payload"]["required"] == ["event"]
+    assert messages["pets_id_token_maybe"]["payload"]["required"] == ["event"]
+    assert messages["catalogue_section_nudge_reply"]["payload"]["properties"]["data"] == {
         "type": "null"
     }
 
@@ -291,7 +297,8 @@ def test_served_json_yaml_and_docs_carry_the_mount_prefix() -> None:
         page = client.http.get("/ws/docs")
         not_allowed = client.http.post("/ws/asyncapi.json")
     assert as_json.headers["content-type"] == "application/json"
-    assert as_json.json() == chat_events.asyncapi(root_path="/ws")
+    # The servers entry is the request's host, and https means wss.
+    assert as_json.json() == chat_events.asyncapi(root_path="/ws", server="ws://testserver")
     assert as_yaml.headers["content-type"].startswith("application/yaml")
     assert yaml.safe_load(as_yaml.text) == as_json.json()
     assert page.headers["content-type"].startswith("text/html")
@@ -431,3 +438,90 @@ def test_pushes_declared_with_emits_use_the_aliases_the_document_shows() -> None
     with EventTestClient(app) as client, client.connect("/c") as ws:
         ws.send("say")
         assert ws.receive() == Message("said", {"userName": "ann"}, None)
+
+
+def test_the_served_document_names_the_requests_host_as_its_server() -> None:
+    with TestClient(chat_app, base_url="https://chat.example:8443") as client:
+        secure = client.get("/ws/asyncapi.json").json()
+        forged = client.get("/ws/asyncapi.json", headers={"host": "a b</script>"}).json()
+    assert secure["servers"] == {"default": {"host": "chat.example:8443", "protocol": "wss"}}
+    assert list(secure)[:3] == ["asyncapi", "info", "servers"]
+    # A Host header that is no host name is not echoed: the default stays.
+    assert forged["servers"] == {"default": {"host": "localhost:8000", "protocol": "ws"}}
+    # An app that names its servers keeps them.
+    assert build_stress().asyncapi(server="ws://elsewhere:1")["servers"] == {
+        "local": {"host": "127.0.0.1:8000", "protocol": "ws"}
+    }
+
+
+@pytest.mark.parametrize("url", ["http://x", "ws://", "ws://a b", "localhost:8000"])
+def test_a_server_that_is_not_a_websocket_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        chat_events.asyncapi(server=url)
+
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "empty"])
+def test_every_schema_title_names_one_type_and_is_an_identifier(name: str) -> None:
+    document = documents()[name]
+    titles = [schema["title"] for schema in document["components"]["schemas"].values()]
+    titles += [
+        message["payload"]["title"] for message in document["components"]["messages"].values()
+    ]
+    assert all(IDENTIFIER.fullmatch(title) for title in titles), titles
+    assert len(titles) == len(set(titles)), sorted(titles)
+
+
+def test_titles_are_qualified_only_where_they_would_meet() -> None:
+    schemas = build_stress().asyncapi()["components"]["schemas"]
+    titles = {key: schema["title"] for key, schema in schemas.items()}
+    assert titles["Adopt"] == "Adopt"  # alone: as pydantic titles it
+    assert (titles["Tree-Input"], titles["Tree-Output"]) == ("TreeInput", "TreeOutput")
+    pages = sorted(title for key, title in titles.items() if "Page" in key)
+    assert pages == ["PageItem", "PageItemOutput"]  # "Page[Item]" twice, made names
+    assert titles["wsevents.ErrorData"] == "ErrorData"  # the protocol's keep theirs
+
+
+def test_field_names_give_no_property_titles_but_a_models_own_titles_stay() -> None:
+    class Cat(BaseModel):
+        kind: Literal["cat"] = "cat"
+        name: str = Field(title="Cat name")
+
+    class Dog(BaseModel):
+        kind: Literal["dog"] = "dog"
+
+    channel = Channel("/pets")
+
+    @channel.on("adopt", model=Annotated[Cat | Dog, Field(discriminator="kind")])
+    async def adopt(data: Cat | Dog) -> None: ...
+
+    schemas = EventApp([channel], title="t", version="1").asyncapi()["components"]["schemas"]
+    assert "title" not in schemas["Cat"]["properties"]["kind"]
+    assert "title" not in schemas["Dog"]["properties"]["kind"]
+    assert schemas["Cat"]["properties"]["name"]["title"] == "Cat name"
+    # A literal is a one-value enum: code generators turn `const` tags into enum members.
+    assert schemas["Dog"]["properties"]["kind"]["enum"] == ["dog"]
+
+
+@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "empty"])
+def test_message_and_operation_keys_are_identifiers(name: str) -> None:
+    document = documents()[name]
+    keys = [*document["operations"], *document["components"]["messages"]]
+    keys += [key for channel in document["channels"].values() for key in channel["messages"]]
+    assert all(IDENTIFIER.fullmatch(key) for key in keys), keys
+    assert not {"delete", "class", "new"} & set(keys)
+
+
+def test_envelopes_declare_their_discriminator_and_pushes_carry_no_id() -> None:
+    document = chat_events.asyncapi()
+    messages = document["components"]["messages"]
+    assert {m["payload"]["discriminator"] for m in messages.values()} == {"event"}
+    said = jsonschema.Draft7Validator(
+        {**messages["chat_room_said"]["payload"], "components": document["components"]}
+    )
+    frame = {"event": "said", "data": {"user": "ann", "text": "hi"}}
+    assert said.is_valid(frame)
+    # A reply carries an id: it must not pass for a push of the same event.
+    assert not said.is_valid({**frame, "id": "1"})

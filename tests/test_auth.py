@@ -129,7 +129,7 @@ def test_the_asyncapi_document_describes_the_security_schemes() -> None:
             "description": "`?token=TOKEN` on the handshake URL.",
         },
     }
-    assert document["operations"]["me.receive.whoami"]["security"] == [
+    assert document["operations"]["me_receive_whoami"]["security"] == [
         {"$ref": "#/components/securitySchemes/bearerHeader"},
         {"$ref": "#/components/securitySchemes/bearerQuery"},
     ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette._utils import get_route_path
+from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -136,7 +137,7 @@ class EventApp:
         self._handler_for: dict[type[BaseException], ExceptionHandler | None] = {}
         self._started = False
         self._documents: dict[str, dict[str, Any]] = {}
-        self._http_routes: dict[str, Callable[[str], Response]] = {}
+        self._http_routes: dict[str, Callable[[Scope], Response]] = {}
         if asyncapi_url:
             self._http_routes[asyncapi_url] = self._asyncapi_json
             self._http_routes[yaml_url(asyncapi_url)] = self._asyncapi_yaml
@@ -289,15 +290,18 @@ class EventApp:
         """The subprotocols a client may offer, one per codec."""
         return list(self.codecs.by_subprotocol)
 
-    def asyncapi(self, *, root_path: str = "") -> dict[str, Any]:
+    def asyncapi(self, *, root_path: str = "", server: str | None = None) -> dict[str, Any]:
         """Return the AsyncAPI 3.0.0 document of this app's channels.
 
         Args:
             root_path: the mount prefix to put before every channel address.
+            server: the ``ws://host:port`` (or ``wss://``) of the ``servers``
+                entry, where ``EventApp(servers=...)`` names none; default
+                ``ws://localhost:8000``. Served over HTTP, it is the request's.
         """
         from .asyncapi import build_asyncapi  # the runtime never needs the builder
 
-        return build_asyncapi(self, root_path=root_path)
+        return build_asyncapi(self, root_path=root_path, server=server)
 
     def match(self, path: str) -> tuple[Channel, dict[str, Any]] | None:
         """Return the channel serving ``path`` and its converted parameters."""
@@ -319,7 +323,7 @@ class EventApp:
                     "Method Not Allowed", status_code=405, headers={"Allow": "GET, HEAD"}
                 )
             else:
-                response = self._http_routes[path](scope.get("root_path", ""))
+                response = self._http_routes[path](scope)
         elif self.match(path) is not None:
             response = PlainTextResponse(
                 "this is a WebSocket endpoint", status_code=426, headers={"Upgrade": "websocket"}
@@ -328,31 +332,41 @@ class EventApp:
             response = PlainTextResponse("Not Found", status_code=404)
         await response(scope, receive, send)
 
-    def _document(self, root_path: str) -> dict[str, Any]:
+    def _document(self, scope: Scope) -> dict[str, Any]:
+        """The document for a request: its mount prefix, and its host as the server."""
+        from .asyncapi import server_object
+
+        root_path = scope.get("root_path", "")
         document = self._documents.get(root_path)
         if document is None:
             document = self._documents[root_path] = self.asyncapi(root_path=root_path)
-        return document
+        if self.servers:
+            return document
+        try:
+            server = server_object(_request_server(scope))
+        except ValueError:  # a Host header that is no host: keep the default
+            return document
+        return {**document, "servers": {"default": server}}
 
-    def _asyncapi_json(self, root_path: str) -> Response:
-        body = json.dumps(self._document(root_path), indent=2, ensure_ascii=False)
+    def _asyncapi_json(self, scope: Scope) -> Response:
+        body = json.dumps(self._document(scope), indent=2, ensure_ascii=False)
         return Response(body, media_type="application/json")
 
-    def _asyncapi_yaml(self, root_path: str) -> Response:
+    def _asyncapi_yaml(self, scope: Scope) -> Response:
         import yaml
 
-        body = yaml.safe_dump(self._document(root_path), sort_keys=False, allow_unicode=True)
+        body = yaml.safe_dump(self._document(scope), sort_keys=False, allow_unicode=True)
         return Response(body, media_type="application/yaml")
 
-    def _metrics(self, root_path: str) -> Response:
+    def _metrics(self, scope: Scope) -> Response:
         return PlainTextResponse(
             render_prometheus(self.stats()), media_type="text/plain; version=0.0.4"
         )
 
-    def _docs_page(self, root_path: str) -> Response:
+    def _docs_page(self, scope: Scope) -> Response:
         from .asyncapi import render_docs_page
 
-        return HTMLResponse(render_docs_page(self._document(root_path)))
+        return HTMLResponse(render_docs_page(self._document(scope)))
 
     # -- lifespan ------------------------------------------------------------------
 
@@ -458,12 +472,22 @@ def types_url(client_url: str) -> str:
     return client_url.removesuffix(".js") + ".d.ts"
 
 
-def _static(name: str, media_type: str) -> Callable[[str], Response]:
+def _request_server(scope: Scope) -> str:
+    """``ws://`` or ``wss://`` and the host the request named (or the server's address)."""
+    scheme = "wss" if scope.get("scheme") in ("https", "wss") else "ws"
+    host = Headers(scope=scope).get("host")
+    if not host and scope.get("server"):
+        name, port = scope["server"]
+        host = f"[{name}]:{port}" if ":" in str(name) else f"{name}:{port}"
+    return f"{scheme}://{host or 'localhost'}"
+
+
+def _static(name: str, media_type: str) -> Callable[[Scope], Response]:
     """Serve a file of ``wsevents/static``, read once, cacheable for an hour."""
     body = (Path(__file__).parent / "static" / name).read_bytes()
     headers = {"Cache-Control": "public, max-age=3600"}
 
-    def respond(root_path: str) -> Response:
+    def respond(scope: Scope) -> Response:
         return Response(body, media_type=f"{media_type}; charset=utf-8", headers=headers)
 
     return respond

@@ -91,7 +91,7 @@ def render_document(document: dict[str, Any], *, as_yaml: bool) -> str:
 def _asyncapi(args: argparse.Namespace) -> int:
     events, mount = find_event_app(load_app(args.app))
     root_path = mount if args.root_path is None else args.root_path
-    document = events.asyncapi(root_path=root_path)
+    document = events.asyncapi(root_path=root_path, server=_server(args.server))
     if args.check:
         path = Path(args.check)
         text = render_document(document, as_yaml=args.yaml or path.suffix in (".yaml", ".yml"))
@@ -121,8 +121,20 @@ def _docs(args: argparse.Namespace) -> int:
 
     events, mount = find_event_app(load_app(args.app))
     root_path = mount if args.root_path is None else args.root_path
-    _write(render_docs_page(events.asyncapi(root_path=root_path)), args.output)
+    document = events.asyncapi(root_path=root_path, server=_server(args.server))
+    _write(render_docs_page(document), args.output)
     return 0
+
+
+def _server(url: str | None) -> str | None:
+    from .asyncapi import server_object
+
+    if url is not None:
+        try:
+            server_object(url)
+        except ValueError as exc:
+            raise CommandError(f"--server: {exc}") from None
+    return url
 
 
 GRACEFUL_SHUTDOWN = 3.0  # seconds uvicorn waits for connections at exit, then cancels them
@@ -161,6 +173,9 @@ def _write(text: str, output: str | None) -> None:
         Path(output).write_text(text, encoding="utf-8")
 
 
+SERVER_HELP = "the server's ws:// or wss:// URL (default: ws://localhost:8000)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsevents", description="WebSocket event routing for ASGI, with AsyncAPI docs."
@@ -172,10 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     asyncapi.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
     asyncapi.add_argument("--check", metavar="FILE", help="exit 1 with a diff if FILE is stale")
     asyncapi.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
+    asyncapi.add_argument("--server", metavar="URL", help=SERVER_HELP)
     docs = commands.add_parser("docs", help="write the self-contained docs page")
     docs.add_argument("app", metavar="MODULE:APP")
     docs.add_argument("--output", "-o", metavar="FILE", required=True)
     docs.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
+    docs.add_argument("--server", metavar="URL", help=SERVER_HELP)
     run = commands.add_parser("run", help="serve the app with uvicorn (uvicorn's flags follow)")
     run.add_argument("app", metavar="MODULE:APP")
     return parser

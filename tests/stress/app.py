@@ -7,7 +7,8 @@ import enum
 import uuid
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, RootModel
+from typing_extensions import NotRequired, TypedDict
 
 from wsevents import Channel, Connection, EventApp
 
@@ -63,6 +64,27 @@ class Point:
     y: int
 
 
+class Tags(RootModel[list[str]]):
+    """A root model: its data is a list."""
+
+
+class Address(TypedDict):
+    street: str
+    zip: NotRequired[str]
+
+
+class Renamed(BaseModel):
+    """Fields whose wire names are not Python names."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    first_name: str = Field(alias="first-name")
+    klass: str = Field(alias="class", default="a")
+    kind: Literal["renamed"] = "renamed"
+    address: Address | None = None
+    picked: int = Field(default=0, validation_alias=AliasChoices("picked", "chosen"))
+
+
 class Nested(BaseModel):
     tree: Tree
     points: list[Point]
@@ -101,6 +123,15 @@ def build() -> EventApp:
     @catalogue.on("items_add", model=Annotated[int, Field(gt=0, description="How many.")])
     async def clash(data: int) -> None:
         """Its key clashes with 'items/add' once sanitized."""
+
+    @catalogue.on("delete", model=Renamed, reply=Renamed)
+    async def delete(data: Renamed) -> Renamed:
+        """An event named with a keyword, fields with aliases."""
+        return data
+
+    @catalogue.on("tags", model=Tags, reply=Tags)
+    async def tags(data: Tags) -> Tags:
+        return data
 
     catalogue.emits("items.changed", model=Page[shop.Item], summary="The catalogue changed.")
     catalogue.emits("anything")

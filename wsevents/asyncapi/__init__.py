@@ -6,7 +6,7 @@ render the document.
 
 from __future__ import annotations
 
-from ._build import build_asyncapi
+from ._build import build_asyncapi, server_object
 from ._page import render_docs_page
 
-__all__ = ["build_asyncapi", "render_docs_page"]
+__all__ = ["build_asyncapi", "render_docs_page", "server_object"]

@@ -20,7 +20,7 @@ from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, History
 from .._presence import PRESENCE_EVENT, Presence
 from .._routing import Channel, Emit, Handler, Hook
 from ..exceptions import ErrorCode
-from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for
+from ._schemas import REF_PREFIX, SchemaSet, collect_schemas, example_for, identifier, set_titles
 
 __all__ = ["build_asyncapi"]
 
@@ -30,7 +30,77 @@ ERROR_DATA = "wsevents.ErrorData"
 SUBSCRIBED_DATA = "wsevents.Subscribed"
 PRESENCE_DATA = "wsevents.PresenceDiff"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
-_KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
+_KEY = re.compile(r"[^A-Za-z0-9_]+")
+# Message and operation keys become names in generated code: none of these words.
+_RESERVED_WORDS = frozenset(
+    [
+        "and",
+        "as",
+        "assert",
+        "async",
+        "await",
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "debugger",
+        "def",
+        "default",
+        "del",
+        "delete",
+        "do",
+        "elif",
+        "else",
+        "enum",
+        "except",
+        "export",
+        "extends",
+        "false",
+        "finally",
+        "for",
+        "from",
+        "function",
+        "global",
+        "if",
+        "implements",
+        "import",
+        "in",
+        "instanceof",
+        "interface",
+        "is",
+        "lambda",
+        "let",
+        "new",
+        "none",
+        "nonlocal",
+        "not",
+        "null",
+        "or",
+        "package",
+        "pass",
+        "private",
+        "protected",
+        "public",
+        "raise",
+        "return",
+        "static",
+        "super",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "typeof",
+        "var",
+        "void",
+        "while",
+        "with",
+        "yield",
+    ]
+)
+DEFAULT_SERVER = "ws://localhost:8000"
 
 ERROR_CODES = {
     ErrorCode.BAD_FRAME: "the frame is not JSON (text) or MessagePack (binary)",
@@ -67,25 +137,32 @@ class Registry(Protocol):
     def subprotocols(self) -> list[str]: ...
 
 
-def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
+def build_asyncapi(
+    app: Registry, *, root_path: str = "", server: str | None = None
+) -> dict[str, Any]:
     """Return the AsyncAPI 3.0.0 document describing ``app``'s channels.
 
     Args:
         app: the registry (an ``EventApp``).
         root_path: the mount prefix, prepended to every channel address.
+        server: the server's ``ws://`` or ``wss://`` URL (host and port; a path
+            goes in ``root_path``) for the ``servers`` entry where the app names
+            none (default ``ws://localhost:8000``, where ``wsevents run`` listens).
     """
     schemas = collect_schemas(_models(app.channels))
     rules = getattr(app, "topics", ())
     history = any(isinstance(rule, History) for rule in rules)
     # Which channel subscribes to which topic is not known here: all of them, then.
     presence = any(isinstance(rule, Presence) and rule.diffs for rule in rules)
+    protocol = {
+        **_protocol_schemas(),
+        **(_history_schemas() if history else {}),
+        **(_presence_schemas() if presence else {}),
+    }
+    every_schema = {**schemas.components, **protocol}
+    titles = set_titles(every_schema, keep=protocol)
     components: dict[str, Any] = {
-        "schemas": {
-            **schemas.components,
-            **_protocol_schemas(),
-            **(_history_schemas() if history else {}),
-            **(_presence_schemas() if presence else {}),
-        },
+        "schemas": every_schema,
         "messages": {},
         "correlationIds": {
             "requestId": {
@@ -98,13 +175,14 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     operations: dict[str, Any] = {}
     app_schemes = _security(app.connect_hooks)
     for channel in app.channels:
-        prefix = _pascal(channel.name) if len(app.channels) > 1 else ""
+        prefix = identifier(channel.name) if len(app.channels) > 1 else ""
         builder = _ChannelBuilder(
             channel,
             schemas,
             components["messages"],
             operations,
             prefix,
+            titles,
             history=history,
             presence=presence,
         )
@@ -121,8 +199,7 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
     if app.description:
         info["description"] = app.description
     document: dict[str, Any] = {"asyncapi": ASYNCAPI_VERSION, "info": info}
-    if app.servers:
-        document["servers"] = app.servers
+    document["servers"] = app.servers or {"default": server_object(server or DEFAULT_SERVER)}
     document.update(
         {
             "defaultContentType": "application/json",
@@ -132,6 +209,25 @@ def build_asyncapi(app: Registry, *, root_path: str = "") -> dict[str, Any]:
         }
     )
     return document
+
+
+def server_object(url: str) -> dict[str, Any]:
+    """The AsyncAPI Server Object of a ``ws://host:port`` or ``wss://host:port`` URL.
+
+    Raises:
+        ValueError: not a ``ws://`` or ``wss://`` URL with a host.
+    """
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    if scheme not in ("ws", "wss") or not host or not _HOST.fullmatch(host):
+        raise ValueError(f"expected a ws:// or wss:// URL with a host, got {url!r}")
+    server: dict[str, Any] = {"host": host, "protocol": scheme}
+    if path.strip("/"):
+        server["pathname"] = "/" + path.strip("/")
+    return server
+
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def _security(hooks: list[Hook]) -> dict[str, Any]:
@@ -260,14 +356,25 @@ _POSITION_KEYS = {
 
 
 def _key(name: str, taken: set[str] | KeysView[str]) -> str:
-    """A component key for ``name``, not in ``taken``; added to it when it is a set."""
-    key = _KEY.sub("_", name).strip("_") or "event"
+    """A key for ``name`` that is an identifier, not in ``taken``; added to it when it is a set.
+
+    Code generators turn message and operation keys into names: letters,
+    digits and ``_``, not starting with a digit, not a keyword.
+    """
+    key = _safe_key(name)
     candidate, n = key, 2
     while candidate in taken:
         candidate, n = f"{key}_{n}", n + 1
     if isinstance(taken, set):
         taken.add(candidate)
     return candidate
+
+
+def _safe_key(name: str) -> str:
+    key = _KEY.sub("_", name).strip("_") or "event"
+    if key[0].isdigit():
+        key = f"_{key}"
+    return f"{key}_" if key.lower() in _RESERVED_WORDS else key
 
 
 def _ref(schema: str) -> dict[str, str]:
@@ -286,6 +393,7 @@ class _ChannelBuilder:
         messages: dict[str, Any],
         operations: dict[str, Any],
         prefix: str,
+        titles: set[str],
         *,
         history: bool = False,
         presence: bool = False,
@@ -293,6 +401,7 @@ class _ChannelBuilder:
         self.ch = channel
         self.history = history  # the app has topics that keep history
         self.prefix = prefix  # for payload titles: code generators name types after them
+        self.titles = titles  # every title in the document: each names one type
         self.schemas = schemas
         self.components = messages
         self.messages: dict[str, Any] = {}
@@ -366,7 +475,7 @@ class _ChannelBuilder:
         )
 
     def _add_message(self, key: str, message: dict[str, Any]) -> None:
-        component = _key(f"{self.ch.name}.{key}", self.components.keys())
+        component = _key(f"{self.ch.name}_{key}", self.components.keys())
         self.components[component] = message
         self.messages[key] = {"$ref": f"#/components/messages/{component}"}
 
@@ -397,13 +506,13 @@ class _ChannelBuilder:
                     {"$ref": f"{self._ref}/messages/error"},
                 ],
             }
-        operation_key = _key(f"{self.ch.name}.{action}.{key}", self.operations.keys())
+        operation_key = _key(f"{self.ch.name}_{action}_{key}", self.operations.keys())
         self.operations[operation_key] = _drop_none(operation)
         self.operation_keys.append(operation_key)
 
     def _add_handler(self, handler: Handler) -> None:
         key = _key(handler.event, self._taken)
-        reply_key = _key(f"{key}.reply", self._taken)
+        reply_key = _key(f"{key}_reply", self._taken)
         if handler.model is None:
             data: dict[str, Any] = {"description": "Any JSON value; not validated."}
             data_required = False
@@ -415,7 +524,7 @@ class _ChannelBuilder:
             data,
             data_required=data_required,
             request_id="optional",
-            title=self._title(handler.event, "Request"),
+            title=self._title(key, "Request"),
         )
         example = _example_data(data, self.schemas, handler.model)
         self._add_message(
@@ -445,7 +554,7 @@ class _ChannelBuilder:
                     reply_data,
                     data_required=True,
                     request_id="required",
-                    title=self._title(handler.event, "Reply"),
+                    title=self._title(key, "Reply"),
                 ),
                 title=f"{handler.event} (reply)",
                 summary=f"The answer to `{handler.event}`, with the request's `id`.",
@@ -465,8 +574,8 @@ class _ChannelBuilder:
         )
 
     def _add_emit(self, emit: Emit) -> None:
-        key = _KEY.sub("_", emit.event).strip("_")
-        key = _key(f"{key}.push" if key in self._taken else key, self._taken)
+        key = _safe_key(emit.event)
+        key = _key(f"{key}_push" if key in self._taken else key, self._taken)
         if emit.model is None:
             data: dict[str, Any] = {"description": "Any JSON value."}
         else:
@@ -477,7 +586,8 @@ class _ChannelBuilder:
             data,
             data_required=True,
             request_id=None,
-            title=self._title(emit.event, "Push"),
+            title=self._title(_safe_key(emit.event), "Push"),
+            push=True,
         )
         if self.history:
             envelope["properties"].update(_POSITION_KEYS)
@@ -532,7 +642,8 @@ class _ChannelBuilder:
             _ref(data),
             data_required=True,
             request_id=None,
-            title=self._title(event, "Push"),
+            title=self._title(key, "Push"),
+            push=True,
         )
         self._add_message(
             key,
@@ -548,8 +659,14 @@ class _ChannelBuilder:
         )
         self._add_operation("send", key, key, summary=summary, description=None)
 
-    def _title(self, event: str, kind: str) -> str:
-        return f"{self.prefix}{_pascal(event)}{kind}"
+    def _title(self, key: str, kind: str) -> str:
+        """A payload title no other schema has: code generators name the type after it."""
+        title = f"{self.prefix}{identifier(key)}{kind}"
+        candidate, n = title, 2
+        while candidate in self.titles:
+            candidate, n = f"{title}{n}", n + 1
+        self.titles.add(candidate)
+        return candidate
 
     def _error_message(self) -> dict[str, Any]:
         example = {
@@ -578,10 +695,6 @@ class _ChannelBuilder:
         )
 
 
-def _pascal(text: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text))
-
-
 def _envelope(
     event: str,
     data: dict[str, Any],
@@ -589,7 +702,9 @@ def _envelope(
     data_required: bool,
     request_id: str | None,
     title: str,
+    push: bool = False,
 ) -> dict[str, Any]:
+    """The schema of a whole frame; ``discriminator`` tells generators which one it is."""
     properties: dict[str, Any] = {
         "event": {"type": "string", "const": event},
         "data": data,
@@ -602,7 +717,16 @@ def _envelope(
         properties["id"] = {"anyOf": [_ref(REQUEST_ID), {"type": "null"}]}
         if request_id == "nullable":
             required.append("id")
-    return {"title": title, "type": "object", "required": required, "properties": properties}
+    envelope = {
+        "title": title,
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "discriminator": "event",
+    }
+    if push:  # a frame with an `id` answers a request: it is never a push
+        envelope["not"] = {"required": ["id"]}
+    return envelope
 
 
 def _message(

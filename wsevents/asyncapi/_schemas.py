@@ -4,7 +4,8 @@ pydantic writes JSON Schema 2020-12 with OpenAPI habits; AsyncAPI's default
 schema format is a superset of Draft 07. This module collects the schemas of
 every model once (shared models once, two classes of one name twice), names
 them with component keys the spec allows, and rewrites what Draft 07 does not
-know: ``prefixItems`` becomes the array form of ``items``, the OpenAPI
+know: ``prefixItems`` becomes the array form of ``items``, ``const`` a
+one-value ``enum`` (the same constraint, which code generators read right), the OpenAPI
 ``discriminator`` object becomes its property name, and ``$ref`` loses its
 siblings to an ``allOf``.
 """
@@ -17,8 +18,9 @@ from collections.abc import Hashable, Iterable
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
 
-__all__ = ["REF_PREFIX", "SchemaSet", "collect_schemas", "example_for"]
+__all__ = ["REF_PREFIX", "SchemaSet", "collect_schemas", "example_for", "identifier", "set_titles"]
 
 REF_PREFIX = "#/components/schemas/"
 _KEY = re.compile(r"[^A-Za-z0-9.\-_]+")
@@ -57,7 +59,9 @@ def collect_schemas(models: Iterable[tuple[Any, Mode]]) -> SchemaSet:
             inputs.append((key, mode, TypeAdapter(model)))
     if not inputs:
         return SchemaSet({}, {})
-    by_input, definitions = TypeAdapter.json_schemas(inputs, ref_template=REF_PREFIX + "{model}")
+    by_input, definitions = TypeAdapter.json_schemas(
+        inputs, ref_template=REF_PREFIX + "{model}", schema_generator=_WithoutFieldTitles
+    )
     defs: dict[str, Any] = definitions.get("$defs", {})
     renames = _component_keys(defs)
     components = {renames[name]: _fit(schema, renames) for name, schema in defs.items()}
@@ -65,6 +69,71 @@ def collect_schemas(models: Iterable[tuple[Any, Mode]]) -> SchemaSet:
     components, merged = _merge_duplicates(components)
     schemas = {key: _fit(schema, merged) for key, schema in schemas.items()}
     return SchemaSet(schemas, components)
+
+
+class _WithoutFieldTitles(GenerateJsonSchema):
+    """pydantic's generator without the titles it makes up from field names.
+
+    Every ``kind: Literal[...]`` would be titled ``Kind``, and code generators
+    name a type after a title: two such fields became one enum. A title the
+    model gives with ``Field(title=...)`` stays.
+    """
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def identifier(text: str, *, default: str = "Model") -> str:
+    """``text`` in PascalCase, ASCII letters and digits only, not starting with a digit."""
+    name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text))
+    if not name:
+        return default
+    return f"{default}{name}" if name[0].isdigit() else name
+
+
+_QUALIFIED = re.compile(r"(?P<path>.*?)(?:-(?P<mode>Input|Output))?(?:__(?P<n>\d+))?")
+
+
+def set_titles(components: dict[str, Any], *, keep: Iterable[str] = ()) -> set[str]:
+    """Give every schema in ``components`` a ``title`` no other one has, a valid identifier.
+
+    Code generators name types after titles, and pydantic titles two classes
+    named ``Item`` in two modules, and a model's ``-Input`` and ``-Output``
+    variants, alike. Such titles are qualified: by the module's last part
+    where the modules differ, by ``Input``/``Output`` where the modes do, then
+    by a number. ``keep`` are the keys whose titles are already right (the
+    protocol's own); the titles given are returned.
+    """
+    kept = set(keep)
+    taken = {identifier(str(components[key].get("title", key))) for key in kept}
+    groups: dict[str, list[str]] = {}
+    for key, schema in components.items():
+        if key not in kept:
+            groups.setdefault(identifier(str(schema.get("title") or key)), []).append(key)
+    for base, keys in groups.items():
+        parts = {key: _qualifiers(key) for key in keys}
+        modules = {module for module, _ in parts.values()}
+        modes = {mode for _, mode in parts.values()}
+        for key in keys:
+            module, mode = parts[key]
+            title = base
+            if len(keys) > 1:
+                title = (identifier(module, default="") if len(modules) > 1 else "") + base
+                title += mode if len(modes) > 1 else ""
+            candidate, n = title, 2
+            while candidate in taken:
+                candidate, n = f"{title}{n}", n + 1
+            taken.add(candidate)
+            components[key] = {**components[key], "title": candidate}
+    return taken
+
+
+def _qualifiers(key: str) -> tuple[str, str]:
+    """The last module part and the mode (``Input``, ``Output`` or "") of a component key."""
+    match = _QUALIFIED.fullmatch(key)
+    assert match is not None  # every string matches
+    path = match["path"].split("__")
+    return (path[-2] if len(path) > 1 else ""), match["mode"] or ""
 
 
 def _merge_duplicates(components: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -118,6 +187,10 @@ def _fit(node: Any, renames: dict[str, str]) -> Any:
         rest = out.pop("items", None)
         out["items"] = prefix
         out["additionalItems"] = rest if rest is not None else False
+    if "const" in out and "enum" not in out:
+        # The same constraint; Modelina turns a discriminated union's `const`
+        # tags into enum members that a union type cannot name.
+        out["enum"] = [out.pop("const")]
     discriminator = out.get("discriminator")
     if isinstance(discriminator, dict):
         out["discriminator"] = discriminator["propertyName"]
