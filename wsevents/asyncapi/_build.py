@@ -9,6 +9,7 @@ operations and schemas.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections.abc import KeysView
 from typing import Any, Protocol
@@ -31,75 +32,15 @@ SUBSCRIBED_DATA = "wsevents.Subscribed"
 PRESENCE_DATA = "wsevents.PresenceDiff"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
 _KEY = re.compile(r"[^A-Za-z0-9_]+")
-# Message and operation keys become names in generated code: none of these words.
-_RESERVED_WORDS = frozenset(
-    [
-        "and",
-        "as",
-        "assert",
-        "async",
-        "await",
-        "break",
-        "case",
-        "catch",
-        "class",
-        "const",
-        "continue",
-        "debugger",
-        "def",
-        "default",
-        "del",
-        "delete",
-        "do",
-        "elif",
-        "else",
-        "enum",
-        "except",
-        "export",
-        "extends",
-        "false",
-        "finally",
-        "for",
-        "from",
-        "function",
-        "global",
-        "if",
-        "implements",
-        "import",
-        "in",
-        "instanceof",
-        "interface",
-        "is",
-        "lambda",
-        "let",
-        "new",
-        "none",
-        "nonlocal",
-        "not",
-        "null",
-        "or",
-        "package",
-        "pass",
-        "private",
-        "protected",
-        "public",
-        "raise",
-        "return",
-        "static",
-        "super",
-        "switch",
-        "this",
-        "throw",
-        "true",
-        "try",
-        "typeof",
-        "var",
-        "void",
-        "while",
-        "with",
-        "yield",
-    ]
+_JAVASCRIPT_WORDS = frozenset(
+    {"case", "catch", "class", "const", "debugger", "default", "delete", "do", "enum"}
+    | {"export", "extends", "function", "implements", "instanceof", "interface", "let"}
+    | {"new", "null", "package", "private", "protected", "public", "static", "super"}
+    | {"switch", "this", "throw", "typeof", "var", "void"}
 )
+# Message and operation keys become names in generated code: none of these words.
+_RESERVED_WORDS = frozenset(word.lower() for word in keyword.kwlist) | _JAVASCRIPT_WORDS
+
 DEFAULT_SERVER = "ws://localhost:8000"
 
 ERROR_CODES = {
