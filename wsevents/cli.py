@@ -5,6 +5,7 @@
     wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
     wsevents asyncapi examples.chat.app:app --check schemas/chat.asyncapi.json
     wsevents docs examples.chat.app:app --output chat.html
+    wsevents client examples.chat.app:app --lang typescript --output chat.ts
     wsevents run examples.chat.app:app --port 8000
 
 ``MODULE:APP`` names an ``EventApp``, or a Starlette or FastAPI app that
@@ -126,6 +127,16 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> int:
+    from .asyncapi import generate_client
+
+    events, mount = find_event_app(load_app(args.app))
+    root_path = mount if args.root_path is None else args.root_path
+    command = f"wsevents client {args.app} --lang {args.lang}"
+    _write(generate_client(events, args.lang, root_path=root_path, command=command), args.output)
+    return 0
+
+
 def _server(url: str | None) -> str | None:
     from .asyncapi import server_object
 
@@ -193,6 +204,16 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_argument("--output", "-o", metavar="FILE", required=True)
     docs.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
     docs.add_argument("--server", metavar="URL", help=SERVER_HELP)
+    client = commands.add_parser("client", help="write a typed client for the app")
+    client.add_argument("app", metavar="MODULE:APP")
+    client.add_argument(
+        "--lang",
+        required=True,
+        choices=["typescript", "python"],
+        help="typescript: types and event maps for /wsevents.js; python: on wsevents.client",
+    )
+    client.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+    client.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
     run = commands.add_parser("run", help="serve the app with uvicorn (uvicorn's flags follow)")
     run.add_argument("app", metavar="MODULE:APP")
     return parser
@@ -209,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _asyncapi(args)
         if args.command == "docs":
             return _docs(args)
+        if args.command == "client":
+            return _client(args)
         return _run(args, rest)
     except CommandError as exc:
         print(f"wsevents: error: {exc}", file=sys.stderr)

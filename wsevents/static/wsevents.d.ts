@@ -91,8 +91,54 @@ export class Client {
   close(code?: number, reason?: string): void;
 }
 
+/**
+ * A channel's events, for a typed client: `wsevents client MODULE:APP --lang typescript`
+ * writes one per channel (`ChatRoomApi`), from the registry that validates the server.
+ */
+export interface EventMap {
+  /** Client events: the data sent, and the reply's data (null: the handler replies nothing). */
+  requests: { [event: string]: { data: unknown; reply: unknown } };
+  /** Server events (error frames included): their data. */
+  pushes: { [event: string]: unknown };
+  /** The error codes a request may be rejected with (WSEventsError.code). */
+  errors: string;
+  /** The channel's path parameters. */
+  params: { [name: string]: string | number };
+}
+
+type RequestEvent<Api extends EventMap> = keyof Api["requests"] & string;
+type PushEvent<Api extends EventMap> = keyof Api["pushes"] & string;
+type DataOf<Api extends EventMap, E extends RequestEvent<Api>> = Api["requests"][E]["data"];
+/** Data may be left out where the event takes none, or takes undefined. */
+type DataArgs<Api extends EventMap, E extends RequestEvent<Api>> =
+  undefined extends DataOf<Api, E> ? [data?: DataOf<Api, E>] : [data: DataOf<Api, E>];
+type RequestArgs<Api extends EventMap, E extends RequestEvent<Api>> =
+  undefined extends DataOf<Api, E>
+    ? [data?: DataOf<Api, E>, options?: { timeout?: number }]
+    : [data: DataOf<Api, E>, options?: { timeout?: number }];
+
+/** A client typed by a channel's event map: `await connect<ChatRoomApi>(url)`. */
+export interface TypedClient<Api extends EventMap> {
+  readonly url: string;
+  readonly connected: boolean;
+  readonly closed: boolean;
+  readonly reconnects: number;
+  readonly positions: Record<string, Position>;
+  readonly duplicates: number;
+  /** Send an event without an id. */
+  send<E extends RequestEvent<Api>>(event: E, ...data: DataArgs<Api, E>): void;
+  /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
+  request<E extends RequestEvent<Api>>(event: E, ...args: RequestArgs<Api, E>): Promise<Api["requests"][E]["reply"]>;
+  /** Listen to pushes of an event ("error" for error frames no request waits for). */
+  on<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): () => void;
+  off<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): void;
+  close(code?: number, reason?: string): void;
+}
+
 /** Connect to a channel; resolves once the first connection is open. */
 export function connect(url: string, options?: ConnectOptions): Promise<Client>;
+/** Connect to a channel with typed events: `connect<ChatRoomApi>(url)`. */
+export function connect<Api extends EventMap>(url: string, options?: ConnectOptions): Promise<TypedClient<Api>>;
 
 export function encodeMsgpack(value: unknown): Uint8Array;
 export function decodeMsgpack(buffer: ArrayBuffer | Uint8Array): unknown;

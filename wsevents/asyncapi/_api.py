@@ -1,0 +1,116 @@
+"""What a typed client needs of an app, read from its AsyncAPI document.
+
+Both generators (TypeScript and Python) read this one description, and it is
+read from the document rather than from the registry, so that a typed client
+and the document say the same thing: the same schemas under the same names.
+Only the path parameters' convertors come from the registry (the document
+describes them in words).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._build import ERROR_CODES, Registry, build_asyncapi
+from ._schemas import REF_PREFIX, identifier
+
+__all__ = ["Api", "ChannelApi", "Push", "Request", "describe"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A client event: its data, whether it may be left out, and the reply's data."""
+
+    event: str
+    key: str  #: the message key: an identifier, unique in the channel
+    data: dict[str, Any]
+    data_required: bool
+    reply: dict[str, Any]  #: ``{"type": "null"}`` where the handler declares no reply
+    summary: str | None
+
+
+@dataclass(frozen=True)
+class Push:
+    """A server event and its data."""
+
+    event: str
+    key: str
+    data: dict[str, Any]
+    summary: str | None
+
+
+@dataclass
+class ChannelApi:
+    """One channel: where it is, its parameters, its events each way, its error codes."""
+
+    name: str
+    type_name: str  #: PascalCase, for the generated names
+    address: str
+    title: str | None
+    params: dict[str, str]  #: name to convertor (``str``, ``int``, ``float``, ``uuid``, ``path``)
+    requests: list[Request] = field(default_factory=list)
+    pushes: list[Push] = field(default_factory=list)  #: ``error`` included
+    errors: dict[str, str] = field(default_factory=dict)  #: code to meaning
+
+
+@dataclass
+class Api:
+    """An app: its name, the schemas every channel shares, and its channels."""
+
+    title: str
+    version: str
+    schemas: dict[str, Any]  #: component key to schema; each has a unique ``title``
+    channels: list[ChannelApi]
+
+    def type_name(self, ref: str) -> str:
+        """The name of the type a ``$ref`` to a component schema names: its title."""
+        return str(self.schemas[ref[len(REF_PREFIX) :]]["title"])
+
+
+def describe(app: Registry, *, root_path: str = "") -> Api:
+    """Describe ``app`` for the client generators."""
+    document = build_asyncapi(app, root_path=root_path)
+    messages = document["components"]["messages"]
+    kinds = {channel.name: channel.param_kinds for channel in app.channels}
+    channels: dict[str, ChannelApi] = {}
+    for name, channel in document["channels"].items():
+        channels[name] = ChannelApi(
+            name=name,
+            type_name=identifier(name, default="Channel"),
+            address=channel["address"],
+            title=channel.get("title"),
+            params=dict(kinds.get(name, {})),
+            errors={code.value: why for code, why in ERROR_CODES.items()},
+        )
+
+    def payload(ref: str) -> tuple[str, dict[str, Any]]:
+        channel_name, key = ref.removeprefix("#/channels/").split("/messages/")
+        component = document["channels"][channel_name]["messages"][key]["$ref"]
+        return key, messages[component.rsplit("/", 1)[1]]["payload"]
+
+    for operation in document["operations"].values():
+        api = channels[operation["channel"]["$ref"].removeprefix("#/channels/")]
+        key, body = payload(operation["messages"][0]["$ref"])
+        event = body["properties"]["event"]["const"]
+        summary = operation.get("summary")
+        if operation["action"] == "send":
+            api.pushes.append(Push(event, key, body["properties"]["data"], summary))
+            continue
+        _, reply = payload(operation["reply"]["messages"][0]["$ref"])
+        api.requests.append(
+            Request(
+                event,
+                key,
+                body["properties"]["data"],
+                "data" in body["required"],
+                reply["properties"]["data"],
+                summary,
+            )
+        )
+    return Api(
+        title=document["info"]["title"],
+        version=document["info"]["version"],
+        schemas=document["components"]["schemas"],
+        channels=list(channels.values()),
+    )
