@@ -10,6 +10,9 @@ Each client event is a method taking the model's fields as keywords (or the
 data itself, where it is not an object with fields) and returning the reply,
 validated by its model; each server event has an ``on_<event>`` listener that
 gets the validated model.
+
+Over 300 lines: one generator, JSON Schema to Python types and the classes
+that use them; both halves read the same naming rules.
 """
 
 from __future__ import annotations
