@@ -103,7 +103,8 @@ def test_protocol_exchange_replays_against_the_chat_example(exchange: str) -> No
 
 
 def test_asyncapi_page_code_runs(module: types.ModuleType) -> None:
-    code = "\n".join(blocks(ROOT / "docs" / "asyncapi.md", "python"))
+    python = blocks(ROOT / "docs" / "asyncapi.md", "python")
+    code = "\n".join(block for block in python if "chat_client" not in block)
     exec(code, module.__dict__)
     module.test_the_chat_keeps_its_contract()
     assert module.document["info"]["title"] == "Chat"
@@ -265,3 +266,68 @@ def test_presence_page_code_lists_the_members_as_the_page_says(module: types.Mod
         assert set(members) == set(example)
         assert set(members["data"]) == set(example["data"])
         assert {info["user"] for info in members["data"]["joined"].values()} <= {"ann", "bob"}
+
+
+def test_asyncapi_page_python_typed_client_talks_to_the_chat(
+    module: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from wsevents.cli import main as cli
+
+    assert (
+        cli(
+            [
+                "client",
+                "examples.chat.app:app",
+                "--lang",
+                "python",
+                "-o",
+                str(tmp_path / "chat_client.py"),
+            ]
+        )
+        == 0
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("chat_client", None)
+    (code,) = [b for b in blocks(ROOT / "docs" / "asyncapi.md", "python") if "chat_client" in b]
+    exec(code, module.__dict__)
+    with serve(chat_app) as address:
+        heard = asyncio.run(module.talk(f"ws://{address}"))
+    assert heard == ["pong 1", "validation_error"]
+
+
+def test_asyncapi_page_typescript_recipes_are_the_ones_the_tests_run(tmp_path: Path) -> None:
+    import shutil
+
+    from wsevents.cli import main as cli
+
+    from .test_codegen import compile_ts
+
+    (recipe,) = blocks(ROOT / "docs" / "asyncapi.md", "js")
+    options = re.search(r"new TypeScriptGenerator\(\{(.*?)\}\)", recipe, re.DOTALL)
+    script = (ROOT / "tests" / "asyncapi" / "modelina.mjs").read_text()
+    tested = re.search(r"new TypeScriptGenerator\(\{(.*?)\}\)", script, re.DOTALL)
+    assert options is not None
+    assert tested is not None
+    assert options[1].split() == tested[1].split()
+    (typed,) = blocks(ROOT / "docs" / "asyncapi.md", "ts")
+    static = ROOT / "wsevents" / "static"
+    shutil.copy(static / "wsevents.js", tmp_path / "wsevents.js")
+    shutil.copy(static / "wsevents.d.ts", tmp_path / "wsevents.d.ts")
+    assert (
+        cli(
+            [
+                "client",
+                "examples.chat.app:app",
+                "--lang",
+                "typescript",
+                "-o",
+                str(tmp_path / "chat_api.ts"),
+            ]
+        )
+        == 0
+    )
+    (tmp_path / "usage.ts").write_text(typed + "export {};\n")
+    result = compile_ts(tmp_path)
+    assert result.returncode == 0, result.stdout
