@@ -28,6 +28,7 @@ from .apps.history import app as history_app
 from .apps.presence import app as presence_app
 from .asyncapi_rules import problems, resolve
 from .stress.app import build as build_stress
+from .stress.corners import build as build_corners
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSER = ROOT / "tests" / "asyncapi"
@@ -35,11 +36,12 @@ SHARED_VALIDATOR = ROOT.parent / "shared" / "tools" / "asyncapi-validate" / "asy
 
 
 def documents() -> dict[str, dict[str, Any]]:
-    """Every document the suite checks: the examples, the stress registry, an empty one."""
+    """Every document the suite checks: the examples, the stress registries, an empty one."""
     return {
         "chat": chat_events.asyncapi(root_path="/ws"),
         "fastapi": EventTestClient(fastapi_app).http.get("/ws/asyncapi.json").json(),
         "stress": build_stress().asyncapi(root_path="/ws"),
+        "corners": build_corners().asyncapi(),
         "history": history_app.asyncapi(),
         "presence": presence_app.asyncapi(),
         "empty": EventApp([], title="Empty", version="0").asyncapi(),
@@ -105,7 +107,7 @@ def test_the_shared_validator_finds_documents_clean(written: list[Path]) -> None
     assert "asyncapi-validate: all clean" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "empty"])
+@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "corners", "empty"])
 def test_documents_keep_the_specs_must_rules(name: str) -> None:
     assert problems(documents()[name]) == []
 
@@ -463,7 +465,7 @@ def test_a_server_that_is_not_a_websocket_url_is_refused(url: str) -> None:
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "empty"])
+@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "corners", "empty"])
 def test_every_schema_title_names_one_type_and_is_an_identifier(name: str) -> None:
     document = documents()[name]
     titles = [schema["title"] for schema in document["components"]["schemas"].values()]
@@ -505,7 +507,7 @@ def test_field_names_give_no_property_titles_but_a_models_own_titles_stay() -> N
     assert schemas["Dog"]["properties"]["kind"]["enum"] == ["dog"]
 
 
-@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "empty"])
+@pytest.mark.parametrize("name", ["chat", "fastapi", "stress", "corners", "empty"])
 def test_message_and_operation_keys_are_identifiers(name: str) -> None:
     document = documents()[name]
     keys = [*document["operations"], *document["components"]["messages"]]

@@ -31,6 +31,7 @@ from wsevents.cli import main as cli
 
 from .conftest import serve
 from .stress.app import build as build_stress
+from .stress.corners import build as build_corners
 from .test_types import TOOLS, TSC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,13 @@ DOCUMENTS = {
     "fastapi": lambda: fastapi_events.asyncapi(root_path="/ws"),
     "notifications": lambda: notification_events.asyncapi(),
     "stress": lambda: build_stress().asyncapi(),
+    "corners": lambda: build_corners().asyncapi(),
+}
+REGISTRIES = {
+    "chat": lambda: chat_events,
+    "notifications": lambda: notification_events,
+    "stress": build_stress,
+    "corners": build_corners,
 }
 
 
@@ -299,10 +307,9 @@ def write_python_client(
 def test_the_python_client_passes_mypy_strict_with_its_use(tmp_path: Path) -> None:
     write_python_client(tmp_path)
     shutil.copy(TYPES / "typed_chat_usage.py", tmp_path / "typed_chat_usage.py")
-    (tmp_path / "stress_client.py").write_text(generate_client(build_stress(), "python"))
-    (tmp_path / "notifications_client.py").write_text(
-        generate_client(notification_events, "python")
-    )
+    for name in ("notifications", "stress", "corners"):
+        registry = REGISTRIES[name]()
+        (tmp_path / f"{name}_client.py").write_text(generate_client(registry, "python"))
     out, err, status = mypy_api.run(
         ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / ".mypy"), str(tmp_path)]
     )
@@ -391,3 +398,36 @@ def test_an_unknown_language_is_refused(capsys: pytest.CaptureFixture[str]) -> N
     assert "invalid choice: 'rust'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="lang must be"):
         generate_client(chat_events, "rust")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", list(REGISTRIES))
+def test_the_typescript_client_of_each_registry_compiles_strict(name: str, tmp_path: Path) -> None:
+    shutil.copy(STATIC / "wsevents.d.ts", tmp_path / "wsevents.d.ts")
+    (tmp_path / "api.ts").write_text(generate_client(REGISTRIES[name](), "typescript"))
+    result = compile_ts(tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_names_that_meet_are_kept_apart_in_the_python_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "corners_client.py").write_text(generate_client(build_corners(), "python"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("corners_client", None)
+    module = importlib.import_module("corners_client")
+
+    async def go(address: str) -> tuple[Any, Any]:
+        async with module.MovesClient(
+            f"ws://{address}", query_2="a b", base_url_2=7, reconnect=False
+        ) as moves:
+            # A field named `timeout` or `self` cannot be a keyword: the model is the argument.
+            odd = await moves.field_1st_move(module.Odd.model_validate({"self": 1, "timeout": 2}))
+            return odd, await moves.ping(n=3)
+
+    with serve(build_corners()) as address:
+        odd, reply = asyncio.run(go(address))
+    assert (odd.self, odd.timeout, odd.model_name_) == (1, 2.0, "x")
+    # The app's ErrorData is not the protocol's: each has a class of its own.
+    assert type(reply).__name__ == "ErrorData2"
+    assert reply.reason == "3"
+    assert module.MovesClient.address == "/games/{query}/{base_url}"

@@ -146,7 +146,7 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
         "",
         "",
         f"class {name}:",
-        f"    {_docstring(_channel_doc(channel), '    ')}",
+        f"    {_docstring(_channel_doc(channel, params), '    ')}",
         "",
         f"    address: _typing.ClassVar[str] = {channel.address!r}",
         f"    errors: _typing.ClassVar[_typing.Mapping[{channel.type_name}ErrorCode, str]] = {{",
@@ -355,8 +355,8 @@ def _ordered(aliases: list[dict[str, Any]], api: Api) -> list[dict[str, Any]]:
     return done
 
 
-def _channel_doc(channel: ChannelApi) -> str:
-    params = "".join(f", {name}=..." for name in channel.params)
+def _channel_doc(channel: ChannelApi, names: dict[str, str]) -> str:
+    params = "".join(f", {name}=..." for name in names.values())
     return (
         f"{channel.title or channel.name}: ``{channel.address}``.\n\n"
         f'``async with {channel.type_name}Client("ws://localhost:8000"{params}) as client:``'
