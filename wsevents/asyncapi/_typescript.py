@@ -45,7 +45,7 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
     name = channel.type_name
     codes = " | ".join(json.dumps(code) for code in channel.errors) or "string"
     lines = [
-        f"/** The error codes of `{channel.address}`: the protocol's, and the app's own. */",
+        f"/** The error codes of `{channel.address}` (a handler may raise codes of its own). */",
         f"export type {name}ErrorCode = {codes};",
         "",
         f"/** What each error code of `{channel.address}` means. */",
@@ -53,8 +53,7 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
         *(f"  {json.dumps(code)}: {json.dumps(why)}," for code, why in channel.errors.items()),
         "};",
         "",
-        *_doc(channel.title, ""),
-        f"/** The events of `{channel.address}`: `connect<{name}Api>(url)`. */",
+        f"/** {channel.title or channel.name}, `{channel.address}`: `connect<{name}Api>(url)`. */",
         f"export interface {name}Api {{",
         "  requests: {",
     ]
