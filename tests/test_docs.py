@@ -273,21 +273,9 @@ def test_asyncapi_page_python_typed_client_talks_to_the_chat(
 ) -> None:
     import asyncio
 
-    from wsevents.cli import main as cli
+    from .test_codegen import write_python_client
 
-    assert (
-        cli(
-            [
-                "client",
-                "examples.chat.app:app",
-                "--lang",
-                "python",
-                "-o",
-                str(tmp_path / "chat_client.py"),
-            ]
-        )
-        == 0
-    )
+    write_python_client(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("chat_client", None)
     (code,) = [b for b in blocks(ROOT / "docs" / "asyncapi.md", "python") if "chat_client" in b]
@@ -298,11 +286,7 @@ def test_asyncapi_page_python_typed_client_talks_to_the_chat(
 
 
 def test_asyncapi_page_typescript_recipes_are_the_ones_the_tests_run(tmp_path: Path) -> None:
-    import shutil
-
-    from wsevents.cli import main as cli
-
-    from .test_codegen import compile_ts
+    from .test_codegen import compile_ts, write_typescript_client
 
     (recipe,) = blocks(ROOT / "docs" / "asyncapi.md", "js")
     options = re.search(r"new TypeScriptGenerator\(\{(.*?)\}\)", recipe, re.DOTALL)
@@ -312,22 +296,7 @@ def test_asyncapi_page_typescript_recipes_are_the_ones_the_tests_run(tmp_path: P
     assert tested is not None
     assert options[1].split() == tested[1].split()
     (typed,) = blocks(ROOT / "docs" / "asyncapi.md", "ts")
-    static = ROOT / "wsevents" / "static"
-    shutil.copy(static / "wsevents.js", tmp_path / "wsevents.js")
-    shutil.copy(static / "wsevents.d.ts", tmp_path / "wsevents.d.ts")
-    assert (
-        cli(
-            [
-                "client",
-                "examples.chat.app:app",
-                "--lang",
-                "typescript",
-                "-o",
-                str(tmp_path / "chat_api.ts"),
-            ]
-        )
-        == 0
-    )
+    write_typescript_client(tmp_path)
     (tmp_path / "usage.ts").write_text(typed + "export {};\n")
     result = compile_ts(tmp_path)
     assert result.returncode == 0, result.stdout

@@ -118,13 +118,8 @@ type RequestArgs<Api extends EventMap, E extends RequestEvent<Api>> =
     : [data: DataOf<Api, E>, options?: { timeout?: number }];
 
 /** A client typed by a channel's event map: `await connect<ChatRoomApi>(url)`. */
-export interface TypedClient<Api extends EventMap> {
-  readonly url: string;
-  readonly connected: boolean;
-  readonly closed: boolean;
-  readonly reconnects: number;
-  readonly positions: Record<string, Position>;
-  readonly duplicates: number;
+export interface TypedClient<Api extends EventMap>
+  extends Omit<Client, "open" | "send" | "request" | "on" | "off"> {
   /** Send an event without an id. */
   send<E extends RequestEvent<Api>>(event: E, ...data: DataArgs<Api, E>): void;
   /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
@@ -132,7 +127,6 @@ export interface TypedClient<Api extends EventMap> {
   /** Listen to pushes of an event ("error" for error frames no request waits for). */
   on<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): () => void;
   off<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): void;
-  close(code?: number, reason?: string): void;
 }
 
 /** Connect to a channel; resolves once the first connection is open. */
