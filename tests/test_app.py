@@ -727,3 +727,21 @@ def test_client_url_none_serves_no_client() -> None:
     app = EventApp([Channel("/c")], title="t", version="1", client_url=None)
     with EventTestClient(app) as client:
         assert client.http.get("/wsevents.js").status_code == 404
+
+
+def test_a_value_returned_without_a_declared_reply_is_logged_once_per_handler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = Channel("/c")
+
+    @channel.on("e")
+    async def e(data: Any):  # type: ignore[no-untyped-def]
+        return {"lost": True}  # no reply declared, no return annotation to read one from
+
+    app = EventApp([channel], title="t", version="1")
+    with EventTestClient(app) as client, client.connect("/c") as ws:
+        assert ws.request("e", 1) is None
+        assert ws.request("e", 2) is None
+    told = [r.getMessage() for r in caplog.records if "declares no reply" in r.getMessage()]
+    assert len(told) == 1
+    assert "annotate its return (-> Model) or pass reply=" in told[0]

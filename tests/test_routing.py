@@ -334,3 +334,110 @@ def test_a_convertor_registered_with_starlette_works_in_a_channel_path() -> None
         assert channel.path_format == "/items/{n}"
     finally:
         del CONVERTOR_TYPES["hex_wsevents_test"]
+
+
+# -- what registration reads from the annotations, as FastAPI does ------------------
+
+
+class Pong(BaseModel):
+    n: int
+
+
+def test_the_model_is_read_from_the_data_parameters_annotation() -> None:
+    channel = Channel("/c")
+
+    @channel.on("add")
+    async def add(conn: Connection, data: Item) -> None: ...
+
+    handler = channel.handlers["add"]
+    assert handler.model is Item
+    assert handler.validate is not None
+    with pytest.raises(ValueError, match="valid dictionary or instance of Item"):
+        handler.validate([1, 2])  # a list is no Item: refused, not handed over
+
+
+def test_the_one_annotated_parameter_takes_the_data_whatever_its_name() -> None:
+    channel = Channel("/rooms/{room}")
+
+    @channel.on("add")
+    async def add(conn: Connection, room: str, item: Item) -> None: ...
+
+    assert channel.handlers["add"].model is Item
+
+
+def test_two_parameters_that_could_take_the_data_are_a_registration_error() -> None:
+    channel = Channel("/c")
+    with pytest.raises(RegistrationError, match="'item' and 'point' could each take"):
+
+        @channel.on("add")
+        async def add(item: Item, point: Point) -> None: ...
+
+
+def test_the_reply_is_read_from_the_return_annotation_and_none_means_no_reply() -> None:
+    channel = Channel("/c")
+
+    @channel.on("ping")
+    async def ping(data: Pong) -> Pong:
+        return data
+
+    @channel.on("quiet")
+    async def quiet(data: Pong) -> None: ...
+
+    @channel.on("plain")
+    def plain(data: Any) -> list[int]:
+        return [1]
+
+    assert channel.handlers["ping"].reply is Pong
+    assert channel.handlers["quiet"].reply is None
+    assert channel.handlers["plain"].reply == list[int]
+    assert channel.handlers["plain"].model is Any
+
+
+def test_given_model_and_reply_win_over_the_annotations() -> None:
+    channel = Channel("/c")
+
+    @channel.on("ping", model=Item, reply=Item)
+    async def ping(data: Pong) -> Pong:
+        raise NotImplementedError
+
+    assert (channel.handlers["ping"].model, channel.handlers["ping"].reply) == (Item, Item)
+
+
+@pytest.mark.parametrize("how", ["argument", "annotation"])
+def test_a_reply_of_object_is_refused_at_registration(how: str) -> None:
+    def h() -> object: ...
+
+    reply = object if how == "argument" else None
+    with pytest.raises(RegistrationError, match="object says nothing"):
+        Channel("/c").add_handler("e", h, reply=reply)
+
+
+def test_a_reply_pydantic_cannot_write_as_json_is_refused_at_registration() -> None:
+    from collections.abc import Callable
+
+    with pytest.raises(RegistrationError, match="cannot be written as JSON"):
+        Channel("/c").add_handler("e", lambda: None, reply=Callable[[], int])
+
+
+def test_a_plain_class_as_model_is_told_what_pydantic_validates() -> None:
+    class Plain:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    with pytest.raises(RegistrationError) as caught:
+        Channel("/c").add_handler("e", lambda data: None, model=Plain)
+    message = str(caught.value)
+    assert (
+        "model test_a_plain_class_as_model_is_told_what_pydantic_validates.<locals>.Plain"
+        in message
+    )
+    assert "make it a pydantic BaseModel, a dataclass or a TypedDict" in message
+    assert "arbitrary_types_allowed" not in message
+
+
+def test_an_unannotated_connection_parameter_is_told_to_annotate_it() -> None:
+    async def handler(conn):  # type: ignore[no-untyped-def]
+        ...
+
+    with pytest.raises(RegistrationError, match="annotate it: conn: Connection"):
+        Channel("/c").add_handler("e", handler)

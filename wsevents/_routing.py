@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import TypeAdapter
+from pydantic import PydanticSchemaGenerationError, TypeAdapter
 from pydantic_core import to_jsonable_python
 from starlette.convertors import CONVERTOR_TYPES, Convertor
 from starlette.routing import compile_path
@@ -207,12 +207,22 @@ class Channel:
         ``data``, gets the validated payload; one named after a path parameter
         gets its converted value.
 
+        As in FastAPI, what is not given is read from the annotations: without
+        ``model``, the data parameter's annotation (``data: Order``, or the one
+        parameter annotated with something else than a ``Connection`` or a path
+        parameter); without ``reply``, the return annotation (``-> Receipt``;
+        ``-> None`` or none: no reply). Given arguments win.
+
         Raises:
             RegistrationError: a duplicate or reserved event, a parameter that
                 cannot be bound, or a ``model``/``reply`` pydantic cannot validate.
         """
         what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
+        if model is None:
+            model = _data_annotation(func, what, self.params)
+        if reply is None:
+            reply = _return_annotation(func, what)
         # The core validator itself: pydantic's wrapper costs a call per frame.
         validate = (
             None if model is None else _adapter(model, what, "model").validator.validate_python
@@ -340,15 +350,85 @@ def _docstring(func: Callable[..., Any]) -> tuple[str | None, str | None]:
 
 
 def _adapter(model: Any, what: str, role: str) -> TypeAdapter[Any]:
+    if model is object:
+        raise RegistrationError(
+            f"{what}: {role} object says nothing pydantic can check or write as JSON: "
+            "use a model, a standard type, or typing.Any for any JSON value"
+        )
     try:
         adapter: TypeAdapter[Any] = TypeAdapter(model)
         if not adapter.pydantic_complete:
             adapter.rebuild(raise_errors=True)
+    except PydanticSchemaGenerationError as exc:
+        if not isinstance(model, type):
+            raise RegistrationError(
+                f"{what}: {role} {model!r} is not a type pydantic can validate: {exc}"
+            ) from exc
+        name = model.__qualname__
+        raise RegistrationError(
+            f"{what}: {role} {name} is a class pydantic cannot validate: make it a "
+            "pydantic BaseModel, a dataclass or a TypedDict"
+        ) from exc
     except Exception as exc:
         raise RegistrationError(
             f"{what}: {role} {model!r} is not a type pydantic can validate: {exc}"
         ) from exc
+    if role == "reply":
+        try:
+            adapter.json_schema(mode="serialization")
+        except Exception as exc:
+            raise RegistrationError(
+                f"{what}: reply {model!r} cannot be written as JSON: {exc}"
+            ) from exc
     return adapter
+
+
+def _data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str, ...]) -> Any:
+    """The model a handler's annotations name for its data, or ``None``.
+
+    The parameter named ``data``, else the one parameter annotated with
+    something else than a ``Connection`` and not named after a path parameter.
+    """
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return None  # _bind says why
+    hints = _hints(func)
+    annotated = {
+        name: hints.get(name, parameter.annotation)
+        for name, parameter in parameters.items()
+        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    }
+    if "data" in annotated:
+        found = annotated["data"]
+        return None if found is inspect.Parameter.empty or isinstance(found, str) else found
+    candidates = {
+        name: annotation
+        for name, annotation in annotated.items()
+        if annotation is not inspect.Parameter.empty
+        and not isinstance(annotation, str)
+        and not _is_connection(annotation)
+        and name not in path_params
+    }
+    if len(candidates) > 1:
+        raise RegistrationError(
+            f"{what}: {' and '.join(map(repr, candidates))} could each take the event's data: "
+            "name the one that does 'data', or pass model="
+        )
+    return next(iter(candidates.values()), None)
+
+
+def _return_annotation(func: Callable[..., Any], what: str) -> Any:
+    """The reply a handler's return annotation names: ``None`` for none or ``-> None``."""
+    found = _hints(func).get("return")
+    if found is None or found is type(None):
+        return None
+    if found is object:
+        raise RegistrationError(
+            f"{what}: its return annotation object says nothing a client can rely on: "
+            "annotate a model, a standard type or typing.Any, or pass reply="
+        )
+    return found
 
 
 def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[[Any], Any]:
@@ -367,6 +447,8 @@ def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[
 
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    if not callable(func):
+        return {}  # _bind says so
     target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__  # type: ignore[operator]
     try:
         return typing.get_type_hints(target)
@@ -425,8 +507,11 @@ def _bind(
             expected += [repr(p) for p in path_params]
             if _Source.CLOSE_CODE in sources:
                 expected.append("'code'")
+            hint = ""
+            if annotation is inspect.Parameter.empty and name in ("conn", "connection", "ws"):
+                hint = f"; to get the connection, annotate it: {name}: Connection"
             raise RegistrationError(
-                f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}"
+                f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
             )
         if parameter.kind is parameter.KEYWORD_ONLY:
             keyword.append((name, source, name))

@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Coroutine, Generator
 from time import monotonic
 from types import CoroutineType
@@ -32,7 +33,7 @@ from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId, error_frame, event_frame
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
-from ._routing import Channel, Hook
+from ._routing import Channel, Handler, Hook, callable_name
 from ._wildcards import is_pattern
 from .codecs import Codec
 from .exceptions import CloseCode, ErrorCode, EventError, TopicError
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
 __all__ = ["Session", "call_hook"]
 
 logger = logging.getLogger("wsevents")
+_TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
+
+
+def _returned_without_reply(handler: Handler) -> None:
+    """Say once per handler that a value it returned went nowhere."""
+    if handler not in _TOLD:
+        _TOLD.add(handler)
+        logger.warning(
+            "handler %s for event %r returned a value, but declares no reply: the client "
+            "gets null; annotate its return (-> Model) or pass reply=",
+            callable_name(handler.func),
+            handler.event,
+        )
 
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
@@ -421,6 +435,8 @@ class Session:
                 result = await handler.invoke(self.connection, data)
             else:
                 result = await run_sync(handler.invoke, self.connection, data)
+            if result is not None and handler.validate_reply is None:
+                _returned_without_reply(handler)
             if request_id is None:
                 frame = None
             else:
