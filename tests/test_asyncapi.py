@@ -527,3 +527,71 @@ def test_envelopes_declare_their_discriminator_and_pushes_carry_no_id() -> None:
     assert said.is_valid(frame)
     # A reply carries an id: it must not pass for a push of the same event.
     assert not said.is_valid({**frame, "id": "1"})
+
+
+class Order(BaseModel):
+    item: str
+
+
+def shop_app() -> EventApp:
+    channel = Channel("/shop")
+
+    @channel.on("order", errors={"unknown_item": "the item is not on the menu"})
+    async def order(data: Order) -> Order:
+        if data.item == "pie":
+            raise EventError("unknown_item", "no pie today")
+        if data.item == "cake":
+            raise EventError("sold_out", "not declared")
+        if data.item == "rush":
+            raise EventError("rate_limited", "a code of the protocol's")
+        return data
+
+    @channel.on("free")
+    async def free(data: Order) -> None:
+        raise EventError("anything", "a handler that declares no codes is not held to any")
+
+    return EventApp([channel], title="Shop", version="1")
+
+
+def test_a_handlers_own_error_codes_are_in_the_document() -> None:
+    document = shop_app().asyncapi()
+    operation = document["operations"]["shop_receive_order"]
+    assert operation["reply"]["messages"][1] == {"$ref": "#/channels/shop/messages/order_error"}
+    error = document["components"]["messages"]["shop_order_error"]
+    code = error["payload"]["properties"]["data"]["properties"]["code"]
+    assert code["enum"][-1] == "unknown_item"
+    assert "validation_error" in code["enum"]
+    assert "- `unknown_item`: the item is not on the menu" in code["description"]
+    assert error["examples"][0]["payload"]["data"]["code"] == "unknown_item"
+    free = document["operations"]["shop_receive_free"]
+    assert free["reply"]["messages"][1] == {"$ref": "#/channels/shop/messages/error"}
+    assert problems(document) == []
+
+
+def test_check_frames_holds_a_handler_to_the_error_codes_it_declares() -> None:
+    with EventTestClient(shop_app(), check_frames=True) as client, client.connect("/shop") as ws:
+        assert ws.request("order", {"item": "tea"}) == {"item": "tea"}
+        with pytest.raises(EventError, match="no pie today"):
+            ws.request("order", {"item": "pie"})
+        with pytest.raises(EventError) as rushed:
+            ws.request("order", {"item": "rush"})
+        assert rushed.value.code == "rate_limited"  # the protocol's codes stay allowed
+        with pytest.raises(EventError) as free:
+            ws.request("free", {"item": "x"})
+        assert free.value.code == "anything"
+        with pytest.raises(FrameContractError, match="'sold_out' is not one of"):
+            ws.request("order", {"item": "cake"})
+
+
+@pytest.mark.parametrize(
+    ("errors", "message"),
+    [
+        ({"Not-Snake": "x"}, "must be snake_case"),
+        ({"validation_error": "x"}, "is the protocol's own"),
+        ({"fine": " "}, "say what error code 'fine' means"),
+        (["fine"], "must map each code"),
+    ],
+)
+def test_declared_error_codes_are_checked_at_registration(errors: Any, message: str) -> None:
+    with pytest.raises(RegistrationError, match=message):
+        Channel("/c").add_handler("e", lambda: None, errors=errors)

@@ -301,3 +301,19 @@ def test_the_clients_page_browser_example_runs_in_chromium(browser: Any) -> None
         page.evaluate(f"async () => {{ {body}\n await new Promise((r) => setTimeout(r, 300)); }}")
     assert "in" in logged
     assert "ann: hello" in logged  # its own "said", heard through on()
+
+
+def test_docs_page_lists_a_handlers_own_error_codes(browser: Any) -> None:
+    from .test_asyncapi import shop_app
+
+    blocked: list[str] = []
+    with serve(shop_app()) as address:
+        page = open_page(browser, f"http://{address}/docs", blocked)
+        rows = page.eval_on_selector_all(
+            "#event-shop-receive-order .own-errors tr",
+            "rows => rows.map((row) => [...row.cells].map((cell) => cell.textContent))",
+        )
+        other = page.query_selector("#event-shop-receive-free .own-errors")
+    assert rows == [["code", "meaning"], ["unknown_item", "the item is not on the menu"]]
+    assert other is None  # a handler that declares none lists none
+    assert blocked == []

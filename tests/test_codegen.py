@@ -434,3 +434,16 @@ def test_names_that_meet_are_kept_apart_in_the_python_client(
     assert type(reply).__name__ == "ErrorData2"
     assert reply.reason == "3"
     assert module.MovesClient.address == "/games/{query}/{base_url}"
+
+
+def test_clients_carry_a_handlers_own_error_codes() -> None:
+    from .test_asyncapi import shop_app
+
+    typescript = generate_client(shop_app(), "typescript")
+    assert '    order: { data: Order; reply: Order; errors: "unknown_item" };' in typescript
+    assert "    free: { data: Order; reply: null; errors: never };" in typescript
+    assert '| "internal_error" | "unknown_item";' in typescript  # in ShopErrorCode
+    assert '  "unknown_item": "the item is not on the menu",' in typescript
+    python = generate_client(shop_app(), "python")
+    assert "        ``unknown_item``: the item is not on the menu" in python
+    assert "'internal_error', 'unknown_item']" in python  # in ShopErrorCode

@@ -191,7 +191,10 @@ def test_concepts_example_runs(module: types.ModuleType) -> None:
         with pytest.raises(EventError) as caught:
             ws.request("lookup", {"sku": "pie"})
         assert (caught.value.code, caught.value.details) == ("not_found", {"sku": "pie"})
-    assert "restocked" in json.dumps(module.events.asyncapi())
+    document = module.events.asyncapi()
+    assert "restocked" in json.dumps(document)
+    error = document["components"]["messages"]["items_shop_lookup_error"]["payload"]
+    assert error["properties"]["data"]["properties"]["code"]["enum"][-1] == "not_found"
 
 
 def test_testing_page_example_passes(module: types.ModuleType) -> None:

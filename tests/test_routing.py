@@ -441,3 +441,21 @@ def test_an_unannotated_connection_parameter_is_told_to_annotate_it() -> None:
 
     with pytest.raises(RegistrationError, match="annotate it: conn: Connection"):
         Channel("/c").add_handler("e", handler)
+
+
+def test_an_annotation_that_cannot_be_resolved_is_a_registration_error_not_a_dict() -> None:
+    from typing import TYPE_CHECKING
+
+    if TYPE_CHECKING:
+        Local = Item
+    channel = Channel("/c")
+
+    async def handler(data: Local) -> None: ...  # a string here (future annotations)
+
+    with pytest.raises(RegistrationError, match="annotation 'Local' of parameter 'data'"):
+        channel.add_handler("e", handler)
+
+    async def answers(data: Item) -> Local: ...  # type: ignore[empty-body]
+
+    with pytest.raises(RegistrationError, match="pass reply= explicitly"):
+        channel.add_handler("f", answers)

@@ -26,6 +26,8 @@ class FrameChecker:
         self.document = document = app.asyncapi(root_path=mount)
         self._incoming: dict[str, list[Any]] = {}  # client -> server, by event
         self._outgoing: dict[str, list[Any]] = {}  # server -> client, by event
+        self._answers: dict[str, dict[str, list[Any]]] = {}  # a request's event: its answers
+        self._pending: dict[Any, str] = {}  # request id -> event, until answered
         if self.channel is None:
             return
         prefix = f"#/channels/{self.channel}"
@@ -36,25 +38,44 @@ class FrameChecker:
             refs = [message["$ref"] for message in operation["messages"]]
             for ref in refs:
                 self._add(into, ref, Draft7Validator)
-            for ref in (
+            replies = [
                 message["$ref"] for message in operation.get("reply", {}).get("messages", ())
-            ):
-                self._add(self._outgoing, ref, Draft7Validator)
+            ]
+            if replies:  # what may answer this event, its own error codes included
+                answers = self._answers[self._name(refs[0])] = {}
+                for ref in replies:
+                    self._add(self._outgoing, ref, Draft7Validator)
+                    self._add(answers, ref, Draft7Validator)
 
-    def _add(self, into: dict[str, list[Any]], ref: str, validator_class: Any) -> None:
+    def _message(self, ref: str) -> tuple[str, dict[str, Any]]:
         key = ref.rsplit("/", 1)[1]
         component = self.document["channels"][self.channel]["messages"][key]["$ref"]
-        message = self.document["components"]["messages"][component.rsplit("/", 1)[1]]
+        return component, self.document["components"]["messages"][component.rsplit("/", 1)[1]]
+
+    def _name(self, ref: str) -> str:
+        return str(self._message(ref)[1]["name"])
+
+    def _add(self, into: dict[str, list[Any]], ref: str, validator_class: Any) -> None:
+        component, message = self._message(ref)
         schema = {"$ref": f"{component}/payload", "components": self.document["components"]}
         into.setdefault(message["name"], []).append(validator_class(schema))
 
     def check_sent(self, frame: Any) -> None:
         """Raise ``FrameContractError`` unless ``frame`` is a client event the document lists."""
         self._check(frame, self._incoming, "sent")
+        request_id = frame.get("id")
+        if request_id is not None and frame["event"] in self._answers:
+            self._pending[request_id] = frame["event"]
 
     def check_received(self, frame: Any) -> None:
-        """Raise ``FrameContractError`` unless ``frame`` is a reply, push or error it lists."""
-        self._check(frame, self._outgoing, "received")
+        """Raise ``FrameContractError`` unless ``frame`` is a reply, push or error it lists.
+
+        The answer to a request is checked against that request's answers: its
+        reply, or an error with a code of the protocol or one its handler declares.
+        """
+        request_id = frame.get("id") if isinstance(frame, dict) else None
+        event = self._pending.pop(request_id, None) if request_id is not None else None
+        self._check(frame, self._outgoing if event is None else self._answers[event], "received")
 
     def _check(self, frame: Any, allowed: dict[str, list[Any]], direction: str) -> None:
         event = frame.get("event") if isinstance(frame, dict) else None

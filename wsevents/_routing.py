@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +23,7 @@ from pydantic_core import to_jsonable_python
 from starlette.convertors import CONVERTOR_TYPES, Convertor
 from starlette.routing import compile_path
 
-from .exceptions import PayloadError, RegistrationError
+from .exceptions import ErrorCode, PayloadError, RegistrationError
 
 if TYPE_CHECKING:
     from .codecs import Codec, EnvelopeDecoder
@@ -73,6 +73,7 @@ class Handler:
     reply_class: type | None  # a return value of exactly this class passes unchecked
     invoke: Invoker
     is_async: bool
+    errors: tuple[tuple[str, str], ...] = ()  # its own error codes and what each means
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,6 +170,7 @@ class Channel:
         summary: str | None = None,
         description: str | None = None,
         tags: Iterable[str] = (),
+        errors: Mapping[str, str] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of client event ``event``.
 
@@ -184,6 +186,7 @@ class Channel:
                 summary=summary,
                 description=description,
                 tags=tags,
+                errors=errors,
             )
             return func
 
@@ -199,6 +202,7 @@ class Channel:
         summary: str | None = None,
         description: str | None = None,
         tags: Iterable[str] = (),
+        errors: Mapping[str, str] | None = None,
     ) -> Handler:
         """Register ``func`` as the handler of client event ``event``.
 
@@ -212,6 +216,11 @@ class Channel:
         parameter annotated with something else than a ``Connection`` or a path
         parameter); without ``reply``, the return annotation (``-> Receipt``;
         ``-> None`` or none: no reply). Given arguments win.
+
+        ``errors`` names the codes the handler raises as ``EventError``, each
+        with what it means: ``{"unknown_item": "the item is not on the menu"}``.
+        The document, the docs page and the typed clients list them, and
+        ``EventTestClient(check_frames=True)`` fails an answer with another.
 
         Raises:
             RegistrationError: a duplicate or reserved event, a parameter that
@@ -236,6 +245,7 @@ class Channel:
             func, what, self.params, model=model, sources=(_Source.CONNECTION, _Source.DATA)
         )
         doc_summary, doc_description = _docstring(func)
+        own_errors = _error_codes(errors, what)
         handler = Handler(
             event=event,
             func=func,
@@ -249,6 +259,7 @@ class Channel:
             reply_class=reply if isinstance(reply, type) else None,
             invoke=invoke,
             is_async=is_async,
+            errors=own_errors,
         )
         self.handlers[event] = handler
         self._decoders.clear()
@@ -303,6 +314,28 @@ class Channel:
             )
         if event in registered:
             raise RegistrationError(f"{what}: event {event!r} is already registered")
+
+
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _error_codes(errors: Mapping[str, str] | None, what: str) -> tuple[tuple[str, str], ...]:
+    """Check a handler's own error codes: snake_case, described, none of the protocol's."""
+    if errors is None:
+        return ()
+    if not isinstance(errors, Mapping):
+        raise RegistrationError(f"{what}: errors must map each code to what it means")
+    protocol = {code.value for code in ErrorCode}
+    for code, meaning in errors.items():
+        if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+            raise RegistrationError(
+                f"{what}: error code {code!r} must be snake_case: lowercase letters, digits, _"
+            )
+        if code in protocol:
+            raise RegistrationError(f"{what}: error code {code!r} is the protocol's own")
+        if not isinstance(meaning, str) or not meaning.strip():
+            raise RegistrationError(f"{what}: say what error code {code!r} means")
+    return tuple(errors.items())
 
 
 def bind_hook(
@@ -401,12 +434,11 @@ def _data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str
     }
     if "data" in annotated:
         found = annotated["data"]
-        return None if found is inspect.Parameter.empty or isinstance(found, str) else found
+        return None if found is inspect.Parameter.empty else _resolved(func, found, "data", what)
     candidates = {
         name: annotation
         for name, annotation in annotated.items()
         if annotation is not inspect.Parameter.empty
-        and not isinstance(annotation, str)
         and not _is_connection(annotation)
         and name not in path_params
     }
@@ -415,14 +447,40 @@ def _data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str
             f"{what}: {' and '.join(map(repr, candidates))} could each take the event's data: "
             "name the one that does 'data', or pass model="
         )
-    return next(iter(candidates.values()), None)
+    for name, annotation in candidates.items():
+        return _resolved(func, annotation, name, what)
+    return None
+
+
+def _resolved(func: Callable[..., Any], annotation: Any, name: str, what: str) -> Any:
+    """An annotation that names a type; a string Python cannot resolve is an error."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:  # the hints of the whole function failed: this one may still resolve
+        # The handler's own annotation, in its own module: what get_type_hints does too.
+        return eval(annotation, getattr(func, "__globals__", {}))
+    except Exception:
+        pass
+    role = "the return" if name == "return" else f"parameter {name!r}"
+    raise RegistrationError(
+        f"{what}: the annotation {annotation!r} of {role} cannot be resolved (a class "
+        "defined inside a function, with `from __future__ import annotations`?): define it "
+        f"at module level, or pass {'reply' if name == 'return' else 'model'}= explicitly"
+    )
 
 
 def _return_annotation(func: Callable[..., Any], what: str) -> Any:
     """The reply a handler's return annotation names: ``None`` for none or ``-> None``."""
     found = _hints(func).get("return")
+    if found is None and callable(func):
+        try:  # unresolved hints: the raw annotation, a string
+            found = inspect.signature(func).return_annotation
+        except (TypeError, ValueError):
+            return None
+        found = None if found is inspect.Signature.empty or found == "None" else found
     if found is None or found is type(None):
         return None
+    found = _resolved(func, found, "return", what)
     if found is object:
         raise RegistrationError(
             f"{what}: its return annotation object says nothing a client can rely on: "

@@ -59,6 +59,7 @@ def _returned_without_reply(handler: Handler) -> None:
             handler.event,
         )
 
+
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
 _NO_TOPICS: frozenset[str] = frozenset()

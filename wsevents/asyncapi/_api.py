@@ -28,6 +28,7 @@ class Request:
     data_required: bool
     reply: dict[str, Any]  #: ``{"type": "null"}`` where the handler declares no reply
     summary: str | None
+    errors: dict[str, str] = field(default_factory=dict)  #: the handler's own codes
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ def describe(app: Registry, *, root_path: str = "") -> Api:
     document = build_asyncapi(app, root_path=root_path)
     messages = document["components"]["messages"]
     kinds = {channel.name: channel.param_kinds for channel in app.channels}
+    own = {
+        (channel.name, handler.event): dict(handler.errors)
+        for channel in app.channels
+        for handler in channel.handlers.values()
+    }
     channels: dict[str, ChannelApi] = {}
     for name, channel in document["channels"].items():
         channels[name] = ChannelApi(
@@ -98,6 +104,8 @@ def describe(app: Registry, *, root_path: str = "") -> Api:
             api.pushes.append(Push(event, key, body["properties"]["data"], summary))
             continue
         _, reply = payload(operation["reply"]["messages"][0]["$ref"])
+        errors = own.get((api.name, event), {})
+        api.errors.update(errors)
         api.requests.append(
             Request(
                 event,
@@ -106,6 +114,7 @@ def describe(app: Registry, *, root_path: str = "") -> Api:
                 "data" in body["required"],
                 reply["properties"]["data"],
                 summary,
+                errors,
             )
         )
     return Api(

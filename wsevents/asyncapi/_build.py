@@ -430,6 +430,7 @@ class _ChannelBuilder:
         description: str | None,
         tags: tuple[str, ...] = (),
         reply_key: str | None = None,
+        error_key: str = "error",
     ) -> None:
         operation: dict[str, Any] = {
             "action": action,
@@ -444,7 +445,7 @@ class _ChannelBuilder:
                 "channel": {"$ref": self._ref},
                 "messages": [
                     {"$ref": f"{self._ref}/messages/{reply_key}"},
-                    {"$ref": f"{self._ref}/messages/error"},
+                    {"$ref": f"{self._ref}/messages/{error_key}"},
                 ],
             }
         operation_key = _key(f"{self.ch.name}_{action}_{key}", self.operations.keys())
@@ -504,6 +505,10 @@ class _ChannelBuilder:
                 example=_example_envelope(handler.event, reply_example, "1", True),
             ),
         )
+        error_key = "error"
+        if handler.errors:
+            error_key = _key(f"{key}_error", self._taken)
+            self._add_message(error_key, self._own_error_message(handler, key))
         self._add_operation(
             "receive",
             key,
@@ -512,6 +517,48 @@ class _ChannelBuilder:
             description=handler.description,
             tags=handler.tags,
             reply_key=reply_key,
+            error_key=error_key,
+        )
+
+    def _own_error_message(self, handler: Handler, key: str) -> dict[str, Any]:
+        """The error frame answering ``handler``'s event: the protocol's codes and its own."""
+        own = dict(handler.errors)
+        codes = [*(code.value for code in ERROR_CODES), *own]
+        listed = "\n".join(f"- `{code}`: {why}" for code, why in own.items())
+        data = {
+            "title": self._title(key, "ErrorData"),
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "enum": codes,
+                    "description": "The protocol's codes (`ErrorData`), "
+                    f"or the handler's own:\n{listed}",
+                },
+                "message": {"type": "string", "description": "For a person to read."},
+                "details": {"description": "What the handler sent with the error, or null."},
+            },
+        }
+        code = next(iter(own))
+        return _message(
+            "error",
+            _envelope(
+                "error",
+                data,
+                data_required=True,
+                request_id="required",
+                title=self._title(key, "Error"),
+            ),
+            title=f"{handler.event} (error)",
+            summary=f"An error answering `{handler.event}`, with the request's `id`.",
+            description=None,
+            correlated=True,
+            example={
+                "event": "error",
+                "data": {"code": code, "message": own[code], "details": None},
+                "id": "1",
+            },
         )
 
     def _add_emit(self, emit: Emit) -> None:

@@ -212,6 +212,9 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
 def _method(method: str, request: Request, data: str, reply: str, api: Api) -> list[str]:
     returns = type_of(request.reply, api)
     doc = request.summary or f"Send {request.event!r} and wait for its answer."
+    if request.errors:
+        raises = "".join(f"\n        ``{code}``: {why}" for code, why in request.errors.items())
+        doc += f"\n\nRaises:\n    wsevents.EventError: the protocol's codes, or its own:{raises}"
     fields = _keyword_fields(request, api)
     if fields is None:
         kind = type_of(request.data, api)

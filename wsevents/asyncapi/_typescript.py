@@ -63,7 +63,10 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
             data += " | undefined"
         reply = type_of(request.reply, api)
         lines += _doc(request.summary, "    ")
-        lines.append(f"    {_key(request.event)}: {{ data: {data}; reply: {reply} }};")
+        errors = " | ".join(json.dumps(code) for code in request.errors) or "never"
+        lines.append(
+            f"    {_key(request.event)}: {{ data: {data}; reply: {reply}; errors: {errors} }};"
+        )
     lines.append("  };")
     lines.append("  pushes: {")
     for push in channel.pushes:

@@ -96,8 +96,8 @@ export class Client {
  * writes one per channel (`ChatRoomApi`), from the registry that validates the server.
  */
 export interface EventMap {
-  /** Client events: the data sent, and the reply's data (null: the handler replies nothing). */
-  requests: { [event: string]: { data: unknown; reply: unknown } };
+  /** Client events: the data sent, the reply's data (null: none), the handler's own error codes. */
+  requests: { [event: string]: { data: unknown; reply: unknown; errors?: string } };
   /** Server events (error frames included): their data. */
   pushes: { [event: string]: unknown };
   /** The error codes a request may be rejected with (WSEventsError.code). */
