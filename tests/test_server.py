@@ -165,3 +165,39 @@ async def test_server_shutdown_closes_open_connections() -> None:
         await ws.recv()
     assert caught.value.rcvd is not None
     assert caught.value.rcvd.code in (1001, 1012)
+
+
+def test_a_refused_handshake_is_not_logged_as_an_error_by_uvicorn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import logging
+
+    from examples.chat.app import app as chat_app
+
+    async def refused(address: str) -> int:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(f"ws://{address}/ws/chat/lobby"):  # no ?user=: 403
+                pass
+        return caught.value.response.status_code
+
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
+    with serve(chat_app) as address:  # uvicorn sets its loggers up as it starts: then listen
+        uvicorn_log.addHandler(caplog.handler)
+        try:
+            statuses = [asyncio.run(refused(address)) for _ in range(3)]
+        finally:
+            uvicorn_log.removeHandler(caplog.handler)
+    assert statuses == [403, 403, 403]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    # The filter drops only that line, only after a refusal of ours.
+    from wsevents._runtime import _REFUSAL_FILTER
+
+    other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "%s", ("x",), None)
+    complaint = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1,
+        "ASGI callable returned without completing handshake.", (), None,
+    )  # fmt: skip
+    assert _REFUSAL_FILTER.filter(other)
+    assert _REFUSAL_FILTER.filter(complaint)  # not in a task that refused: kept

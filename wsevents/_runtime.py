@@ -15,6 +15,7 @@ sessions, which would otherwise be reached into from two modules.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import uuid
@@ -272,6 +273,35 @@ class Runtime:
         self._idle = None
 
 
+# Set in the task that refused a handshake: uvicorn then logs, from that same
+# task, "ASGI callable returned without completing handshake." as an ERROR for
+# every denial response (its sans-I/O protocol does not count one as complete).
+_REFUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("wsevents_refused", default=False)
+_UVICORN_COMPLAINT = "ASGI callable returned without completing handshake"
+
+
+class _RefusalLogFilter(logging.Filter):
+    """Drop uvicorn's handshake complaint where the app refused the handshake on purpose.
+
+    uvicorn already logs the refusal itself (``"WebSocket /path" 401``); an
+    ERROR line per refused client made normal refusals read as failures and
+    let unauthenticated clients flood the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_REFUSED.get() and str(record.msg).startswith(_UVICORN_COMPLAINT))
+
+
+_REFUSAL_FILTER = _RefusalLogFilter()
+
+
+def install_refusal_filter(logger_name: str = "uvicorn.error") -> None:
+    """Keep uvicorn from logging a handshake the app refused as an error; idempotent."""
+    logger = logging.getLogger(logger_name)
+    if _REFUSAL_FILTER not in logger.filters:
+        logger.addFilter(_REFUSAL_FILTER)
+
+
 async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> None:
     """Answer a handshake with an HTTP status and a text body, where the server can.
 
@@ -289,6 +319,7 @@ async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> 
             }
         )
         await send({"type": "websocket.http.response.body", "body": body})
+        _REFUSED.set(True)
     else:
         reason = body[:123].decode(errors="ignore")  # a close reason fits in 123 bytes
         await send(
