@@ -745,3 +745,8 @@ def test_a_value_returned_without_a_declared_reply_is_logged_once_per_handler(
     told = [r.getMessage() for r in caplog.records if "declares no reply" in r.getMessage()]
     assert len(told) == 1
     assert "annotate its return (-> Model) or pass reply=" in told[0]
+
+
+def test_an_app_needs_no_title_or_version_to_start() -> None:
+    document = EventApp([Channel("/c")]).asyncapi()
+    assert document["info"] == {"title": "WebSocket API", "version": "0.1.0"}

@@ -164,3 +164,27 @@ def test_run_serves_the_app_with_uvicorn_flags() -> None:
 def test_run_reports_a_missing_app_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "examples.chat.app:nothing"]) == 2
     assert "has no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_version_says_the_packages_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import wsevents
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"wsevents {wsevents.__version__}\n"
+
+
+def test_run_help_lists_uvicorns_options_and_what_wsevents_adds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: wsevents run MODULE:APP [uvicorn's options]")
+    assert "--ws-max-size (the app's" in out
+    assert "--port INTEGER" in out  # uvicorn's own, as uvicorn documents them
+    assert "--proxy-headers" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run"])
+    assert exit_info.value.code == 2
+    assert "required: MODULE:APP" in capsys.readouterr().err

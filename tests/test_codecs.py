@@ -223,3 +223,16 @@ def test_codec_set_refuses_what_is_not_a_codec() -> None:
     with pytest.raises(ValueError, match="frame_type must be"):
         CodecSet([Odd()])
     assert repr(CBORish()) == "CBORish(subprotocol='x.binary')"
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"\xc1", "a byte that is not a MessagePack type (0xc1 is reserved)"),
+        (b"\x92\x01", "Unpack failed: incomplete input"),
+    ],
+)
+def test_a_frame_that_is_not_msgpack_says_what_is_wrong_with_it(payload: bytes, why: str) -> None:
+    with pytest.raises(DecodeError) as caught:
+        MessagePackCodec().decode(payload)
+    assert str(caught.value) == f"frame is not valid MessagePack: {why}"

@@ -459,3 +459,9 @@ def test_an_annotation_that_cannot_be_resolved_is_a_registration_error_not_a_dic
 
     with pytest.raises(RegistrationError, match="pass reply= explicitly"):
         channel.add_handler("f", answers)
+
+
+def test_an_address_ending_with_a_slash_is_refused_with_the_address_to_write() -> None:
+    with pytest.raises(RegistrationError, match="would get 404; write '/t'"):
+        Channel("/t/")
+    assert Channel("/").path_format == "/"  # the root is no trailing slash

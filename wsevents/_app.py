@@ -50,8 +50,8 @@ class EventApp:
 
     Args:
         channels: the :class:`Channel` objects to serve.
-        title: the API's title, for the AsyncAPI document.
-        version: the API's version, for the AsyncAPI document.
+        title: the API's title, for the AsyncAPI document (default "WebSocket API").
+        version: the API's version, for the AsyncAPI document (default "0.1.0").
         description: what the API is for.
         backplane: where publishes travel between processes: ``"memory://"``
             (one process), ``"redis://host:port/db"``, or a ``Backplane``.
@@ -71,8 +71,8 @@ class EventApp:
         self,
         channels: Iterable[Channel],
         *,
-        title: str,
-        version: str,
+        title: str = "WebSocket API",
+        version: str = "0.1.0",
         description: str | None = None,
         backplane: str | Backplane = "memory://",
         limits: Limits | None = None,

@@ -351,6 +351,12 @@ def _compile_address(address: str) -> tuple[re.Pattern[str], str, dict[str, Conv
     """Starlette's ``compile_path``, its errors as registration errors."""
     if not isinstance(address, str) or not address.startswith("/"):
         raise RegistrationError(f"a channel address must start with '/', got {address!r}")
+    if len(address) > 1 and address.endswith("/"):
+        bare = address.rstrip("/") or "/"
+        raise RegistrationError(
+            f"channel address {address!r} ends with '/': paths match exactly, so a client "
+            f"connecting to {bare!r} would get 404; write {bare!r}"
+        )
     for found in _PARAM.finditer(address):
         name, kind = found.group(1), found.group(2) or "str"
         if not name.isidentifier():

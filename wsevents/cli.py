@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from ._app import EventApp
 
 __all__ = ["find_event_app", "load_app", "main", "run_defaults"]
@@ -191,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wsevents", description="WebSocket event routing for ASGI, with AsyncAPI docs."
     )
+    parser.add_argument("--version", action="version", version=f"wsevents {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     asyncapi = commands.add_parser("asyncapi", help="print or check the AsyncAPI document")
     asyncapi.add_argument("app", metavar="MODULE:APP")
@@ -214,9 +216,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
     client.add_argument("--root-path", metavar="P", help="channel prefix (default: the mount)")
-    run = commands.add_parser("run", help="serve the app with uvicorn (uvicorn's flags follow)")
-    run.add_argument("app", metavar="MODULE:APP")
+    run = commands.add_parser(
+        "run", help="serve the app with uvicorn (uvicorn's flags follow)", add_help=False
+    )
+    run.add_argument("app", metavar="MODULE:APP", nargs="?")
     return parser
+
+
+RUN_HELP = f"""usage: wsevents run MODULE:APP [uvicorn's options]
+
+Serve the app with uvicorn. wsevents adds --ws-max-size (the app's
+Limits.max_message_bytes) and --timeout-graceful-shutdown {GRACEFUL_SHUTDOWN:g} unless given.
+"""
+
+
+def _run_help() -> int:
+    import uvicorn.main
+
+    print(RUN_HELP)
+    print("uvicorn's options:")
+    uvicorn.main.main(args=["--help"], prog_name="wsevents run", standalone_mode=False)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _docs(args)
         if args.command == "client":
             return _client(args)
+        if {"-h", "--help"} & set(rest):
+            return _run_help()
+        if args.app is None:
+            parser.error("the following arguments are required: MODULE:APP")
         return _run(args, rest)
     except CommandError as exc:
         print(f"wsevents: error: {exc}", file=sys.stderr)

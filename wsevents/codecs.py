@@ -317,6 +317,19 @@ class JSONCodec(Codec):
 _unpackb = msgpack.unpackb
 
 
+# msgpack says nothing in some of its errors (FormatError on a reserved byte).
+_MSGPACK_ERRORS = {
+    "FormatError": "a byte that is not a MessagePack type (0xc1 is reserved)",
+    "StackError": "nested too deeply",
+    "ExtraData": "more bytes after the value",
+}
+
+
+def _why(exc: Exception) -> str:
+    """What was wrong with a frame, in msgpack's words or ours where it has none."""
+    return str(exc) or _MSGPACK_ERRORS.get(type(exc).__name__, type(exc).__name__)
+
+
 def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"MessagePack extension type {code} is not allowed")
 
@@ -398,7 +411,7 @@ class MessagePackCodec(Codec):
         except DecodeError:
             raise
         except Exception as exc:  # msgpack raises many unrelated types for bad input
-            raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
+            raise DecodeError(f"frame is not valid MessagePack: {_why(exc)}") from None
         size = len(payload)
         suspect = len(payload.translate(None, _MARKERS)) != size and _SUSPECT(payload)
         if suspect or (
@@ -420,7 +433,7 @@ class MessagePackCodec(Codec):
         except DecodeError:
             raise
         except Exception as exc:  # msgpack raises many unrelated types for bad input
-            raise DecodeError(f"frame is not valid MessagePack: {exc}") from None
+            raise DecodeError(f"frame is not valid MessagePack: {_why(exc)}") from None
 
 
 class CodecSet:
