@@ -317,3 +317,24 @@ def test_docs_page_lists_a_handlers_own_error_codes(browser: Any) -> None:
     assert rows == [["code", "meaning"], ["unknown_item", "the item is not on the menu"]]
     assert other is None  # a handler that declares none lists none
     assert blocked == []
+
+
+def test_the_chat_page_keeps_long_words_in_its_box_and_asks_for_nothing_missing(
+    browser: Any,
+) -> None:
+    problems: list[str] = []
+    with serve(chat_app) as address:
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: problems.append(r.url) if r.status >= 400 else None)
+        page.goto(f"http://{address}/")
+        page.fill("#user", "ann")
+        page.fill("#room", "a/b")
+        page.click("#join button")
+        page.wait_for_selector("text=a room name cannot contain /", timeout=5000)
+        join(page, "ann", "lobby")
+        say(page, "x" * 400)
+        page.wait_for_selector("text=ann: xxxx", timeout=5000)
+        overflow = page.eval_on_selector("#log", "box => box.scrollWidth - box.clientWidth")
+    assert overflow == 0
+    assert problems == []  # no favicon.ico 404, no console error
