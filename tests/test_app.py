@@ -750,3 +750,43 @@ def test_a_value_returned_without_a_declared_reply_is_logged_once_per_handler(
 def test_an_app_needs_no_title_or_version_to_start() -> None:
     document = EventApp([Channel("/c")]).asyncapi()
     assert document["info"] == {"title": "WebSocket API", "version": "0.1.0"}
+
+
+def test_refusals_are_kept_only_for_a_probe_and_only_so_many_for_so_long() -> None:
+    from wsevents._runtime import RefusalLog
+
+    log = RefusalLog(size=2, ttl=60.0)
+    probe = {"subprotocols": ["wsevents.json", "wsevents-probe.0123456789abcdef0123"]}
+    log.note({"subprotocols": ["wsevents.json"]}, 401, "not asked")
+    log.note({"subprotocols": ["wsevents-probe.short"]}, 401, "a nonce too short to be one")
+    log.note(probe, 403, "a user name is required")
+    assert log.get("0123456789abcdef0123") == (403, "a user name is required")
+    assert log.get("short") is None
+    for n in range(2):
+        log.note({"subprotocols": [f"wsevents-probe.{n:020d}"]}, 400, str(n))
+    assert log.get("0123456789abcdef0123") is None  # the oldest went
+    assert log.get(f"{1:020d}") == (400, "1")
+    log.ttl = 0.0
+    time.sleep(0.01)
+    assert log.get(f"{1:020d}") is None  # too old
+
+
+def test_a_refused_probe_is_read_back_over_http_and_an_unknown_one_is_404() -> None:
+    channel = Channel("/c", query={"user": "who you are"})
+
+    @channel.on_connect
+    async def refuse(conn: Connection) -> None:
+        raise Reject(401, "who are you")
+
+    app = EventApp([channel])
+    nonce = "f" * 32
+    with EventTestClient(app) as client:
+        with pytest.raises(Reject), client.connect("/c", subprotocols=[f"wsevents-probe.{nonce}"]):
+            pass
+        found = client.http.get(f"/docs/refusals/{nonce}")
+        unknown = client.http.get("/docs/refusals/" + "0" * 32)
+    assert (found.status_code, found.json()) == (200, {"status": 401, "reason": "who are you"})
+    assert found.headers["cache-control"] == "no-store"
+    assert unknown.status_code == 404
+    query = app.asyncapi()["channels"]["c"]["bindings"]["ws"]["query"]["properties"]
+    assert query == {"user": {"type": "string", "description": "who you are"}}

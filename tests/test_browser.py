@@ -338,3 +338,104 @@ def test_the_chat_page_keeps_long_words_in_its_box_and_asks_for_nothing_missing(
         overflow = page.eval_on_selector("#log", "box => box.scrollWidth - box.clientWidth")
     assert overflow == 0
     assert problems == []  # no favicon.ico 404, no console error
+
+
+EXAMPLE_DOCS = {
+    # name: (the app's module, its docs page, path parameters, query parameters)
+    "chat": ("examples.chat.app", "/ws/docs", {"room": "lobby"}, {"user": "ann"}),
+    "fastapi": ("examples.fastapi_app", "/ws/docs", {}, {}),
+    "notifications": ("examples.notifications.app", "/ws/docs", {}, {"user": "ann"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXAMPLE_DOCS))
+def test_docs_page_reads_at_1280_and_390_and_every_try_it_is_answered(
+    browser: Any, name: str, tmp_path: Path
+) -> None:
+    import importlib
+
+    module, docs, params, query = EXAMPLE_DOCS[name]
+    app = importlib.import_module(module).app
+    problems: list[str] = []
+    blocked: list[str] = []
+    with serve(app) as address:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:"))
+                else (blocked.append(route.request.url), route.abort())
+            ),
+        )
+        page.goto(f"http://{address}{docs}")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 390, f"{wide} px wide at 390"
+        if name == "chat":
+            page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "docs-page-phone.png"))
+        page.set_viewport_size({"width": 1280, "height": 900})
+        # Every type name leads to its schema; the navigation stays and searches.
+        targets = page.eval_on_selector_all(
+            "td.type a",
+            "links => links.map((a) => !!document.getElementById(a.hash.slice(1)))",
+        )
+        assert targets
+        assert all(targets)
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        assert page.eval_on_selector("nav", "nav => nav.getBoundingClientRect().top") == 0
+        first = page.eval_on_selector("button.try", "b => b.dataset.event")
+        page.fill("#nav-search", first)
+        shown = page.eval_on_selector_all(
+            "#nav a",
+            "links => links.filter((a) => a.style.display !== 'none').map((a) => a.textContent)",
+        )
+        assert shown
+        assert all(first in text.lower() for text in shown), shown
+        page.fill("#nav-search", "")
+        # Each event's "Try it" fills the console with an example the server answers.
+        events = page.eval_on_selector_all(
+            "button.try", "buttons => buttons.map((b) => b.dataset.event)"
+        )
+        page.click("button.try")
+        for param, value in params.items():
+            page.fill(f"#param-{param}", value)
+        for key, value in query.items():
+            page.fill(f"#query-{key}", value)
+        page.click("#console-connect")
+        page.wait_for_selector("#console-send:not([disabled])")
+        for n, event in enumerate(events, 1):
+            page.click(f"button.try[data-event='{event}']")
+            page.fill("#console-id", str(n))
+            page.click("#console-send")
+            answer = f'"event":"{event}"'
+            page.wait_for_function(
+                "([answer, id]) => [...document.querySelectorAll('#log div.in')]"
+                ".some((line) => line.textContent.includes(answer)"
+                " && line.textContent.includes(id))",
+                arg=[answer, f'"id":{n}'],
+            )
+        errors = page.eval_on_selector_all(
+            "#log div.err", "lines => lines.map((l) => l.textContent)"
+        )
+        assert errors == []
+        page.click("#console-disconnect")
+        page.wait_for_selector("#console-send[disabled]")
+        page.click("#console-clear")
+        assert page.eval_on_selector_all("#log div", "lines => lines.length") == 0
+    assert problems == []
+    assert blocked == []
+
+
+def test_docs_console_shows_the_status_and_reason_of_a_refused_handshake(browser: Any) -> None:
+    with serve(chat_app) as address:
+        page = open_page(browser, f"http://{address}/ws/docs", [])
+        page.fill("#param-room", "lobby")
+        page.click("#console-connect")  # no user: the chat refuses with 403
+        page.wait_for_selector("#status.refused")
+        status = page.inner_text("#status")
+        # And the declared query parameter is offered, with what to give.
+        hint = page.get_attribute("#query-user", "title")
+    assert status == "refused: HTTP 403 a user name is required: add ?user=NAME"
+    assert hint == "your name in the room, 1 to 32 characters (required)"

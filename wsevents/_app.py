@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from starlette._utils import get_route_path
 from starlette.datastructures import Headers
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection
@@ -141,6 +141,8 @@ class EventApp:
         if asyncapi_url:
             self._http_routes[asyncapi_url] = self._asyncapi_json
             self._http_routes[yaml_url(asyncapi_url)] = self._asyncapi_yaml
+        # Where the docs page's console reads why a handshake it made was refused.
+        self._refusals_path = docs_url.rstrip("/") + "/refusals/" if docs_url else None
         if docs_url:
             self._http_routes[docs_url] = self._docs_page
         if metrics_url:
@@ -325,6 +327,8 @@ class EventApp:
                 )
             else:
                 response = self._http_routes[path](scope)
+        elif self._refusals_path and path.startswith(self._refusals_path):
+            response = self._refusal(path[len(self._refusals_path) :])
         elif self.match(path) is not None:
             response = PlainTextResponse(
                 "this is a WebSocket endpoint", status_code=426, headers={"Upgrade": "websocket"}
@@ -363,6 +367,13 @@ class EventApp:
         return PlainTextResponse(
             render_prometheus(self.stats()), media_type="text/plain; version=0.0.4"
         )
+
+    def _refusal(self, nonce: str) -> Response:
+        found = self._runtime.refusals.get(nonce)
+        headers = {"Cache-Control": "no-store"}
+        if found is None:
+            return JSONResponse({"status": None, "reason": None}, status_code=404, headers=headers)
+        return JSONResponse({"status": found[0], "reason": found[1]}, headers=headers)
 
     def _docs_page(self, scope: Scope) -> Response:
         from .asyncapi import render_docs_page

@@ -100,6 +100,9 @@ class Channel:
         title: a short human name.
         description: what the channel is for.
         tags: names to group channels in the docs.
+        query: the query parameters its hooks read, name to what to give
+            (``{"user": "your name"}``): the document and the docs page's
+            console show them.
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class Channel:
         title: str | None = None,
         description: str | None = None,
         tags: Iterable[str] = (),
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self.address = address
+        self.query = dict(query or {})
         self._regex, self.path_format, self._convertors = _compile_address(address)
         self.params = tuple(self._convertors)
         self.param_kinds = {

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from time import monotonic
@@ -82,6 +84,7 @@ class Runtime:
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections
         self._watchdog: asyncio.TimerHandle | None = None
         self._idle: asyncio.Event | None = None
+        self.refusals = RefusalLog()
 
     # -- one connection, from the handshake to the teardown ------------------------------
 
@@ -207,6 +210,7 @@ class Runtime:
     async def deny(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         """Refuse a handshake with an HTTP status, where the server can send one."""
         self.stats.handshakes_refused[status] += 1
+        self.refusals.note(scope, status, reason)
         await deny_handshake(scope, send, status, reason.encode())
 
     async def _disconnected(self, session: Session, code: int) -> None:
@@ -271,6 +275,45 @@ class Runtime:
         with suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), seconds)
         self._idle = None
+
+
+PROBE_PREFIX = "wsevents-probe."
+_NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
+
+
+class RefusalLog:
+    """Why recent handshakes that asked were refused: for the docs page's console.
+
+    A browser's WebSocket shows a refused handshake only as close code 1006;
+    the HTTP status and reason are hidden from the page. The console offers a
+    subprotocol ``wsevents-probe.NONCE`` (a random one per attempt), and reads
+    the refusal back by that nonce. Only handshakes that offer one are kept,
+    at most ``size`` for ``ttl`` seconds: the reason is what that same client
+    would have read in the HTTP response.
+    """
+
+    def __init__(self, size: int = 256, ttl: float = 60.0) -> None:
+        self.size = size
+        self.ttl = ttl
+        self._found: OrderedDict[str, tuple[float, int, str]] = OrderedDict()
+
+    def note(self, scope: Scope, status: int, reason: str) -> None:
+        """Keep the refusal of a handshake that offered a probe subprotocol."""
+        for offered in scope.get("subprotocols") or ():
+            nonce = offered[len(PROBE_PREFIX) :] if offered.startswith(PROBE_PREFIX) else ""
+            if _NONCE.fullmatch(nonce):
+                self._found[nonce] = (monotonic(), status, reason)
+                self._found.move_to_end(nonce)
+                while len(self._found) > self.size:
+                    self._found.popitem(last=False)
+                return
+
+    def get(self, nonce: str) -> tuple[int, str] | None:
+        """The status and reason refused under ``nonce``, if it is recent."""
+        found = self._found.get(nonce)
+        if found is None or monotonic() - found[0] > self.ttl:
+            return None
+        return found[1], found[2]
 
 
 # Set in the task that refused a handshake: uvicorn then logs, from that same

@@ -23,13 +23,20 @@ from wsevents import Channel, Connection, EventApp, History, Presence, Reject
 
 MAX_USER_LENGTH = 32
 
-chat = Channel("/chat/{room}", title="Chat room", description="One room of the chat.")
+chat = Channel(
+    "/chat/{room}",
+    title="Chat room",
+    description="One room of the chat.",
+    query={"user": f"your name in the room, 1 to {MAX_USER_LENGTH} characters (required)"},
+)
 
 
 class Say(BaseModel):
     """Something to say to the room."""
 
-    text: str = Field(min_length=1, max_length=500, description="What to say.")
+    text: str = Field(
+        min_length=1, max_length=500, description="What to say.", examples=["hello, room"]
+    )
 
 
 class Said(BaseModel):

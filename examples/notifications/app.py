@@ -25,7 +25,12 @@ from starlette.routing import Mount, Route
 
 from wsevents import Channel, Connection, EventApp, EventError, Reject, TopicError
 
-inbox = Channel("/inbox", title="Inbox", description="Notifications for one user.")
+inbox = Channel(
+    "/inbox",
+    title="Inbox",
+    description="Notifications for one user.",
+    query={"user": "who you are: a name without '/', '+' or '#' (required)"},
+)
 
 
 class Notification(BaseModel):
@@ -67,7 +72,11 @@ async def sign_in(conn: Connection) -> None:
     await conn.subscribe(f"users/{user}")
 
 
-@inbox.on("follow", model=Follow)
+@inbox.on(
+    "follow",
+    model=Follow,
+    errors={"bad_topic": "not a pattern, or one that starts with users/ or a wildcard"},
+)
 async def follow(conn: Connection, data: Follow) -> None:
     """Follow a topic or a pattern; a bad pattern is answered with ``bad_topic``.
 

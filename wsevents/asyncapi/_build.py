@@ -389,19 +389,23 @@ class _ChannelBuilder:
             },
             "bindingVersion": "0.1.0",
         }
+        query = {
+            name: {"type": "string", "description": description}
+            for name, description in ch.query.items()
+        }
+        if query:
+            binding["query"] = {"type": "object", "properties": query}
         if self.history:
-            binding["query"] = {
-                "type": "object",
-                "properties": {
-                    RESUME_PARAMETER: {
-                        "type": "string",
-                        "description": "The positions the client holds, as URL-encoded "
-                        'JSON: topic to `[epoch, offset]`, e.g. `{"rooms/lobby": ["k3x9", 42]}`. '
-                        "Subscribing to such a topic then replays what came after the "
-                        f"position, before `{SUBSCRIBED_EVENT}`. Malformed: the handshake "
-                        "is refused with 400.",
-                    }
-                },
+            binding.setdefault("query", {"type": "object", "properties": {}})
+            binding["query"]["properties"] |= {
+                RESUME_PARAMETER: {
+                    "type": "string",
+                    "description": "The positions the client holds, as URL-encoded "
+                    'JSON: topic to `[epoch, offset]`, e.g. `{"rooms/lobby": ["k3x9", 42]}`. '
+                    "Subscribing to such a topic then replays what came after the "
+                    f"position, before `{SUBSCRIBED_EVENT}`. Malformed: the handshake "
+                    "is refused with 400.",
+                }
             }
         return _drop_none(
             {
