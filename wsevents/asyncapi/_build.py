@@ -374,7 +374,7 @@ class _ChannelBuilder:
             for name, kind in ch.param_kinds.items()
         }
         protocols = ", ".join(f"`{name}`" for name in subprotocols)
-        binding = {
+        binding: dict[str, Any] = {
             "method": "GET",
             "headers": {
                 "type": "object",
@@ -389,15 +389,12 @@ class _ChannelBuilder:
             },
             "bindingVersion": "0.1.0",
         }
-        query = {
+        query: dict[str, Any] = {
             name: {"type": "string", "description": description}
             for name, description in ch.query.items()
         }
-        if query:
-            binding["query"] = {"type": "object", "properties": query}
         if self.history:
-            binding.setdefault("query", {"type": "object", "properties": {}})
-            binding["query"]["properties"] |= {
+            query |= {
                 RESUME_PARAMETER: {
                     "type": "string",
                     "description": "The positions the client holds, as URL-encoded "
@@ -407,6 +404,8 @@ class _ChannelBuilder:
                     "is refused with 400.",
                 }
             }
+        if query:
+            binding["query"] = {"type": "object", "properties": query}
         return _drop_none(
             {
                 "address": address,
