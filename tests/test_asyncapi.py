@@ -595,3 +595,23 @@ def test_check_frames_holds_a_handler_to_the_error_codes_it_declares() -> None:
 def test_declared_error_codes_are_checked_at_registration(errors: Any, message: str) -> None:
     with pytest.raises(RegistrationError, match=message):
         Channel("/c").add_handler("e", lambda: None, errors=errors)
+
+
+def test_examples_come_from_the_models_own_examples_first() -> None:
+    class Purchase(BaseModel):
+        model_config = {"json_schema_extra": {"examples": [{"sku": "ABC-1234", "n": 2}]}}
+
+        sku: str = Field(pattern=r"^[A-Z]{3}-[0-9]{4}$")
+        n: int
+
+    class Note(BaseModel):
+        text: str = Field(examples=["hello, room"], min_length=1)
+
+    channel = Channel("/c")
+
+    @channel.on("order", model=Purchase, reply=Note)  # local classes: named, not inferred
+    async def order(data: Purchase) -> Note: ...  # type: ignore[empty-body]
+
+    messages = EventApp([channel]).asyncapi()["components"]["messages"]
+    assert messages["c_order"]["examples"][0]["payload"]["data"] == {"sku": "ABC-1234", "n": 2}
+    assert messages["c_order_reply"]["examples"][0]["payload"]["data"] == {"text": "hello, room"}
