@@ -86,7 +86,8 @@ async def test_request_reply_and_errors(codec: Any) -> None:
                 await client.request("late", timeout=0.1)
             # Its answer comes later, and goes nowhere: not to async for.
             await asyncio.sleep(0.4)
-            with pytest.raises(TimeoutError):
+            # asyncio.wait_for raises asyncio.TimeoutError: TimeoutError from 3.11 only.
+            with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(anext(aiter(client)), 0.2)
             # Many requests at once, each answered by its own reply.
             replies = await asyncio.gather(
