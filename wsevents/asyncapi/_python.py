@@ -229,19 +229,19 @@ def _method(method: str, request: Request, data: str, reply: str, api: Api) -> l
         )
         build = ["        fields: dict[str, object] = {}"]
         for n, _, _, default in fields:
-            check = f"        if {n} is not None:\n    " if default == "None" else ""
-            build.append(f"{check}        fields[{n!r}] = {n}")
+            if default == "None":  # no default to send: left out, the server's applies
+                build += [f"        if {n} is not None:", f"            fields[{n!r}] = {n}"]
+            else:
+                build.append(f"        fields[{n!r}] = {n}")
         build.append(
             f"        value = {api.type_name(request.data['$ref'])}.model_validate(fields)"
         )
     send = f"_dump({data}, value)"
     if fields is None and not request.data_required:
         send = f"None if data is None else {send}"
-    timeout = "timeout: float | None = None"
+    timeout = ("" if fields is not None else "*, ") + "timeout: float | None = None"
     return [
-        f"    async def {method}(self, {signature}, {timeout}) -> {returns}:"
-        if fields is not None
-        else f"    async def {method}(self, {signature}, *, {timeout}) -> {returns}:",
+        f"    async def {method}(self, {signature}, {timeout}) -> {returns}:",
         f"        {_docstring(doc, '        ')}",
         *build,
         f"        answer = await self.client.request({request.event!r}, {send}, timeout=timeout)",

@@ -37,7 +37,7 @@ def render_typescript(api: Api, *, command: str) -> str:
 def _declaration(schema: dict[str, Any], api: Api) -> str:
     name = schema["title"]
     if "properties" in schema and schema.get("type") == "object":
-        return f"export interface {name} {_object(schema, api, '')}"
+        return f"export interface {name} {_object(schema, api)}"
     return f"export type {name} = {type_of(schema, api)};"
 
 
@@ -129,7 +129,7 @@ def type_of(schema: Any, api: Api) -> str:
     if isinstance(kind, list):
         return _union([type_of({**schema, "type": one}, api) for one in kind])
     if kind == "object" or "properties" in schema:
-        return _object(schema, api, "")
+        return _object(schema, api)
     if kind == "array":
         items = schema.get("items")
         if isinstance(items, list):
@@ -148,7 +148,7 @@ def type_of(schema: Any, api: Api) -> str:
     }.get(str(kind), "unknown")
 
 
-def _object(schema: dict[str, Any], api: Api, indent: str) -> str:
+def _object(schema: dict[str, Any], api: Api) -> str:
     properties = schema.get("properties", {})
     extra = schema.get("additionalProperties")
     if not properties:
@@ -162,12 +162,12 @@ def _object(schema: dict[str, Any], api: Api, indent: str) -> str:
     required = set(schema.get("required", ()))
     lines = ["{"]
     for name, value in properties.items():
-        lines += _doc(value.get("description") if isinstance(value, dict) else None, indent + "  ")
+        lines += _doc(value.get("description") if isinstance(value, dict) else None, "  ")
         optional = "" if name in required else "?"
-        lines.append(f"{indent}  {_key(name)}{optional}: {type_of(value, api)};")
+        lines.append(f"  {_key(name)}{optional}: {type_of(value, api)};")
     if isinstance(extra, dict):  # the named properties must fit the index signature too
-        lines.append(f"{indent}  [key: string]: unknown;")
-    lines.append(indent + "}")
+        lines.append("  [key: string]: unknown;")
+    lines.append("}")
     return "\n".join(lines)
 
 
