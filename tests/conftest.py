@@ -156,10 +156,23 @@ def uvicorn_process(
     ``log``. Stopped with SIGINT at the end, if it still runs.
     """
     port = free_port()
-    command = [sys.executable, "-m", *runner, target, "--host", "127.0.0.1", "--port", str(port)]
+    command = [*runner, target, "--host", "127.0.0.1", "--port", str(port), *args]
+    with server_process(command, log, "Uvicorn running on", env=env) as process:
+        yield port, process
+
+
+@contextmanager
+def server_process(
+    command: list[str], log: Path, started: str, *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m *command`` from the repository, its output in ``log``.
+
+    Yields the process once ``started`` is in its output (its socket is
+    bound). Stopped with SIGINT at the end, if it still runs.
+    """
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [*command, *args],
+            [sys.executable, "-m", *command],
             cwd=ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -167,11 +180,11 @@ def uvicorn_process(
         )
     try:
         deadline = time.monotonic() + 30
-        while "Uvicorn running on" not in log.read_text():  # the socket is bound
+        while started not in log.read_text():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()}")
+                raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        yield port, process
+        yield process
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

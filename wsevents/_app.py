@@ -24,7 +24,7 @@ from ._history import History, Position, Publication
 from ._limits import Limits
 from ._presence import Presence
 from ._routing import Channel, Hook, bind_hook, callable_name
-from ._runtime import Runtime, install_refusal_filter
+from ._runtime import Runtime, install_cancelled_connection_filter, install_refusal_filter
 from ._stats import Stats, render_prometheus
 from ._topics import Broker
 from .auth import install_redaction
@@ -155,6 +155,7 @@ class EventApp:
         self._runtime = Runtime(self, self.limits, self._broker, self._stats)
         install_redaction()
         install_refusal_filter()
+        install_cancelled_connection_filter()
 
     # -- registration --------------------------------------------------------------
 

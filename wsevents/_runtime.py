@@ -108,7 +108,13 @@ class Runtime:
             session.abort(CloseCode.INTERNAL_ERROR, "internal error")
             code = None
         try:
-            if code is None and not host_cancelled:
+            if host_cancelled:
+                # A server that gives up on its connections at shutdown (hypercorn
+                # after its graceful timeout, uvicorn after its own) would
+                # otherwise answer the cancellation with 1011 or a dropped socket.
+                with anyio.CancelScope(shield=True):
+                    code = await session.going_away()
+            elif code is None:
                 code = await session.send_abort_close()
         finally:
             # Shielded, so that a host that cancels us (a server's graceful
@@ -343,6 +349,39 @@ def install_refusal_filter(logger_name: str = "uvicorn.error") -> None:
     logger = logging.getLogger(logger_name)
     if _REFUSAL_FILTER not in logger.filters:
         logger.addFilter(_REFUSAL_FILTER)
+
+
+# CPython 3.11 and 3.12 log "Exception in callback
+# StreamReaderProtocol.connection_made.<locals>.callback" with a CancelledError
+# traceback for every stream server connection cancelled, until gh-113538's
+# fix (3.13 has it): what hypercorn does to each one still open when its
+# graceful timeout runs out.
+_STREAM_CALLBACK_NOISE = "Exception in callback StreamReaderProtocol.connection_made.<locals>"
+
+
+class _CancelledConnectionFilter(logging.Filter):
+    """Drop asyncio's traceback for a stream connection cancelled at shutdown (gh-113538).
+
+    Pythons with the fix close such a connection without logging; this drops
+    the same record, and only it, on the versions before the fix.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(exc, asyncio.CancelledError)
+            and str(record.msg).startswith(_STREAM_CALLBACK_NOISE)
+        )
+
+
+_CANCELLED_CONNECTION_FILTER = _CancelledConnectionFilter()
+
+
+def install_cancelled_connection_filter() -> None:
+    """Keep asyncio from logging a connection a server cancels at shutdown; idempotent."""
+    logger = logging.getLogger("asyncio")
+    if _CANCELLED_CONNECTION_FILTER not in logger.filters:
+        logger.addFilter(_CANCELLED_CONNECTION_FILTER)
 
 
 async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> None:

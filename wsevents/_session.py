@@ -243,10 +243,10 @@ class Session:
         if self._core.abort(code, reason):
             self._aborted()
 
-    def _aborted(self, *, stop_loop: bool = True) -> None:
+    def _aborted(self, *, stop_loop: bool = True, level: int = logging.WARNING) -> None:
         close = self._core.aborted
         assert close is not None
-        logger.warning("closing connection %s with %d: %s", self.id, close.code, close.reason)
+        logger.log(level, "closing connection %s with %d: %s", self.id, close.code, close.reason)
         for writing in (self._writer, self._finishing):
             if writing is not None:
                 writing.cancel()
@@ -558,6 +558,16 @@ class Session:
         except Exception:  # a client that never reads again; or one that is gone
             logger.info("connection %s did not take its close frame", self.id)
         return close.code
+
+    async def going_away(self) -> int | None:
+        """The host cancelled the connection (a server's graceful timeout): close with 1001.
+
+        An abort that came first keeps its own code. Returns the code sent, or
+        ``None`` when the close frame had already gone out.
+        """
+        if self._core.abort(CloseCode.GOING_AWAY, "server shutting down"):
+            self._aborted(stop_loop=False, level=logging.INFO)
+        return await self.send_abort_close()
 
     async def finish(self, code: int) -> None:
         """The connection ended: stop the writer, drop every subscription."""
