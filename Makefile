@@ -6,7 +6,10 @@ STAMP := .make
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test check lint typecheck site pytest browser schemas bench soak clean
+# The oldest and the newest Python wsevents supports, besides $(PYTHON): `make test-pythons`.
+PYTHONS := 3.10 3.13
+
+.PHONY: run test check lint typecheck site pytest browser schemas bench soak clean test-pythons
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +64,33 @@ pytest:
 	$(BIN)/python -m pytest --cov=wsevents --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 clean:
-	rm -rf $(VENV) $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache site
+	rm -rf $(VENV) $(VENV)-3.* $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache site
+
+## test-pythons: the whole suite on Python 3.10 and 3.13 too, side by side, each in .venv-3.X
+## (python3.X on PATH, else pyenv's); CI runs it after `make test`
+test-pythons: $(STAMP)/npm browser
+	$(MAKE) --no-print-directory -j$(words $(PYTHONS)) --output-sync=target $(foreach v,$(PYTHONS),pytest-$(v))
+
+pytest-%: $(STAMP)/install-dev-%
+	@echo "== the suite on $$($(VENV)-$*/bin/python --version)"
+	$(VENV)-$*/bin/python -m pytest -q -p no:cacheprovider
+
+# Made by pattern rules, kept: they are environments, not scratch files.
+.PRECIOUS: $(VENV)-%/bin/python $(STAMP)/install-dev-%
+
+$(VENV)-%/bin/python:
+	@python=""; \
+	for candidate in "python$*" "$$(pyenv prefix $* 2>/dev/null)/bin/python$*"; do \
+		if "$$candidate" -c "" >/dev/null 2>&1; then python="$$candidate"; break; fi; \
+	done; \
+	if [ -z "$$python" ]; then \
+		echo "no Python $* here: install it (pyenv install $*) to run the suite on it" >&2; exit 1; \
+	fi; \
+	echo "$$python -m venv $(VENV)-$*"; "$$python" -m venv $(VENV)-$*
+
+$(STAMP)/install-dev-%: pyproject.toml | $(VENV)-%/bin/python
+	$(VENV)-$*/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(STAMP) && touch $@
 
 ## schemas: rewrite the generated files in schemas/ (a test fails, with a diff, while they are stale)
 schemas:
