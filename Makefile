@@ -67,7 +67,7 @@ clean:
 	rm -rf $(VENV) $(VENV)-3.* $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache site
 
 ## test-pythons: the whole suite on Python 3.10 and 3.13 too, side by side, each in .venv-3.X
-## (python3.X on PATH, else pyenv's); CI runs it after `make test`
+## (python3.X on PATH, else pyenv's); CI runs it beside `make test`
 test-pythons: $(STAMP)/npm browser
 	$(MAKE) --no-print-directory -j$(words $(PYTHONS)) --output-sync=target $(foreach v,$(PYTHONS),pytest-$(v))
 

@@ -232,6 +232,49 @@ async def test_a_timeout_around_the_app_raises_after_the_teardown() -> None:
     assert app.connections == {}
 
 
+async def test_a_connection_the_host_cancels_is_closed_with_1001_before_its_hooks_run() -> None:
+    # What a server does at the end of its graceful timeout (hypercorn, uvicorn):
+    # without a close frame of the app's, hypercorn sends 1011 "internal error".
+    app, seen = make_app()
+    peer, accepted = Peer(), asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await peer.send(message)
+        if message["type"] == "websocket.accept":
+            accepted.set()
+
+    task = asyncio.create_task(app(scope(), peer.receive, send))
+    await asyncio.wait_for(accepted.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the host's cancellation goes on
+        await task
+    closes = [m for m in peer.sent if m["type"] == "websocket.close"]
+    assert closes == [{"type": "websocket.close", "code": 1001, "reason": "server shutting down"}]
+    assert seen == [("disconnect", 1001)]
+
+
+def test_only_asyncio_s_traceback_for_a_cancelled_stream_connection_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_app()  # an app installs the filter
+    noise = "Exception in callback StreamReaderProtocol.connection_made.<locals>.callback(<Task>)"
+    asyncio_logger = logging.getLogger("asyncio")
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        for message, exc in [
+            (noise, asyncio.CancelledError()),  # CPython gh-113538: dropped
+            (noise, RuntimeError("a real failure")),
+            ("Exception in callback something_else()", asyncio.CancelledError()),
+        ]:
+            asyncio_logger.error(message, exc_info=(type(exc), exc, None))
+    kept = [
+        (r.getMessage()[:40], type(r.exc_info[1]).__name__) for r in caplog.records if r.exc_info
+    ]
+    assert kept == [
+        (noise[:40], "RuntimeError"),
+        ("Exception in callback something_else()", "CancelledError"),
+    ]
+
+
 async def test_an_aborted_client_that_reads_again_in_send_timeout_gets_1013() -> None:
     channel = Channel("/c")
 
