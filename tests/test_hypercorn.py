@@ -178,6 +178,24 @@ async def closed_with(ws: ClientConnection, within: float) -> tuple[int | None, 
         return closed.rcvd.code, closed.rcvd.reason
 
 
+async def terminate(
+    process: subprocess.Popen[bytes], *peers: Peer
+) -> tuple[list[tuple[int | None, str]], float]:
+    """SIGTERM the server: the close frame each peer got, and the seconds they took."""
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    closes = [await closed_with(each.ws, 10) for each in peers]
+    return closes, time.monotonic() - stopped
+
+
+async def exited_cleanly(process: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """The server exits with 0 and without a traceback in its log."""
+    await asyncio.to_thread(process.wait, 15)
+    log = (tmp_path / "server.log").read_text()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log, log
+
+
 def hook_codes(tmp_path: Path) -> list[str]:
     return sorted(line.split()[1] for line in (tmp_path / "hooks.log").read_text().splitlines())
 
@@ -189,16 +207,10 @@ async def test_hypercorn_graceful_timeout_closes_with_1001_and_logs_no_traceback
     with hypercorn(tmp_path) as (base, process):
         url = f"{base}/room/lobby?token=good"
         async with peer(url) as alice, peer(url, "wsevents.msgpack") as bob:
-            stopped = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            closes = [await closed_with(alice.ws, 10), await closed_with(bob.ws, 10)]
-            elapsed = time.monotonic() - stopped
-        await asyncio.to_thread(process.wait, 15)
-    log = (tmp_path / "server.log").read_text()
-    assert closes == [(1001, "server shutting down")] * 2, log
+            closes, elapsed = await terminate(process, alice, bob)
+        await exited_cleanly(process, tmp_path)
+    assert closes == [(1001, "server shutting down")] * 2
     assert GRACEFUL_TIMEOUT <= elapsed < GRACEFUL_TIMEOUT + 3  # hypercorn's wait, then ours
-    assert process.returncode == 0, log
-    assert "Traceback" not in log, log
     assert hook_codes(tmp_path) == ["1001", "1001"]
 
 
@@ -214,10 +226,7 @@ async def test_hypercorn_on_python_3_12_waits_for_clients_and_logs_no_traceback(
                 await closed_with(alice.ws, GRACEFUL_TIMEOUT + 2)
             assert process.poll() is None
         # ...and a clean exit once the client leaves.
-        await asyncio.to_thread(process.wait, 15)
-    log = (tmp_path / "server.log").read_text()
-    assert process.returncode == 0, log
-    assert "Traceback" not in log, log
+        await exited_cleanly(process, tmp_path)
     assert len(hook_codes(tmp_path)) == 1  # the hook ran once (hypercorn reports 1006)
 
 
@@ -235,13 +244,7 @@ async def test_hypercorn_with_the_app_shutdown_trigger_closes_with_1001_at_once(
             assert (await ann.answer({"event": "ping", "data": {"n": 7}, "id": 1}))["data"] == {
                 "n": 7
             }
-            stopped = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            closes = [await closed_with(ann.ws, 10), await closed_with(bo.ws, 10)]
-            elapsed = time.monotonic() - stopped
-        await asyncio.to_thread(process.wait, 15)
-    log = (tmp_path / "server.log").read_text()
-    assert closes == [(1001, "server shutting down")] * 2, log
+            closes, elapsed = await terminate(process, ann, bo)
+        await exited_cleanly(process, tmp_path)
+    assert closes == [(1001, "server shutting down")] * 2
     assert elapsed < 2, f"the clients waited {elapsed:.1f}s for their close"
-    assert process.returncode == 0, log
-    assert "Traceback" not in log, log
