@@ -66,13 +66,15 @@ pytest:
 clean:
 	rm -rf $(VENV) $(VENV)-3.* $(STAMP) tests/asyncapi/node_modules .coverage .mypy_cache .ruff_cache .pytest_cache site
 
-## test-pythons: the whole suite on Python 3.10 and 3.13 too, side by side, each in .venv-3.X
-## (python3.X on PATH, else pyenv's); CI runs it beside `make test`
+## test-pythons: mypy, the docs site and the whole suite on Python 3.10 and 3.13 too, side by
+## side, each in .venv-3.X (python3.X on PATH, else pyenv's); CI runs it beside `make test`
 test-pythons: $(STAMP)/npm browser
-	$(MAKE) --no-print-directory -j$(words $(PYTHONS)) --output-sync=target $(foreach v,$(PYTHONS),pytest-$(v))
+	$(MAKE) --no-print-directory -j$(words $(PYTHONS)) --output-sync=target $(foreach v,$(PYTHONS),check-$(v))
 
-pytest-%: $(STAMP)/install-dev-%
-	@echo "== the suite on $$($(VENV)-$*/bin/python --version)"
+check-%: $(STAMP)/install-dev-%
+	@echo "== mypy, the docs site and the suite on $$($(VENV)-$*/bin/python --version)"
+	$(VENV)-$*/bin/mypy
+	NO_MKDOCS_2_WARNING=1 $(VENV)-$*/bin/mkdocs build --strict --quiet --site-dir $(VENV)-$*/site
 	$(VENV)-$*/bin/python -m pytest -q -p no:cacheprovider
 
 # Made by pattern rules, kept: they are environments, not scratch files.
