@@ -212,11 +212,12 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
                 restarts.append(time.monotonic())
                 await asyncio.sleep(2.5)
             await asyncio.sleep(0.5)
-            # A connection being made (a publish sent again) holds a file for a moment;
-            # a leaked one stays.
+            # A connection being made (a publish sent again) holds a file for a moment,
+            # and redis-py's pool may keep one more connection than before when commands
+            # overlapped (a loaded machine); a leak stays, once per restart (5 here).
             deadline = time.monotonic() + 5
             files_after = psutil.Process(server1.pid).num_fds()
-            while files_after != files_before and time.monotonic() < deadline:
+            while files_after > files_before + 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 files_after = psutil.Process(server1.pid).num_fds()
             tasks[0].cancel()
@@ -234,7 +235,7 @@ async def test_redis_killed_and_restarted_five_times_while_messages_flow(
         resumed = min(at for n, at in heard["bob"] if sent[n] >= restart)
         print(f"delivery across processes resumed {resumed - restart:.2f}s after Redis restarted")
         assert resumed - restart < 2.0, f"delivery resumed {resumed - restart:.2f}s after Redis"
-    assert files_after == files_before, "open files leaked across reconnects"
+    assert files_after <= files_before + 1, "open files leaked across reconnects"
     for log in logs:
         text = log.read_text()
         assert "Traceback" not in text, text
