@@ -177,6 +177,9 @@ async def test_a_send_that_does_not_finish_in_send_timeout_closes_with_1013() ->
     with serve(app) as address:
         with never_reading_client(address, "/c?sub=feed"):
             async with connect(f"ws://{address}/c", max_queue=None) as publisher:
+                # Both held by the app before the flood: the loop below counts them.
+                assert (await ask(publisher, "echo", "first"))["data"] == "first"
+                assert len(app.connections) == 2
                 flood = {"event": "flood", "data": {"topic": "feed", "count": 400}}
                 await publisher.send(json.dumps(flood))
                 deadline = time.monotonic() + 10
