@@ -247,4 +247,5 @@ async def test_hypercorn_with_the_app_shutdown_trigger_closes_with_1001_at_once(
             closes, elapsed = await terminate(process, ann, bo)
         await exited_cleanly(process, tmp_path)
     assert closes == [(1001, "server shutting down")] * 2
-    assert elapsed < 2, f"the clients waited {elapsed:.1f}s for their close"
+    # Well before the recipe's graceful_timeout (5 s), which hypercorn alone would wait out.
+    assert elapsed < 4, f"the clients waited {elapsed:.1f}s for their close"
