@@ -237,6 +237,11 @@ async def test_a_connection_the_host_cancels_is_closed_with_1001_before_its_hook
     # without a close frame of the app's, hypercorn sends 1011 "internal error".
     app, seen = make_app()
     peer, accepted = Peer(), asyncio.Event()
+    sent_when_the_hooks_ran: list[str] = []
+
+    @app.on_disconnect
+    def sent_so_far(code: int) -> None:
+        sent_when_the_hooks_ran.extend(m["type"] for m in peer.sent)
 
     async def send(message: dict[str, Any]) -> None:
         await peer.send(message)
@@ -251,6 +256,7 @@ async def test_a_connection_the_host_cancels_is_closed_with_1001_before_its_hook
     closes = [m for m in peer.sent if m["type"] == "websocket.close"]
     assert closes == [{"type": "websocket.close", "code": 1001, "reason": "server shutting down"}]
     assert seen == [("disconnect", 1001)]
+    assert sent_when_the_hooks_ran == ["websocket.accept", "websocket.close"]
 
 
 def test_only_asyncio_s_traceback_for_a_cancelled_stream_connection_is_dropped(
