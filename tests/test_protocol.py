@@ -12,7 +12,7 @@ from wsevents._protocol import Close, ConnectionCore, ConnectionState, InvalidSt
 from wsevents._stats import Stats
 
 
-def make_core(**limits: object) -> tuple[ConnectionCore, Stats]:
+def make_core(*, direct: bool = True, **limits: object) -> tuple[ConnectionCore, Stats]:
     channel = Channel("/c")
 
     @channel.on("echo", reply=int)
@@ -21,7 +21,8 @@ def make_core(**limits: object) -> tuple[ConnectionCore, Stats]:
 
     stats = Stats()
     router = Router(channel, JSONCodec(), MessagePackCodec())
-    return ConnectionCore(router, Limits(**limits), stats), stats  # type: ignore[arg-type]
+    core = ConnectionCore(router, Limits(**limits), stats, direct=direct)  # type: ignore[arg-type]
+    return core, stats
 
 
 def test_a_new_connection_holds_frames_until_it_is_accepted() -> None:
@@ -31,6 +32,41 @@ def test_a_new_connection_holds_frames_until_it_is_accepted() -> None:
     assert core.accept(now=1.0)
     assert core.state is ConnectionState.OPEN
     assert core.next_item() == "a"
+
+
+def test_without_direct_sends_every_push_goes_through_the_outbox() -> None:
+    core, _ = make_core(direct=False)
+    core.accept(now=0.0)
+    assert [core.push("a"), core.push("b")] == [Pushed.QUEUED, Pushed.QUEUED]
+    assert not core.sending
+    assert core.next_item() == "a"
+
+
+def test_the_accept_is_the_first_send_and_only_one() -> None:
+    core, _ = make_core()
+    core.accepting()
+    assert core.sending
+    with pytest.raises(InvalidState, match="cannot send the accept"):
+        core.accepting()
+    core.sent()
+    assert core.accept(now=0.0)
+
+
+def test_an_abort_s_close_frame_is_sent_once_and_not_after_a_queued_close() -> None:
+    core, _ = make_core()
+    core.accept(now=0.0)
+    assert core.abort_close() is None  # not aborted
+    core.abort(1013, "send queue full")
+    assert core.abort_close() == Close(1013, "send queue full")
+    assert core.close_sent
+    assert core.abort_close() is None  # once
+    queued, _ = make_core()
+    queued.accept(now=0.0)
+    queued.close(1000, "bye")
+    assert queued.next_item() == Close(1000, "bye")
+    assert queued.close_sent
+    queued.abort(1011, "internal error")
+    assert queued.abort_close() is None  # the client has a close frame already
 
 
 def test_accepting_twice_or_closing_before_the_accept_is_refused() -> None:

@@ -102,6 +102,7 @@ class ConnectionCore:
     __slots__ = (
         "_accepted",
         "_binary_pass",
+        "_direct",
         "_limits",
         "_max_bytes",
         "_measure_above",
@@ -112,6 +113,7 @@ class ConnectionCore:
         "_text_pass",
         "aborted",
         "close_code",
+        "close_sent",
         "last_frame",
         "refused",
         "refused_since",
@@ -123,14 +125,18 @@ class ConnectionCore:
         "tokens_at",
     )
 
-    def __init__(self, router: Router, limits: Limits, stats: Stats) -> None:
+    def __init__(self, router: Router, limits: Limits, stats: Stats, *, direct: bool) -> None:
         self.router = router
+        # Whether a pushed frame with nothing ahead of it may go out in the pusher's own
+        # step (SEND); without, every push goes through the outbox and the writer.
+        self._direct = direct
         self._text_pass, self._binary_pass = router.text_pass, router.binary_pass
         self._stats = stats  # the app's counters: this object only adds to them
         self.state = _CONNECTING
         self._accepted = False
         self.aborted: Close | None = None
         self.close_code: int | None = None
+        self.close_sent = False  # a close frame went to ASGI send (or is with it now)
         self.sending = False
         # Made on the first frame queued: most connections of a busy server are idle,
         # and an empty deque costs more than the rest of the core.
@@ -155,17 +161,23 @@ class ConnectionCore:
 
     # -- the handshake and the end ---------------------------------------------------
 
+    def accepting(self) -> None:
+        """The handshake's accept is going to ASGI ``send`` now: the first send of all."""
+        if self._accepted or self.sending or self.state is _CLOSED:
+            raise InvalidState(f"cannot send the accept of a connection that is {self.state.value}")
+        self.sending = True
+
     def accept(self, now: float) -> bool:
         """Take the handshake as done; return whether the connection is open.
 
         A connection aborted during its ``on_connect`` hooks (its queue
         overflowed) stays aborted: it closes as soon as it is accepted.
         """
-        if self._accepted or (self.state is not _CONNECTING and self.aborted is None):
+        if self._accepted or self.state is _OPEN or self.state is _CLOSED:
             raise InvalidState(f"cannot accept a connection that is {self.state.value}")
         self._accepted = True
         self.last_frame = self.tokens_at = now
-        if self.aborted is not None:
+        if self.state is _CLOSING:  # aborted during on_connect, or the accept's send failed
             return False
         self.state = _OPEN
         return True
@@ -217,7 +229,7 @@ class ConnectionCore:
         state = self.state
         if state is _OPEN:
             outbox = self._outbox
-            if not outbox and not self.sending:
+            if not outbox and not self.sending and self._direct:
                 self.sending = True
                 return _SEND
             if len(outbox or ()) - self._replayed < self._limits.send_queue:
@@ -267,7 +279,20 @@ class ConnectionCore:
         if item.__class__ is Replayed:
             self._replayed -= 1
             return item.frame
+        if item.__class__ is Close:
+            self.close_sent = True
         return item  # type: ignore[return-value]
+
+    def abort_close(self) -> Close | None:
+        """The close frame of an abort, to send now (it is sending); ``None``: none to send.
+
+        ``None`` when the connection was not aborted, or a close frame went
+        out already (a close queued before the abort, sent by the writer).
+        """
+        if self.aborted is None or self.close_sent or self.state is _CLOSED:
+            return None
+        self.close_sent = self.sending = True
+        return self.aborted
 
     def sent(self) -> bool:
         """The send under way ended; return whether more waits in the outbox."""
@@ -281,7 +306,7 @@ class ConnectionCore:
         self.send_started = 0.0
         self._outbox = None
         self._replayed = 0
-        if self.state is _OPEN:
+        if self.state is _OPEN or self.state is _CONNECTING:
             self.state = _CLOSING
 
     @property

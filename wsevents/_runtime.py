@@ -67,6 +67,7 @@ WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
 TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
 SHUTDOWN_GRACE = 5.0  # how long shutdown waits for connections to close themselves
 ABORT_GRACE = 1.0  # then how long it waits for the ones it aborted
+ABNORMAL_CLOSURE = 1006  # the code hooks get when the client went away during the accept
 
 
 class Runtime:
@@ -117,11 +118,13 @@ class Runtime:
             elif code is None:
                 code = await session.send_abort_close()
         finally:
+            if code is None:  # the close frame went out before; or the client went away
+                code = CloseCode.GOING_AWAY if host_cancelled else ABNORMAL_CLOSURE
             # Shielded, so that a host that cancels us (a server's graceful
             # timeout, a test client leaving its block) still gets every hook
             # run once; bounded, so that a hook that hangs cannot hang it.
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
-                await self._disconnected(session, CloseCode.GOING_AWAY if code is None else code)
+                await self._disconnected(session, code)
         if host_cancelled:
             raise asyncio.CancelledError
 
@@ -177,7 +180,7 @@ class Runtime:
         try:
             if not await self._handshake(session, conn, channel, scope, send):
                 return None
-            await send({"type": "websocket.accept", "subprotocol": subprotocol})
+            await session.send_accept(subprotocol)
             self.sessions[session.id] = session
         finally:
             self._opening -= 1

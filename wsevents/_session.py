@@ -3,11 +3,12 @@
 A :class:`Session` drives a :class:`~wsevents._protocol.ConnectionCore`:
 it reads ASGI messages and hands each frame to the core, calls the handler
 the core names, and sends what the core says to send. :meth:`Session._transmit`
-and :meth:`Session.push` are the only places that call ASGI ``send``
-after the handshake; a reply or a push goes out directly when nothing is
-queued ahead of it (a push in the publisher's own step), anything else
-through the one writer task. With ``Limits.concurrency`` above 1 the same loop starts a
-task per frame, at most that many at once.
+is the only place that calls ASGI ``send`` for a connection (the accept, every
+frame, the close frames), always awaited whole by one task: a reply in the
+receive loop's, a push in an eager task of its own that runs in the
+publisher's step when nothing is queued ahead of it (Python 3.12+), anything
+else in the one writer task. With ``Limits.concurrency`` above 1 the same loop
+starts a task per frame, at most that many at once.
 
 Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
 ``send``) kept in one class, so that a frame crosses no module boundary.
@@ -16,13 +17,14 @@ Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
+import sys
 import weakref
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import AsyncIterator, Coroutine
 from time import monotonic
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -41,6 +43,31 @@ from .exceptions import CloseCode, ErrorCode, EventError, TopicError
 if TYPE_CHECKING:
     from ._history import Position
     from ._runtime import Runtime
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as deadline
+else:  # pragma: no cover - Python 3.10
+    from anyio import fail_after as _fail_after
+
+    @contextlib.asynccontextmanager
+    async def deadline(seconds: float | None) -> AsyncIterator[None]:
+        """Raise ``TimeoutError`` in this task once ``seconds`` have passed."""
+        with _fail_after(seconds):
+            yield
+
+
+EAGER = sys.version_info >= (3, 12)  # eager tasks: a send's first step in the caller's step
+
+
+def _eager_task(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """Start ``coroutine`` as a task whose first step runs now, in the caller's step.
+
+    It ends there when nothing waits (most sends: no task is scheduled);
+    otherwise the task goes on with it, in its own context, as any task.
+    """
+    loop = asyncio.get_running_loop()
+    return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
 
 __all__ = ["Session", "call_hook"]
 
@@ -63,7 +90,6 @@ def _returned_without_reply(handler: Handler) -> None:
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
 _NO_TOPICS: frozenset[str] = frozenset()
-_UNSTARTED: Any = object()  # a send not stepped yet
 _SEND, _QUEUED, _OVERFLOWED = Pushed.SEND, Pushed.QUEUED, Pushed.OVERFLOWED
 
 
@@ -116,14 +142,14 @@ class Session:
         self.codec = codec
         self.topics: set[str] | frozenset[str] = _NO_TOPICS  # a set from the first subscribe
         self._runtime = runtime
-        self._core = ConnectionCore(router, runtime.limits, runtime.stats)
+        self._core = ConnectionCore(router, runtime.limits, runtime.stats, direct=EAGER)
         self._send = send
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
         self._ok = runtime.stats.events_ok  # the counter every handled frame adds to
         self._writer: asyncio.Task[None] | None = None
         # The rest of a pushed frame's send that had to wait (the client's transport paused).
         self._finishing: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
+        self._wakeup: asyncio.Future[None] | None = None  # what the idle writer waits on
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
         # With Limits.concurrency above 1: the free slots and the frames in their tasks.
@@ -161,11 +187,13 @@ class Session:
         """Send an encoded frame without waiting: publishers use this.
 
         With nothing queued or being sent, the frame goes to ASGI ``send`` at
-        once, in the caller's task (a publication reaches each subscriber as it
-        is made, with no hand-off); if that send has to wait (the client is not
-        reading), it finishes in a task of its own. Otherwise the frame waits in
-        the queue for the writer. A connection whose queue is full is a slow
-        consumer: it is aborted with 1013, and nobody waits for it.
+        once, in the caller's step, through an eager task (Python 3.12+): a
+        publication reaches each subscriber as it is made, with no hand-off,
+        and a send that has to wait (the client is not reading) finishes in
+        that same task and context. Otherwise, and on Python 3.10 and 3.11,
+        which have no eager tasks, the frame waits in the queue for the
+        writer. A connection whose queue is full is a slow consumer: it is
+        aborted with 1013, and nobody waits for it.
 
         Returns whether the frame had to queue and the queue is at least half
         full (the publisher then lets the writers run).
@@ -173,22 +201,12 @@ class Session:
         core = self._core
         pushed = core.push(frame)
         if pushed is _SEND:
-            # ASGI send, run here up to its first wait: uvicorn's waits only while
-            # the transport is paused, so most end in this step, with no task.
-            send = self._send({"type": "websocket.send", self._frame_key: frame})
-            if send.__class__ is not CoroutineType:  # an awaitable of another kind
-                self._finish_later(send, _UNSTARTED)
-                return False
-            try:
-                waiting_on = send.send(None)
-            except StopIteration:
-                if core.sent():
-                    self._wake()
-                return False
-            except BaseException as exc:
-                self._send_raised(exc)
-                return False
-            self._finish_later(send, waiting_on)
+            sending = _eager_task(
+                self._transmit({"type": "websocket.send", self._frame_key: frame})
+            )
+            if not sending.done():  # the client's transport is paused: it goes on by itself
+                self._finishing = sending
+                sending.add_done_callback(self._pushed)
             return False
         if pushed is _QUEUED:
             self._wake()
@@ -197,26 +215,9 @@ class Session:
             self._aborted()
         return False
 
-    def _finish_later(self, send: Awaitable[None], waiting_on: Any) -> None:
-        """Finish in a task of its own a send that :meth:`push` started and that has to wait."""
-        self._finishing = asyncio.get_running_loop().create_task(
-            self._finish_send(send, waiting_on)
-        )
-
-    async def _finish_send(self, send: Awaitable[None], waiting_on: Any) -> None:
-        """The rest of a send that :meth:`push` started and that had to wait."""
-        try:
-            if waiting_on is _UNSTARTED:
-                await send
-            else:
-                await _Resumed(send, waiting_on)  # type: ignore[arg-type]  # a coroutine
-        except BaseException as exc:
-            self._send_raised(exc)
-            return
-        finally:
+    def _pushed(self, task: asyncio.Task[None]) -> None:
+        if self._finishing is task:
             self._finishing = None
-        if self._core.sent():
-            self._wake()
 
     def push_replay(self, frame: Frame) -> None:
         """Queue a frame of a history replay: it does not count against ``send_queue``."""
@@ -258,32 +259,38 @@ class Session:
             task.cancel()
 
     def _wake(self) -> None:
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
-            self._writer = asyncio.get_running_loop().create_task(self._drain(self._wakeup))
-        self._wakeup.set()
+        """Let the writer take what the outbox holds: start it, or end its wait."""
+        waiting = self._wakeup
+        if waiting is not None:
+            self._wakeup = None
+            if not waiting.done():
+                waiting.set_result(None)
+        elif self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _drain(self, wakeup: asyncio.Event) -> None:
-        # One writer per connection that has ever queued a frame, never one per frame.
+    async def _drain(self) -> None:
+        # One writer per connection that has ever queued a frame, never one per frame;
+        # it waits on a bare future, the cheapest wake asyncio has.
         core = self._core
+        loop = asyncio.get_running_loop()
         while True:
-            await wakeup.wait()
-            wakeup.clear()
             item = core.next_item()
-            while item is not None:
-                if item.__class__ is Close:
-                    code, reason = item
-                    await self._transmit(
-                        {"type": "websocket.close", "code": code, "reason": reason}
-                    )
-                else:
-                    await self._transmit({"type": "websocket.send", self._frame_key: item})
-                item = core.next_item()
+            if item is None:
+                waiting = self._wakeup = loop.create_future()
+                await waiting
+            elif item.__class__ is Close:
+                code, reason = item
+                await self._transmit({"type": "websocket.close", "code": code, "reason": reason})
+            else:
+                await self._transmit({"type": "websocket.send", self._frame_key: item})
 
     async def _transmit(self, message: Message) -> None:
-        """Hand one message to ASGI ``send``; with the reply path, the only caller of it.
+        """Hand one message to ASGI ``send``: the only place that calls it for a connection.
 
-        The core has taken the send (``send_now`` or ``next_item``) before this.
+        The accept, every frame, and the close frames (queued or an abort's)
+        all come here, in the task that awaits this from its start to its
+        end. The core has taken the send (``accepting``, ``send_now``,
+        ``push``, ``next_item`` or ``abort_close``) before this.
         """
         try:
             await self._send(message)
@@ -349,6 +356,11 @@ class Session:
             await self._runtime.broker.leave(topic, self)
 
     # -- the receive loop --------------------------------------------------------------
+
+    async def send_accept(self, subprotocol: str | None) -> None:
+        """Send the handshake's accept; if the send fails, :meth:`accepted` says so."""
+        self._core.accepting()
+        await self._transmit({"type": "websocket.accept", "subprotocol": subprotocol})
 
     def accepted(self, task: asyncio.Task[Any] | None) -> bool:
         """Take the handshake as done; return whether the connection is open.
@@ -458,18 +470,10 @@ class Session:
         self._ok[event] += 1
         if frame is None:
             return
-        core = self._core
-        if not core.send_now():
+        if self._core.send_now():
+            await self._transmit({"type": "websocket.send", self._frame_key: frame})
+        else:
             self.push(frame)
-            return
-        # _transmit's lines, without the coroutine a call to it costs per reply.
-        try:
-            await self._send({"type": "websocket.send", self._frame_key: frame})
-        except BaseException as exc:
-            self._send_raised(exc)
-            return
-        if core.sent():
-            self._wake()
 
     async def error(
         self,
@@ -552,10 +556,13 @@ class Session:
         if close is None:
             return None
         self._task = None  # from here on, nothing cancels this task for an abort
+        if self._core.abort_close() is None:
+            return close.code  # the close frame went out already
         message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
         try:
-            await asyncio.wait_for(self._send(message), self._runtime.limits.send_timeout)
-        except Exception:  # a client that never reads again; or one that is gone
+            async with deadline(self._runtime.limits.send_timeout):
+                await self._transmit(message)
+        except TimeoutError:  # a client that never reads again
             logger.info("connection %s did not take its close frame", self.id)
         return close.code
 
@@ -600,33 +607,6 @@ async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
 
 
 _MISSING = object()
-
-
-class _Resumed:
-    """Awaiting it goes on with a coroutine stepped by hand, now waiting on ``waiting_on``.
-
-    It hands what the coroutine waits on to the task awaiting this, and passes
-    back what the task sends or throws (a result, a cancellation), until the
-    coroutine returns.
-    """
-
-    __slots__ = ("coroutine", "waiting_on")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
-        self.coroutine, self.waiting_on = coroutine, waiting_on
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, waiting_on = self.coroutine, self.waiting_on
-        while True:
-            try:
-                try:
-                    value = yield waiting_on
-                except BaseException as exc:
-                    waiting_on = coroutine.throw(exc)
-                else:
-                    waiting_on = coroutine.send(value)
-            except StopIteration as stop:
-                return stop.value
 
 
 def unexpected(kind: str) -> RuntimeError:
