@@ -312,8 +312,8 @@ def test_exception_handler_lookup_follows_the_class_hierarchy() -> None:
     def on_boom(conn: Connection, exc: Boom) -> EventError:
         return EventError("boom", f"handled {type(exc).__name__}")
 
-    assert app.exception_handler_for(Special) is on_boom
-    assert app.exception_handler_for(ValueError) is None
+    assert app.registry.exception_handler_for(Special) is on_boom
+    assert app.registry.exception_handler_for(ValueError) is None
 
 
 def test_exception_handler_that_fails_or_returns_junk_gives_internal_error(
@@ -753,7 +753,7 @@ def test_an_app_needs_no_title_or_version_to_start() -> None:
 
 
 def test_refusals_are_kept_only_for_a_probe_and_only_so_many_for_so_long() -> None:
-    from wsevents._runtime import RefusalLog
+    from wsevents._handshake import RefusalLog
 
     log = RefusalLog(size=2, ttl=60.0)
     probe = {"subprotocols": ["wsevents.json", "wsevents-probe.0123456789abcdef0123"]}

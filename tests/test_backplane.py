@@ -699,3 +699,29 @@ async def test_a_refresh_keeps_a_member_s_info_and_registers_one_the_store_lost(
     )
     assert (await a.presence_members("room"))[1] == {"n-1": b'{"v":2}', "n-2": b"{}"}
     assert (await a.presence_changes("room", first))[1] == [("j", "n-2", b"{}")]
+
+
+async def test_a_redis_that_forgot_the_scripts_still_keeps_history_and_presence(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio as redis_py
+
+    backplane = RedisBackplane(redis_server.url)
+    await backplane.start(Inbox())
+    admin = redis_py.Redis.from_url(redis_server.url)
+    try:
+        first = await backplane.append("t", b"one", key="k1", size=10, ttl=60)
+        await admin.script_flush()  # what a restarted Redis knows of them
+        second, third = await asyncio.gather(  # in one pipeline, both refused with NOSCRIPT
+            backplane.append("t", b"two", key="k2", size=10, ttl=60),
+            backplane.append("t", b"three", key="k3", size=10, ttl=60),
+        )
+        assert [first.offset, second.offset, third.offset] == [1, 2, 3]
+        found = await backplane.read("t", after=None, limit=10, ttl=60)
+        assert found.entries == [(1, b"one"), (2, b"two"), (3, b"three")]
+        await admin.script_flush()
+        await backplane.presence_set("room", {"c1": b"{}"}, 30)
+        assert await backplane.presence_count("room") == 1
+    finally:
+        await admin.aclose()
+        await backplane.stop()

@@ -313,9 +313,10 @@ class _GatedReads:
         self.streams = Streams(
             self.backplane,
             (History("t"),),
-            lambda topic, position, message, held: self.delivered.append(position.offset),
+            lambda topic, steps: self.delivered.extend(
+                position.offset for position, message in steps if message is not None
+            ),
             lambda payload: {"d": payload},
-            lambda session, topic, position, recovered: None,
         )
 
     async def publish(self, count: int) -> list[Position]:

@@ -149,7 +149,7 @@ def test_presence_on_an_app_without_presence_rules_is_a_topic_error() -> None:
 
 
 def test_presence_info_must_be_a_json_object() -> None:
-    from wsevents._presence import encode_info
+    from wsevents._members import encode_info
 
     assert encode_info(None) == b"{}"
     assert encode_info({"n": 1}) == b'{"n":1}'

@@ -116,8 +116,7 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
         "allowed_origins", "codecs", "servers", "docs_url", "asyncapi_url", "topics",
     }  # fmt: skip
     documented = {  # docs/reference.md, from the docstrings
-        "connections", "stats", "ready", "node_id", "startup", "shutdown", "ensure_started",
-        "match", "subprotocols", "connect_hooks", "disconnect_hooks", "exception_handler_for",
+        "connections", "stats", "ready", "node_id", "startup", "shutdown", "registry",
     }  # fmt: skip
     assert public == design | configuration | documented
     assert app.topics == ()  # the History and Presence rules given, not the runtime's topic table

@@ -98,7 +98,7 @@ async def test_a_publication_lost_by_pub_sub_is_filled_from_the_history(
     """A process that hears offset n+2 after n delivers n+1 first, read from the history."""
     import redis.asyncio as redis
 
-    from wsevents.backplane.redis import _APPEND  # the script, to publish where nobody hears
+    from wsevents.backplane._scripts import APPEND  # the script, to publish where nobody hears
 
     env = {"WSEVENTS_BACKPLANE": redis_server.url}
     with uvicorn_process("tests.apps.history:app", tmp_path / "1.log", env=env) as (port, _):
@@ -108,7 +108,7 @@ async def test_a_publication_lost_by_pub_sub_is_filled_from_the_history(
             first = await ann.request("say", {"text": "one"})
             # Kept in the history, published on a channel nobody hears: a pub/sub drop.
             store = redis.Redis.from_url(redis_server.url)
-            dropped = store.register_script(_APPEND)
+            dropped = store.register_script(APPEND)
             import msgpack
 
             message = {"t": "rooms/r", "e": "said", "d": {"text": "two"}, "x": [], "i": "test:1"}

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from wsevents import Channel, Connection, EventApp, Limits
-from wsevents._session import EAGER
+from wsevents._tasks import EAGER
 
 from .conftest import serve
 from .test_limits import never_reading_client

@@ -192,7 +192,7 @@ def test_a_refused_handshake_is_not_logged_as_an_error_by_uvicorn(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == []
     # The filter drops only that line, only after a refusal of ours.
-    from wsevents._runtime import _REFUSAL_FILTER
+    from wsevents._handshake import _REFUSAL_FILTER
 
     other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "%s", ("x",), None)
     complaint = logging.LogRecord(

@@ -6,7 +6,7 @@ from ._app import EventApp
 from ._connection import Connection
 from ._history import History, Position, Publication
 from ._limits import Limits
-from ._presence import Presence
+from ._members import Presence
 from ._routing import Channel
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import (

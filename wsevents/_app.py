@@ -1,46 +1,42 @@
-"""EventApp: the ASGI callable, its registration, its HTTP routes and the lifespan.
+"""EventApp: the ASGI callable, its registration, and the lifespan.
 
-Over 300 lines: the one public class, its registration, HTTP and lifespan
-surfaces; the work is in ``_runtime``, ``_session`` and ``_topics``.
+The work is elsewhere: handshakes and connections in ``_runtime`` and
+``_session``, subscriptions and publishes in ``_broker``, HTTP in ``_http``;
+they read the app's declarations from its frozen :class:`~wsevents._registry.Registry`.
+
+Over 300 lines: the one public class, whose every method and argument is
+documented here, for the reference.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
-from starlette._utils import get_route_path
-from starlette.datastructures import Headers
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ._connection import Connection
+from ._handshake import install_cancelled_connection_filter, install_refusal_filter
 from ._history import History, Position, Publication
+from ._http import HTTPRoutes
 from ._limits import Limits
-from ._presence import Presence
+from ._members import Presence
+from ._registry import ExceptionHandler, Registry
 from ._routing import Channel, Hook, bind_hook, callable_name
-from ._runtime import Runtime, install_cancelled_connection_filter, install_refusal_filter
-from ._stats import Stats, render_prometheus
-from ._topics import Broker
+from ._runtime import Runtime
+from ._stats import Stats
 from .auth import install_redaction
 from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
-from .exceptions import (
-    EventError,
-    RegistrationError,
-)
+from .exceptions import RegistrationError
 
 __all__ = ["EventApp"]
 
 logger = logging.getLogger("wsevents")
 
 F = TypeVar("F", bound=Callable[..., Any])
-ExceptionHandler = Callable[[Connection, Any], "EventError | Awaitable[EventError]"]
 
 BACKPLANE_READY_TIMEOUT = 2.0
 
@@ -86,23 +82,17 @@ class EventApp:
         topics: Iterable[History | Presence] = (),
     ) -> None:
         self.channels = list(channels)
-        self._static: dict[str, Channel] = {}
-        self._dynamic: list[Channel] = []
         names: set[str] = set()
+        addresses: set[str] = set()
         for channel in self.channels:
             if not isinstance(channel, Channel):
                 raise RegistrationError(f"expected a Channel, got {channel!r}")
             if channel.name in names:
                 raise RegistrationError(f"two channels are named {channel.name!r}")
-            if channel.address in self._static or any(
-                other.address == channel.address for other in self._dynamic
-            ):
+            if channel.address in addresses:
                 raise RegistrationError(f"two channels have the address {channel.address!r}")
             names.add(channel.name)
-            if channel.is_static:
-                self._static[channel.address] = channel
-            else:
-                self._dynamic.append(channel)
+            addresses.add(channel.address)
         self.title = title
         self.version = version
         self.description = description
@@ -125,43 +115,65 @@ class EventApp:
                 raise RegistrationError(
                     f"expected a History or Presence rule in topics, got {rule!r}"
                 )
-        history = tuple(rule for rule in self.topics if isinstance(rule, History))
-        presence = tuple(rule for rule in self.topics if isinstance(rule, Presence))
-        self._broker = Broker(
-            self.backplane, secrets.token_hex(4), self.channels, history, presence
-        )
         self._stats = Stats()
         self._connect_hooks: list[Hook] = []
         self._disconnect_hooks: list[Hook] = []
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
-        self._handler_for: dict[type[BaseException], ExceptionHandler | None] = {}
+        self._registry: Registry | None = None
         self._started = False
-        self._documents: dict[str, dict[str, Any]] = {}
-        self._http_routes: dict[str, Callable[[Scope], Response]] = {}
-        if asyncapi_url:
-            self._http_routes[asyncapi_url] = self._asyncapi_json
-            self._http_routes[yaml_url(asyncapi_url)] = self._asyncapi_yaml
-        # Where the docs page's console reads why a handshake it made was refused.
-        self._refusals_path = docs_url.rstrip("/") + "/refusals/" if docs_url else None
-        if docs_url:
-            self._http_routes[docs_url] = self._docs_page
-        if metrics_url:
-            self._http_routes[metrics_url] = self._metrics
-        if client_url:
-            self._http_routes[client_url] = _static("wsevents.js", "text/javascript")
-            self._http_routes[types_url(client_url)] = _static(
-                "wsevents.d.ts", "application/typescript"
-            )
-        self._runtime = Runtime(self, self.limits, self._broker, self._stats)
+        self._runtime = Runtime(
+            self,
+            lambda: self.registry,
+            self._ensure_started,
+            self.limits,
+            self._stats,
+            self.backplane,
+            history=tuple(rule for rule in self.topics if isinstance(rule, History)),
+            presence=tuple(rule for rule in self.topics if isinstance(rule, Presence)),
+        )
+        self._http = HTTPRoutes(
+            lambda: self.registry,
+            self.asyncapi,
+            self.stats,
+            self._runtime.refusals,
+            docs_url=docs_url,
+            asyncapi_url=asyncapi_url,
+            metrics_url=metrics_url,
+            client_url=client_url,
+        )
         install_redaction()
         install_refusal_filter()
         install_cancelled_connection_filter()
+
+    @property
+    def registry(self) -> Registry:
+        """What this app declared, frozen: the runtime and the AsyncAPI builder read it.
+
+        Made again after each registration (a hook, an exception handler).
+        """
+        registry = self._registry
+        if registry is None:
+            registry = self._registry = Registry(
+                channels=tuple(self.channels),
+                codecs=self.codecs,
+                connect_hooks=tuple(self._connect_hooks),
+                disconnect_hooks=tuple(self._disconnect_hooks),
+                exception_handlers=dict(self._exception_handlers),
+                allowed_origins=self.allowed_origins,
+                title=self.title,
+                version=self.version,
+                description=self.description,
+                servers=self.servers,
+                topics=self.topics,
+            )
+        return registry
 
     # -- registration --------------------------------------------------------------
 
     def on_connect(self, func: F) -> F:
         """Register a hook that runs at every channel's handshake, before the channel's own."""
         self._connect_hooks.append(bind_hook(func, f"app on_connect hook {callable_name(func)}"))
+        self._registry = None
         return func
 
     def on_disconnect(self, func: F) -> F:
@@ -169,6 +181,7 @@ class EventApp:
         self._disconnect_hooks.append(
             bind_hook(func, f"app on_disconnect hook {callable_name(func)}", close_code=True)
         )
+        self._registry = None
         return func
 
     def exception_handler(self, exc_type: type[BaseException]) -> Callable[[F], F]:
@@ -182,7 +195,7 @@ class EventApp:
 
         def decorator(func: F) -> F:
             self._exception_handlers[exc_type] = func
-            self._handler_for.clear()
+            self._registry = None
             return func
 
         return decorator
@@ -212,7 +225,7 @@ class EventApp:
             BackplaneUnavailable: a history topic's publication was not
                 confirmed within the rule's ``publish_timeout``; it reached nobody.
         """
-        return await self._broker.publish(topic, event, data, exclude)
+        return await self._runtime.broker.publish(topic, event, data, exclude)
 
     async def history(
         self, topic: str, *, since: Position | None = None, limit: int = 100
@@ -229,8 +242,8 @@ class EventApp:
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
-        await self.ensure_started()
-        return await self._broker.history(topic, since, limit)
+        await self._ensure_started()
+        return await self._runtime.broker.history(topic, since, limit)
 
     async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
         """Every member of ``topic``, in every process: connection id to the info it gave.
@@ -239,8 +252,8 @@ class EventApp:
             TopicError: ``topic`` is not valid, or matches no ``Presence`` rule.
             BackplaneUnavailable: the backplane did not answer in time.
         """
-        await self.ensure_started()
-        return await self._broker.presence(topic)
+        await self._ensure_started()
+        return await self._runtime.broker.presence(topic)
 
     async def presence_count(self, topic: str) -> int:
         """How many members ``topic`` has, in every process, without reading them.
@@ -249,20 +262,20 @@ class EventApp:
             TopicError: ``topic`` is not valid, or matches no ``Presence`` rule.
             BackplaneUnavailable: the backplane did not answer in time.
         """
-        await self.ensure_started()
-        return await self._broker.presence_count(topic)
+        await self._ensure_started()
+        return await self._runtime.broker.presence_count(topic)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
         """Deliver ``event`` to one connection, in whichever process holds it.
 
         An id nobody holds is dropped silently.
         """
-        await self._broker.send_to(connection_id, event, data)
+        await self._runtime.broker.send_to(connection_id, event, data)
 
     @property
     def node_id(self) -> str:
         """This process's id: every connection id it gives starts with it and a ``-``."""
-        return self._broker.node_id
+        return self._runtime.broker.node_id
 
     @property
     def connections(self) -> Mapping[str, Connection]:
@@ -289,11 +302,6 @@ class EventApp:
                 f"Expected ASGI scope type 'websocket', 'http' or 'lifespan', but got {kind!r}"
             )
 
-    @property
-    def subprotocols(self) -> list[str]:
-        """The subprotocols a client may offer, one per codec."""
-        return list(self.codecs.by_subprotocol)
-
     def asyncapi(self, *, root_path: str = "", server: str | None = None) -> dict[str, Any]:
         """Return the AsyncAPI 3.0.0 document of this app's channels.
 
@@ -305,81 +313,7 @@ class EventApp:
         """
         from .asyncapi import build_asyncapi  # the runtime never needs the builder
 
-        return build_asyncapi(self, root_path=root_path, server=server)
-
-    def match(self, path: str) -> tuple[Channel, dict[str, Any]] | None:
-        """Return the channel serving ``path`` and its converted parameters."""
-        channel = self._static.get(path)
-        if channel is not None:
-            return channel, {}
-        for channel in self._dynamic:
-            params = channel.match(path)
-            if params is not None:
-                return channel, params
-        return None
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = get_route_path(scope)
-        response: Response
-        if path in self._http_routes:
-            if scope["method"] not in ("GET", "HEAD"):
-                response = PlainTextResponse(
-                    "Method Not Allowed", status_code=405, headers={"Allow": "GET, HEAD"}
-                )
-            else:
-                response = self._http_routes[path](scope)
-        elif self._refusals_path and path.startswith(self._refusals_path):
-            response = self._refusal(path[len(self._refusals_path) :])
-        elif self.match(path) is not None:
-            response = PlainTextResponse(
-                "this is a WebSocket endpoint", status_code=426, headers={"Upgrade": "websocket"}
-            )
-        else:
-            response = PlainTextResponse("Not Found", status_code=404)
-        await response(scope, receive, send)
-
-    def _document(self, scope: Scope) -> dict[str, Any]:
-        """The document for a request: its mount prefix, and its host as the server."""
-        from .asyncapi import server_object
-
-        root_path = scope.get("root_path", "")
-        document = self._documents.get(root_path)
-        if document is None:
-            document = self._documents[root_path] = self.asyncapi(root_path=root_path)
-        if self.servers:
-            return document
-        try:
-            server = server_object(_request_server(scope))
-        except ValueError:  # a Host header that is no host: keep the default
-            return document
-        return {**document, "servers": {"default": server}}
-
-    def _asyncapi_json(self, scope: Scope) -> Response:
-        body = json.dumps(self._document(scope), indent=2, ensure_ascii=False)
-        return Response(body, media_type="application/json")
-
-    def _asyncapi_yaml(self, scope: Scope) -> Response:
-        import yaml
-
-        body = yaml.safe_dump(self._document(scope), sort_keys=False, allow_unicode=True)
-        return Response(body, media_type="application/yaml")
-
-    def _metrics(self, scope: Scope) -> Response:
-        return PlainTextResponse(
-            render_prometheus(self.stats()), media_type="text/plain; version=0.0.4"
-        )
-
-    def _refusal(self, nonce: str) -> Response:
-        found = self._runtime.refusals.get(nonce)
-        headers = {"Cache-Control": "no-store"}
-        if found is None:
-            return JSONResponse({"status": None, "reason": None}, status_code=404, headers=headers)
-        return JSONResponse({"status": found[0], "reason": found[1]}, headers=headers)
-
-    def _docs_page(self, scope: Scope) -> Response:
-        from .asyncapi import render_docs_page
-
-        return HTMLResponse(render_docs_page(self._document(scope)))
+        return build_asyncapi(self.registry, root_path=root_path, server=server)
 
     # -- lifespan ------------------------------------------------------------------
 
@@ -406,10 +340,8 @@ class EventApp:
         starts anyway, serves its own process, and joins when Redis is back.
         """
         self._started = True
-        codecs = self.codecs.by_subprotocol.values()
-        for channel in self.channels:
-            channel.compile(codecs)  # not at the first connection, while it waits
-        if not await self._broker.start(BACKPLANE_READY_TIMEOUT):
+        self._runtime.prepare()  # not at the first connection, while it waits
+        if not await self._runtime.broker.start(BACKPLANE_READY_TIMEOUT):
             logger.warning(
                 "the backplane %r is not ready: serving this process only until it is",
                 self.backplane,
@@ -418,7 +350,7 @@ class EventApp:
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait, a bounded time, for them to end."""
         await self._runtime.shutdown()
-        await self._broker.stop()
+        await self._runtime.broker.stop()
         self._started = False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -437,9 +369,7 @@ class EventApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- connections ---------------------------------------------------------------
-
-    async def ensure_started(self) -> None:
+    async def _ensure_started(self) -> None:
         """Start on the first connection where the lifespan was not wired, with a warning."""
         if not self._started:
             logger.warning(
@@ -448,65 +378,9 @@ class EventApp:
             )
             await self.startup()
 
-    @property
-    def connect_hooks(self) -> list[Hook]:  # read by the AsyncAPI builder too
-        """The app-wide ``on_connect`` hooks, in the order they run."""
-        return self._connect_hooks
-
-    @property
-    def disconnect_hooks(self) -> list[Hook]:
-        """The app-wide ``on_disconnect`` hooks, in the order they run."""
-        return self._disconnect_hooks
-
-    def exception_handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
-        """The handler registered for ``exc_type`` or its nearest base class."""
-        try:
-            return self._handler_for[exc_type]
-        except KeyError:
-            found = next(
-                (
-                    self._exception_handlers[t]
-                    for t in exc_type.__mro__
-                    if t in self._exception_handlers
-                ),
-                None,
-            )
-            self._handler_for[exc_type] = found
-            return found
+    # -- counters ------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Return the counters: connections, events by name and outcome, errors by code,
         slow consumers dropped, rate limits hit, closes by code, backplane reconnects."""
-        return self._stats.snapshot(len(self._runtime.sessions), self.backplane.stats)
-
-
-def types_url(client_url: str) -> str:
-    """Where the types of the browser client are served: ``.d.ts`` beside the ``.js``."""
-    return client_url.removesuffix(".js") + ".d.ts"
-
-
-def _request_server(scope: Scope) -> str:
-    """``ws://`` or ``wss://`` and the host the request named (or the server's address)."""
-    scheme = "wss" if scope.get("scheme") in ("https", "wss") else "ws"
-    host = Headers(scope=scope).get("host")
-    if not host and scope.get("server"):
-        name, port = scope["server"]
-        host = f"[{name}]:{port}" if ":" in str(name) else f"{name}:{port}"
-    return f"{scheme}://{host or 'localhost'}"
-
-
-def _static(name: str, media_type: str) -> Callable[[Scope], Response]:
-    """Serve a file of ``wsevents/static``, read once, cacheable for an hour."""
-    body = (Path(__file__).parent / "static" / name).read_bytes()
-    headers = {"Cache-Control": "public, max-age=3600"}
-
-    def respond(scope: Scope) -> Response:
-        return Response(body, media_type=f"{media_type}; charset=utf-8", headers=headers)
-
-    return respond
-
-
-def yaml_url(asyncapi_url: str) -> str:
-    """The path of the YAML document: the JSON one's, ending ``.yaml``."""
-    stem = asyncapi_url[: -len(".json")] if asyncapi_url.endswith(".json") else asyncapi_url
-    return stem + ".yaml"
+        return self._stats.snapshot(len(self._runtime.connections), self.backplane.stats)

@@ -21,7 +21,7 @@ class FrameChecker:
             from jsonschema import Draft7Validator
         except ImportError as exc:  # pragma: no cover - jsonschema ships with the dev extra
             raise ImportError("check_frames needs jsonschema: pip install jsonschema") from exc
-        found = app.match(path[len(mount) :] if path.startswith(mount) else path)
+        found = app.registry.match(path[len(mount) :] if path.startswith(mount) else path)
         self.channel = None if found is None else found[0].name
         self.document = document = app.asyncapi(root_path=mount)
         self._incoming: dict[str, list[Any]] = {}  # client -> server, by event

@@ -1,10 +1,12 @@
 """From a frame's payload to a handler to call, or to the error frame to answer with.
 
-Pure: no I/O, no event loop. The connection core (:mod:`wsevents._protocol`)
-offers each frame to the codec's one-pass decoder for the channel
-(:attr:`Router.text_pass`, :attr:`Router.binary_pass`, from
-:meth:`~wsevents.codecs.Codec.envelope_decoder`) and calls :meth:`Router.route`
-for the frames it does not take.
+Pure: no I/O, no event loop. A :class:`Router` gives each codec the channel's
+decoding table once (:meth:`~wsevents.codecs.Codec.envelope_decoder`); the
+connection core (:mod:`wsevents._protocol`) offers each frame to the codec's
+one-pass decoder (:attr:`Router.text_pass`, :attr:`Router.binary_pass`), which
+answers ``(event, data, id)``, maps the event to its handler
+(:attr:`Router.handlers`), and calls :meth:`Router.route` for the frames the
+pass does not take.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydantic import ValidationError
 
 from ._envelope import BadEnvelope, RequestId, parse_envelope
 from ._routing import Channel, Handler
-from .codecs import Codec, EnvelopeDecoder
+from .codecs import Codec, Decoding, EnvelopeDecoder
 from .exceptions import DecodeError, DuplicateKeyError, ErrorCode
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "Refusal",
     "Router",
     "byte_size",
+    "decoding_table",
     "readable_id",
     "request_id_of",
     "validation_details",
@@ -48,15 +51,26 @@ class Refusal(NamedTuple):
 class Router:
     """Route the frames of one connection: its channel, and the codec of each frame type."""
 
-    __slots__ = ("binary_decoder", "binary_pass", "channel", "text_decoder", "text_pass")
+    __slots__ = (
+        "binary_decoder",
+        "binary_pass",
+        "channel",
+        "handlers",
+        "revision",
+        "text_decoder",
+        "text_pass",
+    )
 
     def __init__(self, channel: Channel, text_decoder: Codec, binary_decoder: Codec) -> None:
         self.channel = channel
+        self.handlers = channel.handlers
+        self.revision = channel.revision  # a handler added later makes a new router
         self.text_decoder = text_decoder
         self.binary_decoder = binary_decoder
-        # The codec's one-pass decoders for this channel's handlers (None: none applies).
-        self.text_pass: EnvelopeDecoder | None = channel.envelope_decoder(text_decoder)
-        self.binary_pass: EnvelopeDecoder | None = channel.envelope_decoder(binary_decoder)
+        table = decoding_table(channel)
+        # The codec's one-pass decoders for this channel's events (None: none applies).
+        self.text_pass: EnvelopeDecoder | None = text_decoder.envelope_decoder(table)
+        self.binary_pass: EnvelopeDecoder | None = binary_decoder.envelope_decoder(table)
 
     def route(self, payload: str | bytes) -> Call | Refusal:
         """Decode a frame, read its envelope, find its handler and validate its data.
@@ -98,6 +112,14 @@ class Router:
         """The ``id`` of a frame, where it can be read (a rate-limited frame is not routed)."""
         decoder = self.text_decoder if payload.__class__ is str else self.binary_decoder
         return request_id_of(decoder, payload)
+
+
+def decoding_table(channel: Channel) -> dict[str, Decoding]:
+    """What a codec needs to read the channel's frames: each event's type and validator."""
+    return {
+        event: Decoding(handler.model, handler.validate)
+        for event, handler in channel.handlers.items()
+    }
 
 
 def request_id_of(decoder: Codec, payload: str | bytes) -> RequestId:

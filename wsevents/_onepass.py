@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -52,10 +52,30 @@ from pydantic import BaseModel
 
 from ._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER, RequestId
 
-if TYPE_CHECKING:
-    from ._routing import Handler
 
-__all__ = ["INT_MAX", "INT_MIN", "OnePass", "is_flat_model", "is_plain_model", "keys_match"]
+class Decoding(NamedTuple):
+    """How one event's data is read: the type it is validated as, and its validator.
+
+    A channel's decoding table maps each event it handles to one of these;
+    the routing builds it once, and a codec builds its one-pass decoder from
+    it (:meth:`wsevents.codecs.Codec.envelope_decoder`).
+    """
+
+    model: Any
+    validate: Callable[[Any], Any] | None
+
+
+Found = tuple[str, Any, RequestId]  # the event, its validated data, the id
+
+__all__ = [
+    "INT_MAX",
+    "INT_MIN",
+    "Decoding",
+    "OnePass",
+    "is_flat_model",
+    "is_plain_model",
+    "keys_match",
+]
 
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # the integers a frame may hold
 
@@ -162,30 +182,34 @@ def is_plain_model(model: Any) -> bool:
 
 
 class OnePass:
-    """The one-pass validators of one channel's handlers.
+    """The one-pass validators of one channel's events.
 
-    :meth:`text` validates a JSON text frame for the flat handlers,
+    :meth:`text` validates a JSON text frame for the events of flat models,
     :meth:`binary` a MessagePack frame.
     """
 
-    def __init__(self, handlers: Iterable[Handler]) -> None:
-        flat = [handler for handler in handlers if is_flat_model(handler.model)]
-        # Per event: the handler and its validator.
-        self._table = {handler.event: (handler, handler.validate) for handler in flat}
-        # Bound once: every connection of the channel shares them (see Connection).
-        self.text_pass = self.text if flat else None
-        self.binary_pass = self.binary if flat else None
+    def __init__(self, table: Mapping[str, Decoding]) -> None:
+        # Per event of a flat model: its validator.
+        self._table = {
+            event: decoding.validate
+            for event, decoding in table.items()
+            if is_flat_model(decoding.model)
+        }
+        # Bound once: every connection of the channel shares them.
+        self.text_pass = self.text if self._table else None
+        self.binary_pass = self.binary if self._table else None
 
     @property
-    def flat(self) -> dict[str, Handler]:
-        """The handlers, by event, whose frames can take the pass."""
-        return {event: handler for event, (handler, _) in self._table.items()}
+    def flat(self) -> frozenset[str]:
+        """The events whose frames can take the pass."""
+        return frozenset(self._table)
 
-    def text(self, text: str) -> tuple[Handler, Any, RequestId] | None:
-        """Return ``(handler, data, id)`` for a JSON text, or ``None`` for the general path."""
+    def text(self, text: str) -> Found | None:
+        """Return ``(event, data, id)`` for a JSON text, or ``None`` for the general path."""
         try:
             frame = _decode_json(text)
-            handler, validate = self._table[frame.event]
+            event = frame.event
+            validate = self._table[event]
             fields = frame.data
             data = validate(fields)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
@@ -197,10 +221,10 @@ class OnePass:
         members = len(fields) + 2 if request_id is UNSET else len(fields) + 3
         if text.count(":") != members and not keys_match(text, members):
             return None
-        return handler, data, None if request_id is UNSET else request_id
+        return event, data, None if request_id is UNSET else request_id
 
-    def binary(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
-        """Return ``(handler, data, id)`` for a MessagePack frame, or ``None``: the general path."""
+    def binary(self, payload: bytes) -> Found | None:
+        """Return ``(event, data, id)`` for a MessagePack frame, or ``None``: the general path."""
         try:
             frame = _decode_envelope(payload)
         except Exception:  # binary data, an extension, a nested value: the map itself
@@ -210,16 +234,16 @@ class OnePass:
         if _encode(frame) != payload:
             return self._binary_map(payload)
         try:
-            handler, validate = self._table[frame.event]
-            data = validate(frame.data)  # type: ignore[misc]  # flat: a model
+            event = frame.event
+            data = self._table[event](frame.data)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
             return None
         # Every value checked by the decoder, as the codec would have (a key the model
         # ignores included): the envelope and the numbers.
         request_id = frame.id
-        return handler, data, None if request_id is UNSET else request_id
+        return event, data, None if request_id is UNSET else request_id
 
-    def _binary_map(self, payload: bytes) -> tuple[Handler, Any, RequestId] | None:
+    def _binary_map(self, payload: bytes) -> Found | None:
         """The pass for a frame in another key order, or holding more than scalars."""
         try:
             value = _decode(payload)
@@ -228,7 +252,8 @@ class OnePass:
             if _encode(value) != payload:
                 return None
             # Not a map, no event, an event that is not a str key: all raise or miss.
-            entry = self._table[value["event"]]
+            event = value["event"]
+            validate = self._table[event]
             request_id = value.get("id")
             if request_id is not None:
                 kind = type(request_id)
@@ -237,7 +262,6 @@ class OnePass:
                         return None
                 elif kind is not str or len(request_id) > MAX_ID_LENGTH:
                     return None
-            handler, validate = entry
             fields = value["data"]
             data = validate(fields)  # type: ignore[misc]  # flat: a model
         except Exception:  # anything amiss: the general path gives the exact answer
@@ -253,7 +277,7 @@ class OnePass:
         for number in fields.values():
             if number.__class__ is float and number - number != 0.0:  # infinite or NaN
                 return None
-        return handler, data, request_id
+        return event, data, request_id
 
 
 _decode_json = msgspec.json.Decoder(_Envelope).decode

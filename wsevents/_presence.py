@@ -1,7 +1,7 @@
 """Presence: who is subscribed to a topic, in every process, and what changed.
 
-A connection subscribed to a topic that matches a :class:`Presence` rule is a
-member of it, with the JSON object it gave as ``presence=``. Members are kept
+A connection subscribed to a topic that matches a :class:`Presence` rule
+(``_members``) is a member of it, with the JSON object it gave as ``presence=``. Members are kept
 in the backplane, each under its connection id, with an expiry that its
 process refreshes: the members of a process that died expire within ``ttl``.
 The backplane logs every change (a join, a leave, an expiry) with a sequence
@@ -9,8 +9,8 @@ number; :class:`Rooms` reads the log of each topic it has subscribers for
 once per ``interval`` and sends them the net change, one
 ``wsevents.presence`` frame per window, encoded once per codec.
 
-Over 300 lines: the rule, the members' registration and refresh, and the
-windows of diffs all keep the same per-topic state.
+Over 300 lines: the members' registration and refresh, and the windows of
+diffs, all keep the same per-topic state.
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import to_jsonable_python
-
 from ._envelope import event_frame
-from ._history import check_positive, first_rule
-from ._wildcards import check_pattern
+from ._history import first_rule
+from ._members import PRESENCE_EVENT, Presence, encode_info
+from ._retry import Tally
 from .exceptions import TopicError
 
 if TYPE_CHECKING:
-    from ._session import Session
+    from ._subscriptions import Subscription, Subscriptions
     from .backplane import Backplane
     from .codecs import Codec
 
@@ -37,50 +35,7 @@ __all__ = ["PRESENCE_EVENT", "Presence", "Rooms"]
 
 logger = logging.getLogger("wsevents")
 
-PRESENCE_EVENT = "wsevents.presence"
 REFRESH_PART = 1000  # members refreshed per backplane call
-
-
-@dataclass(frozen=True)
-class Presence:
-    """Track the members of every topic that matches ``pattern``.
-
-    Args:
-        pattern: a topic or an MQTT pattern (``+`` one level, ``#`` the rest).
-        diffs: send subscribers ``wsevents.presence`` frames (switch off for
-            rooms too large for everyone to hear every join and leave; the
-            members and their count can still be read).
-        interval: the window, in seconds, whose changes go in one frame.
-        ttl: how long a member outlives its process, in seconds (each process
-            refreshes its members every ``ttl / 3``).
-    """
-
-    pattern: str
-    diffs: bool = True
-    interval: float = 0.5
-    ttl: float = 30.0
-
-    def __post_init__(self) -> None:
-        check_pattern(self.pattern)
-        if not isinstance(self.diffs, bool):
-            raise ValueError(f"Presence diffs must be True or False, got {self.diffs!r}")
-        check_positive(self, "interval", "ttl")
-
-
-def encode_info(info: Any) -> bytes:
-    """A member's info as the backplane keeps it: compact JSON of an object.
-
-    Raises:
-        TypeError: ``info`` is not a mapping, or holds what JSON cannot carry.
-    """
-    if info is None:
-        return b"{}"
-    if not isinstance(info, dict):
-        raise TypeError(f"presence= must be a JSON object (a dict), got {type(info).__name__}")
-    try:
-        return json.dumps(to_jsonable_python(info), separators=(",", ":")).encode()
-    except Exception as exc:
-        raise TypeError(f"presence= must be JSON-serializable: {exc}") from None
 
 
 _MISSING = b""  # a member's info before a window, when it was not a member
@@ -95,21 +50,28 @@ class _Watch:
         self.view: dict[str, bytes] = {}
         self.seq = 0  # the number of the last change the view holds
         self.read = False  # the members were read once
-        # Subscribers owed their first frame, each once the view holds its own join.
-        self.pending: dict[Session, int] = {}
+        # Members owed their first frame, each once the view holds its own join.
+        self.pending: dict[Subscription, int] = {}
         self.task: asyncio.Task[None] | None = None
 
 
 class Rooms:
-    """The presence of one broker: its members, their refresh, and the diffs."""
+    """The presence of one broker: its members, their refresh, and the diffs.
 
-    def __init__(self, backplane: Backplane, rules: tuple[Presence, ...]) -> None:
+    This process's members are the subscriptions that hold presence info
+    (:attr:`~wsevents._subscriptions.Subscription.presence`): they are read
+    from the broker's table, never copied.
+    """
+
+    def __init__(
+        self, backplane: Backplane, rules: tuple[Presence, ...], subscriptions: Subscriptions
+    ) -> None:
         self.rules = rules
         self._backplane = backplane
-        self._local: dict[str, dict[Session, bytes]] = {}  # this process's members, by topic
+        self._subscriptions = subscriptions
         self._watches: dict[str, _Watch] = {}
         self._refresher: asyncio.Task[None] | None = None
-        self.failures: dict[str, int] = {}  # failed backplane calls, by what they did
+        self.failures = Tally()  # failed backplane calls, by what they did
         # Members that left, by topic, waiting to be removed; and who removes them.
         self._leaving: dict[str, tuple[list[str], asyncio.Future[None]]] = {}
         self._remover: asyncio.Task[None] | None = None
@@ -138,13 +100,22 @@ class Rooms:
             return None
         return rule, encode_info(info)
 
-    async def join(self, topic: str, session: Session, rule: Presence, info: bytes) -> None:
-        """Make ``session`` a member of ``topic`` (again, with new info); send its first diff."""
-        local = self._local.setdefault(topic, {})
-        again = session in local
-        local[session] = info
+    def _members(self, topic: str) -> list[Subscription]:
+        """This process's members of ``topic``."""
+        return [
+            record for record in self._subscriptions.exact(topic) if record.presence is not None
+        ]
+
+    async def join(self, record: Subscription, rule: Presence, again: bool) -> None:
+        """Register ``record``'s member (``again``: with new info); send its first diff.
+
+        Its info is :attr:`record.presence`, set by the broker.
+        """
+        topic = record.topic
         self._start_refresher()
-        registered = self._backplane.presence_set(topic, {session.id: info}, rule.ttl)
+        registered = self._backplane.presence_set(
+            topic, {record.subscriber.id: record.presence or b"{}"}, rule.ttl
+        )
         try:
             joined_at: int = await self._call(rule, registered)
         except Exception as exc:  # registered by the next refresh
@@ -152,25 +123,24 @@ class Rooms:
             joined_at = 0
         if not rule.diffs or again:  # a member already: its new info goes in the next diff
             return
+        if not self._subscriptions.current(record):  # it left while registering
+            return
         watch = self._watches.get(topic)
         if watch is None:
             watch = self._watches[topic] = _Watch()
             watch.task = asyncio.get_running_loop().create_task(self._watch(topic, rule, watch))
         # Its first frame lists every member, once the view holds its join: at the end of
         # this window, and from then on the diffs, so that no change reaches it twice.
-        watch.pending[session] = joined_at
+        watch.pending[record] = joined_at
 
-    async def leave(self, topic: str, session: Session) -> None:
-        """``session`` is no member of ``topic`` any more; never raises."""
-        members = self._local.get(topic)
-        if members is None or members.pop(session, None) is None:
-            return
+    async def leave(self, record: Subscription) -> None:
+        """``record`` (unsubscribed, its info kept) is no member any more; never raises."""
+        topic = record.topic
         watch = self._watches.get(topic)
         if watch is not None:
-            watch.pending.pop(session, None)
+            watch.pending.pop(record, None)
         rule = self.rule_for(topic)
-        if not members:
-            del self._local[topic]
+        if not self._members(topic):
             watch = self._watches.pop(topic, None)
             if watch is not None and watch.task is not None:
                 watch.task.cancel()
@@ -182,7 +152,7 @@ class Rooms:
         if leaving is None:
             done = asyncio.get_running_loop().create_future()
             leaving = self._leaving[topic] = ([], done)
-        leaving[0].append(session.id)
+        leaving[0].append(record.subscriber.id)
         if self._remover is None or self._remover.done():
             self._remover = asyncio.get_running_loop().create_task(self._remove())
         await asyncio.shield(leaving[1])  # removed, or failed and logged: it expires
@@ -223,8 +193,8 @@ class Rooms:
 
     def _failed(self, what: str, topic: str, exc: BaseException) -> None:
         """Log a failed backplane call: the first of each kind, then every thousandth."""
-        count = self.failures[what] = self.failures.get(what, 0) + 1
-        if count == 1 or count % 1000 == 0:
+        if self.failures.add(what):
+            count = self.failures[what]
             logger.warning("presence: could not %s %r (%r); %d so far", what, topic, exc, count)
 
     async def _call(self, rule: Presence, awaitable: Any, within: float | None = None) -> Any:
@@ -240,15 +210,18 @@ class Rooms:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh())
 
     async def _refresh(self) -> None:
-        """Extend this process's members, every third of the shortest ``ttl``, forever."""
-        while self._local:
-            every = min(rule.ttl for rule in self.rules) / 3
+        """Extend this process's members, every third of the shortest ``ttl``, while any."""
+        every = min(rule.ttl for rule in self.rules) / 3
+        while True:
             await asyncio.sleep(every)
-            for topic, members in list(self._local.items()):
+            members = self._subscriptions.members_of_every_topic()
+            if not members:
+                return  # the next join starts it again
+            for topic, records in members.items():
                 rule = self.rule_for(topic)
-                if rule is None or not members:  # pragma: no cover - a member's topic has one
+                if rule is None:  # pragma: no cover - a member's topic has one
                     continue
-                infos = [(session.id, info) for session, info in members.items()]
+                infos = [(record.subscriber.id, record.presence or b"{}") for record in records]
                 try:
                     # In parts: one script call holds Redis for about 5 µs per member.
                     for start in range(0, len(infos), REFRESH_PART):
@@ -330,35 +303,36 @@ class Rooms:
                 "left": {member: _decode(raw) for member, raw in left.items()},
             }
         everyone = None
-        for session, info in self._local.get(topic, {}).items():
-            joined_at = watch.pending.get(session)
+        for record in self._members(topic):
+            subscriber, info = record.subscriber, record.presence or b"{}"
+            joined_at = watch.pending.get(record)
             if joined_at is None:
                 if diff is not None:
-                    frame = frames.get(session.codec)
+                    frame = frames.get(subscriber.codec)
                     if frame is None:
-                        frame = frames[session.codec] = session.codec.encode(
+                        frame = frames[subscriber.codec] = subscriber.codec.encode(
                             event_frame(PRESENCE_EVENT, diff)
                         )
-                    session.push(frame)
+                    subscriber.push(frame)
                 continue
             if joined_at > watch.seq:
                 continue  # its join comes in a later window
-            del watch.pending[session]
+            del watch.pending[record]
             if everyone is None:
                 everyone = {member: _decode(raw) for member, raw in watch.view.items()}
-            if session.id not in everyone:  # its registration failed: the refresh makes it
-                members = {**everyone, session.id: _decode(info)}
+            if subscriber.id not in everyone:  # its registration failed: the refresh makes it
+                members = {**everyone, subscriber.id: _decode(info)}
                 data = {"topic": topic, "joined": members, "left": {}}
-                session.push(session.codec.encode(event_frame(PRESENCE_EVENT, data)))
+                subscriber.push(subscriber.codec.encode(event_frame(PRESENCE_EVENT, data)))
                 continue
             # The same list for every subscriber that came in this window: encoded once.
-            frame = firsts.get(session.codec)
+            frame = firsts.get(subscriber.codec)
             if frame is None:
                 data = {"topic": topic, "joined": everyone, "left": {}}
-                frame = firsts[session.codec] = session.codec.encode(
+                frame = firsts[subscriber.codec] = subscriber.codec.encode(
                     event_frame(PRESENCE_EVENT, data)
                 )
-            session.push(frame)
+            subscriber.push(frame)
 
     async def stop(self) -> None:
         """Stop refreshing and reading; the members expire unless removed first."""

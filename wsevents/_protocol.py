@@ -103,6 +103,7 @@ class ConnectionCore:
         "_accepted",
         "_binary_pass",
         "_direct",
+        "_handlers",
         "_limits",
         "_max_bytes",
         "_measure_above",
@@ -131,6 +132,7 @@ class ConnectionCore:
         # step (SEND); without, every push goes through the outbox and the writer.
         self._direct = direct
         self._text_pass, self._binary_pass = router.text_pass, router.binary_pass
+        self._handlers = router.handlers
         self._stats = stats  # the app's counters: this object only adds to them
         self.state = _CONNECTING
         self._accepted = False
@@ -344,7 +346,8 @@ class ConnectionCore:
         if fast is not None:
             found = fast(payload)
             if found is not None:
-                return found
+                event, data, request_id = found
+                return self._handlers[event], data, request_id
         return self.router.route(payload)
 
     def _take_token(self, now: float) -> bool:

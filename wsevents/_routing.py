@@ -1,37 +1,42 @@
-"""Channels, handler records, and parameter binding at registration.
+"""Channels and their handler records, checked at registration.
 
 Everything a frame needs (the validator, the reply serializer, how to call
-the handler with which arguments) is worked out here, once, when the
-decorator runs; the receive loop only looks records up and calls them.
+the handler with which arguments: :mod:`wsevents._binding`) is worked out
+here, once, when the decorator runs; the receive loop only looks records up
+and calls them.
 
-Over 300 lines: registration, parameter binding and path compiling belong
-together: each check runs once, when a decorator runs.
+Over 300 lines: the public ``Channel``, whose every decorator and argument is
+documented here, with its path compiling and the checks of an event's name.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import PydanticSchemaGenerationError, TypeAdapter
 from pydantic_core import to_jsonable_python
 from starlette.convertors import CONVERTOR_TYPES, Convertor
 from starlette.routing import compile_path
 
-from .exceptions import ErrorCode, PayloadError, RegistrationError
-
-if TYPE_CHECKING:
-    from .codecs import Codec, EnvelopeDecoder
+from ._binding import (
+    Hook,
+    Invoker,
+    Source,
+    adapter,
+    bind,
+    bind_hook,
+    data_annotation,
+    docstring_of,
+    dumper,
+    return_annotation,
+)
+from .exceptions import ErrorCode, RegistrationError
 
 __all__ = ["Channel", "Emit", "Handler", "Hook", "bind_hook"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-Invoker = Callable[[Any, Any], Any]
 
 RESERVED_EVENTS = frozenset({"error"})
 RESERVED_PREFIX = "wsevents."  # the protocol's own events: wsevents.subscribed, ...
@@ -39,22 +44,6 @@ MAX_EVENT_LENGTH = 256
 
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
 _CHANNEL_NAME = re.compile(r"[a-zA-Z0-9.\-_]+")
-
-
-class _Source(Enum):
-    CONNECTION = "connection"
-    DATA = "data"
-    PATH = "path"
-    CLOSE_CODE = "close code"
-
-
-@dataclass(frozen=True, eq=False)
-class Hook:
-    """An ``on_connect`` or ``on_disconnect`` function, bound at registration."""
-
-    func: Callable[..., Any]
-    invoke: Invoker
-    is_async: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,26 +121,13 @@ class Channel:
         self.description = description
         self.tags = tuple(tags)
         self.handlers: dict[str, Handler] = {}
-        self._decoders: dict[Codec, EnvelopeDecoder | None] = {}
+        self.revision = 0  # counts the handlers added: a router built before is stale
         self.emitted: dict[str, Emit] = {}
         self.connect_hooks: list[Hook] = []
         self.disconnect_hooks: list[Hook] = []
 
     def __repr__(self) -> str:
         return f"Channel({self.address!r})"
-
-    def envelope_decoder(self, codec: Codec) -> EnvelopeDecoder | None:
-        """The codec's one-pass decoder for this channel's handlers, built once."""
-        try:
-            return self._decoders[codec]
-        except KeyError:
-            decoder = self._decoders[codec] = codec.envelope_decoder(self.handlers)
-            return decoder
-
-    def compile(self, codecs: Iterable[Codec]) -> None:
-        """Build the per-frame decoders now (the app does at startup), not on first use."""
-        for codec in codecs:
-            self.envelope_decoder(codec)
 
     @property
     def is_static(self) -> bool:
@@ -234,22 +210,22 @@ class Channel:
         what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
         if model is None:
-            model = _data_annotation(func, what, self.params)
+            model = data_annotation(func, what, self.params)
         if reply is None:
-            reply = _return_annotation(func, what)
+            reply = return_annotation(func, what)
         # The core validator itself: pydantic's wrapper costs a call per frame.
         validate = (
-            None if model is None else _adapter(model, what, "model").validator.validate_python
+            None if model is None else adapter(model, what, "model").validator.validate_python
         )
         # A model instance is returned as it is (pydantic does not revalidate it),
         # and dispatch skips even that call for an instance of ``reply_class``.
         validate_reply = (
-            None if reply is None else _adapter(reply, what, "reply").validator.validate_python
+            None if reply is None else adapter(reply, what, "reply").validator.validate_python
         )
-        invoke, is_async = _bind(
-            func, what, self.params, model=model, sources=(_Source.CONNECTION, _Source.DATA)
+        invoke, is_async = bind(
+            func, what, self.params, model=model, sources=(Source.CONNECTION, Source.DATA)
         )
-        doc_summary, doc_description = _docstring(func)
+        doc_summary, doc_description = docstring_of(func)
         own_errors = _error_codes(errors, what)
         handler = Handler(
             event=event,
@@ -267,7 +243,7 @@ class Channel:
             errors=own_errors,
         )
         self.handlers[event] = handler
-        self._decoders.clear()
+        self.revision += 1
         return handler
 
     def emits(
@@ -285,7 +261,7 @@ class Channel:
         if model is None:
             dump = to_jsonable_python
         else:
-            dump = _dumper(_adapter(model, what, "model"), event=event)
+            dump = dumper(adapter(model, what, "model"), event=event)
         emit = Emit(event=event, model=model, summary=summary, description=description, dump=dump)
         self.emitted[event] = emit
         return emit
@@ -343,15 +319,6 @@ def _error_codes(errors: Mapping[str, str] | None, what: str) -> tuple[tuple[str
     return tuple(errors.items())
 
 
-def bind_hook(
-    func: Callable[..., Any], what: str, params: Iterable[str] = (), *, close_code: bool = False
-) -> Hook:
-    """Bind a lifecycle hook's parameters: the connection, path parameters, ``code``."""
-    sources = (_Source.CONNECTION, _Source.CLOSE_CODE) if close_code else (_Source.CONNECTION,)
-    invoke, is_async = _bind(func, what, tuple(params), model=None, sources=sources)
-    return Hook(func=func, invoke=invoke, is_async=is_async)
-
-
 def _compile_address(address: str) -> tuple[re.Pattern[str], str, dict[str, Convertor[Any]]]:
     """Starlette's ``compile_path``, its errors as registration errors."""
     if not isinstance(address, str) or not address.startswith("/"):
@@ -383,244 +350,3 @@ def _compile_address(address: str) -> tuple[re.Pattern[str], str, dict[str, Conv
 
 def callable_name(func: Callable[..., Any]) -> str:
     return repr(getattr(func, "__qualname__", None) or type(func).__qualname__)
-
-
-def _docstring(func: Callable[..., Any]) -> tuple[str | None, str | None]:
-    doc = inspect.getdoc(func) if getattr(func, "__doc__", None) else None
-    if not doc:
-        return None, None
-    summary, _, rest = doc.partition("\n")
-    return summary.strip() or None, rest.strip() or None
-
-
-def _adapter(model: Any, what: str, role: str) -> TypeAdapter[Any]:
-    if model is object:
-        raise RegistrationError(
-            f"{what}: {role} object says nothing pydantic can check or write as JSON: "
-            "use a model, a standard type, or typing.Any for any JSON value"
-        )
-    try:
-        adapter: TypeAdapter[Any] = TypeAdapter(model)
-        if not adapter.pydantic_complete:
-            adapter.rebuild(raise_errors=True)
-    except PydanticSchemaGenerationError as exc:
-        if not isinstance(model, type):
-            raise RegistrationError(
-                f"{what}: {role} {model!r} is not a type pydantic can validate: {exc}"
-            ) from exc
-        name = model.__qualname__
-        raise RegistrationError(
-            f"{what}: {role} {name} is a class pydantic cannot validate: make it a "
-            "pydantic BaseModel, a dataclass or a TypedDict"
-        ) from exc
-    except Exception as exc:
-        raise RegistrationError(
-            f"{what}: {role} {model!r} is not a type pydantic can validate: {exc}"
-        ) from exc
-    if role == "reply":
-        try:
-            adapter.json_schema(mode="serialization")
-        except Exception as exc:
-            raise RegistrationError(
-                f"{what}: reply {model!r} cannot be written as JSON: {exc}"
-            ) from exc
-    return adapter
-
-
-def _data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str, ...]) -> Any:
-    """The model a handler's annotations name for its data, or ``None``.
-
-    The parameter named ``data``, else the one parameter annotated with
-    something else than a ``Connection`` and not named after a path parameter.
-    """
-    try:
-        parameters = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return None  # _bind says why
-    hints = _hints(func)
-    annotated = {
-        name: hints.get(name, parameter.annotation)
-        for name, parameter in parameters.items()
-        if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    }
-    if "data" in annotated:
-        found = annotated["data"]
-        return None if found is inspect.Parameter.empty else _resolved(func, found, "data", what)
-    candidates = {
-        name: annotation
-        for name, annotation in annotated.items()
-        if annotation is not inspect.Parameter.empty
-        and not _is_connection(annotation)
-        and name not in path_params
-    }
-    if len(candidates) > 1:
-        raise RegistrationError(
-            f"{what}: {' and '.join(map(repr, candidates))} could each take the event's data: "
-            "name the one that does 'data', or pass model="
-        )
-    for name, annotation in candidates.items():
-        return _resolved(func, annotation, name, what)
-    return None
-
-
-def _resolved(func: Callable[..., Any], annotation: Any, name: str, what: str) -> Any:
-    """An annotation that names a type; a string Python cannot resolve is an error."""
-    if not isinstance(annotation, str):
-        return annotation
-    try:  # the hints of the whole function failed: this one may still resolve
-        # The handler's own annotation, in its own module: what get_type_hints does too.
-        return eval(annotation, getattr(func, "__globals__", {}))
-    except Exception:
-        pass
-    role = "the return" if name == "return" else f"parameter {name!r}"
-    raise RegistrationError(
-        f"{what}: the annotation {annotation!r} of {role} cannot be resolved (a class "
-        "defined inside a function, with `from __future__ import annotations`?): define it "
-        f"at module level, or pass {'reply' if name == 'return' else 'model'}= explicitly"
-    )
-
-
-def _return_annotation(func: Callable[..., Any], what: str) -> Any:
-    """The reply a handler's return annotation names: ``None`` for none or ``-> None``."""
-    found = _hints(func).get("return")
-    if found is None and callable(func):
-        try:  # unresolved hints: the raw annotation, a string
-            found = inspect.signature(func).return_annotation
-        except (TypeError, ValueError):
-            return None
-        found = None if found is inspect.Signature.empty or found == "None" else found
-    if found is None or found is type(None):
-        return None
-    found = _resolved(func, found, "return", what)
-    if found is object:
-        raise RegistrationError(
-            f"{what}: its return annotation object says nothing a client can rely on: "
-            "annotate a model, a standard type or typing.Any, or pass reply="
-        )
-    return found
-
-
-def _dumper(adapter: TypeAdapter[Any], *, event: str | None = None) -> Callable[[Any], Any]:
-    """Return a function that validates a value and dumps it to JSON-compatible data."""
-    validate, dump = adapter.validate_python, adapter.dump_python
-
-    def validate_and_dump(value: Any) -> Any:
-        try:
-            return dump(validate(value), mode="json", by_alias=True)  # as replies are
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            if event is None:
-                raise
-            raise PayloadError(f"data for event {event!r} does not match its model: {exc}") from exc
-
-    return validate_and_dump
-
-
-def _hints(func: Callable[..., Any]) -> dict[str, Any]:
-    if not callable(func):
-        return {}  # _bind says so
-    target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__  # type: ignore[operator]
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # unresolvable string annotations: fall back to names below
-        return {}
-
-
-def _is_connection(annotation: Any) -> bool:
-    if isinstance(annotation, str):
-        return annotation.rsplit(".", 1)[-1] == "Connection"
-    return bool(getattr(annotation, "__wsevents_connection__", False))
-
-
-def _is_model(annotation: Any, model: Any) -> bool:
-    if model is None or annotation is inspect.Parameter.empty:
-        return False
-    if isinstance(annotation, str):
-        return annotation == getattr(model, "__name__", None)
-    return bool(annotation is model or annotation == model)
-
-
-def _bind(
-    func: Callable[..., Any],
-    what: str,
-    path_params: tuple[str, ...],
-    *,
-    model: Any,
-    sources: tuple[_Source, ...],
-) -> tuple[Invoker, bool]:
-    """Work out, once, how to call ``func`` with ``(connection, data)``."""
-    if not callable(func):
-        raise RegistrationError(f"{what}: expected a function, got {func!r}")
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError) as exc:
-        raise RegistrationError(f"{what}: cannot read its signature") from exc
-    hints = _hints(func)
-    positional: list[tuple[_Source, str]] = []
-    keyword: list[tuple[str, _Source, str]] = []
-    for name, parameter in signature.parameters.items():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            raise RegistrationError(f"{what}: *args and **kwargs cannot be bound")
-        annotation = hints.get(name, parameter.annotation)
-        if _is_connection(annotation):
-            source = _Source.CONNECTION
-        elif _Source.DATA in sources and (name == "data" or _is_model(annotation, model)):
-            source = _Source.DATA
-        elif name in path_params:
-            source = _Source.PATH
-        elif _Source.CLOSE_CODE in sources and name == "code":
-            source = _Source.CLOSE_CODE
-        else:
-            expected = ["a Connection"]
-            if _Source.DATA in sources:
-                expected.append("'data' or the event's model")
-            expected += [repr(p) for p in path_params]
-            if _Source.CLOSE_CODE in sources:
-                expected.append("'code'")
-            hint = ""
-            if annotation is inspect.Parameter.empty and name in ("conn", "connection", "ws"):
-                hint = f"; to get the connection, annotate it: {name}: Connection"
-            raise RegistrationError(
-                f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
-            )
-        if parameter.kind is parameter.KEYWORD_ONLY:
-            keyword.append((name, source, name))
-        else:
-            positional.append((source, name))
-    is_async = inspect.iscoroutinefunction(func) or (
-        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
-    )
-    return _invoker(func, positional, keyword), is_async
-
-
-def _getter(source: _Source, name: str) -> Callable[[Any, Any], Any]:
-    if source is _Source.CONNECTION:
-        return lambda conn, data: conn
-    if source is _Source.PATH:
-        return lambda conn, data: conn.params[name]
-    return lambda conn, data: data  # the payload, or the close code for on_disconnect
-
-
-def _invoker(
-    func: Callable[..., Any],
-    positional: list[tuple[_Source, str]],
-    keyword: list[tuple[str, _Source, str]],
-) -> Invoker:
-    # The common shapes get a direct call; the per-frame cost is one lambda.
-    if not keyword:
-        shape = tuple(source for source, _ in positional)
-        conn, data = _Source.CONNECTION, _Source.DATA
-        if shape == ():
-            return lambda c, d: func()
-        if shape in ((conn,),):
-            return lambda c, d: func(c)
-        if shape in ((data,), (_Source.CLOSE_CODE,)):
-            return lambda c, d: func(d)
-        if shape in ((conn, data), (conn, _Source.CLOSE_CODE)):
-            return lambda c, d: func(c, d)
-    args = [_getter(source, name) for source, name in positional]
-    kwargs = [(key, _getter(source, name)) for key, source, name in keyword]
-
-    def invoke(c: Any, d: Any) -> Any:
-        return func(*[get(c, d) for get in args], **{key: get(c, d) for key, get in kwargs})
-
-    return invoke

@@ -15,51 +15,41 @@ sessions, which would otherwise be reached into from two modules.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import re
-import sys
+import secrets
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import suppress
 from time import monotonic
 from typing import TYPE_CHECKING
 
 import anyio
-from starlette._utils import get_route_path
 from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
+from ._broker import Broker
+from ._calls import call_hook
 from ._connection import Connection
 from ._dispatch import Router
-from ._history import RESUME_PARAMETER, BadResume, parse_resume
+from ._handshake import RefusalLog, deny_handshake, origin_allowed
+from ._history import RESUME_PARAMETER, BadResume, History, parse_resume
+from ._members import Presence
+from ._registry import Registry
 from ._routing import Channel
-from ._session import Session, call_hook
+from ._session import Session
 from ._stats import Stats
-from ._topics import Broker
+from ._tasks import deadline
 from .codecs import Codec
 from .exceptions import BackplaneUnavailable, CloseCode, Reject
 
 if TYPE_CHECKING:
     from ._app import EventApp
     from ._limits import Limits
+    from .backplane import Backplane
 
-__all__ = ["ConnectionsView", "Runtime", "deny_handshake", "origin_allowed"]
+__all__ = ["ConnectionsView", "Runtime", "route_path"]
 
 logger = logging.getLogger("wsevents")
-
-if sys.version_info >= (3, 11):
-    # Not anyio's fail_after where asyncio has a timeout: its cancel scope leaves
-    # state behind for the life of the task, about 1.4 kB per open connection.
-    from asyncio import timeout as handshake_deadline
-else:
-
-    @asynccontextmanager
-    async def handshake_deadline(seconds: float | None) -> AsyncIterator[None]:
-        """Raise ``TimeoutError`` in this task once ``seconds`` have passed."""
-        with anyio.fail_after(seconds):
-            yield
 
 
 _RESUME = RESUME_PARAMETER.encode()
@@ -71,16 +61,40 @@ ABNORMAL_CLOSURE = 1006  # the code hooks get when the client went away during t
 
 
 class Runtime:
-    """The connections of one app, and what every one of them runs under."""
+    """The connections of one app, and what every one of them runs under.
 
-    def __init__(self, app: EventApp, limits: Limits, broker: Broker, stats: Stats) -> None:
+    Args:
+        app: the app, which each connection names as its ``app``.
+        registry: the app's registry as it is now (a registration made after
+            startup is served from the next handshake on).
+        start: start the app; the first handshake calls it where the
+            lifespan was not wired.
+        limits, stats: the app's limits and counters.
+        backplane, history, presence: what the broker needs.
+    """
+
+    def __init__(
+        self,
+        app: EventApp,
+        registry: Callable[[], Registry],
+        start: Callable[[], Awaitable[None]],
+        limits: Limits,
+        stats: Stats,
+        backplane: Backplane,
+        history: tuple[History, ...] = (),
+        presence: tuple[Presence, ...] = (),
+    ) -> None:
         self.app = app
+        self.registry = registry
+        self._start = start
         self.limits = limits
-        self.broker = broker
         self.stats = stats
-        self.sessions: dict[str, Session] = broker.sessions
+        self.sessions: dict[str, Session] = {}
         self.connections = ConnectionsView(self.sessions)
-        self.exception_handler_for = app.exception_handler_for
+        declared = [channel.emitted for channel in registry().channels]
+        self.broker = Broker(
+            backplane, secrets.token_hex(4), declared, self.sessions.get, history, presence
+        )
         self._routers: dict[tuple[Channel, Codec], Router] = {}
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections
         self._watchdog: asyncio.TimerHandle | None = None
@@ -130,18 +144,18 @@ class Runtime:
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
         """Take ``websocket.connect``, route, check, run the hooks and accept; or refuse."""
-        app = self.app
         message = await receive()
         if message["type"] != "websocket.connect":
             raise RuntimeError(
                 f'Expected ASGI message "websocket.connect", but got {message["type"]!r}'
             )
-        await app.ensure_started()
-        found = app.match(get_route_path(scope))
+        await self._start()
+        registry = self.registry()
+        found = registry.match(route_path(scope))
         if found is None:
             await self.deny(scope, send, 404, "no channel at this path")
             return None
-        if not origin_allowed(app.allowed_origins, scope):
+        if not origin_allowed(registry.allowed_origins, scope):
             await self.deny(scope, send, 403, "origin not allowed")
             return None
         limit = self.limits.max_connections
@@ -156,13 +170,10 @@ class Runtime:
                 await self.deny(scope, send, 400, str(exc))
                 return None
         channel, params = found
-        codec, subprotocol = app.codecs.negotiate(scope.get("subprotocols") or ())
-        text_decoder, binary_decoder = app.codecs.decoders(codec)
+        codec, subprotocol = registry.codecs.negotiate(scope.get("subprotocols") or ())
         # The node id first: send_to finds the process that holds a connection by it.
         connection_id = f"{self.broker.node_id}-{uuid.uuid4().hex[:20]}"
-        router = self._routers.get((channel, codec))
-        if router is None:  # one per channel and codec: it holds nothing of a connection
-            router = self._routers[channel, codec] = Router(channel, text_decoder, binary_decoder)
+        router = self.router(channel, codec, registry)
         session = Session(
             self,
             connection_id,
@@ -170,6 +181,7 @@ class Runtime:
             send,
             codec,
             router,
+            registry,
             scope=scope,
             params=params,
             subprotocol=subprotocol,
@@ -178,7 +190,7 @@ class Runtime:
         conn = session.connection
         self._opening += 1
         try:
-            if not await self._handshake(session, conn, channel, scope, send):
+            if not await self._handshake(session, conn, channel, scope, send, registry):
                 return None
             await session.send_accept(subprotocol)
             self.sessions[session.id] = session
@@ -188,16 +200,41 @@ class Runtime:
         self._watch_soon()
         return session
 
+    def router(self, channel: Channel, codec: Codec, registry: Registry) -> Router:
+        """The router of ``channel``'s connections in ``codec``: one per pair, built once.
+
+        It holds nothing of a connection; a handler added to the channel since
+        it was built makes a new one.
+        """
+        router = self._routers.get((channel, codec))
+        if router is None or router.revision != channel.revision:
+            text_decoder, binary_decoder = registry.codecs.decoders(codec)
+            router = self._routers[channel, codec] = Router(channel, text_decoder, binary_decoder)
+        return router
+
+    def prepare(self) -> None:
+        """Build every channel's routers now (at startup), not at its first connection."""
+        registry = self.registry()
+        for channel in registry.channels:
+            for codec in registry.codecs.by_subprotocol.values():
+                self.router(channel, codec, registry)
+
     async def _handshake(
-        self, session: Session, conn: Connection, channel: Channel, scope: Scope, send: Send
+        self,
+        session: Session,
+        conn: Connection,
+        channel: Channel,
+        scope: Scope,
+        send: Send,
+        registry: Registry,
     ) -> bool:
-        hooks = (*self.app.connect_hooks, *channel.connect_hooks)
+        hooks = (*registry.connect_hooks, *channel.connect_hooks)
         if not hooks:
             return True
         status, reason, code = 0, "", 0
         try:
             # In this task, not another: a ContextVar a hook sets reaches the handlers.
-            async with handshake_deadline(self.limits.handshake_timeout):
+            async with deadline(self.limits.handshake_timeout):
                 for hook in hooks:
                     await call_hook(hook, conn, None)
             return True
@@ -231,7 +268,7 @@ class Runtime:
         try:
             await session.finish(code)
             conn = session.connection
-            for hook in (*self.app.disconnect_hooks, *session.channel.disconnect_hooks):
+            for hook in (*session.registry.disconnect_hooks, *session.channel.disconnect_hooks):
                 try:
                     await call_hook(hook, conn, code)
                 except Exception:
@@ -286,142 +323,6 @@ class Runtime:
         self._idle = None
 
 
-PROBE_PREFIX = "wsevents-probe."
-_NONCE = re.compile(r"[A-Za-z0-9]{16,64}")
-
-
-class RefusalLog:
-    """Why recent handshakes that asked were refused: for the docs page's console.
-
-    A browser's WebSocket shows a refused handshake only as close code 1006;
-    the HTTP status and reason are hidden from the page. The console offers a
-    subprotocol ``wsevents-probe.NONCE`` (a random one per attempt), and reads
-    the refusal back by that nonce. Only handshakes that offer one are kept,
-    at most ``size`` for ``ttl`` seconds: the reason is what that same client
-    would have read in the HTTP response.
-    """
-
-    def __init__(self, size: int = 256, ttl: float = 60.0) -> None:
-        self.size = size
-        self.ttl = ttl
-        self._found: OrderedDict[str, tuple[float, int, str]] = OrderedDict()
-
-    def note(self, scope: Scope, status: int, reason: str) -> None:
-        """Keep the refusal of a handshake that offered a probe subprotocol."""
-        for offered in scope.get("subprotocols") or ():
-            nonce = offered[len(PROBE_PREFIX) :] if offered.startswith(PROBE_PREFIX) else ""
-            if _NONCE.fullmatch(nonce):
-                self._found[nonce] = (monotonic(), status, reason)
-                self._found.move_to_end(nonce)
-                while len(self._found) > self.size:
-                    self._found.popitem(last=False)
-                return
-
-    def get(self, nonce: str) -> tuple[int, str] | None:
-        """The status and reason refused under ``nonce``, if it is recent."""
-        found = self._found.get(nonce)
-        if found is None or monotonic() - found[0] > self.ttl:
-            return None
-        return found[1], found[2]
-
-
-# Set in the task that refused a handshake: uvicorn then logs, from that same
-# task, "ASGI callable returned without completing handshake." as an ERROR for
-# every denial response (its sans-I/O protocol does not count one as complete).
-_REFUSED: contextvars.ContextVar[bool] = contextvars.ContextVar("wsevents_refused", default=False)
-_UVICORN_COMPLAINT = "ASGI callable returned without completing handshake"
-
-
-class _RefusalLogFilter(logging.Filter):
-    """Drop uvicorn's handshake complaint where the app refused the handshake on purpose.
-
-    uvicorn already logs the refusal itself (``"WebSocket /path" 401``); an
-    ERROR line per refused client made normal refusals read as failures and
-    let unauthenticated clients flood the log.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (_REFUSED.get() and str(record.msg).startswith(_UVICORN_COMPLAINT))
-
-
-_REFUSAL_FILTER = _RefusalLogFilter()
-
-
-def install_refusal_filter(logger_name: str = "uvicorn.error") -> None:
-    """Keep uvicorn from logging a handshake the app refused as an error; idempotent."""
-    logger = logging.getLogger(logger_name)
-    if _REFUSAL_FILTER not in logger.filters:
-        logger.addFilter(_REFUSAL_FILTER)
-
-
-# CPython 3.11 and 3.12 log "Exception in callback
-# StreamReaderProtocol.connection_made.<locals>.callback" with a CancelledError
-# traceback for every stream server connection cancelled, until gh-113538's
-# fix (3.13 has it): what hypercorn does to each one still open when its
-# graceful timeout runs out.
-_STREAM_CALLBACK_NOISE = "Exception in callback StreamReaderProtocol.connection_made.<locals>"
-
-
-class _CancelledConnectionFilter(logging.Filter):
-    """Drop asyncio's traceback for a stream connection cancelled at shutdown (gh-113538).
-
-    Pythons with the fix close such a connection without logging; this drops
-    the same record, and only it, on the versions before the fix.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not (
-            isinstance(exc, asyncio.CancelledError)
-            and str(record.msg).startswith(_STREAM_CALLBACK_NOISE)
-        )
-
-
-_CANCELLED_CONNECTION_FILTER = _CancelledConnectionFilter()
-
-
-def install_cancelled_connection_filter() -> None:
-    """Keep asyncio from logging a connection a server cancels at shutdown; idempotent."""
-    logger = logging.getLogger("asyncio")
-    if _CANCELLED_CONNECTION_FILTER not in logger.filters:
-        logger.addFilter(_CANCELLED_CONNECTION_FILTER)
-
-
-async def deny_handshake(scope: Scope, send: Send, status: int, body: bytes) -> None:
-    """Answer a handshake with an HTTP status and a text body, where the server can.
-
-    Without the ``websocket.http.response`` extension the server answers 403.
-    """
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-        _REFUSED.set(True)
-    else:
-        reason = body[:123].decode(errors="ignore")  # a close reason fits in 123 bytes
-        await send(
-            {"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": reason}
-        )
-
-
-def origin_allowed(allowed: frozenset[str] | None, scope: Scope) -> bool:
-    """Whether the handshake's ``Origin`` is allowed (no ``Origin``: not a browser)."""
-    if allowed is None or "*" in allowed:
-        return True
-    for name, value in scope.get("headers", ()):
-        if name == b"origin":
-            return value.decode("latin-1").lower().rstrip("/") in allowed
-    return True
-
-
 class ConnectionsView(Mapping[str, Connection]):
     """The open connections of a process, by id: read-only."""
 
@@ -441,3 +342,18 @@ class ConnectionsView(Mapping[str, Connection]):
 
     def __repr__(self) -> str:
         return f"<connections {list(self._sessions)}>"
+
+
+def route_path(scope: Scope) -> str:
+    """The path to route on: the request's, less the mount's ``root_path``.
+
+    Starlette's ``Mount`` keeps the whole path in ``path`` and the prefix in
+    ``root_path``; only a whole level is taken off (``/ws`` from ``/ws/chat``,
+    not from ``/wsx``), and a server that left the prefix out is read as it is.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    return rest if rest == "" or rest.startswith("/") else path

@@ -17,13 +17,8 @@ Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
-import inspect
 import logging
-import sys
-import weakref
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -31,65 +26,30 @@ from anyio.to_thread import run_sync
 from pydantic_core import to_jsonable_python
 from starlette.types import Message, Receive, Scope, Send
 
+from ._broker import encode_push
+from ._calls import Concurrent, map_exception, returned_without_reply, unexpected
 from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
-from ._envelope import RequestId, error_frame, event_frame
+from ._envelope import RequestId, error_frame
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
-from ._routing import Channel, Handler, Hook, callable_name
-from ._wildcards import is_pattern
+from ._routing import Channel
+from ._tasks import EAGER, deadline, eager_task
 from .codecs import Codec
-from .exceptions import CloseCode, ErrorCode, EventError, TopicError
+from .exceptions import CloseCode, ErrorCode, EventError
 
 if TYPE_CHECKING:
     from ._history import Position
+    from ._registry import Registry
     from ._runtime import Runtime
+    from ._subscriptions import Declared
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as deadline
-else:  # pragma: no cover - Python 3.10
-    from anyio import fail_after as _fail_after
-
-    @contextlib.asynccontextmanager
-    async def deadline(seconds: float | None) -> AsyncIterator[None]:
-        """Raise ``TimeoutError`` in this task once ``seconds`` have passed."""
-        with _fail_after(seconds):
-            yield
-
-
-EAGER = sys.version_info >= (3, 12)  # eager tasks: a send's first step in the caller's step
-
-
-def _eager_task(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """Start ``coroutine`` as a task whose first step runs now, in the caller's step.
-
-    It ends there when nothing waits (most sends: no task is scheduled);
-    otherwise the task goes on with it, in its own context, as any task.
-    """
-    loop = asyncio.get_running_loop()
-    return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-
-
-__all__ = ["Session", "call_hook"]
+__all__ = ["Session"]
 
 logger = logging.getLogger("wsevents")
-_TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
-
-
-def _returned_without_reply(handler: Handler) -> None:
-    """Say once per handler that a value it returned went nowhere."""
-    if handler not in _TOLD:
-        _TOLD.add(handler)
-        logger.warning(
-            "handler %s for event %r returned a value, but declares no reply: the client "
-            "gets null; annotate its return (-> Model) or pass reply=",
-            callable_name(handler.func),
-            handler.event,
-        )
 
 
 Frame = str | bytes
 _CLOSED = ConnectionState.CLOSED
-_NO_TOPICS: frozenset[str] = frozenset()
 _SEND, _QUEUED, _OVERFLOWED = Pushed.SEND, Pushed.QUEUED, Pushed.OVERFLOWED
 
 
@@ -106,10 +66,8 @@ class Session:
         "_finishing",
         "_frame_key",
         "_ok",
-        "_running",
         "_runtime",
         "_send",
-        "_slots",
         "_task",
         "_wakeup",
         "_writer",
@@ -117,8 +75,8 @@ class Session:
         "codec",
         "connection",
         "id",
+        "registry",
         "resume",
-        "topics",
     )
 
     def __init__(
@@ -129,6 +87,7 @@ class Session:
         send: Send,
         codec: Codec,
         router: Router,
+        registry: Registry,
         *,
         scope: Scope,
         params: dict[str, Any],
@@ -140,7 +99,7 @@ class Session:
         self.resume = resume
         self.channel = channel
         self.codec = codec
-        self.topics: set[str] | frozenset[str] = _NO_TOPICS  # a set from the first subscribe
+        self.registry = registry  # the app's, as it was at the handshake
         self._runtime = runtime
         self._core = ConnectionCore(router, runtime.limits, runtime.stats, direct=EAGER)
         self._send = send
@@ -152,9 +111,6 @@ class Session:
         self._wakeup: asyncio.Future[None] | None = None  # what the idle writer waits on
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
-        # With Limits.concurrency above 1: the free slots and the frames in their tasks.
-        self._slots: asyncio.Semaphore | None = None
-        self._running: set[asyncio.Task[None]] | None = None
         self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
     def __repr__(self) -> str:
@@ -177,11 +133,18 @@ class Session:
 
     # -- frames out ------------------------------------------------------------------
 
+    @property
+    def emitted(self) -> Mapping[str, Declared]:
+        """The events the channel declares: pushes are validated against them."""
+        return self.channel.emitted
+
     def encode_event(self, event: str, data: Any) -> Frame:
         """Encode a push for this client, validated against the channel's ``emits``."""
-        emit = self.channel.emitted.get(event)
-        payload = to_jsonable_python(data) if emit is None else emit.dump(data)
-        return self.codec.encode(event_frame(event, payload))
+        return encode_push(self, event, data)
+
+    def resume_position(self, topic: str) -> Position | None:
+        """The position the client asked to resume ``topic`` from (``wsevents-resume``), once."""
+        return self.resume.pop(topic, None) if self.resume else None
 
     def push(self, frame: Frame) -> bool:
         """Send an encoded frame without waiting: publishers use this.
@@ -201,9 +164,7 @@ class Session:
         core = self._core
         pushed = core.push(frame)
         if pushed is _SEND:
-            sending = _eager_task(
-                self._transmit({"type": "websocket.send", self._frame_key: frame})
-            )
+            sending = eager_task(self._transmit({"type": "websocket.send", self._frame_key: frame}))
             if not sending.done():  # the client's transport is paused: it goes on by itself
                 self._finishing = sending
                 sending.add_done_callback(self._pushed)
@@ -315,45 +276,19 @@ class Session:
     # -- topics ------------------------------------------------------------------------
 
     async def subscribe(self, topic: str, presence: Any = None) -> None:
-        """Subscribe to a topic or pattern (checked by the caller); once closed, ignore it.
-
-        On a topic with a ``Presence`` rule the connection becomes a member
-        with ``presence`` as its info; subscribing again replaces the info.
-        """
-        if self._core.state is _CLOSED:
-            return
-        broker = self._runtime.broker
-        pattern = is_pattern(topic)
-        rooms = broker.rooms
-        # No rule and no info (the common case): no member, nothing to check.
-        member = rooms.check(topic, presence, pattern) if rooms.rules or presence else None
-        if topic in self.topics:
-            if member is not None:
-                await rooms.join(topic, self, *member)
-            return
-        limit = self._runtime.limits.max_subscriptions
-        if len(self.topics) >= limit:
-            raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
-        if not isinstance(self.topics, set):
-            self.topics = set()
-        self.topics.add(topic)
-        if pattern or broker.history_rule(topic) is None:
-            await broker.join(topic, self)
-        else:
-            resume = self.resume.pop(topic, None) if self.resume else None
-            try:
-                await broker.join_history(topic, self, resume)
-            except BaseException:
-                self.topics.discard(topic)
-                raise
-        if member is not None and topic in self.topics:
-            await rooms.join(topic, self, *member)
+        """Subscribe to a topic or pattern (checked by the caller); once closed, ignore it."""
+        if self._core.state is not _CLOSED:
+            limit = self._runtime.limits.max_subscriptions
+            await self._runtime.broker.subscribe(self, topic, presence, limit=limit)
 
     async def unsubscribe(self, topic: str) -> None:
         """Stop hearing ``topic``; a topic not subscribed to is ignored."""
-        if topic in self.topics:
-            self.topics.discard(topic)  # type: ignore[union-attr]  # it is in: a set
-            await self._runtime.broker.leave(topic, self)
+        await self._runtime.broker.unsubscribe(self, topic)
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The topics and patterns subscribed to."""
+        return self._runtime.broker.topics_of(self)
 
     # -- the receive loop --------------------------------------------------------------
 
@@ -388,10 +323,8 @@ class Session:
         # The clock is read per frame only where a limit needs it (idle, rate).
         timed = limits.idle_timeout is not None or limits.rate is not None
         concurrency = limits.concurrency
-        handle = self._handle if concurrency == 1 else self._spawn
-        if concurrency > 1:
-            self._slots = asyncio.Semaphore(concurrency)
-            self._running = set()
+        running = None if concurrency == 1 else Concurrent(concurrency, self._handle, self._failed)
+        handle = self._handle if running is None else running.spawn
         try:
             while True:
                 message = await receive()
@@ -412,29 +345,12 @@ class Session:
                 else:
                     raise unexpected(kind)
         finally:
-            if self._running:
-                for task in self._running:
-                    task.cancel()
-                await asyncio.gather(*self._running, return_exceptions=True)
+            if running is not None:
+                await running.cancel()
 
-    async def _spawn(self, found: Call | Refusal) -> None:
-        """Handle a frame in a task of its own, once one of the ``concurrency`` slots is free."""
-        slots, running = self._slots, self._running
-        assert slots is not None
-        assert running is not None
-        await slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._handle(found))
-        running.add(task)
-        task.add_done_callback(self._handled)
-
-    def _handled(self, task: asyncio.Task[None]) -> None:
-        assert self._slots is not None
-        assert self._running is not None
-        self._running.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("connection %s failed", self.id, exc_info=task.exception())
-            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+    def _failed(self, exc: BaseException) -> None:
+        logger.error("connection %s failed", self.id, exc_info=exc)
+        self.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _handle(self, found: Call | Refusal) -> None:
         """Call the handler the core named and answer, or send the core's error frame."""
@@ -449,7 +365,7 @@ class Session:
             else:
                 result = await run_sync(handler.invoke, self.connection, data)
             if result is not None and handler.validate_reply is None:
-                _returned_without_reply(handler)
+                returned_without_reply(handler)
             if request_id is None:
                 frame = None
             else:
@@ -501,29 +417,8 @@ class Session:
         await self.send_frame(frame)
 
     async def _handle_exception(self, exc: Exception, event: str, request_id: RequestId) -> None:
-        mapper = self._runtime.exception_handler_for(type(exc))
-        if mapper is None:
-            logger.error("handler for event %r raised", event, exc_info=exc)
-        else:
-            try:
-                result = mapper(self.connection, exc)
-                if inspect.isawaitable(result):
-                    result = await result
-            except EventError as error:
-                result = error
-            except Exception:
-                logger.exception("exception handler for %s failed", type(exc).__name__)
-                result = None
-            if isinstance(result, EventError):
-                await self.error(result.code, result.message, result.details, request_id, event)
-                return
-            if result is not None:
-                logger.error(
-                    "exception handler for %s returned %r, not an EventError",
-                    type(exc).__name__,
-                    result,
-                )
-        await self.error(ErrorCode.INTERNAL_ERROR, "internal error", None, request_id, event)
+        error = await map_exception(self.registry, self.connection, exc, event)
+        await self.error(error.code, error.message, error.details, request_id, event)
 
     # -- the end -----------------------------------------------------------------------
 
@@ -585,32 +480,4 @@ class Session:
         for task in writing:
             task.cancel()
         await asyncio.gather(*writing, return_exceptions=True)
-        topics, self.topics = self.topics, _NO_TOPICS
-        for topic in topics:
-            await self._runtime.broker.leave(topic, self)
-
-
-async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
-    """Call an ``on_connect`` or ``on_disconnect`` hook, sync ones in a thread.
-
-    What a sync hook sets in a ``ContextVar`` is set here too, as for an async
-    hook, so that the handlers of the connection see it.
-    """
-    if hook.is_async:
-        await hook.invoke(conn, argument)
-        return
-    context = contextvars.copy_context()
-    await run_sync(context.run, hook.invoke, conn, argument)
-    for variable, value in context.items():
-        if variable.get(_MISSING) is not value:
-            variable.set(value)
-
-
-_MISSING = object()
-
-
-def unexpected(kind: str) -> RuntimeError:
-    """The error for an ASGI message the receive loop cannot take."""
-    return RuntimeError(
-        f'Expected ASGI message "websocket.receive" or "websocket.disconnect", but got {kind!r}'
-    )
+        await self._runtime.broker.leave_all(self)

@@ -33,7 +33,6 @@ import inspect
 import itertools
 import json
 import logging
-import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -48,6 +47,7 @@ from websockets.typing import Subprotocol
 
 from ._envelope import Message
 from ._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, Position
+from ._retry import Backoff
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import DecodeError, EventError, Reject
 
@@ -109,6 +109,7 @@ class Client:
         self.headers = dict(headers or {})
         self.on_connect = on_connect
         self.reconnect = reconnect
+        Backoff(*backoff)  # refused here, not at the first reconnect
         self.backoff = backoff
         self.max_attempts = max_attempts
         self.timeout = timeout
@@ -402,12 +403,11 @@ class Client:
         return ConnectionClosedByServer(ws.close_code, ws.close_reason)
 
     async def _reconnect(self) -> None:
-        low, high = self.backoff
+        backoff = Backoff(*self.backoff)
         for attempt in itertools.count(1):
             if self.max_attempts is not None and attempt > self.max_attempts:
                 raise ConnectionLost(f"no connection after {self.max_attempts} attempts")
-            delay = min(high, low * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
             try:
                 await self._connect(again=True)
             except Reject as exc:

@@ -26,18 +26,25 @@ import msgpack
 import msgspec
 from pydantic_core import from_json, to_json, to_jsonable_python
 
-from ._onepass import INT_MAX, INT_MIN, OnePass, is_plain_model, keys_match
+from ._onepass import INT_MAX, INT_MIN, Decoding, OnePass, is_plain_model, keys_match
 from .exceptions import DecodeError, DuplicateKeyError
 
 if TYPE_CHECKING:
     from ._envelope import RequestId
-    from ._routing import Handler
 
-__all__ = ["Codec", "CodecSet", "EnvelopeDecoder", "JSONCodec", "MessagePackCodec"]
+__all__ = [
+    "Codec",
+    "CodecSet",
+    "Decoding",
+    "EnvelopeDecoder",
+    "JSONCodec",
+    "MessagePackCodec",
+]
 
-EnvelopeDecoder = Callable[[Any], "tuple[Handler, Any, RequestId] | None"]
-"""Decode, route and validate a frame in one pass: ``(handler, data, id)``, or ``None``
-for the general path (:meth:`Codec.decode`, then the envelope, then the model)."""
+
+EnvelopeDecoder = Callable[[Any], "tuple[str, Any, RequestId] | None"]
+"""Decode and validate a frame in one pass: ``(event, data, id)``, or ``None`` for
+the general path (:meth:`Codec.decode`, then the envelope, then the model)."""
 
 FrameType = Literal["text", "binary"]
 
@@ -95,12 +102,14 @@ class Codec(ABC):
             message["id"] = request_id
         return self.encode(message)
 
-    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
-        """Return a decoder that reads frames for ``handlers`` in one pass, or ``None``.
+    def envelope_decoder(self, table: Mapping[str, Decoding]) -> EnvelopeDecoder | None:
+        """Return a decoder that reads the frames of ``table``'s events in one pass, or ``None``.
 
-        The pass must answer as the general path would, or return ``None``
-        for a frame and leave it to the general path; only its speed may
-        differ. The default has none.
+        ``table`` maps each event a channel handles to its :class:`Decoding`;
+        it is given once per channel, at startup. The pass must answer as the
+        general path would (the event, the validated data, the ``id``), or
+        return ``None`` for a frame and leave it to the general path; only
+        its speed may differ. The default has none.
         """
         return None
 
@@ -271,9 +280,9 @@ class JSONCodec(Codec):
                 pass
         return to_json(message, inf_nan_mode="null").decode()
 
-    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
+    def envelope_decoder(self, table: Mapping[str, Decoding]) -> EnvelopeDecoder | None:
         """One pass for the JSON texts of flat models (see :mod:`wsevents._onepass`)."""
-        return OnePass(handlers.values()).text_pass
+        return OnePass(table).text_pass
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode JSON text (or UTF-8 bytes).
@@ -388,9 +397,9 @@ class MessagePackCodec(Codec):
                 pass
         return self._pack(message)  # type: ignore[no-any-return]
 
-    def envelope_decoder(self, handlers: Mapping[str, Handler]) -> EnvelopeDecoder | None:
+    def envelope_decoder(self, table: Mapping[str, Decoding]) -> EnvelopeDecoder | None:
         """One pass for the MessagePack frames of flat models (see :mod:`wsevents._onepass`)."""
-        return OnePass(handlers.values()).binary_pass
+        return OnePass(table).binary_pass
 
     def decode(self, payload: str | bytes) -> Any:
         """Decode MessagePack bytes.

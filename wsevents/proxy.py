@@ -25,13 +25,13 @@ import logging
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 
-from starlette._utils import get_route_path
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from ._runtime import deny_handshake
+from ._handshake import deny_handshake
+from ._runtime import route_path
 from .exceptions import CloseCode
 
 __all__ = ["WebSocketProxy"]
@@ -71,7 +71,7 @@ class WebSocketProxy:
         """The upstream URL for a client's connection."""
         if callable(self.upstream):
             return self.upstream(scope)
-        url = self.upstream.rstrip("/") + get_route_path(scope)
+        url = self.upstream.rstrip("/") + route_path(scope)
         query = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
 

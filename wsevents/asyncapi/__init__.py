@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ._api import describe
-from ._build import Registry, build_asyncapi, server_object
+from ._build import Described, build_asyncapi, server_object
 from ._page import render_docs_page
 from ._python import render_python
 from ._typescript import render_typescript
@@ -18,7 +18,7 @@ __all__ = ["build_asyncapi", "generate_client", "render_docs_page", "server_obje
 
 
 def generate_client(
-    app: Registry,
+    app: Described,
     lang: Literal["typescript", "python"],
     *,
     root_path: str = "",

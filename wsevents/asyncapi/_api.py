@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._build import ERROR_CODES, Registry, build_asyncapi
+from ._build import Described, build_asyncapi, registry_of
+from ._messages import ERROR_CODES
 from ._schemas import REF_PREFIX, identifier
 
 __all__ = ["Api", "ChannelApi", "Push", "Request", "describe"]
@@ -69,8 +70,9 @@ class Api:
         return str(self.schemas[ref[len(REF_PREFIX) :]]["title"])
 
 
-def describe(app: Registry, *, root_path: str = "") -> Api:
+def describe(app: Described, *, root_path: str = "") -> Api:
     """Describe ``app`` for the client generators."""
+    app = registry_of(app)
     document = build_asyncapi(app, root_path=root_path)
     messages = document["components"]["messages"]
     kinds = {channel.name: channel.param_kinds for channel in app.channels}

@@ -1,0 +1,464 @@
+"""The broker: subscriptions, publishes and their fan-out, the backplane's messages.
+
+:class:`Broker` owns this process's subscriptions (:class:`~wsevents._subscriptions.Subscriptions`,
+one record per topic and subscriber) and every path into them: a subscribe
+or an unsubscribe, a local publish, a message from the backplane, a
+history topic's publication in its turn. Subscribers are seen through the
+:class:`~wsevents._subscriptions.Subscriber` protocol, and connections are
+found by id through a lookup the runtime gives: nothing of the runtime is
+imported here.
+
+Over 300 lines: the three paths into the table (a subscription, a local
+publish, a message from the backplane) share it and the frame encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from pydantic_core import to_jsonable_python
+
+from ._envelope import event_frame
+from ._history import SUBSCRIBED_EVENT, History, Position, Publication, history_rule
+from ._members import Presence
+from ._ordering import Message, Step
+from ._presence import Rooms
+from ._streams import Streams
+from ._subscriptions import Subscriber, Subscription, Subscriptions
+from ._wildcards import check_topic, is_pattern
+from .exceptions import BackplaneUnavailable, TopicError
+
+if TYPE_CHECKING:
+    from .backplane import Backplane
+    from .codecs import Codec
+
+__all__ = ["Broker", "encode_push"]
+
+logger = logging.getLogger("wsevents")
+
+SEEN_MESSAGES = 10_000
+YIELD_AFTER = 64  # a publish to this many local subscribers lets the others run after it
+
+Find = Callable[[str], "Subscriber | None"]
+
+
+class Broker:
+    """Publishing and subscriptions for one app: local fan-out, the backplane, ``send_to``.
+
+    A publish is delivered here first, to this process's subscribers, then
+    handed to the backplane for the others; what comes back from the
+    backplane that this process sent is dropped, and so is anything seen
+    twice (a message can match both a topic and a pattern subscription).
+
+    Args:
+        backplane: where publications travel between processes.
+        node_id: this process's id (connection ids start with it).
+        declarations: every channel's declared events, by event name: a
+            publication is validated against each before anyone gets it.
+        find: the open connection with an id, in this process.
+        history, presence: the app's ``History`` and ``Presence`` rules.
+    """
+
+    def __init__(
+        self,
+        backplane: Backplane,
+        node_id: str,
+        declarations: Iterable[dict[str, Any]],
+        find: Find,
+        history: tuple[History, ...] = (),
+        presence: tuple[Presence, ...] = (),
+    ) -> None:
+        self.backplane = backplane
+        self.node_id = node_id
+        self.subscriptions = Subscriptions()
+        self._declarations = list(declarations)
+        self._find = find
+        self._counter = itertools.count()
+        self._seen: dict[str, None] = {}  # recent message ids, oldest first
+        self.streams = Streams(backplane, history, self._deliver_steps, _unpack)
+        self.rooms = Rooms(backplane, presence, self.subscriptions)
+
+    def history_rule(self, topic: str) -> History | None:
+        """The ``History`` rule of ``topic``, if it has one."""
+        rules = self.streams.rules
+        return history_rule(rules, topic) if rules else None
+
+    @property
+    def node_topic(self) -> str:
+        """The backplane topic on which this process hears ``send_to``."""
+        return f"$node/{self.node_id}"
+
+    async def start(self, ready_timeout: float) -> bool:
+        """Start the backplane; wait up to ``ready_timeout`` for it; return whether it is ready."""
+        await self.backplane.start(self._receive, self.streams.resumed)
+        await self.backplane.subscribe(self.node_topic)
+        for subscription in self.subscriptions.subscriptions():
+            await self.backplane.subscribe(subscription)
+        return await self.backplane.wait_ready(ready_timeout)
+
+    async def stop(self) -> None:
+        """Stop the backplane."""
+        await self.rooms.stop()
+        await self.streams.stop()
+        await self.backplane.stop()
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    async def subscribe(
+        self, subscriber: Subscriber, topic: str, presence: Any = None, *, limit: int
+    ) -> None:
+        """Subscribe to a topic or pattern (checked by the caller).
+
+        On a history topic the subscriber gets what it missed since the
+        position it resumes from, then ``wsevents.subscribed``, then what came
+        meanwhile. On a topic with a ``Presence`` rule it becomes a member with
+        ``presence`` as its info; subscribing again replaces the info.
+
+        Raises:
+            TopicError: over ``limit`` subscriptions, or ``presence=`` where no
+                rule allows it.
+            BackplaneUnavailable: a history topic's history could not be read.
+        """
+        pattern = is_pattern(topic)
+        rooms = self.rooms
+        # No rule and no info (the common case): no member, nothing to check.
+        member = rooms.check(topic, presence, pattern) if rooms.rules or presence else None
+        subscriptions = self.subscriptions
+        record = subscriptions.get(subscriber, topic)
+        if record is not None:
+            if member is not None:
+                await self._join_room(record, *member)
+            return
+        if subscriptions.count(subscriber) >= limit:
+            raise TopicError(f"cannot subscribe to {topic!r}: the limit is {limit} subscriptions")
+        record, first = subscriptions.add(subscriber, topic)
+        if pattern or self.history_rule(topic) is None:
+            if first:
+                await self.backplane.subscribe(topic)
+        else:
+            try:
+                await self._subscribe_history(record, first)
+            except BaseException:
+                await self._remove(record)
+                raise
+        if member is not None and subscriptions.current(record):
+            await self._join_room(record, *member)
+
+    async def _join_room(self, record: Subscription, rule: Presence, info: bytes) -> None:
+        again = record.presence is not None
+        record.presence = info
+        await self.rooms.join(record, rule, again)
+
+    async def _subscribe_history(self, record: Subscription, first: bool) -> None:
+        """Replay what ``record``'s subscriber missed, then live, from the replay's position on.
+
+        What is published while the replay is read waits in the record.
+        """
+        topic, subscriber = record.topic, record.subscriber
+        record.hold()
+        if first:
+            await self.backplane.subscribe(topic)
+        resume = subscriber.resume_position(topic)
+        replay, position, recovered = await self.streams.recover(topic, resume)
+        record.epoch, record.offset = position
+        for at, message in replay:
+            subscriber.push_replay(self._frame_for(subscriber, topic, at, message))
+        self._subscribed(subscriber, topic, position, recovered)
+        buffered, record.buffer = record.buffer or [], None
+        for at, waiting in buffered:
+            if waiting is None:  # the epoch changed meanwhile
+                if record.behind(at):
+                    self._subscribed(subscriber, topic, at, False)
+            elif record.takes(at):
+                subscriber.push(self._frame_for(subscriber, topic, at, waiting))
+
+    async def unsubscribe(self, subscriber: Subscriber, topic: str) -> None:
+        """Stop ``subscriber`` hearing ``topic``; a topic not subscribed to is ignored."""
+        record = self.subscriptions.get(subscriber, topic)
+        if record is not None:
+            await self._remove(record)
+
+    async def leave_all(self, subscriber: Subscriber) -> None:
+        """Drop every subscription of ``subscriber`` (its connection ended)."""
+        for record in self.subscriptions.of(subscriber):
+            await self._remove(record)
+
+    def topics_of(self, subscriber: Subscriber) -> frozenset[str]:
+        """The topics and patterns ``subscriber`` is subscribed to."""
+        return self.subscriptions.topics_of(subscriber)
+
+    async def _remove(self, record: Subscription) -> None:
+        """Forget ``record``; the backplane forgets its topic with its last subscriber here."""
+        topic = record.topic
+        last = self.subscriptions.remove(record)
+        if record.presence is not None:
+            await self.rooms.leave(record)
+        if record.kept and not self.subscriptions.heard(topic):
+            self.streams.forget(topic)
+        if last:
+            await self.backplane.unsubscribe(topic)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Every member of ``topic``, in every process."""
+        check_topic(topic)
+        members: dict[str, dict[str, Any]] = await self._presence_read(self.rooms.members(topic))
+        return members
+
+    async def presence_count(self, topic: str) -> int:
+        """How many members ``topic`` has, without reading them."""
+        check_topic(topic)
+        counted: int = await self._presence_read(self.rooms.count(topic))
+        return counted
+
+    async def _presence_read(self, read: Any) -> Any:
+        try:
+            return await read
+        except TopicError:
+            raise
+        except Exception as exc:  # what the transport raised, or its deadline
+            raise BackplaneUnavailable(f"the backplane did not answer ({exc!r})") from None
+
+    async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
+        """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first."""
+        check_topic(topic)
+        rule = self.history_rule(topic)
+        if rule is None:
+            raise TopicError(f"{topic!r} matches no History rule: it keeps no history")
+        found = await self.streams.read(rule, topic, None if since is None else since.offset, limit)
+        if since is not None and since.epoch != found.position.epoch:  # from the oldest kept
+            found = await self.streams.read(rule, topic, None, limit)
+        epoch = found.position.epoch
+        publications = []
+        for offset, payload in found.entries:
+            message = _unpack(payload)
+            publications.append(Publication(message["e"], message["d"], topic, epoch, offset))
+        return publications
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(
+        self, topic: str, event: str, data: Any, exclude: Iterable[str] | None
+    ) -> Position | None:
+        """Deliver to this process's subscribers of ``topic``, then to the other processes.
+
+        A history topic's publication is kept first: it returns its position,
+        or raises ``BackplaneUnavailable`` and reaches nobody.
+        """
+        check_topic(topic)
+        skip = _ids(exclude)
+        # Validate against every declaration first, so that a PayloadError reaches
+        # the caller before anyone got anything; the dumps are reused below.
+        payloads: dict[object, Any] = {}
+        for emitted in self._declarations:
+            emit = emitted.get(event)
+            if emit is not None and emit not in payloads:
+                payloads[emit] = emit.dump(data)
+        rule = self.history_rule(topic)
+        if rule is not None:
+            return await self._publish_kept(rule, topic, event, data, skip)
+        let_others_run = self._deliver(topic, event, data, skip, payloads)
+        if self.backplane.shared:
+            message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+            await self.backplane.publish(topic, self._pack(message))
+        if let_others_run:
+            # Let the others run before the next publish: the writers, when some
+            # queue is half full (a burst from one handler must not overflow
+            # readers that keep up), and the backplane's sender, which would
+            # otherwise send a burst to the other processes only once it is over.
+            await asyncio.sleep(0)
+        return None
+
+    async def _publish_kept(
+        self, rule: History, topic: str, event: str, data: Any, skip: set[str]
+    ) -> Position:
+        message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+        payload = self._pack(message)
+        key, backplane = message["i"], self.backplane
+        position: Position = await self.streams.call(
+            rule,
+            "publishing to",
+            topic,
+            lambda: backplane.append(
+                topic,
+                payload,
+                key=key,
+                size=rule.size,
+                ttl=rule.ttl,
+                retry_for=rule.publish_timeout + 1.0,  # retries stop before
+            ),
+        )
+        self.streams.arrived(topic, position, message, self.subscriptions.heard(topic))
+        return position
+
+    async def send_to(self, connection_id: str, event: str, data: Any) -> None:
+        """Deliver to one connection, here or in the process whose node id starts its id."""
+        subscriber = self._find(connection_id)
+        if subscriber is not None:
+            subscriber.push(encode_push(subscriber, event, data))
+            return
+        node = connection_id.partition("-")[0]
+        if node and node != self.node_id and self.backplane.shared:
+            message = {"c": connection_id, "e": event, "d": to_jsonable_python(data)}
+            await self.backplane.publish(f"$node/{node}", self._pack(message))
+
+    def _pack(self, message: dict[str, Any]) -> bytes:
+        message["i"] = f"{self.node_id}:{next(self._counter)}"
+        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+
+    def _deliver(
+        self,
+        topic: str,
+        event: str,
+        data: Any,
+        skip: set[str],
+        payloads: dict[object, Any] | None = None,
+    ) -> bool:
+        """Send or queue the event to local subscribers; return whether the publisher
+        should let the others run (a queue is half full, or ``YIELD_AFTER`` got it).
+
+        ``payloads`` holds the data already dumped for a declaration (``Emit``).
+        """
+        members = self.subscriptions.members(topic)
+        backlog = False
+        frames: dict[tuple[object, Codec], str | bytes] = {}
+        payloads = {} if payloads is None else payloads
+        # The frame of the last (declarations, codec) met: most topics have one of each.
+        last_emitted: object = None
+        last_codec: object = None
+        frame: str | bytes = ""
+        for subscriber in members:
+            if skip and subscriber.id in skip:
+                continue
+            emitted, codec = subscriber.emitted, subscriber.codec
+            if emitted is not last_emitted or codec is not last_codec:
+                emit = emitted.get(event)
+                key = (emit, codec)
+                found = frames.get(key)
+                if found is None:
+                    if emit not in payloads:
+                        payloads[emit] = (
+                            to_jsonable_python(data) if emit is None else emit.dump(data)
+                        )
+                    found = frames[key] = codec.encode(event_frame(event, payloads[emit]))
+                frame, last_emitted, last_codec = found, emitted, codec
+            if subscriber.push(frame):
+                backlog = True
+        return backlog or len(members) >= YIELD_AFTER
+
+    def _deliver_steps(self, topic: str, steps: list[Step]) -> None:
+        """Do what a history topic's order says: deliver publications, or tell where it stands."""
+        for position, message in steps:
+            if message is None:
+                self._announce(topic, position)
+            else:
+                self._deliver_at(topic, position, message)
+
+    def _deliver_at(self, topic: str, position: Position, message: Message) -> None:
+        """Push one publication of a history topic, in its turn, to this process's subscribers."""
+        skip = message.get("x") or ()
+        frames: dict[tuple[object, Codec], str | bytes] = {}
+        subscriptions = self.subscriptions
+        for subscriber in subscriptions.members(topic):
+            if subscriber.id in skip:
+                continue
+            record = subscriptions.get(subscriber, topic)  # None: heard through a pattern
+            if record is not None and record.kept:
+                if record.buffer is not None:
+                    record.buffer.append((position, message))
+                    continue
+                if not record.takes(position):
+                    continue
+            emit = subscriber.emitted.get(message["e"])
+            frame = frames.get((emit, subscriber.codec))
+            if frame is None:
+                frame = frames[emit, subscriber.codec] = _history_frame(
+                    subscriber.codec, emit, topic, position, message
+                )
+            subscriber.push(frame)
+
+    def _announce(self, topic: str, position: Position) -> None:
+        """Tell every exact subscriber of ``topic`` it now stands at ``position``, not recovered."""
+        for record in self.subscriptions.exact(topic):
+            if not record.kept:
+                continue
+            if record.buffer is not None:
+                record.buffer.append((position, None))
+            elif record.behind(position):
+                self._subscribed(record.subscriber, topic, position, False)
+
+    @staticmethod
+    def _frame_for(
+        subscriber: Subscriber, topic: str, position: Position, message: Message
+    ) -> str | bytes:
+        emit = subscriber.emitted.get(message["e"])
+        return _history_frame(subscriber.codec, emit, topic, position, message)
+
+    def _subscribed(
+        self, subscriber: Subscriber, topic: str, position: Position, recovered: bool | None
+    ) -> None:
+        data = {
+            "topic": topic,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "recovered": recovered,
+        }
+        subscriber.push(subscriber.codec.encode(event_frame(SUBSCRIBED_EVENT, data)))
+
+    def _receive(self, topic: str, payload: bytes, position: Position | None) -> None:
+        """Take a message from the backplane: never raises into the backplane."""
+        try:
+            if position is not None and self.streams.delivered(topic, position):
+                return  # our own publication, or one heard twice: no need to unpack it
+            message = _unpack(payload)
+            if position is not None:  # ordered and de-duplicated by its offset
+                self.streams.arrived(topic, position, message, self.subscriptions.heard(topic))
+                return
+            message_id = message["i"]
+            if message_id.startswith(self.node_id + ":") or message_id in self._seen:
+                return
+            self._seen[message_id] = None
+            if len(self._seen) > SEEN_MESSAGES:
+                del self._seen[next(iter(self._seen))]
+            if "c" in message:
+                subscriber = self._find(message["c"])
+                if subscriber is not None:
+                    subscriber.push(encode_push(subscriber, message["e"], message["d"]))
+            else:
+                self._deliver(message["t"], message["e"], message["d"], set(message["x"]))
+        except Exception:
+            logger.exception("dropped a backplane message on %r that could not be delivered", topic)
+
+
+def encode_push(subscriber: Subscriber, event: str, data: Any) -> str | bytes:
+    """A push for one subscriber, validated against its channel's declaration."""
+    emit = subscriber.emitted.get(event)
+    payload = to_jsonable_python(data) if emit is None else emit.dump(data)
+    return subscriber.codec.encode(event_frame(event, payload))
+
+
+def _history_frame(
+    codec: Codec, emit: Any, topic: str, position: Position, message: Message
+) -> str | bytes:
+    """A push of a history topic: the envelope and its position, in ``codec``."""
+    event, data = message["e"], message["d"]
+    frame = event_frame(event, data if emit is None else emit.dump(data))
+    frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
+    return codec.encode(frame)
+
+
+def _unpack(payload: bytes) -> Message:
+    message: Message = msgpack.unpackb(payload, raw=False)
+    return message
+
+
+def _ids(exclude: Iterable[str] | None) -> set[str]:
+    if exclude is None:
+        return set()
+    return {exclude} if isinstance(exclude, str) else set(exclude)

@@ -1,0 +1,140 @@
+"""Calling the app's own code around a frame: hooks, exception handlers, what handlers return.
+
+Sync hooks run in a thread with what they set in a ``ContextVar`` carried
+back; an exception a handler raised becomes the error frame its exception
+handler maps it to, or ``internal_error``; a value returned by a handler
+that declares no reply is said once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from anyio.to_thread import run_sync
+
+from ._routing import Handler, Hook, callable_name
+from .exceptions import ErrorCode, EventError
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from ._registry import Registry
+
+__all__ = ["Concurrent", "call_hook", "map_exception", "returned_without_reply", "unexpected"]
+
+logger = logging.getLogger("wsevents")
+_TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
+_MISSING = object()
+INTERNAL_ERROR = EventError(ErrorCode.INTERNAL_ERROR.value, "internal error")
+
+
+async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
+    """Call an ``on_connect`` or ``on_disconnect`` hook, sync ones in a thread.
+
+    What a sync hook sets in a ``ContextVar`` is set here too, as for an async
+    hook, so that the handlers of the connection see it.
+    """
+    if hook.is_async:
+        await hook.invoke(conn, argument)
+        return
+    context = contextvars.copy_context()
+    await run_sync(context.run, hook.invoke, conn, argument)
+    for variable, value in context.items():
+        if variable.get(_MISSING) is not value:
+            variable.set(value)
+
+
+async def map_exception(
+    registry: Registry, conn: Connection, exc: Exception, event: str
+) -> EventError:
+    """The error frame for an exception a handler raised: its handler's, or ``internal_error``.
+
+    What is not mapped is logged with its traceback; the client never sees
+    its text.
+    """
+    mapper = registry.exception_handler_for(type(exc))
+    if mapper is None:
+        logger.error("handler for event %r raised", event, exc_info=exc)
+        return INTERNAL_ERROR
+    try:
+        result = mapper(conn, exc)
+        if inspect.isawaitable(result):
+            result = await result
+    except EventError as error:
+        result = error
+    except Exception:
+        logger.exception("exception handler for %s failed", type(exc).__name__)
+        return INTERNAL_ERROR
+    if isinstance(result, EventError):
+        return result
+    if result is not None:
+        logger.error(
+            "exception handler for %s returned %r, not an EventError", type(exc).__name__, result
+        )
+    return INTERNAL_ERROR
+
+
+def returned_without_reply(handler: Handler) -> None:
+    """Say once per handler that a value it returned went nowhere."""
+    if handler not in _TOLD:
+        _TOLD.add(handler)
+        logger.warning(
+            "handler %s for event %r returned a value, but declares no reply: the client "
+            "gets null; annotate its return (-> Model) or pass reply=",
+            callable_name(handler.func),
+            handler.event,
+        )
+
+
+def unexpected(kind: str) -> RuntimeError:
+    """The error for an ASGI message the receive loop cannot take."""
+    return RuntimeError(
+        f'Expected ASGI message "websocket.receive" or "websocket.disconnect", but got {kind!r}'
+    )
+
+
+class Concurrent:
+    """Frames of one connection handled at once, at most ``limit`` (``Limits.concurrency``).
+
+    Args:
+        limit: how many at once; the receive loop waits for a free slot.
+        handle: handles one frame.
+        failed: told of a frame whose handling raised (it closes the connection).
+    """
+
+    __slots__ = ("_failed", "_handle", "_running", "_slots")
+
+    def __init__(
+        self,
+        limit: int,
+        handle: Callable[[Any], Coroutine[Any, Any, None]],
+        failed: Callable[[BaseException], None],
+    ) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._running: set[asyncio.Task[None]] = set()
+        self._handle = handle
+        self._failed = failed
+
+    async def spawn(self, found: Any) -> None:
+        """Handle a frame in a task of its own, once a slot is free."""
+        await self._slots.acquire()
+        task = asyncio.get_running_loop().create_task(self._handle(found))
+        self._running.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            self._failed(task.exception())  # type: ignore[arg-type]
+
+    async def cancel(self) -> None:
+        """Cancel the frames still being handled, and wait for them."""
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
