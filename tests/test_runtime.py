@@ -420,6 +420,30 @@ async def test_a_subscriber_whose_send_waits_delays_nobody_and_then_gets_every_f
     assert seen == [("disconnect", 1000)] * 2
 
 
+async def test_a_publication_goes_on_to_every_other_subscriber_while_one_send_waits() -> None:
+    app, seen = feed_app()
+    peers = [Peer(), GatedPeer(), Peer(), GatedPeer(), Peer()]
+    tasks = await connected(app, peers)
+    for n in range(3):
+        await app.publish("feed", "tick", n)
+    await writers_ran()
+    readers, stalled = peers[::2], peers[1::2]
+    assert [ticks(peer) for peer in readers] == [[0, 1, 2]] * 3  # none waited for the others
+    assert [ticks(peer) for peer in stalled] == [[], []]
+    for peer in stalled:
+        assert isinstance(peer, GatedPeer)
+        peer.gate.set()
+    deadline = time.monotonic() + 5
+    while any(len(ticks(peer)) < 3 for peer in stalled):
+        assert time.monotonic() < deadline, [ticks(peer) for peer in stalled]
+        await asyncio.sleep(0.01)
+    assert [ticks(peer) for peer in stalled] == [[0, 1, 2]] * 2  # in order, once each
+    for peer in peers:
+        peer.disconnect()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert seen == [("disconnect", 1000)] * 5
+
+
 async def test_a_send_left_waiting_is_cancelled_cleanly_when_the_connection_times_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -45,6 +45,16 @@ SEEN_MESSAGES = 10_000
 YIELD_AFTER = 64  # a publish to this many local subscribers lets the others run after it
 
 Find = Callable[[str], "Subscriber | None"]
+PushAll = Callable[[list[tuple[Any, "str | bytes"]]], bool]
+
+
+def push_each(pushes: list[tuple[Subscriber, str | bytes]]) -> bool:
+    """Push each frame to its subscriber; whether one asked the publisher to yield."""
+    backlog = False
+    for subscriber, frame in pushes:
+        if subscriber.push(frame):
+            backlog = True
+    return backlog
 
 
 class Broker:
@@ -62,6 +72,8 @@ class Broker:
             publication is validated against each before anyone gets it.
         find: the open connection with an id, in this process.
         history, presence: the app's ``History`` and ``Presence`` rules.
+        push_all: push a frame to each of many subscribers (the runtime's sends
+            them from one task); by default, each subscriber's ``push``.
     """
 
     def __init__(
@@ -72,8 +84,10 @@ class Broker:
         find: Find,
         history: tuple[History, ...] = (),
         presence: tuple[Presence, ...] = (),
+        push_all: PushAll = push_each,
     ) -> None:
         self.backplane = backplane
+        self._push_all = push_all
         self.node_id = node_id
         self.subscriptions = Subscriptions()
         self._declarations = list(declarations)
@@ -326,7 +340,7 @@ class Broker:
         ``payloads`` holds the data already dumped for a declaration (``Emit``).
         """
         members = self.subscriptions.members(topic)
-        backlog = False
+        pushes: list[tuple[Subscriber, str | bytes]] = []
         frames: dict[tuple[object, Codec], str | bytes] = {}
         payloads = {} if payloads is None else payloads
         # The frame of the last (declarations, codec) met: most topics have one of each.
@@ -348,8 +362,8 @@ class Broker:
                         )
                     found = frames[key] = codec.encode(event_frame(event, payloads[emit]))
                 frame, last_emitted, last_codec = found, emitted, codec
-            if subscriber.push(frame):
-                backlog = True
+            pushes.append((subscriber, frame))
+        backlog = self._push_all(pushes) if pushes else False
         return backlog or len(members) >= YIELD_AFTER
 
     def _deliver_steps(self, topic: str, steps: list[Step]) -> None:
@@ -364,6 +378,7 @@ class Broker:
         """Push one publication of a history topic, in its turn, to this process's subscribers."""
         skip = message.get("x") or ()
         frames: dict[tuple[object, Codec], str | bytes] = {}
+        pushes: list[tuple[Subscriber, str | bytes]] = []
         subscriptions = self.subscriptions
         for subscriber in subscriptions.members(topic):
             if subscriber.id in skip:
@@ -381,7 +396,9 @@ class Broker:
                 frame = frames[emit, subscriber.codec] = _history_frame(
                     subscriber.codec, emit, topic, position, message
                 )
-            subscriber.push(frame)
+            pushes.append((subscriber, frame))
+        if pushes:
+            self._push_all(pushes)
 
     def _announce(self, topic: str, position: Position) -> None:
         """Tell every exact subscriber of ``topic`` it now stands at ``position``, not recovered."""

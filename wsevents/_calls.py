@@ -17,15 +17,25 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
+from pydantic_core import to_jsonable_python
 
+from ._envelope import RequestId, error_frame
 from ._routing import Handler, Hook, callable_name
 from .exceptions import ErrorCode, EventError
 
 if TYPE_CHECKING:
     from ._connection import Connection
     from ._registry import Registry
+    from .codecs import Codec
 
-__all__ = ["Concurrent", "call_hook", "map_exception", "returned_without_reply", "unexpected"]
+__all__ = [
+    "Concurrent",
+    "call_hook",
+    "encode_error",
+    "map_exception",
+    "returned_without_reply",
+    "unexpected",
+]
 
 logger = logging.getLogger("wsevents")
 _TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
@@ -77,6 +87,18 @@ async def map_exception(
             "exception handler for %s returned %r, not an EventError", type(exc).__name__, result
         )
     return INTERNAL_ERROR
+
+
+def encode_error(
+    codec: Codec, code: str, message: str, details: Any, request_id: RequestId
+) -> str | bytes:
+    """An error frame; ``internal_error`` where its details cannot be encoded (logged)."""
+    try:
+        return codec.encode(error_frame(code, message, to_jsonable_python(details), request_id))
+    except Exception:
+        logger.exception("error details for %r could not be encoded", code)
+        internal = ErrorCode.INTERNAL_ERROR.value
+        return codec.encode(error_frame(internal, "internal error", None, request_id))
 
 
 def returned_without_reply(handler: Handler) -> None:

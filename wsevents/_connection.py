@@ -8,6 +8,7 @@ from starlette.datastructures import Address, Headers, QueryParams, State
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from ._broker import encode_push
 from ._topics import check_pattern
 from .exceptions import CloseCode
 
@@ -121,7 +122,7 @@ class Connection:
             PayloadError: ``data`` does not match the declared model.
         """
         session = self._session
-        await session.send_frame(session.encode_event(event, data))
+        await session.send_frame(encode_push(session, event, data))
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection once the frames already queued are sent.

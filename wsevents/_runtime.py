@@ -31,6 +31,7 @@ from ._broker import Broker
 from ._calls import call_hook
 from ._connection import Connection
 from ._dispatch import Router
+from ._fanout import push_all
 from ._handshake import RefusalLog, deny_handshake, origin_allowed
 from ._history import RESUME_PARAMETER, BadResume, History, parse_resume
 from ._members import Presence
@@ -93,7 +94,13 @@ class Runtime:
         self.connections = ConnectionsView(self.sessions)
         declared = [channel.emitted for channel in registry().channels]
         self.broker = Broker(
-            backplane, secrets.token_hex(4), declared, self.sessions.get, history, presence
+            backplane,
+            secrets.token_hex(4),
+            declared,
+            self.sessions.get,
+            history,
+            presence,
+            push_all=push_all,
         )
         self._routers: dict[tuple[Channel, Codec], Router] = {}
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections

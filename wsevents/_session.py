@@ -2,7 +2,7 @@
 
 A :class:`Session` drives a :class:`~wsevents._protocol.ConnectionCore`:
 it reads ASGI messages and hands each frame to the core, calls the handler
-the core names, and sends what the core says to send. :meth:`Session._transmit`
+the core names, and sends what the core says to send. :meth:`Session.transmit`
 is the only place that calls ASGI ``send`` for a connection (the accept, every
 frame, the close frames), always awaited whole by one task: a reply in the
 receive loop's, a push in an eager task of its own that runs in the
@@ -23,19 +23,23 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
-from pydantic_core import to_jsonable_python
 from starlette.types import Message, Receive, Scope, Send
 
-from ._broker import encode_push
-from ._calls import Concurrent, map_exception, returned_without_reply, unexpected
+from ._calls import (
+    Concurrent,
+    encode_error,
+    map_exception,
+    returned_without_reply,
+    unexpected,
+)
 from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
-from ._envelope import RequestId, error_frame
+from ._envelope import RequestId
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
 from ._routing import Channel
 from ._tasks import EAGER, deadline, eager_task
 from .codecs import Codec
-from .exceptions import CloseCode, ErrorCode, EventError
+from .exceptions import CloseCode, EventError
 
 if TYPE_CHECKING:
     from ._history import Position
@@ -74,7 +78,9 @@ class Session:
         "channel",
         "codec",
         "connection",
+        "emitted",
         "id",
+        "loop",
         "registry",
         "resume",
     )
@@ -99,6 +105,8 @@ class Session:
         self.resume = resume
         self.channel = channel
         self.codec = codec
+        # The events the channel declares: pushes are validated against them.
+        self.emitted: Mapping[str, Declared] = channel.emitted
         self.registry = registry  # the app's, as it was at the handshake
         self._runtime = runtime
         self._core = ConnectionCore(router, runtime.limits, runtime.stats, direct=EAGER)
@@ -110,6 +118,7 @@ class Session:
         self._finishing: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None  # what the idle writer waits on
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
+        self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
         self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
@@ -133,15 +142,6 @@ class Session:
 
     # -- frames out ------------------------------------------------------------------
 
-    @property
-    def emitted(self) -> Mapping[str, Declared]:
-        """The events the channel declares: pushes are validated against them."""
-        return self.channel.emitted
-
-    def encode_event(self, event: str, data: Any) -> Frame:
-        """Encode a push for this client, validated against the channel's ``emits``."""
-        return encode_push(self, event, data)
-
     def resume_position(self, topic: str) -> Position | None:
         """The position the client asked to resume ``topic`` from (``wsevents-resume``), once."""
         return self.resume.pop(topic, None) if self.resume else None
@@ -156,25 +156,39 @@ class Session:
         that same task and context. Otherwise, and on Python 3.10 and 3.11,
         which have no eager tasks, the frame waits in the queue for the
         writer. A connection whose queue is full is a slow consumer: it is
-        aborted with 1013, and nobody waits for it.
+        aborted with 1013, and nobody waits for it. Many at once:
+        :func:`wsevents._fanout.push_all`.
 
         Returns whether the frame had to queue and the queue is at least half
         full (the publisher then lets the writers run).
         """
-        core = self._core
-        pushed = core.push(frame)
+        message = self.take(frame)
+        if message is None:
+            return self._core.backlogged
+        sending = eager_task(self.transmit(message), self.loop)
+        if not sending.done():  # the client's transport is paused: it goes on by itself
+            self.left_waiting(sending)
+        return False
+
+    def take(self, frame: Frame) -> Message | None:
+        """Take a frame to push: the ASGI message to send now, else ``None`` (queued or dropped).
+
+        The caller that gets a message must :meth:`transmit` it, in a task of
+        its own (the core counts it as sending).
+        """
+        pushed = self._core.push(frame)
         if pushed is _SEND:
-            sending = eager_task(self._transmit({"type": "websocket.send", self._frame_key: frame}))
-            if not sending.done():  # the client's transport is paused: it goes on by itself
-                self._finishing = sending
-                sending.add_done_callback(self._pushed)
-            return False
+            return {"type": "websocket.send", self._frame_key: frame}
         if pushed is _QUEUED:
             self._wake()
-            return core.backlogged
-        if pushed is _OVERFLOWED:
+        elif pushed is _OVERFLOWED:
             self._aborted()
-        return False
+        return None
+
+    def left_waiting(self, task: asyncio.Task[None]) -> None:
+        """A send of this connection waits in ``task``: an abort cancels it there."""
+        self._finishing = task
+        task.add_done_callback(self._pushed)
 
     def _pushed(self, task: asyncio.Task[None]) -> None:
         if self._finishing is task:
@@ -188,7 +202,7 @@ class Session:
     async def send_frame(self, frame: Frame) -> None:
         """Send an encoded frame now if nothing is queued ahead of it, else queue it."""
         if self._core.send_now():
-            await self._transmit({"type": "websocket.send", self._frame_key: frame})
+            await self.transmit({"type": "websocket.send", self._frame_key: frame})
         else:
             self.push(frame)
 
@@ -241,11 +255,11 @@ class Session:
                 await waiting
             elif item.__class__ is Close:
                 code, reason = item
-                await self._transmit({"type": "websocket.close", "code": code, "reason": reason})
+                await self.transmit({"type": "websocket.close", "code": code, "reason": reason})
             else:
-                await self._transmit({"type": "websocket.send", self._frame_key: item})
+                await self.transmit({"type": "websocket.send", self._frame_key: item})
 
-    async def _transmit(self, message: Message) -> None:
+    async def transmit(self, message: Message) -> None:
         """Hand one message to ASGI ``send``: the only place that calls it for a connection.
 
         The accept, every frame, and the close frames (queued or an abort's)
@@ -295,7 +309,7 @@ class Session:
     async def send_accept(self, subprotocol: str | None) -> None:
         """Send the handshake's accept; if the send fails, :meth:`accepted` says so."""
         self._core.accepting()
-        await self._transmit({"type": "websocket.accept", "subprotocol": subprotocol})
+        await self.transmit({"type": "websocket.accept", "subprotocol": subprotocol})
 
     def accepted(self, task: asyncio.Task[Any] | None) -> bool:
         """Take the handshake as done; return whether the connection is open.
@@ -304,6 +318,7 @@ class Session:
         queue overflowed during them is aborted as soon as it is accepted.
         """
         self._task = task
+        self.loop = asyncio.get_running_loop()
         if not self._core.accept(monotonic()):
             return False  # aborted during on_connect: logged then
         if self._core.queued:
@@ -387,7 +402,7 @@ class Session:
         if frame is None:
             return
         if self._core.send_now():
-            await self._transmit({"type": "websocket.send", self._frame_key: frame})
+            await self.transmit({"type": "websocket.send", self._frame_key: frame})
         else:
             self.push(frame)
 
@@ -405,16 +420,7 @@ class Session:
         stats.errors[code] += 1
         if event is not None:
             stats.events[event, code] += 1
-        try:
-            frame = self.codec.encode(
-                error_frame(code, message, to_jsonable_python(details), request_id)
-            )
-        except Exception:
-            logger.exception("error details for %r could not be encoded", code)
-            frame = self.codec.encode(
-                error_frame(ErrorCode.INTERNAL_ERROR.value, "internal error", None, request_id)
-            )
-        await self.send_frame(frame)
+        await self.send_frame(encode_error(self.codec, code, message, details, request_id))
 
     async def _handle_exception(self, exc: Exception, event: str, request_id: RequestId) -> None:
         error = await map_exception(self.registry, self.connection, exc, event)
@@ -456,7 +462,7 @@ class Session:
         message = {"type": "websocket.close", "code": close.code, "reason": close.reason}
         try:
             async with deadline(self._runtime.limits.send_timeout):
-                await self._transmit(message)
+                await self.transmit(message)
         except TimeoutError:  # a client that never reads again
             logger.info("connection %s did not take its close frame", self.id)
         return close.code

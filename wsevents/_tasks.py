@@ -31,12 +31,15 @@ else:  # pragma: no cover - Python 3.10
             yield
 
 
-def eager_task(coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+def eager_task(
+    coroutine: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop | None = None
+) -> asyncio.Task[None]:
     """Start ``coroutine`` as a task whose first step runs now, in the caller's step (3.12+).
 
     It ends there when nothing waits (no task is scheduled); otherwise the
     task goes on with it, in its own context, as any task. Only where
     :data:`EAGER` is true.
     """
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
