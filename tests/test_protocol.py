@@ -12,7 +12,7 @@ from wsevents._protocol import Close, ConnectionCore, ConnectionState, InvalidSt
 from wsevents._stats import Stats
 
 
-def make_core(*, direct: bool = True, **limits: object) -> tuple[ConnectionCore, Stats]:
+def make_core(**limits: object) -> tuple[ConnectionCore, Stats]:
     channel = Channel("/c")
 
     @channel.on("echo", reply=int)
@@ -21,7 +21,7 @@ def make_core(*, direct: bool = True, **limits: object) -> tuple[ConnectionCore,
 
     stats = Stats()
     router = Router(channel, JSONCodec(), MessagePackCodec())
-    core = ConnectionCore(router, Limits(**limits), stats, direct=direct)  # type: ignore[arg-type]
+    core = ConnectionCore(router, Limits(**limits), stats)  # type: ignore[arg-type]
     return core, stats
 
 
@@ -31,14 +31,6 @@ def test_a_new_connection_holds_frames_until_it_is_accepted() -> None:
     assert core.next_item() is None  # nothing goes out before the accept
     assert core.accept(now=1.0)
     assert core.state is ConnectionState.OPEN
-    assert core.next_item() == "a"
-
-
-def test_without_direct_sends_every_push_goes_through_the_outbox() -> None:
-    core, _ = make_core(direct=False)
-    core.accept(now=0.0)
-    assert [core.push("a"), core.push("b")] == [Pushed.QUEUED, Pushed.QUEUED]
-    assert not core.sending
     assert core.next_item() == "a"
 
 

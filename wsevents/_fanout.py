@@ -7,16 +7,18 @@ sent one after another from one eager task, in the publisher's step (Python
 When one of those sends has to wait (that client is not reading), the task
 is left to finish that one send, the connection holds it (an abort cancels
 it there), and the rest go on from a new task: nobody waits for that client.
-On Python 3.10 and 3.11 no frame is sent at once (no eager tasks): every one
-goes through its connection's writer.
+Python 3.10 and 3.11 have no eager tasks: there the task starts in the
+loop's next turn, and a callback queued behind its first step sees whether
+it stopped at a send that waits, and starts the next.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._tasks import eager_task
+from ._tasks import EAGER, eager_task
 
 if TYPE_CHECKING:
     from starlette.types import Message
@@ -57,7 +59,10 @@ class FanOut:
         self._runner = 0  # the run that goes on after its send: the others stop
 
     def send(self) -> None:
-        """Send every frame: in this step, but for the sends that wait."""
+        """Send every frame: in this step (3.12+), but for the sends that wait."""
+        if not EAGER:
+            self._start()
+            return
         due = self._due
         loop = due[0][0].loop
         while self._next < len(due):
@@ -65,6 +70,22 @@ class FanOut:
             task = eager_task(self._run(self._runner), loop)
             if not task.done():  # the last send it started waits: it finishes it alone
                 due[self._next - 1][0].left_waiting(task)
+
+    def _start(self) -> None:
+        """Start a run in the loop's next turn, and look at it right after its first step."""
+        self._runner += 1
+        loop = self._due[0][0].loop
+        assert loop is not None
+        task = loop.create_task(self._run(self._runner))
+        loop.call_soon(self._went_on, self._runner, task)
+
+    def _went_on(self, runner: int, task: asyncio.Task[None]) -> None:
+        """After a run's first step: if it stopped at a send that waits, the rest go on."""
+        if task.done() or self._runner != runner:
+            return
+        self._due[self._next - 1][0].left_waiting(task)
+        if self._next < len(self._due):
+            self._start()
 
     async def _run(self, runner: int) -> None:
         due = self._due

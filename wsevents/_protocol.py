@@ -102,7 +102,6 @@ class ConnectionCore:
     __slots__ = (
         "_accepted",
         "_binary_pass",
-        "_direct",
         "_handlers",
         "_limits",
         "_max_bytes",
@@ -126,11 +125,8 @@ class ConnectionCore:
         "tokens_at",
     )
 
-    def __init__(self, router: Router, limits: Limits, stats: Stats, *, direct: bool) -> None:
+    def __init__(self, router: Router, limits: Limits, stats: Stats) -> None:
         self.router = router
-        # Whether a pushed frame with nothing ahead of it may go out in the pusher's own
-        # step (SEND); without, every push goes through the outbox and the writer.
-        self._direct = direct
         self._text_pass, self._binary_pass = router.text_pass, router.binary_pass
         self._handlers = router.handlers
         self._stats = stats  # the app's counters: this object only adds to them
@@ -231,7 +227,7 @@ class ConnectionCore:
         state = self.state
         if state is _OPEN:
             outbox = self._outbox
-            if not outbox and not self.sending and self._direct:
+            if not outbox and not self.sending:
                 self.sending = True
                 return _SEND
             if len(outbox or ()) - self._replayed < self._limits.send_queue:

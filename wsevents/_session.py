@@ -5,10 +5,11 @@ it reads ASGI messages and hands each frame to the core, calls the handler
 the core names, and sends what the core says to send. :meth:`Session.transmit`
 is the only place that calls ASGI ``send`` for a connection (the accept, every
 frame, the close frames), always awaited whole by one task: a reply in the
-receive loop's, a push in an eager task of its own that runs in the
-publisher's step when nothing is queued ahead of it (Python 3.12+), anything
-else in the one writer task. With ``Limits.concurrency`` above 1 the same loop
-starts a task per frame, at most that many at once.
+receive loop's, a push with nothing queued ahead of it in a task that sends
+a publication's frames one after another (``_fanout``: on Python 3.12+ an
+eager task, in the publisher's step), anything else in the one writer task.
+With ``Limits.concurrency`` above 1 the same loop starts a task per frame, at
+most that many at once.
 
 Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
 ``send``) kept in one class, so that a frame crosses no module boundary.
@@ -35,9 +36,10 @@ from ._calls import (
 from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId
+from ._fanout import FanOut
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
 from ._routing import Channel
-from ._tasks import EAGER, deadline, eager_task
+from ._tasks import deadline
 from .codecs import Codec
 from .exceptions import CloseCode, EventError
 
@@ -109,7 +111,7 @@ class Session:
         self.emitted: Mapping[str, Declared] = channel.emitted
         self.registry = registry  # the app's, as it was at the handshake
         self._runtime = runtime
-        self._core = ConnectionCore(router, runtime.limits, runtime.stats, direct=EAGER)
+        self._core = ConnectionCore(router, runtime.limits, runtime.stats)
         self._send = send
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
         self._ok = runtime.stats.events_ok  # the counter every handled frame adds to
@@ -150,14 +152,13 @@ class Session:
         """Send an encoded frame without waiting: publishers use this.
 
         With nothing queued or being sent, the frame goes to ASGI ``send`` at
-        once, in the caller's step, through an eager task (Python 3.12+): a
-        publication reaches each subscriber as it is made, with no hand-off,
-        and a send that has to wait (the client is not reading) finishes in
-        that same task and context. Otherwise, and on Python 3.10 and 3.11,
-        which have no eager tasks, the frame waits in the queue for the
+        once, from a task of its own that starts in the caller's step (an
+        eager task, Python 3.12+; on 3.10 and 3.11, in the loop's next turn):
+        a send that has to wait (the client is not reading) finishes in that
+        same task and context. Otherwise the frame waits in the queue for the
         writer. A connection whose queue is full is a slow consumer: it is
-        aborted with 1013, and nobody waits for it. Many at once:
-        :func:`wsevents._fanout.push_all`.
+        aborted with 1013, and nobody waits for it. Many at once, from one
+        task: :func:`wsevents._fanout.push_all`.
 
         Returns whether the frame had to queue and the queue is at least half
         full (the publisher then lets the writers run).
@@ -165,9 +166,7 @@ class Session:
         message = self.take(frame)
         if message is None:
             return self._core.backlogged
-        sending = eager_task(self.transmit(message), self.loop)
-        if not sending.done():  # the client's transport is paused: it goes on by itself
-            self.left_waiting(sending)
+        FanOut([(self, message)]).send()
         return False
 
     def take(self, frame: Frame) -> Message | None:
