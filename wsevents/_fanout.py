@@ -61,6 +61,8 @@ class FanOut:
     def send(self) -> None:
         """Send every frame: in this step (3.12+), but for the sends that wait."""
         if not EAGER:
+            for session, _ in self._due:
+                session.fanned()
             self._start()
             return
         due = self._due
@@ -72,7 +74,11 @@ class FanOut:
                 due[self._next - 1][0].left_waiting(task)
 
     def _start(self) -> None:
-        """Start a run in the loop's next turn, and look at it right after its first step."""
+        """Start a run in the loop's next turn, and look at it right after its first step.
+
+        Until it sends to a connection, what is pushed to that connection
+        queues for the run, which sends it right after (no writer wakes).
+        """
         self._runner += 1
         loop = self._due[0][0].loop
         assert loop is not None
@@ -95,3 +101,11 @@ class FanOut:
             await session.transmit(message)
             if self._runner != runner:
                 return  # the send waited, and the publisher went on without this run
+            if not EAGER:  # what was pushed to it while this run waited for its turn
+                queued = session.next_queued()
+                while queued is not None:
+                    await session.transmit(queued)
+                    if self._runner != runner:
+                        return
+                    queued = session.next_queued()
+                session.released()

@@ -36,7 +36,7 @@ from ._calls import (
 from ._connection import Connection
 from ._dispatch import Call, Refusal, Router
 from ._envelope import RequestId
-from ._fanout import FanOut
+from ._fanout import push_all
 from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
 from ._routing import Channel
 from ._tasks import deadline
@@ -69,6 +69,7 @@ class Session:
     __slots__ = (
         "_cancels",
         "_core",
+        "_fanned",
         "_finishing",
         "_frame_key",
         "_ok",
@@ -118,6 +119,9 @@ class Session:
         self._writer: asyncio.Task[None] | None = None
         # The rest of a pushed frame's send that had to wait (the client's transport paused).
         self._finishing: asyncio.Task[None] | None = None
+        # A fan-out that starts in the loop's next turn (3.10, 3.11) took the send:
+        # frames pushed meanwhile wait for it to send them, not for the writer.
+        self._fanned = False
         self._wakeup: asyncio.Future[None] | None = None  # what the idle writer waits on
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
@@ -149,25 +153,8 @@ class Session:
         return self.resume.pop(topic, None) if self.resume else None
 
     def push(self, frame: Frame) -> bool:
-        """Send an encoded frame without waiting: publishers use this.
-
-        With nothing queued or being sent, the frame goes to ASGI ``send`` at
-        once, from a task of its own that starts in the caller's step (an
-        eager task, Python 3.12+; on 3.10 and 3.11, in the loop's next turn):
-        a send that has to wait (the client is not reading) finishes in that
-        same task and context. Otherwise the frame waits in the queue for the
-        writer. A connection whose queue is full is a slow consumer: it is
-        aborted with 1013, and nobody waits for it. Many at once, from one
-        task: :func:`wsevents._fanout.push_all`.
-
-        Returns whether the frame had to queue and the queue is at least half
-        full (the publisher then lets the writers run).
-        """
-        message = self.take(frame)
-        if message is None:
-            return self._core.backlogged
-        FanOut([(self, message)]).send()
-        return False
+        """Send a frame without waiting (:func:`~wsevents._fanout.push_all`); whether to yield."""
+        return push_all(((self, frame),))
 
     def take(self, frame: Frame) -> Message | None:
         """Take a frame to push: the ASGI message to send now, else ``None`` (queued or dropped).
@@ -179,13 +166,38 @@ class Session:
         if pushed is _SEND:
             return {"type": "websocket.send", self._frame_key: frame}
         if pushed is _QUEUED:
-            self._wake()
+            if not self._fanned:
+                self._wake()
         elif pushed is _OVERFLOWED:
             self._aborted()
         return None
 
+    def fanned(self) -> None:
+        """A fan-out that starts later took this connection's send; it sends what queues."""
+        self._fanned = True
+
+    def next_queued(self) -> Message | None:
+        """The next queued frame for the fan-out that took the send, now sending; or ``None``."""
+        item = self._core.next_item()
+        if item is None:
+            return None
+        if item.__class__ is Close:
+            code, reason = item
+            return {"type": "websocket.close", "code": code, "reason": reason}
+        return {"type": "websocket.send", self._frame_key: item}
+
+    def released(self) -> None:
+        """The fan-out is done with this connection: the writer takes what queues from now on."""
+        self._fanned = False
+        if self._core.queued and not self._core.sending:
+            self._wake()
+
     def left_waiting(self, task: asyncio.Task[None]) -> None:
-        """A send of this connection waits in ``task``: an abort cancels it there."""
+        """A send of this connection waits in ``task``: an abort cancels it there.
+
+        What queues behind it is the writer's, once it is sent.
+        """
+        self._fanned = False
         self._finishing = task
         task.add_done_callback(self._pushed)
 
@@ -245,18 +257,14 @@ class Session:
     async def _drain(self) -> None:
         # One writer per connection that has ever queued a frame, never one per frame;
         # it waits on a bare future, the cheapest wake asyncio has.
-        core = self._core
         loop = asyncio.get_running_loop()
         while True:
-            item = core.next_item()
-            if item is None:
+            message = self.next_queued()
+            if message is None:
                 waiting = self._wakeup = loop.create_future()
                 await waiting
-            elif item.__class__ is Close:
-                code, reason = item
-                await self.transmit({"type": "websocket.close", "code": code, "reason": reason})
             else:
-                await self.transmit({"type": "websocket.send", self._frame_key: item})
+                await self.transmit(message)
 
     async def transmit(self, message: Message) -> None:
         """Hand one message to ASGI ``send``: the only place that calls it for a connection.
@@ -276,7 +284,7 @@ class Session:
         except BaseException as exc:
             self._send_raised(exc)
             return
-        if core.sent():
+        if core.sent() and not self._fanned:
             self._wake()
 
     def _send_raised(self, exc: BaseException) -> None:
@@ -420,10 +428,7 @@ class Session:
     ) -> None:
         """Send an error frame, and count it (by event too, for a registered event)."""
         code = str(code)
-        stats = self._runtime.stats
-        stats.errors[code] += 1
-        if event is not None:
-            stats.events[event, code] += 1
+        self._runtime.stats.error_sent(code, event)
         await self.send_frame(encode_error(self.codec, code, message, details, request_id))
 
     async def _handle_exception(self, exc: Exception, event: str, request_id: RequestId) -> None:

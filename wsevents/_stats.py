@@ -22,6 +22,12 @@ class Stats:
         self.slow_consumers_dropped = 0
         self.rate_limited = 0
 
+    def error_sent(self, code: str, event: str | None) -> None:
+        """Count an error frame, by code, and by event too for a registered event."""
+        self.errors[code] += 1
+        if event is not None:
+            self.events[event, code] += 1
+
     def snapshot(self, connections_open: int, backplane: dict[str, int]) -> dict[str, Any]:
         """Return every counter as plain data."""
         events: dict[str, dict[str, int]] = {}
