@@ -9,7 +9,9 @@ is left to finish that one send, the connection holds it (an abort cancels
 it there), and the rest go on from a new task: nobody waits for that client.
 Python 3.10 and 3.11 have no eager tasks: there the task starts in the
 loop's next turn, and a callback queued behind its first step sees whether
-it stopped at a send that waits, and starts the next.
+it stopped at a send that waits, and starts the next; what is pushed to a
+connection while the task waits for its turn goes out from it too, right
+after (other publishers', made meanwhile), with no writer woken for it.
 """
 
 from __future__ import annotations
