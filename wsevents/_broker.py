@@ -48,15 +48,6 @@ Find = Callable[[str], "Subscriber | None"]
 PushAll = Callable[[list[tuple[Any, "str | bytes"]]], bool]
 
 
-def push_each(pushes: list[tuple[Subscriber, str | bytes]]) -> bool:
-    """Push each frame to its subscriber; whether one asked the publisher to yield."""
-    backlog = False
-    for subscriber, frame in pushes:
-        if subscriber.push(frame):
-            backlog = True
-    return backlog
-
-
 class Broker:
     """Publishing and subscriptions for one app: local fan-out, the backplane, ``send_to``.
 
@@ -73,7 +64,7 @@ class Broker:
         find: the open connection with an id, in this process.
         history, presence: the app's ``History`` and ``Presence`` rules.
         push_all: push a frame to each of many subscribers (the runtime's sends
-            them from one task); by default, each subscriber's ``push``.
+            them from one task); whether the publisher should yield.
     """
 
     def __init__(
@@ -84,7 +75,8 @@ class Broker:
         find: Find,
         history: tuple[History, ...] = (),
         presence: tuple[Presence, ...] = (),
-        push_all: PushAll = push_each,
+        *,
+        push_all: PushAll,
     ) -> None:
         self.backplane = backplane
         self._push_all = push_all

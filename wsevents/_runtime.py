@@ -86,7 +86,7 @@ class Runtime:
         presence: tuple[Presence, ...] = (),
     ) -> None:
         self.app = app
-        self.registry = registry
+        self._registry = registry  # the app's registry as it is now
         self._start = start
         self.limits = limits
         self.stats = stats
@@ -157,7 +157,7 @@ class Runtime:
                 f'Expected ASGI message "websocket.connect", but got {message["type"]!r}'
             )
         await self._start()
-        registry = self.registry()
+        registry = self._registry()
         found = registry.match(route_path(scope))
         if found is None:
             await self.deny(scope, send, 404, "no channel at this path")
@@ -221,7 +221,7 @@ class Runtime:
 
     def prepare(self) -> None:
         """Build every channel's routers now (at startup), not at its first connection."""
-        registry = self.registry()
+        registry = self._registry()
         for channel in registry.channels:
             for codec in registry.codecs.by_subprotocol.values():
                 self.router(channel, codec, registry)
