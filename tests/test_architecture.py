@@ -162,7 +162,7 @@ def test_the_checker_finds_type_only_lazy_and_package_imports() -> None:
     assert ("_runtime", False) in found
     assert ("asyncapi/__init__", True) in found  # EventApp.asyncapi loads the builder
     redis = {i.target for i in wsevents_imports("backplane/redis")}
-    assert {"_history", "backplane/_scripts", "backplane/_pipeline"} <= redis
+    assert {"_history", "backplane/_redis_store", "backplane/_pipeline"} <= redis
     session = {i.target for i in wsevents_imports("_session")}
     assert "_registry" in session  # under TYPE_CHECKING
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,8 +15,10 @@ import pytest
 
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
+from wsevents import EventError
 
 from .conftest import RedisServer, serve, uvicorn_process
+from .relay import ThreadedRelay
 
 CHROMIUM = os.environ.get("WSEVENTS_CHROMIUM") or shutil.which("chromium")
 # WSEVENTS_SCREENSHOTS=docs keeps the screenshots the docs show.
@@ -439,3 +442,87 @@ def test_docs_console_shows_the_status_and_reason_of_a_refused_handshake(browser
         hint = page.get_attribute("#query-user", "title")
     assert status == "refused: HTTP 403 a user name is required: add ?user=NAME"
     assert hint == "your name in the room, 1 to 32 characters (required)"
+
+
+def requests_app() -> tuple[Any, list[int]]:
+    """A page and a channel with a once handler and a server request, mounted at /ws."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from wsevents import Channel, Connection, EventApp
+
+    room = Channel("/room")
+    room.asks("confirm", reply=dict)
+    runs: list[int] = []
+
+    @room.on("charge", reply=dict, once=True)
+    async def charge(data: dict[str, Any]) -> dict[str, Any]:
+        runs.append(data["amount"])
+        await asyncio.sleep(data["seconds"])
+        return {"amount": data["amount"], "run": len(runs)}
+
+    @room.on("ask", reply=dict)
+    async def ask(conn: Connection) -> dict[str, Any]:
+        try:
+            return {"answer": await conn.request("confirm", {"question": "ok?"}, timeout=5)}
+        except EventError as exc:
+            return {"error": exc.code}
+
+    events = EventApp([room], title="t", version="1")
+
+    async def home(request: Any) -> HTMLResponse:
+        return HTMLResponse("<!doctype html><title>requests</title>")
+
+    app = Starlette(routes=[Route("/", home), Mount("/ws", app=events)], lifespan=events.lifespan)
+    return app, runs
+
+
+BROWSER_REQUESTS = """async (relayPort) => {
+  const { connect } = await import("/ws/wsevents.js");
+  const client = await connect(`ws://127.0.0.1:${relayPort}/ws/room`, { backoff: [50, 100] });
+  const asked = client.request("charge", { amount: 4, seconds: 0.5 }, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 200));
+  await window.cut();
+  const reply = await asked;
+  const unanswered = await client.request("ask");
+  client.answer("confirm", (data) => ({ yes: data.question === "ok?" }));
+  const answered = await client.request("ask");
+  client.answer("confirm", () => { const e = new Error("no"); e.code = "declined"; throw e; });
+  const refused = await client.request("ask");
+  const session = client.session;
+  client.close();
+  const again = await connect(`ws://127.0.0.1:${relayPort}/ws/room`);
+  const id = await again.request("charge", { amount: 5, seconds: 0 });
+  again.close();
+  return {
+    reply, unanswered, answered, refused, session, reconnects: client.reconnects,
+    sameSession: again.session === session, stored: sessionStorage.getItem("wsevents:session"),
+    nextId: Number(sessionStorage.getItem("wsevents:next-id")), id,
+  };
+}"""
+
+
+def test_the_browser_client_s_request_is_answered_once_though_the_connection_was_cut(
+    browser: Any,
+) -> None:
+    app, runs = requests_app()
+    with serve(app) as address:
+        port = int(address.rsplit(":", 1)[1])
+        with ThreadedRelay(port) as relay:
+            page = open_page(browser, f"http://{address}/", [])
+            page.expose_function("cut", relay.cut)
+            out = page.evaluate(BROWSER_REQUESTS, relay.port)
+            connections = relay.connections
+    assert out["reply"] == {"amount": 4, "run": 1}  # the resend waited for the first run
+    assert out["reconnects"] == 1
+    assert connections == 3  # the first, the reconnect, the second client
+    assert out["unanswered"] == {"error": "unknown_event"}
+    assert out["answered"] == {"answer": {"yes": True}}
+    assert out["refused"] == {"error": "declined"}
+    assert out["sameSession"] is True
+    assert out["stored"] == out["session"]
+    assert len(out["session"]) >= 16
+    assert out["nextId"] == 6  # five requests so far, the counter kept beside the session
+    assert out["id"] == {"amount": 5, "run": 2}
+    assert runs == [4, 5]

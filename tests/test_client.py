@@ -218,7 +218,7 @@ async def odd_server(scope: Any, receive: Any, send: Any) -> None:
             await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
-    if scope["query_string"] == b"deny=503":
+    if b"deny=503" in scope["query_string"]:
         await receive()
         await send({"type": "websocket.http.response.start", "status": 503, "headers": []})
         await send({"type": "websocket.http.response.body", "body": b"busy"})

@@ -8,7 +8,8 @@ import pytest
 
 from wsevents import Channel, JSONCodec, Limits, MessagePackCodec
 from wsevents._dispatch import Refusal, Router
-from wsevents._protocol import Close, ConnectionCore, ConnectionState, InvalidState, Pushed
+from wsevents._outcomes import Close, ConnectionState, InvalidState, Pushed
+from wsevents._protocol import ConnectionCore
 from wsevents._stats import Stats
 
 

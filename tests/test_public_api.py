@@ -56,6 +56,7 @@ def test_codes_have_their_wire_values() -> None:
         "validation_error",
         "rate_limited",
         "internal_error",
+        "unavailable",
     ]
 
 
@@ -97,6 +98,7 @@ def test_connection_exposes_the_design_names_and_nothing_of_the_runtime() -> Non
     design = {
         "id", "channel", "params", "headers", "query_params", "cookies", "client", "state",
         "subprotocol", "topics", "send", "close", "subscribe", "unsubscribe", "publish",
+        "request", "session",
     }  # fmt: skip
     documented = {"app", "scope", "close_code"}  # docs/reference.md, from the docstrings
     assert public == design | documented
@@ -109,7 +111,7 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
     public = {name for name in (*dir(EventApp), *vars(app)) if not name.startswith("_")}
     design = {
         "on_connect", "on_disconnect", "exception_handler", "asyncapi", "lifespan", "publish",
-        "send_to", "history", "presence", "presence_count",
+        "send_to", "history", "presence", "presence_count", "request", "request_all",
     }  # fmt: skip
     configuration = {
         "channels", "title", "version", "description", "backplane", "limits",

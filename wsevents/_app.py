@@ -80,6 +80,7 @@ class EventApp:
         metrics_url: str | None = None,
         client_url: str | None = "/wsevents.js",
         topics: Iterable[History | Presence] = (),
+        request_window: float = 300.0,
     ) -> None:
         self.channels = list(channels)
         names: set[str] = set()
@@ -130,6 +131,7 @@ class EventApp:
             self.backplane,
             history=tuple(rule for rule in self.topics if isinstance(rule, History)),
             presence=tuple(rule for rule in self.topics if isinstance(rule, Presence)),
+            request_window=request_window,
         )
         self._http = HTTPRoutes(
             lambda: self.registry,
@@ -272,6 +274,37 @@ class EventApp:
         """
         await self._runtime.broker.send_to(connection_id, event, data)
 
+    async def request(
+        self, connection_id: str, event: str, data: Any = None, *, timeout: float = 10.0
+    ) -> Any:
+        """:meth:`Connection.request` of a connection that any process holds.
+
+        Raises what ``Connection.request`` raises; ``ConnectionGone`` at once
+        for an id that no live process holds, where the backplane can tell
+        (memory and Redis can); ``RequestTimeout`` after ``timeout`` where it
+        cannot (Redis unreachable).
+        """
+        await self._ensure_started()
+        return await self._runtime.requests.request(connection_id, event, data, timeout)
+
+    async def request_all(
+        self, topic: str, event: str, data: Any = None, *, timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Ask every subscriber of ``topic``, in every process, and gather the outcomes.
+
+        Every connection whose subscriptions match ``topic`` (patterns
+        included) is asked once. Returns, by connection id, the answer's
+        data (validated by the channel's ``reply``), or the exception
+        :meth:`Connection.request` would have raised for that connection
+        (``EventError``, ``RequestTimeout``, ``ConnectionGone``); it returns
+        when all have answered, or at ``timeout``, whichever is first.
+
+        Raises:
+            TopicError: ``topic`` is not a valid topic.
+        """
+        await self._ensure_started()
+        return await self._runtime.requests.request_all(topic, event, data, timeout)
+
     @property
     def node_id(self) -> str:
         """This process's id: every connection id it gives starts with it and a ``-``."""
@@ -350,6 +383,8 @@ class EventApp:
     async def shutdown(self) -> None:
         """Close every open connection with 1001 and wait, a bounded time, for them to end."""
         await self._runtime.shutdown()
+        await self._runtime.requests.stop()
+        await self._runtime.once.stop()
         await self._runtime.broker.stop()
         self._started = False
 

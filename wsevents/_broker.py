@@ -46,6 +46,8 @@ YIELD_AFTER = 64  # a publish to this many local subscribers lets the others run
 
 Find = Callable[[str], "Subscriber | None"]
 PushAll = Callable[[list[tuple[Any, "str | bytes"]]], bool]
+# Takes a server request or its answer from the backplane: (message, ours, heard before).
+HeardRequest = Callable[[dict[str, Any], bool, bool], None]
 
 
 class Broker:
@@ -88,6 +90,18 @@ class Broker:
         self._seen: dict[str, None] = {}  # recent message ids, oldest first
         self.streams = Streams(backplane, history, self._deliver_steps, _unpack)
         self.rooms = Rooms(backplane, presence, self.subscriptions)
+        self._heard_request: HeardRequest | None = None
+
+    def route_requests(self, heard: HeardRequest) -> None:
+        """Hand the server requests and answers the backplane brings to ``heard``."""
+        self._heard_request = heard
+
+    async def send(self, topic: str, message: dict[str, Any]) -> int:
+        """Publish ``message`` to ``topic`` now; return how many subscriptions heard it.
+
+        Raises what the backplane raised.
+        """
+        return await self.backplane.send(topic, self._pack(message))
 
     def history_rule(self, topic: str) -> History | None:
         """The ``History`` rule of ``topic``, if it has one."""
@@ -314,6 +328,11 @@ class Broker:
             message = {"c": connection_id, "e": event, "d": to_jsonable_python(data)}
             await self.backplane.publish(f"$node/{node}", self._pack(message))
 
+    def _remember(self, message_id: str) -> None:
+        self._seen[message_id] = None
+        if len(self._seen) > SEEN_MESSAGES:
+            del self._seen[next(iter(self._seen))]
+
     def _pack(self, message: dict[str, Any]) -> bytes:
         message["i"] = f"{self.node_id}:{next(self._counter)}"
         return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
@@ -430,11 +449,16 @@ class Broker:
                 self.streams.arrived(topic, position, message, self.subscriptions.heard(topic))
                 return
             message_id = message["i"]
-            if message_id.startswith(self.node_id + ":") or message_id in self._seen:
+            ours, seen = message_id.startswith(self.node_id + ":"), message_id in self._seen
+            if "q" in message or "a" in message:  # a server request, or its answer
+                if not seen:
+                    self._remember(message_id)
+                if self._heard_request is not None:
+                    self._heard_request(message, ours, seen)
                 return
-            self._seen[message_id] = None
-            if len(self._seen) > SEEN_MESSAGES:
-                del self._seen[next(iter(self._seen))]
+            if ours or seen:
+                return
+            self._remember(message_id)
             if "c" in message:
                 subscriber = self._find(message["c"])
                 if subscriber is not None:

@@ -21,19 +21,23 @@ from pydantic_core import to_jsonable_python
 
 from ._envelope import RequestId, error_frame
 from ._routing import Handler, Hook, callable_name
+from ._tasks import EAGER, eager_task
 from .exceptions import ErrorCode, EventError
 
 if TYPE_CHECKING:
     from ._connection import Connection
     from ._registry import Registry
+    from ._session import Session
     from .codecs import Codec
 
 __all__ = [
-    "Concurrent",
+    "Handling",
     "call_hook",
     "encode_error",
+    "invoke",
     "map_exception",
     "returned_without_reply",
+    "send_error",
     "unexpected",
 ]
 
@@ -57,6 +61,13 @@ async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
     for variable, value in context.items():
         if variable.get(_MISSING) is not value:
             variable.set(value)
+
+
+async def invoke(handler: Handler, conn: Connection, data: Any) -> Any:
+    """Call a handler with its connection and data; a sync one in a thread."""
+    if handler.is_async:
+        return await handler.invoke(conn, data)
+    return await run_sync(handler.invoke, conn, data)
 
 
 async def map_exception(
@@ -101,6 +112,20 @@ def encode_error(
         return codec.encode(error_frame(internal, "internal error", None, request_id))
 
 
+async def send_error(
+    session: Session,
+    code: str,
+    message: str,
+    details: Any,
+    request_id: RequestId,
+    event: str | None = None,
+) -> None:
+    """Send an error frame to ``session``, and count it (by event too, for a registered one)."""
+    code = str(code)
+    session.stats.error_sent(code, event)
+    await session.send_frame(encode_error(session.codec, code, message, details, request_id))
+
+
 def returned_without_reply(handler: Handler) -> None:
     """Say once per handler that a value it returned went nowhere."""
     if handler not in _TOLD:
@@ -120,43 +145,48 @@ def unexpected(kind: str) -> RuntimeError:
     )
 
 
-class Concurrent:
-    """Frames of one connection handled at once, at most ``limit`` (``Limits.concurrency``).
+class Handling:
+    """The tasks that handle one connection's frames while its receive loop reads on.
+
+    A task starts per frame that finds a free slot (``Limits.concurrency``)
+    and handles the frames that queued behind it in turn; on Python 3.12+ it
+    starts eagerly, so that a handler that does not wait ends in the
+    receive loop's step, with no hand-off. Each task has its own copy of the
+    connection's context (what the ``on_connect`` hooks set).
 
     Args:
-        limit: how many at once; the receive loop waits for a free slot.
-        handle: handles one frame.
-        failed: told of a frame whose handling raised (it closes the connection).
+        work: handles a frame, then those waiting after it.
     """
 
-    __slots__ = ("_failed", "_handle", "_running", "_slots")
+    __slots__ = ("_running", "_work")
 
-    def __init__(
-        self,
-        limit: int,
-        handle: Callable[[Any], Coroutine[Any, Any, None]],
-        failed: Callable[[BaseException], None],
-    ) -> None:
-        self._slots = asyncio.Semaphore(limit)
-        self._running: set[asyncio.Task[None]] = set()
-        self._handle = handle
-        self._failed = failed
+    def __init__(self, work: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
+        self._work = work
+        self._running: set[asyncio.Task[None]] | None = None
 
-    async def spawn(self, found: Any) -> None:
-        """Handle a frame in a task of its own, once a slot is free."""
-        await self._slots.acquire()
-        task = asyncio.get_running_loop().create_task(self._handle(found))
-        self._running.add(task)
-        task.add_done_callback(self._done)
+    def start(self, found: Any) -> None:
+        """Handle ``found`` (and what waits after it) in a task of its own."""
+        task = (
+            eager_task(self._work(found))
+            if EAGER
+            else asyncio.get_running_loop().create_task(self._work(found))
+        )
+        if not task.done():
+            running = self._running
+            if running is None:
+                running = self._running = set()
+            running.add(task)
+            task.add_done_callback(running.discard)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            self._failed(task.exception())  # type: ignore[arg-type]
+    async def wait(self) -> None:
+        """Wait until every frame taken is handled."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def cancel(self) -> None:
         """Cancel the frames still being handled, and wait for them."""
-        for task in self._running:
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        running, self._running = self._running, None
+        if running:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)

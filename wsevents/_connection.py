@@ -8,6 +8,7 @@ from starlette.datastructures import Address, Headers, QueryParams, State
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from ._asking import request
 from ._broker import encode_push
 from ._topics import check_pattern
 from .exceptions import CloseCode
@@ -106,6 +107,15 @@ class Connection:
         return frozenset(self._session.topics)
 
     @property
+    def session(self) -> str | None:
+        """The session the client named in ``wsevents-session``, or ``None``.
+
+        The wsevents clients pick a random one for their life and send it
+        on every reconnect: ``once`` handlers are keyed by it.
+        """
+        return self._session.client_session
+
+    @property
     def close_code(self) -> int | None:
         """The code the connection ended with, once it ended (``None`` while it is open)."""
         return self._session.close_code
@@ -123,6 +133,27 @@ class Connection:
         """
         session = self._session
         await session.send_frame(encode_push(session, event, data))
+
+    async def request(self, event: str, data: Any = None, *, timeout: float = 10.0) -> Any:
+        """Ask this client ``event`` with ``data`` and return its answer's data.
+
+        The client gets ``{"event": event, "data": data, "ask": "q1"}`` and
+        answers with the same ``event`` and ``ask``. ``data`` is checked
+        against the model of a request the channel ``asks`` (as ``send``
+        checks ``emits``), and the answer validated by its ``reply`` (an
+        instance of it is returned). The receive loop takes the answer
+        whatever the connection's handlers do, so a handler may await it.
+
+        Raises:
+            PayloadError: ``data`` does not match the declared model.
+            EventError: the client answered with an error frame (its code,
+                message and details), with data that fails ``reply``
+                (``validation_error``), or ``Limits.max_requests`` requests are
+                open on this connection (``rate_limited``).
+            RequestTimeout: no answer within ``timeout`` seconds (a ``TimeoutError``).
+            ConnectionGone: the connection closed before the answer came.
+        """
+        return await request(self._session, event, data, timeout)
 
     async def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection once the frames already queued are sent.

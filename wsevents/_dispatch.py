@@ -16,12 +16,13 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from ._envelope import BadEnvelope, RequestId, parse_envelope
+from ._envelope import ASK, BadEnvelope, RequestId, parse_answer, parse_envelope
 from ._routing import Channel, Handler
 from .codecs import Codec, Decoding, EnvelopeDecoder
 from .exceptions import DecodeError, DuplicateKeyError, ErrorCode
 
 __all__ = [
+    "Answer",
     "Call",
     "Refusal",
     "Router",
@@ -48,6 +49,19 @@ class Refusal(NamedTuple):
     event: str | None = None
 
 
+class Answer(NamedTuple):
+    """A frame with ``ask``: a client's answer to a server request, never a request."""
+
+    ask: str
+    event: str | None
+    data: Any
+
+
+# How an ``ask`` key starts in each codec: a frame without it is no answer.
+_ASK_TEXT = f'"{ASK}"'
+_ASK_BINARY = bytes([0xA0 | len(ASK)]) + ASK.encode()
+
+
 class Router:
     """Route the frames of one connection: its channel, and the codec of each frame type."""
 
@@ -72,11 +86,12 @@ class Router:
         self.text_pass: EnvelopeDecoder | None = text_decoder.envelope_decoder(table)
         self.binary_pass: EnvelopeDecoder | None = binary_decoder.envelope_decoder(table)
 
-    def route(self, payload: str | bytes) -> Call | Refusal:
+    def route(self, payload: str | bytes) -> Call | Refusal | Answer:
         """Decode a frame, read its envelope, find its handler and validate its data.
 
         The general path: the caller offers the frame to :attr:`text_pass` or
-        :attr:`binary_pass` first, which answer the same, faster, or ``None``.
+        :attr:`binary_pass` first, which answer the same, faster, or ``None``
+        (a frame with ``ask`` among them: it is an :class:`Answer`).
         """
         decoder = self.text_decoder if payload.__class__ is str else self.binary_decoder
         try:
@@ -91,6 +106,8 @@ class Router:
         except Exception:  # a user codec that raised something else
             logger.warning("codec %r failed to decode a frame", decoder, exc_info=True)
             return Refusal(ErrorCode.BAD_FRAME, "frame could not be decoded", None, None)
+        if type(decoded) is dict and ASK in decoded:
+            return Answer(*parse_answer(decoded))
         try:
             event, data, request_id = parse_envelope(decoded)
         except BadEnvelope as exc:
@@ -107,6 +124,27 @@ class Router:
                 details = validation_details(exc)
                 return Refusal(ErrorCode.VALIDATION_ERROR, message, details, request_id, event)
         return handler, data, request_id
+
+    def answer(self, payload: str | bytes) -> Answer | None:
+        """The frame as an answer, if it is one (it has an ``ask`` key); else ``None``.
+
+        Looks for the key's bytes first: most frames are not decoded here.
+        """
+        if payload.__class__ is str:
+            if _ASK_TEXT not in payload:
+                return None
+            decoder = self.text_decoder
+        else:
+            if _ASK_BINARY not in payload:
+                return None
+            decoder = self.binary_decoder
+        try:
+            decoded = decoder.decode(payload)
+        except Exception:
+            return None  # the general path answers it
+        if type(decoded) is dict and ASK in decoded:
+            return Answer(*parse_answer(decoded))
+        return None
 
     def request_id(self, payload: str | bytes) -> RequestId:
         """The ``id`` of a frame, where it can be read (a rate-limited frame is not routed)."""

@@ -5,21 +5,32 @@ Pure functions that read a decoded frame and build the frames we answer with.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from .exceptions import ErrorCode
 
 __all__ = [
+    "ASK",
     "MAX_ID_LENGTH",
     "MAX_SAFE_INTEGER",
+    "SESSION_PARAMETER",
     "BadEnvelope",
     "Message",
     "RequestId",
+    "ask_frame",
     "envelope_schema",
     "error_frame",
     "event_frame",
+    "parse_answer",
     "parse_envelope",
+    "valid_session",
 ]
+
+ASK = "ask"  # the key of a server request and of its answer: section 12
+# The handshake query parameter that names a client's session: section 12.
+SESSION_PARAMETER = "wsevents-session"
+_SESSION = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 MAX_ID_LENGTH = 128
 # Integers beyond this lose precision in a browser's Number.
@@ -29,11 +40,17 @@ RequestId = str | int | None
 
 
 class Message(NamedTuple):
-    """One frame as a client sees it."""
+    """One frame as a client sees it; ``ask`` is set on a server request."""
 
     event: str
     data: Any
     id: RequestId = None
+    ask: str | None = None
+
+
+def valid_session(session: str) -> bool:
+    """Whether ``session`` is a good ``wsevents-session``: 16 to 128 of ``[A-Za-z0-9_-]``."""
+    return _SESSION.fullmatch(session) is not None
 
 
 class BadEnvelope(Exception):
@@ -83,6 +100,26 @@ def event_frame(event: str, data: Any, request_id: RequestId = None) -> dict[str
     return {"event": event, "data": data, "id": request_id}
 
 
+def ask_frame(event: str, data: Any, ask: str) -> dict[str, Any]:
+    """Build a server request: the client answers with the same ``event`` and ``ask``."""
+    return {"event": event, "data": data, ASK: ask}
+
+
+def parse_answer(obj: dict[str, Any]) -> tuple[str, str | None, Any]:
+    """Return ``(ask, event, data)`` from a decoded frame that has an ``ask`` key.
+
+    ``ask`` is ``""`` where it is not a string (nobody waits for that one);
+    ``event`` is ``None`` where it is not a non-empty string.
+    """
+    ask = obj.get(ASK)
+    event = obj.get("event")
+    return (
+        ask if type(ask) is str else "",
+        event if type(event) is str and event else None,
+        obj.get("data"),
+    )
+
+
 def error_frame(
     code: str, message: str, details: Any = None, request_id: RequestId = None
 ) -> dict[str, Any]:
@@ -120,10 +157,19 @@ def envelope_schema() -> dict[str, Any]:
             "event": {"type": "string", "minLength": 1},
             "data": {"description": "The event's payload, validated against its model."},
             "id": {"$ref": "#/$defs/id"},
+            ASK: {
+                "type": "string",
+                "maxLength": MAX_ID_LENGTH,
+                "description": (
+                    "On a server request, the key its answer carries back; a frame from "
+                    "the client with it is that answer (or an error frame refusing it), "
+                    "never a request: its id is ignored."
+                ),
+            },
         },
         "if": {"properties": {"event": {"const": "error"}}},
         "then": {
-            "required": ["event", "data", "id"],
+            "anyOf": [{"required": ["event", "data", "id"]}, {"required": ["event", "data", ASK]}],
             "properties": {"data": {"$ref": "#/$defs/error"}},
         },
         "$defs": {

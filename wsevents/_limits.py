@@ -22,8 +22,15 @@ class Limits:
             (checked four times a second, so up to a quarter of a second more).
         idle_timeout: seconds without a frame from the client before it is
             closed with 1000; ``None`` for never.
-        concurrency: frames handled at once per connection; above 1, each
-            frame runs in a task of its own and replies stay correlated by id.
+        concurrency: frames handled at once per connection; replies stay
+            correlated by id. The receive loop keeps reading while handlers
+            run: answers to server requests are taken at once.
+        receive_queue: frames that wait, in order, while ``concurrency``
+            handlers run; a client that sends more is closed with 1008. At
+            most ``receive_queue`` times ``max_message_bytes`` wait per
+            connection.
+        max_requests: server requests (``conn.request``) open at once on one
+            connection; one more raises ``EventError("rate_limited")``.
         max_subscriptions: topics one connection may subscribe to.
         max_connections: open connections the app accepts; the next handshake
             is refused with 503. ``None`` for no limit.
@@ -38,12 +45,21 @@ class Limits:
     send_timeout: float = 5.0
     idle_timeout: float | None = None
     concurrency: int = 1
+    receive_queue: int = 64
+    max_requests: int = 32
     max_subscriptions: int = 128
     max_connections: int | None = None
     handshake_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "burst", "send_queue", "concurrency"):
+        for name in (
+            "max_message_bytes",
+            "burst",
+            "send_queue",
+            "concurrency",
+            "receive_queue",
+            "max_requests",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.max_subscriptions < 0:

@@ -24,68 +24,34 @@ no other module changes a connection's state.
 from __future__ import annotations
 
 from collections import deque
-from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from ._dispatch import Call, Refusal, Router, byte_size
+from ._dispatch import Answer, Call, Refusal, Router, byte_size
+from ._outcomes import (
+    Answered,
+    Close,
+    ConnectionState,
+    InvalidState,
+    Pushed,
+    Replayed,
+    TooManyRequests,
+)
 from .exceptions import CloseCode, ErrorCode
 
 if TYPE_CHECKING:
     from ._limits import Limits
     from ._stats import Stats
 
-__all__ = ["Close", "ConnectionCore", "ConnectionState", "InvalidState", "Pushed"]
+__all__ = ["ConnectionCore"]
 
 RATE_WINDOW = 10.0  # refusals are counted over this many seconds
 
 Frame = str | bytes
 
-
-class ConnectionState(Enum):
-    """Where a connection is in its life."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 # The members the per-frame path compares with, as plain names: an Enum
 # attribute costs a class lookup each time.
 _CONNECTING, _OPEN, _CLOSING, _CLOSED = ConnectionState
-
-
-class InvalidState(RuntimeError):
-    """A transition that the connection's state does not allow."""
-
-
-class Close(NamedTuple):
-    """A close frame to send: its code and reason."""
-
-    code: int
-    reason: str
-
-
-class Pushed(Enum):
-    """What became of a frame handed to :meth:`ConnectionCore.push`."""
-
-    SEND = "send"  # nothing ahead of it: send it now (the core counts it as sending)
-    QUEUED = "queued"  # in the outbox; the writer must run
-    HELD = "held"  # in the outbox until the handshake is accepted
-    DROPPED = "dropped"  # the connection is closing or closed
-    OVERFLOWED = "overflowed"  # the outbox was full: the connection is aborted
-
-
 _SEND, _QUEUED, _HELD, _DROPPED, _OVERFLOWED = Pushed
-
-
-class Replayed:
-    """A frame of a replay in the outbox: it does not count against ``Limits.send_queue``."""
-
-    __slots__ = ("frame",)
-
-    def __init__(self, frame: Frame) -> None:
-        self.frame = frame
 
 
 class ConnectionCore:
@@ -101,8 +67,11 @@ class ConnectionCore:
 
     __slots__ = (
         "_accepted",
+        "_asked",
+        "_asks",
         "_binary_pass",
         "_handlers",
+        "_inbox",
         "_limits",
         "_max_bytes",
         "_measure_above",
@@ -115,9 +84,11 @@ class ConnectionCore:
         "close_code",
         "close_sent",
         "last_frame",
+        "left",
         "refused",
         "refused_since",
         "router",
+        "running",
         "send_started",
         "sending",
         "state",
@@ -153,6 +124,14 @@ class ConnectionCore:
         self.tokens_at = 0.0
         self.refused = 0
         self.refused_since = 0.0
+        # Frames handled now (at most Limits.concurrency), and those waiting their
+        # turn, in order; made on the first that waits.
+        self.running = 0
+        self._inbox: deque[Call | Refusal] | None = None
+        # The server requests open, by ask, each with what waits for its answer.
+        self._asks: dict[str, Any] | None = None
+        self._asked = 0  # requests made so far: the next ask is "q<this + 1>"
+        self.left = False  # the client's disconnect arrived
 
     def __repr__(self) -> str:
         return f"<ConnectionCore {self.state.value}, {len(self._outbox or ())} queued>"
@@ -203,7 +182,15 @@ class ConnectionCore:
         self.state = _CLOSING
         self._outbox = None
         self._replayed = 0
+        self._inbox = None
         return True
+
+    def client_left(self) -> None:
+        """The client's disconnect arrived: no answer can come, nothing can be asked.
+
+        The frames that arrived before it are still handled (:meth:`handled`).
+        """
+        self.left = True
 
     def disconnected(self, code: int) -> None:
         """The connection ended (either side): drop whatever is still queued."""
@@ -213,6 +200,7 @@ class ConnectionCore:
         self.close_code = code
         self._outbox = None
         self._replayed = 0
+        self._inbox = None
 
     # -- frames out ------------------------------------------------------------------
 
@@ -319,10 +307,13 @@ class ConnectionCore:
 
     # -- frames in -------------------------------------------------------------------
 
-    def receive(self, payload: str | bytes, now: float) -> Call | Refusal | None:
-        """Turn a frame from the client into a handler to call or an error frame to send.
+    def receive(self, payload: str | bytes, now: float) -> Call | Refusal | Answered | None:
+        """Turn a frame from the client into a handler to call, an error frame to send,
+        or the answer to an open server request.
 
-        ``None``: nothing to do (the connection is closing, or this frame closed it).
+        ``None``: nothing to do (the connection is closing, this frame closed
+        it, or it was an answer nobody waits for: dropped and counted). An
+        answer that is awaited does not count against ``rate``.
         """
         self.last_frame = now
         if self.state is not _OPEN:
@@ -330,6 +321,10 @@ class ConnectionCore:
         if len(payload) > self._measure_above and byte_size(payload) > self._max_bytes:
             self.abort(CloseCode.MESSAGE_TOO_BIG, "message too big")
             return None
+        if self._asks:
+            answer = self.router.answer(payload)
+            if answer is not None and answer.ask in self._asks:
+                return self._answered(answer)
         if self._rated and not self._take_token(now):
             self._stats.rate_limited += 1
             if self.refused > self._limits.burst:
@@ -344,7 +339,81 @@ class ConnectionCore:
             if found is not None:
                 event, data, request_id = found
                 return self._handlers[event], data, request_id
-        return self.router.route(payload)
+        routed = self.router.route(payload)
+        if isinstance(routed, Answer):
+            if self._asks and routed.ask in self._asks:
+                return self._answered(routed)
+            self._stats.answers_dropped += 1
+            return None
+        return routed
+
+    # -- frames handled while others arrive ---------------------------------------------
+
+    def admit(self, found: Call | Refusal) -> bool:
+        """Take a frame to handle: ``True``, handle it now (it counts as running).
+
+        ``False``: it waits its turn (:meth:`handled` gives it), or the
+        connection was aborted with 1008 because ``Limits.receive_queue``
+        frames wait already.
+        """
+        if self.state is not _OPEN:
+            return False
+        if self.running < self._limits.concurrency:
+            self.running += 1
+            return True
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        if len(inbox) >= self._limits.receive_queue:
+            self.abort(CloseCode.POLICY_VIOLATION, "too many frames waiting to be handled")
+            return False
+        inbox.append(found)
+        return False
+
+    def handled(self) -> Call | Refusal | None:
+        """A frame was handled: the next one waiting (for the same task), or ``None``."""
+        inbox = self._inbox
+        if inbox and self.state is _OPEN:
+            return inbox.popleft()
+        self.running -= 1
+        return None
+
+    # -- server requests -------------------------------------------------------------
+
+    def ask(self, waiter: Any) -> str:
+        """Open a server request; return its ``ask``; ``waiter`` goes with its :class:`Answered`.
+
+        Raises:
+            InvalidState: the connection is not open.
+            TooManyRequests: ``Limits.max_requests`` are open already.
+        """
+        if self.state is not _OPEN or self.left:
+            raise InvalidState(f"cannot ask a connection that is {self.state.value}")
+        asks = self._asks
+        if asks is None:
+            asks = self._asks = {}
+        elif len(asks) >= self._limits.max_requests:
+            raise TooManyRequests(
+                f"{len(asks)} requests are open on this connection (Limits.max_requests)"
+            )
+        self._asked += 1
+        ask = f"q{self._asked}"
+        asks[ask] = waiter
+        return ask
+
+    def forget(self, ask: str) -> None:
+        """The request ``ask`` is over (answered, timed out, given up): an answer now is late."""
+        if self._asks:
+            self._asks.pop(ask, None)
+
+    def end_asks(self) -> list[Any]:
+        """The waiters of every open request, now that no answer can come; none stays open."""
+        asks, self._asks = self._asks, None
+        return list(asks.values()) if asks else []
+
+    def _answered(self, answer: Answer) -> Answered:
+        waiter = self._asks.pop(answer.ask)  # type: ignore[union-attr]
+        return Answered(waiter, answer.event, answer.data)
 
     def _take_token(self, now: float) -> bool:
         """Take one token from the bucket (``rate`` per second, ``burst`` deep)."""

@@ -34,7 +34,7 @@ from ._binding import (
 )
 from .exceptions import ErrorCode, RegistrationError
 
-__all__ = ["Channel", "Emit", "Handler", "Hook", "bind_hook"]
+__all__ = ["Asked", "Channel", "Emit", "Handler", "Hook", "bind_hook"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +63,7 @@ class Handler:
     invoke: Invoker
     is_async: bool
     errors: tuple[tuple[str, str], ...] = ()  # its own error codes and what each means
+    once: bool = False  # runs at most once per (session, channel, event, id): section 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +75,19 @@ class Emit:
     summary: str | None
     description: str | None
     dump: Callable[[Any], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Asked:
+    """A server-to-client request declared with ``Channel.asks``."""
+
+    event: str
+    model: Any
+    reply: Any
+    summary: str | None
+    description: str | None
+    dump: Callable[[Any], Any]
+    validate_reply: Callable[[Any], Any] | None
 
 
 class Channel:
@@ -123,6 +137,7 @@ class Channel:
         self.handlers: dict[str, Handler] = {}
         self.revision = 0  # counts the handlers added: a router built before is stale
         self.emitted: dict[str, Emit] = {}
+        self.asked: dict[str, Asked] = {}
         self.connect_hooks: list[Hook] = []
         self.disconnect_hooks: list[Hook] = []
 
@@ -152,6 +167,7 @@ class Channel:
         description: str | None = None,
         tags: Iterable[str] = (),
         errors: Mapping[str, str] | None = None,
+        once: bool = False,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of client event ``event``.
 
@@ -168,6 +184,7 @@ class Channel:
                 description=description,
                 tags=tags,
                 errors=errors,
+                once=once,
             )
             return func
 
@@ -184,6 +201,7 @@ class Channel:
         description: str | None = None,
         tags: Iterable[str] = (),
         errors: Mapping[str, str] | None = None,
+        once: bool = False,
     ) -> Handler:
         """Register ``func`` as the handler of client event ``event``.
 
@@ -202,6 +220,15 @@ class Channel:
         with what it means: ``{"unknown_item": "the item is not on the menu"}``.
         The document, the docs page and the typed clients list them, and
         ``EventTestClient(check_frames=True)`` fails an answer with another.
+
+        With ``once=True`` the handler runs at most once per request: a
+        client's request (one with an ``id``, from a client that names its
+        session with ``wsevents-session``) sent again after a reconnect, to
+        this process or another, gets the first run's answer again, kept in
+        the backplane for ``EventApp(request_window=...)`` seconds; one sent
+        again while the first still runs waits for its answer. Such a
+        handler runs to its end when its connection closes. See
+        docs/requests.md for the guarantee.
 
         Raises:
             RegistrationError: a duplicate or reserved event, a parameter that
@@ -241,6 +268,7 @@ class Channel:
             invoke=invoke,
             is_async=is_async,
             errors=own_errors,
+            once=bool(once),
         )
         self.handlers[event] = handler
         self.revision += 1
@@ -265,6 +293,44 @@ class Channel:
         emit = Emit(event=event, model=model, summary=summary, description=description, dump=dump)
         self.emitted[event] = emit
         return emit
+
+    def asks(
+        self,
+        event: str,
+        *,
+        model: Any = None,
+        reply: Any = None,
+        summary: str | None = None,
+        description: str | None = None,
+    ) -> Asked:
+        """Declare a request the server makes of this channel's clients: ``conn.request(event)``.
+
+        ``conn.request`` checks its data against ``model`` (as ``send`` checks
+        an ``emits`` model) and validates the client's answer with ``reply``,
+        returning an instance of it. The document, the docs page and the
+        typed clients describe both.
+        """
+        what = f"server request {event!r} on {self!r}"
+        self._check_event(event, what, self.asked)
+        dump: Callable[[Any], Any]
+        if model is None:
+            dump = to_jsonable_python
+        else:
+            dump = dumper(adapter(model, what, "model"), event=event)
+        validate_reply = (
+            None if reply is None else adapter(reply, what, "reply").validator.validate_python
+        )
+        asked = Asked(
+            event=event,
+            model=model,
+            reply=reply,
+            summary=summary,
+            description=description,
+            dump=dump,
+            validate_reply=validate_reply,
+        )
+        self.asked[event] = asked
+        return asked
 
     def on_connect(self, func: F) -> F:
         """Register a hook that runs at the handshake; it may raise ``Reject``."""

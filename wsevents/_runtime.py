@@ -31,11 +31,14 @@ from ._broker import Broker
 from ._calls import call_hook
 from ._connection import Connection
 from ._dispatch import Router
+from ._envelope import SESSION_PARAMETER, valid_session
 from ._fanout import push_all
 from ._handshake import RefusalLog, deny_handshake, origin_allowed
 from ._history import RESUME_PARAMETER, BadResume, History, parse_resume
 from ._members import Presence
+from ._once import OnceRuns
 from ._registry import Registry
+from ._requests import Requests
 from ._routing import Channel
 from ._session import Session
 from ._stats import Stats
@@ -54,6 +57,7 @@ logger = logging.getLogger("wsevents")
 
 
 _RESUME = RESUME_PARAMETER.encode()
+_SESSION = SESSION_PARAMETER.encode()
 WATCH_INTERVAL = 0.25  # seconds between checks of send and idle timeouts
 TEARDOWN_LIMIT = 5.0  # how long the on_disconnect hooks of one connection may take
 SHUTDOWN_GRACE = 5.0  # how long shutdown waits for connections to close themselves
@@ -72,6 +76,7 @@ class Runtime:
             lifespan was not wired.
         limits, stats: the app's limits and counters.
         backplane, history, presence: what the broker needs.
+        request_window: how long a ``once`` request's answer is kept.
     """
 
     def __init__(
@@ -84,6 +89,8 @@ class Runtime:
         backplane: Backplane,
         history: tuple[History, ...] = (),
         presence: tuple[Presence, ...] = (),
+        *,
+        request_window: float = 300.0,
     ) -> None:
         self.app = app
         self._registry = registry  # the app's registry as it is now
@@ -102,6 +109,8 @@ class Runtime:
             presence,
             push_all=push_all,
         )
+        self.requests = Requests(self.broker, self.sessions.get, lambda: registry().channels)
+        self.once = OnceRuns(backplane, self.broker.node_id, request_window, backplane.once_lease)
         self._routers: dict[tuple[Channel, Codec], Router] = {}
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections
         self._watchdog: asyncio.TimerHandle | None = None
@@ -169,14 +178,21 @@ class Runtime:
         if limit is not None and len(self.sessions) + self._opening >= limit:
             await self.deny(scope, send, 503, "too many connections")
             return None
-        resume = None
-        if _RESUME in scope.get("query_string", b""):
+        resume = client_session = None
+        query = scope.get("query_string", b"")
+        if _RESUME in query or _SESSION in query:
+            params = QueryParams(query)
             try:
-                resume = parse_resume(QueryParams(scope["query_string"]).get(RESUME_PARAMETER))
+                resume = parse_resume(params.get(RESUME_PARAMETER))
             except BadResume as exc:
                 await self.deny(scope, send, 400, str(exc))
                 return None
-        channel, params = found
+            client_session = params.get(SESSION_PARAMETER)
+            if client_session is not None and not valid_session(client_session):
+                reason = f"{SESSION_PARAMETER} must be 16 to 128 of A-Z, a-z, 0-9, _ and -"
+                await self.deny(scope, send, 400, reason)
+                return None
+        channel, path_params = found
         codec, subprotocol = registry.codecs.negotiate(scope.get("subprotocols") or ())
         # The node id first: send_to finds the process that holds a connection by it.
         connection_id = f"{self.broker.node_id}-{uuid.uuid4().hex[:20]}"
@@ -190,9 +206,10 @@ class Runtime:
             router,
             registry,
             scope=scope,
-            params=params,
+            params=path_params,
             subprotocol=subprotocol,
             resume=resume,
+            client_session=client_session,
         )
         conn = session.connection
         self._opening += 1

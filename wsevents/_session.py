@@ -23,30 +23,25 @@ from collections.abc import Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from anyio.to_thread import run_sync
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
-from ._calls import (
-    Concurrent,
-    encode_error,
-    map_exception,
-    returned_without_reply,
-    unexpected,
-)
+from ._calls import Handling
 from ._connection import Connection
-from ._dispatch import Call, Refusal, Router
-from ._envelope import RequestId
+from ._dispatch import Router
 from ._fanout import push_all
-from ._protocol import Close, ConnectionCore, ConnectionState, Pushed
+from ._outcomes import Close, ConnectionState, Pushed
+from ._protocol import ConnectionCore
+from ._receiving import Receiving
 from ._routing import Channel
 from ._tasks import deadline
 from .codecs import Codec
-from .exceptions import CloseCode, EventError
+from .exceptions import CloseCode
 
 if TYPE_CHECKING:
     from ._history import Position
     from ._registry import Registry
     from ._runtime import Runtime
+    from ._stats import Stats
     from ._subscriptions import Declared
 
 __all__ = ["Session"]
@@ -59,7 +54,7 @@ _CLOSED = ConnectionState.CLOSED
 _SEND, _QUEUED, _OVERFLOWED = Pushed.SEND, Pushed.QUEUED, Pushed.OVERFLOWED
 
 
-class Session:
+class Session(Receiving):
     """One WebSocket connection, driven: its core, its writer, its receive loop.
 
     The broker and the topic table hold sessions; handlers get
@@ -72,6 +67,7 @@ class Session:
         "_fanned",
         "_finishing",
         "_frame_key",
+        "_handling",
         "_ok",
         "_runtime",
         "_send",
@@ -79,6 +75,7 @@ class Session:
         "_wakeup",
         "_writer",
         "channel",
+        "client_session",
         "codec",
         "connection",
         "emitted",
@@ -102,8 +99,10 @@ class Session:
         params: dict[str, Any],
         subprotocol: str | None,
         resume: dict[str, Position] | None = None,
+        client_session: str | None = None,
     ) -> None:
         self.id = connection_id
+        self.client_session = client_session  # wsevents-session, as the client named it
         # The positions the client named in wsevents-resume, each used by one subscribe.
         self.resume = resume
         self.channel = channel
@@ -126,6 +125,7 @@ class Session:
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
+        self._handling = Handling(self._work)  # the tasks handling frames
         self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
     def __repr__(self) -> str:
@@ -140,6 +140,11 @@ class Session:
     def close_code(self) -> int | None:
         """The code the connection ended with, once it ended."""
         return self._core.close_code
+
+    @property
+    def stats(self) -> Stats:
+        """The app's counters."""
+        return self._runtime.stats
 
     @property
     def backlogged(self) -> bool:
@@ -237,6 +242,7 @@ class Session:
         for writing in (self._writer, self._finishing):
             if writing is not None:
                 writing.cancel()
+        self._gone()
         task = self._task
         # The receive loop is cancelled even from inside itself (a failed reply):
         # the cancellation ends it at its next await, and serve takes it back.
@@ -337,104 +343,6 @@ class Session:
             self._wake()
         return True
 
-    async def run(self, receive: Receive) -> int | None:
-        """Read frames until the client disconnects; return its close code.
-
-        ``None``: a frame made the core abort the connection (too big, too
-        many refused); :meth:`send_abort_close` sends its close frame. With
-        ``Limits.concurrency`` above 1 each frame is handled in a task of its
-        own, at most that many at once; the loop is the same.
-        """
-        core = self._core
-        limits = self._runtime.limits
-        # The clock is read per frame only where a limit needs it (idle, rate).
-        timed = limits.idle_timeout is not None or limits.rate is not None
-        concurrency = limits.concurrency
-        running = None if concurrency == 1 else Concurrent(concurrency, self._handle, self._failed)
-        handle = self._handle if running is None else running.spawn
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    found = core.receive(
-                        text if text is not None else message.get("bytes") or b"",
-                        monotonic() if timed else 0.0,
-                    )
-                    if found is not None:
-                        await handle(found)
-                    elif core.aborted is not None:
-                        self._aborted(stop_loop=False)
-                        return None
-                elif kind == "websocket.disconnect":
-                    return int(message.get("code") or 1005)
-                else:
-                    raise unexpected(kind)
-        finally:
-            if running is not None:
-                await running.cancel()
-
-    def _failed(self, exc: BaseException) -> None:
-        logger.error("connection %s failed", self.id, exc_info=exc)
-        self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-
-    async def _handle(self, found: Call | Refusal) -> None:
-        """Call the handler the core named and answer, or send the core's error frame."""
-        if found.__class__ is Refusal:
-            await self.error(*found)
-            return
-        handler, data, request_id = found  # type: ignore[misc]
-        event = handler.event
-        try:
-            if handler.is_async:
-                result = await handler.invoke(self.connection, data)
-            else:
-                result = await run_sync(handler.invoke, self.connection, data)
-            if result is not None and handler.validate_reply is None:
-                returned_without_reply(handler)
-            if request_id is None:
-                frame = None
-            else:
-                validate_reply = handler.validate_reply
-                if validate_reply is None:
-                    reply = None
-                elif result.__class__ is handler.reply_class:
-                    reply = result  # a model instance already: the codec serializes it
-                else:
-                    reply = validate_reply(result)
-                frame = self.codec.encode_event(event, reply, request_id)
-        except EventError as exc:
-            await self.error(exc.code, exc.message, exc.details, request_id, event)
-            return
-        except Exception as exc:
-            await self._handle_exception(exc, event, request_id)
-            return
-        self._ok[event] += 1
-        if frame is None:
-            return
-        if self._core.send_now():
-            await self.transmit({"type": "websocket.send", self._frame_key: frame})
-        else:
-            self.push(frame)
-
-    async def error(
-        self,
-        code: str,
-        message: str,
-        details: Any,
-        request_id: RequestId,
-        event: str | None = None,
-    ) -> None:
-        """Send an error frame, and count it (by event too, for a registered event)."""
-        code = str(code)
-        self._runtime.stats.error_sent(code, event)
-        await self.send_frame(encode_error(self.codec, code, message, details, request_id))
-
-    async def _handle_exception(self, exc: Exception, event: str, request_id: RequestId) -> None:
-        error = await map_exception(self.registry, self.connection, exc, event)
-        await self.error(error.code, error.message, error.details, request_id, event)
-
     # -- the end -----------------------------------------------------------------------
 
     def watch(self, now: float) -> None:
@@ -490,6 +398,7 @@ class Session:
         """The connection ended: stop the writer, drop every subscription."""
         self._task = None
         self._core.disconnected(code)
+        self._gone()
         writing = [task for task in (self._writer, self._finishing) if task is not None]
         self._writer = self._finishing = None
         for task in writing:

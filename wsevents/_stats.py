@@ -21,6 +21,9 @@ class Stats:
         self.closed: Counter[int] = Counter()  # closes the app decided, by close code
         self.slow_consumers_dropped = 0
         self.rate_limited = 0
+        # Server requests (conn.request), by outcome: answered, error, invalid, timeout, gone.
+        self.requests: Counter[str] = Counter()
+        self.answers_dropped = 0  # answers nobody waited for: late, or an unknown ask
 
     def error_sent(self, code: str, event: str | None) -> None:
         """Count an error frame, by code, and by event too for a registered event."""
@@ -46,6 +49,8 @@ class Stats:
             "closed_by_server": dict(sorted(self.closed.items())),
             "slow_consumers_dropped": self.slow_consumers_dropped,
             "rate_limited": self.rate_limited,
+            "requests": dict(sorted(self.requests.items())),
+            "answers_dropped": self.answers_dropped,
             "backplane": dict(backplane),
         }
 
@@ -68,6 +73,10 @@ _SERIES = (  # (snapshot key, metric name, type, help, label names)
     ("slow_consumers_dropped", "slow_consumers_dropped_total", "counter",
      "Clients closed for reading too slowly.", ()),
     ("rate_limited", "rate_limited_total", "counter", "Frames refused by the rate limit.", ()),
+    ("requests", "server_requests_total", "counter",
+     "Server requests made of clients, by outcome.", ("outcome",)),
+    ("answers_dropped", "answers_dropped_total", "counter",
+     "Answers to server requests that nobody waited for (late or unknown).", ()),
 )  # fmt: skip
 
 

@@ -18,10 +18,13 @@ listeners of their event, or else to ``async for``. When the connection
 drops, it reconnects with exponential backoff and runs ``on_connect`` again,
 so the subscriptions the server keeps per connection can be made anew.
 
+Requests outlive a dropped connection (docs/requests.md): kept until answered
+or timed out, they are sent again, same ``id``, in order, once reconnected and
+before anything new; ``client.session`` (``wsevents-session``) lets the server
+run a ``once`` handler once. :meth:`Client.answer` answers server requests.
 On history topics (docs/resumable-topics.md) it keeps ``client.positions``,
-updated by each push that carries a position and by ``wsevents.subscribed``;
-drops a push it holds already; and names its positions in ``wsevents-resume``
-on every reconnect, so that the server replays what was missed.
+drops a push it holds already and names them in ``wsevents-resume`` on every
+reconnect, so that the server replays what was missed.
 
 Over 300 lines: one public client class with its reconnecting reader.
 """
@@ -31,13 +34,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import json
 import logging
+import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import suppress
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic_core import to_jsonable_python
 from websockets.asyncio.client import ClientConnection
@@ -45,8 +48,10 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from ._answers import Answerer, Answerers, ask_of
 from ._envelope import Message
-from ._history import RESUME_PARAMETER, SUBSCRIBED_EVENT, Position
+from ._history import Position
+from ._kept import Out, handshake_url, track_position
 from ._retry import Backoff
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import DecodeError, EventError, Reject
@@ -121,13 +126,17 @@ class Client:
             for topic, (epoch, offset) in (resume or {}).items()
         }
         self.duplicates = 0  #: pushes dropped because their position was held already
+        #: This client's session, sent as ``wsevents-session`` on every connection.
+        self.session = secrets.token_urlsafe(24)
         self._ws: ClientConnection | None = None
+        self._generation = 0  # connections made so far: the number of the current one
         self._connected = asyncio.Event()
         self._closed = False
         self._failure: BaseException | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[int | str, asyncio.Future[Any]] = {}
+        self._pending: dict[int | str, Out] = {}  # in the order first sent
         self._listeners: dict[str, list[Listener]] = {}
+        self._answerers = Answerers()
         self._inbox: deque[Message] = deque(maxlen=max_queue)
         self._arrived = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -194,28 +203,37 @@ class Client:
     async def request(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:
         """Send an event with an ``id`` and return the ``data`` of the reply.
 
+        A connection that drops does not fail it: it is sent again, same
+        ``id``, once the client has reconnected, until ``timeout`` has passed.
+
         Raises:
             EventError: the server answered with an error frame.
             TimeoutError: no answer within ``timeout`` seconds (the client's default).
-            ConnectionLost: the connection closed before the answer came.
+            ConnectionLost: the client was closed, or gave up reconnecting,
+                before the answer came.
         """
+        if self._closed:
+            raise ConnectionLost("the client is closed")
+        if self._failure is not None:
+            raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
         limit = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        frame = self._encode(event, data, request_id)
-
-        async def ask() -> Any:
-            ws = await self._ready()
-            await ws.send(frame)
-            return await future
-
+        out = Out(self._encode(event, data, request_id), asyncio.get_running_loop().create_future())
+        self._pending[request_id] = out
         try:
-            return await asyncio.wait_for(ask(), limit)
+            return await asyncio.wait_for(self._ask(out), limit)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no answer to {event!r} within {limit} s") from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def _ask(self, out: Out) -> Any:
+        ws = self._ws
+        if self._connected.is_set() and ws is not None:  # else the reconnect sends it
+            out.sent = self._generation
+            with suppress(ConnectionClosed):  # sent again on the next connection
+                await ws.send(out.frame)
+        return await out.future
 
     def _encode(self, event: str, data: Any, request_id: int | None) -> str | bytes:
         message: dict[str, Any] = {"event": event, "data": to_jsonable_python(data)}
@@ -249,6 +267,21 @@ class Client:
 
         return add if listener is None else add(listener)
 
+    def answer(self, event: str, answerer: Answerer | None = None) -> Any:
+        """Answer the server's requests of ``event`` with ``answerer(data)``; usable as a decorator.
+
+        Its return value (it may be async) is the answer's data; raising
+        ``EventError`` answers with that error, anything else with
+        ``internal_error``. A request of an event nobody answers gets
+        ``unknown_event``.
+        """
+
+        def add(func: Answerer) -> Answerer:
+            self._answerers.add(event, func)
+            return func
+
+        return add if answerer is None else add(answerer)
+
     def off(self, event: str, listener: Listener) -> None:
         """Stop calling ``listener`` for ``event``."""
         listeners = self._listeners.get(event, [])
@@ -272,7 +305,8 @@ class Client:
     def _deliver(self, message: Message) -> None:
         request_id = message.id
         if request_id is not None:  # an answer: pushes carry no id
-            future = self._pending.pop(request_id, None)
+            out = self._pending.pop(request_id, None)
+            future = None if out is None else out.future
             if future is None:
                 logger.debug("an answer to %r came after its request gave up", request_id)
             elif not future.done():
@@ -290,6 +324,24 @@ class Client:
             self.dropped += 1
         self._inbox.append(message)
         self._arrived.set()
+
+    def _asked(self, ws: ClientConnection, decoded: dict[str, Any], ask: str) -> None:
+        """Answer a server request in a task of its own, on the connection it came on."""
+        event = decoded.get("event")
+        if not isinstance(event, str) or not event:
+            logger.warning("the server sent a request without an event: %r", decoded)
+            return
+
+        async def answer() -> None:
+            frame = await self._answerers.answer(event, decoded.get("data"), ask)
+            try:
+                await ws.send(self.codec.encode(frame))
+            except ConnectionClosed:
+                logger.info("the connection closed before the answer to %r went out", event)
+
+        task = asyncio.ensure_future(answer())
+        self._tasks.add(task)
+        task.add_done_callback(self._listener_done)
 
     def _call(self, listener: Listener, data: Any) -> None:
         try:
@@ -312,7 +364,7 @@ class Client:
     async def _connect(self, *, again: bool = False) -> None:
         try:
             ws = await ws_connect(
-                self._url_with_positions(),
+                handshake_url(self.url, self.session, self.positions),
                 subprotocols=[Subprotocol(self.codec.subprotocol)],
                 additional_headers=self.headers,
                 open_timeout=self.timeout,
@@ -325,39 +377,33 @@ class Client:
         self._ws = ws
         if again:
             self.reconnects += 1
+        await self._resend(ws)
         self._connected.set()
 
-    def _url_with_positions(self) -> str:
-        """The URL, with the positions held in ``wsevents-resume`` (replacing one it had)."""
-        if not self.positions:
-            return self.url
-        parts = urlsplit(self.url)
-        query = [
-            (k, v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if k != RESUME_PARAMETER
-        ]
-        held = {topic: [epoch, offset] for topic, (epoch, offset) in self.positions.items()}
-        query.append((RESUME_PARAMETER, json.dumps(held, separators=(",", ":"))))
-        return urlunsplit(parts._replace(query=urlencode(query)))
+    async def _resend(self, ws: ClientConnection) -> None:
+        """Send the requests still waiting for an answer, in the order first sent.
+
+        Before anything new: the connection counts as made only once none is
+        left unsent on it (no await between that last look and the caller's
+        ``_connected.set()``).
+        """
+        self._generation += 1
+        generation = self._generation
+        while due := [out for out in self._pending.values() if out.sent != generation]:
+            for out in due:
+                out.sent = generation
+                if not out.future.done():
+                    try:
+                        await ws.send(out.frame)
+                    except ConnectionClosed:
+                        return  # the reader sees it and reconnects again
 
     def _positioned(self, decoded: dict[str, Any], event: str) -> bool:
         """Track positions; return whether the frame is new (not a duplicate)."""
-        if event == SUBSCRIBED_EVENT:
-            data = decoded.get("data")
-            if isinstance(data, dict) and isinstance(data.get("topic"), str):
-                self.positions[data["topic"]] = Position(str(data["epoch"]), int(data["offset"]))
-            return True
-        topic, offset = decoded.get("topic"), decoded.get("offset")
-        if not isinstance(topic, str) or not isinstance(offset, int):
-            return True
-        epoch = str(decoded.get("epoch"))
-        held = self.positions.get(topic)
-        if held is not None and held.epoch == epoch and offset <= held.offset:
+        fresh = track_position(self.positions, decoded, event)
+        if not fresh:
             self.duplicates += 1
-            return False
-        self.positions[topic] = Position(epoch, offset)
-        return True
+        return fresh
 
     async def _connected_hook(self) -> None:
         if self.on_connect is not None:
@@ -370,7 +416,6 @@ class Client:
             assert self._ws is not None
             error = await self._read(self._ws)
             self._connected.clear()
-            self._fail_pending(ConnectionLost(f"the connection closed: {error}"))
             if self._closed:
                 return
             if not self.reconnect:
@@ -391,6 +436,10 @@ class Client:
             async for payload in ws:
                 try:
                     decoded = self.codec.decode(payload)
+                    ask = ask_of(decoded)
+                    if ask is not None:
+                        self._asked(ws, decoded, ask)
+                        continue
                     message = Message(decoded["event"], decoded.get("data"), decoded.get("id"))
                     fresh = message.id is not None or self._positioned(decoded, message.event)
                 except (DecodeError, KeyError, TypeError, ValueError):
@@ -426,9 +475,9 @@ class Client:
 
     def _fail_pending(self, error: Exception) -> None:
         pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+        for out in pending.values():
+            if not out.future.done():
+                out.future.set_exception(error)
 
 
 class ConnectionClosedByServer(ConnectionError):

@@ -8,6 +8,9 @@ The tree::
      ├── EventError             raised in a handler: the client gets that error frame
      ├── PayloadError           ``send``/``publish`` data that does not match ``emits`` (ValueError)
      ├── TopicError             a topic name that is not valid (ValueError)
+     ├── BackplaneUnavailable   a history or ``once`` step the backplane did not confirm
+     ├── RequestTimeout         no answer to a server request in time (TimeoutError)
+     ├── ConnectionGone         the connection asked closed first (ConnectionError)
      └── DecodeError            a frame a codec cannot decode: ``bad_frame`` on the wire
           └── DuplicateKeyError a repeated key in an object
 
@@ -21,7 +24,9 @@ from enum import Enum, IntEnum
 from typing import Any
 
 __all__ = [
+    "BackplaneUnavailable",
     "CloseCode",
+    "ConnectionGone",
     "DecodeError",
     "DuplicateKeyError",
     "ErrorCode",
@@ -29,6 +34,7 @@ __all__ = [
     "PayloadError",
     "RegistrationError",
     "Reject",
+    "RequestTimeout",
     "TopicError",
     "WSEventsError",
 ]
@@ -54,6 +60,7 @@ class ErrorCode(str, Enum):
     VALIDATION_ERROR = "validation_error"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
+    UNAVAILABLE = "unavailable"  # a once request whose claim the backplane did not confirm
 
     def __str__(self) -> str:
         return self.value
@@ -122,6 +129,18 @@ class BackplaneUnavailable(WSEventsError):
     and by ``subscribe`` to one (raised in ``on_connect``, it refuses the
     handshake with 503).
     """
+
+
+class RequestTimeout(WSEventsError, TimeoutError):
+    """No answer to a server request (``conn.request``, ``EventApp.request``) came in time.
+
+    The builtin ``TimeoutError`` on every supported Python (on 3.10 not
+    ``asyncio.TimeoutError``, which is another class there).
+    """
+
+
+class ConnectionGone(WSEventsError, ConnectionError):
+    """The connection a server request was made of closed, or no live process holds it."""
 
 
 class DecodeError(WSEventsError, ValueError):

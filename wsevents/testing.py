@@ -7,6 +7,11 @@
     def test_ping() -> None:
         with EventTestClient(app) as client, client.connect("/chat/lobby?user=ann") as ws:
             assert ws.request("ping", {"n": 1}) == {"n": 1}
+
+Server requests (``conn.request``) are answered by the functions given to
+:meth:`EventTestSession.answer`, as the real clients answer them; one with
+no answerer reaches :meth:`EventTestSession.receive` as a ``Message`` with its
+``ask`` set, for the test to answer (:meth:`EventTestSession.send_answer`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from starlette.types import ASGIApp
 from starlette.types import Message as ASGIMessage
 from starlette.websockets import WebSocketDisconnect
 
+from ._answers import Answerer, Answerers, ask_of
 from ._contract import FrameChecker, FrameContractError
-from ._envelope import Message, RequestId
+from ._envelope import ASK, Message, RequestId
 from .cli import find_event_app
 from .codecs import Codec, JSONCodec, MessagePackCodec
 from .exceptions import EventError, Reject
@@ -114,6 +120,7 @@ class EventTestSession:
         self._msgpack = MessagePackCodec()
         self.codec: Codec = self._json
         self.subprotocol: str | None = None
+        self._answerers = Answerers()
 
     def __enter__(self) -> EventTestSession:
         try:
@@ -143,6 +150,27 @@ class EventTestSession:
         if id is not None:
             envelope["id"] = id
         self.send_raw(self.codec.encode(envelope))
+
+    def answer(self, event: str, answerer: Answerer | None = None) -> Any:
+        """Answer the server's requests of ``event`` with ``answerer(data)``; usable as a decorator.
+
+        As in the real clients: its return value (it may be async) is the
+        answer's data; raising ``EventError`` answers with that error, anything
+        else with ``internal_error``. Requests are answered while this session
+        reads (:meth:`receive`, :meth:`request`).
+        """
+
+        def add(func: Answerer) -> Answerer:
+            self._answerers.add(event, func)
+            return func
+
+        return add if answerer is None else add(answerer)
+
+    def send_answer(self, ask: str, event: str, data: Any = None) -> None:
+        """Answer the server request ``ask`` (a received ``Message.ask``) with ``data``."""
+        self.send_raw(
+            self.codec.encode({"event": event, "data": to_jsonable_python(data), ASK: ask})
+        )
 
     def send_raw(self, payload: str | bytes) -> None:
         """Send one frame as it is: text for ``str``, binary for ``bytes``."""
@@ -202,12 +230,21 @@ class EventTestSession:
         self._session.close(code)
 
     def _read(self, timeout: float) -> Message:
-        payload = self.receive_raw(timeout=timeout)
-        codec = self._json if isinstance(payload, str) else self._msgpack
-        frame = codec.decode(payload)
-        if self._checker is not None:
-            self._checker.check_received(frame)
-        return Message(frame["event"], frame.get("data"), frame.get("id"))
+        while True:
+            payload = self.receive_raw(timeout=timeout)
+            codec = self._json if isinstance(payload, str) else self._msgpack
+            frame = codec.decode(payload)
+            if self._checker is not None:
+                self._checker.check_received(frame)
+            ask = ask_of(frame)
+            if ask is None:
+                return Message(frame["event"], frame.get("data"), frame.get("id"))
+            if not self._answerers.answers(frame["event"]):
+                return Message(frame["event"], frame.get("data"), None, ask)
+            answer = self._session.portal.call(
+                self._answerers.answer, frame["event"], frame.get("data"), ask
+            )
+            self.send_raw(self.codec.encode(answer))
 
     def _receive_asgi(self, timeout: float) -> ASGIMessage:
         stream = getattr(self._session, "_send_rx", None)

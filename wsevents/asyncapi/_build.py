@@ -79,6 +79,11 @@ def build_asyncapi(
             }
         },
     }
+    if any(channel.asked for channel in app.channels):
+        components["correlationIds"]["ask"] = {
+            "description": "A client's answer carries the `ask` of the server request it answers.",
+            "location": "$message.payload#/ask",
+        }
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     app_schemes = _security(app.connect_hooks)

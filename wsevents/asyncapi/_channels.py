@@ -2,7 +2,9 @@
 
 A ``receive`` operation per handler (with its reply and its own error
 codes), a ``send`` per declared push and per protocol push the channel may
-get; the messages are built by ``_messages``.
+get, and a ``send`` with a ``reply`` per server request (``asks``): the
+client's answer or its error answer, correlated by ``ask``; the messages
+are built by ``_messages``.
 
 Over 300 lines: one builder per channel, every kind of message it meets.
 """
@@ -11,18 +13,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._envelope import SESSION_PARAMETER
 from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT
 from .._members import PRESENCE_EVENT
-from .._routing import Channel, Emit, Handler
+from .._routing import Asked, Channel, Emit, Handler
 from ._messages import (
     ERROR_CODES,
-    ERROR_DATA,
     PARAMETER_KINDS,
     POSITION_KEYS,
     PRESENCE_DATA,
     SUBSCRIBED_DATA,
     drop_none,
     envelope_payload,
+    error_answer,
+    error_message,
     example_data,
     example_envelope,
     message_object,
@@ -60,11 +64,15 @@ class ChannelBuilder:
         self.operation_keys: list[str] = []
         self._taken: set[str] = {"error"}
         self._ref = f"#/channels/{channel.name}"
-        self._add_message("error", self._error_message())
+        self._add_message("error", error_message(self._title("error", "Frame")))
         for handler in channel.handlers.values():
             self._add_handler(handler)
         for emit in channel.emitted.values():
             self._add_emit(emit)
+        if channel.asked:
+            self._add_message("error_answer", error_answer(self._title("error_answer", "Frame")))
+        for asked in channel.asked.values():
+            self._add_asked(asked)
         self._add_operation("send", "error", "error", summary="An error frame.", description=None)
         if history:
             self._add_subscribed()
@@ -100,6 +108,13 @@ class ChannelBuilder:
         query: dict[str, Any] = {
             name: {"type": "string", "description": description}
             for name, description in ch.query.items()
+        }
+        query[SESSION_PARAMETER] = {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{16,128}$",
+            "description": "The client's session: random, kept for the client's life and "
+            "sent on every reconnect; a `once` handler runs at most once per session, "
+            "event and request `id`. Malformed: the handshake is refused with 400.",
         }
         if self.history:
             query |= {
@@ -142,6 +157,7 @@ class ChannelBuilder:
         tags: tuple[str, ...] = (),
         reply_key: str | None = None,
         error_key: str = "error",
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         operation: dict[str, Any] = {
             "action": action,
@@ -159,6 +175,7 @@ class ChannelBuilder:
                     {"$ref": f"{self._ref}/messages/{error_key}"},
                 ],
             }
+        operation |= extensions or {}
         operation_key = unique_key(f"{self.ch.name}_{action}_{key}", self.operations.keys())
         self.operations[operation_key] = drop_none(operation)
         self.operation_keys.append(operation_key)
@@ -220,15 +237,24 @@ class ChannelBuilder:
         if handler.errors:
             error_key = unique_key(f"{key}_error", self._taken)
             self._add_message(error_key, self._own_error_message(handler, key))
+        once = (
+            "Runs at most once per request: sent again (same session and `id`, after a "
+            "reconnect, to any server), it gets the first run's answer."
+        )
         self._add_operation(
             "receive",
             key,
             key,
             summary=handler.summary,
-            description=handler.description,
+            description=(
+                "\n\n".join(filter(None, (handler.description, once)))
+                if handler.once
+                else handler.description
+            ),
             tags=handler.tags,
             reply_key=reply_key,
             error_key=error_key,
+            extensions={"x-wsevents-once": True} if handler.once else None,
         )
 
     def _own_error_message(self, handler: Handler, key: str) -> dict[str, Any]:
@@ -305,6 +331,70 @@ class ChannelBuilder:
         )
         self._add_operation("send", key, key, summary=emit.summary, description=emit.description)
 
+    def _add_asked(self, asked: Asked) -> None:
+        """A server request: the request (``send``), the client's answer as its ``reply``."""
+        key = unique_key(f"{safe_key(asked.event)}_request", self._taken)
+        answer_key = unique_key(f"{safe_key(asked.event)}_answer", self._taken)
+        if asked.model is None:
+            data: dict[str, Any] = {"description": "Any JSON value."}
+        else:
+            data = self.schemas.schema(asked.model, "serialization")
+        example = example_data(data, self.schemas, asked.model)
+        self._add_message(
+            key,
+            message_object(
+                asked.event,
+                envelope_payload(
+                    asked.event,
+                    data,
+                    data_required=True,
+                    request_id=None,
+                    title=self._title(safe_key(asked.event), "Ask"),
+                    ask=True,
+                ),
+                title=f"{asked.event} (server request)",
+                summary=asked.summary,
+                description=asked.description,
+                correlated=False,
+                by_ask=True,
+                example=_with_ask(example_envelope(asked.event, example, None, True)),
+            ),
+        )
+        if asked.reply is None:
+            answer: dict[str, Any] = {"description": "Any JSON value."}
+        else:
+            answer = self.schemas.schema(asked.reply, "validation")
+        answer_example = example_data(answer, self.schemas, asked.reply)
+        self._add_message(
+            answer_key,
+            message_object(
+                asked.event,
+                envelope_payload(
+                    asked.event,
+                    answer,
+                    data_required=True,
+                    request_id=None,
+                    title=self._title(safe_key(asked.event), "Answer"),
+                    ask=True,
+                ),
+                title=f"{asked.event} (answer)",
+                summary=f"The client's answer to `{asked.event}`, with the request's `ask`.",
+                description=None,
+                correlated=False,
+                by_ask=True,
+                example=_with_ask(example_envelope(asked.event, answer_example, None, True)),
+            ),
+        )
+        self._add_operation(
+            "send",
+            key,
+            key,
+            summary=asked.summary,
+            description=asked.description,
+            reply_key=answer_key,
+            error_key="error_answer",
+        )
+
     def _add_subscribed(self) -> None:
         self._add_protocol_push(
             SUBSCRIBED_EVENT,
@@ -367,28 +457,6 @@ class ChannelBuilder:
         self.titles.add(candidate)
         return candidate
 
-    def _error_message(self) -> dict[str, Any]:
-        example = {
-            "event": "error",
-            "data": {
-                "code": "validation_error",
-                "message": "invalid data",
-                "details": [{"loc": ["text"], "msg": "Field required", "type": "missing"}],
-            },
-            "id": "1",
-        }
-        return message_object(
-            "error",
-            envelope_payload(
-                "error",
-                schema_ref(ERROR_DATA),
-                data_required=True,
-                request_id="nullable",
-                title=self._title("error", "Frame"),
-            ),
-            title="error",
-            summary="Something went wrong with a frame; `id` is the request's, or null.",
-            description=None,
-            correlated=True,
-            example=example,
-        )
+
+def _with_ask(example: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if example is None else {**example, "ask": "q1"}

@@ -29,6 +29,7 @@ ERROR_DATA = "wsevents.ErrorData"
 SUBSCRIBED_DATA = "wsevents.Subscribed"
 PRESENCE_DATA = "wsevents.PresenceDiff"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
+ASK_CORRELATION = {"$ref": "#/components/correlationIds/ask"}
 KEY = re.compile(r"[^A-Za-z0-9_]+")
 JAVASCRIPT_WORDS = frozenset(
     {"case", "catch", "class", "const", "debugger", "default", "delete", "do", "enum"}
@@ -198,13 +199,24 @@ def envelope_payload(
     request_id: str | None,
     title: str,
     push: bool = False,
+    ask: bool = False,
 ) -> dict[str, Any]:
-    """The schema of a whole frame; ``discriminator`` tells generators which one it is."""
+    """The schema of a whole frame; ``discriminator`` tells generators which one it is.
+
+    ``ask``: a server request or its answer, which carries the request's ``ask``.
+    """
     properties: dict[str, Any] = {
         "event": {"type": "string", "const": event},
         "data": data,
     }
     required = ["event", "data"] if data_required else ["event"]
+    if ask:
+        properties["ask"] = {
+            "type": "string",
+            "maxLength": 128,
+            "description": "The server request's key; its answer carries it back.",
+        }
+        required.append("ask")
     if request_id == "required":
         properties["id"] = schema_ref(REQUEST_ID)
         required.append("id")
@@ -233,7 +245,9 @@ def message_object(
     description: str | None,
     correlated: bool,
     example: dict[str, Any] | None,
+    by_ask: bool = False,
 ) -> dict[str, Any]:
+    correlation = ASK_CORRELATION if by_ask else CORRELATION if correlated else None
     return drop_none(
         {
             "name": event,
@@ -241,7 +255,7 @@ def message_object(
             "summary": summary,
             "description": description,
             "contentType": "application/json",
-            "correlationId": CORRELATION if correlated else None,
+            "correlationId": correlation,
             "payload": payload,
             "examples": [{"name": "example", "payload": example}] if example else None,
         }
@@ -308,3 +322,53 @@ def rejects_none(model: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+def error_message(title: str) -> dict[str, Any]:
+    """The error frame of a channel: any frame's, correlated by ``id`` (null: none)."""
+    example = {
+        "event": "error",
+        "data": {
+            "code": "validation_error",
+            "message": "invalid data",
+            "details": [{"loc": ["text"], "msg": "Field required", "type": "missing"}],
+        },
+        "id": "1",
+    }
+    return message_object(
+        "error",
+        envelope_payload(
+            "error", schema_ref(ERROR_DATA), data_required=True, request_id="nullable", title=title
+        ),
+        title="error",
+        summary="Something went wrong with a frame; `id` is the request's, or null.",
+        description=None,
+        correlated=True,
+        example=example,
+    )
+
+
+def error_answer(title: str) -> dict[str, Any]:
+    """A client refusing a server request: an error frame with the request's ``ask``."""
+    return message_object(
+        "error",
+        envelope_payload(
+            "error",
+            schema_ref(ERROR_DATA),
+            data_required=True,
+            request_id=None,
+            title=title,
+            ask=True,
+        ),
+        title="error (answer)",
+        summary="A client refusing a server request, with the request's `ask`: "
+        "`unknown_event` where it answers no such request.",
+        description=None,
+        correlated=False,
+        by_ask=True,
+        example={
+            "event": "error",
+            "data": {"code": "unknown_event", "message": "no answerer", "details": None},
+            "ask": "q1",
+        },
+    )

@@ -54,6 +54,10 @@ class Backplane(ABC):
         bound to it, and every lifespan (every test client) may run in another."""
         self._ready = asyncio.Event()
 
+    #: Seconds a ``once`` request's claim holds without renewal: a request whose
+    #: process died runs again after this (section 12).
+    once_lease = 15.0
+
     #: Whether its calls wait on a transport (so a caller bounds them in time);
     #: an in-process backplane answers at once and never fails for a while.
     waits = True
@@ -98,6 +102,18 @@ class Backplane(ABC):
     @abstractmethod
     async def publish(self, topic: str, payload: bytes) -> None:
         """Send ``payload`` to every subscriber of ``topic``, this process's included."""
+
+    @abstractmethod
+    async def send(self, topic: str, payload: bytes) -> int:
+        """Publish ``payload`` now, confirmed: return how many subscriptions heard it.
+
+        For messages whose sender must know whether anyone heard them (a
+        server request to the process holding a connection: none means that
+        process is gone). Each delivery counts: a process whose topic and
+        pattern subscriptions both match hears it, and counts, twice.
+
+        Raises whatever the transport raised.
+        """
 
     # -- history: section 10 of the design --------------------------------------------
 
@@ -145,6 +161,29 @@ class Backplane(ABC):
         from a snapshot older than them), so offsets would be given twice.
         Returns the topic's position afterwards.
         """
+
+    # -- once requests: section 12 of the design ---------------------------------------
+
+    @abstractmethod
+    async def once_claim(self, key: str, owner: str, lease: float) -> tuple[str, bytes | None]:
+        """Claim the request ``key`` for a run by ``owner``, in one step.
+
+        Returns ``("run", None)``: claimed, for ``lease`` seconds unless
+        renewed; ``("done", answer)``: a run's answer is kept; ``("running",
+        None)``: another run holds it. Raises whatever the transport raised.
+        """
+
+    @abstractmethod
+    async def once_keep(self, key: str, owner: str, answer: bytes, window: float) -> None:
+        """Keep a run's ``answer`` for ``window`` seconds (another run's, kept first, stays)."""
+
+    @abstractmethod
+    async def once_renew(self, key: str, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s claim by ``lease`` seconds; ``False``: it is not ``owner``'s."""
+
+    @abstractmethod
+    async def once_release(self, key: str, owner: str) -> None:
+        """Drop ``owner``'s claim, if it still holds it: the request may run again."""
 
     # -- presence: section 11 of the design --------------------------------------------
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 __all__ = [
     "APPEND",
+    "ONCE_CLAIM",
+    "ONCE_KEEP",
+    "ONCE_RELEASE",
+    "ONCE_RENEW",
     "PRESENCE_CHANGES",
     "PRESENCE_COUNT",
     "PRESENCE_MEMBERS",
@@ -161,6 +165,46 @@ return redis.call('zcount', KEYS[1], '(' .. now, '+inf')
 
 
 # What the scripts answer, read: RESP2 gives flat lists, RESP3 mappings.
+
+
+# Once requests (section 12): one key per request, "R<owner>" while a run holds it
+# (expiring with its lease), then "D<answer>" for the request window.
+#   KEYS: the request's key     ARGV: owner, lease (ms)
+#   returns {"run"} (claimed now), {"done", answer} or {"running"}
+ONCE_CLAIM = """
+local held = redis.call('get', KEYS[1])
+if not held then
+  redis.call('set', KEYS[1], 'R' .. ARGV[1], 'px', ARGV[2])
+  return {'run'}
+end
+if string.sub(held, 1, 1) == 'D' then return {'done', string.sub(held, 2)} end
+return {'running'}
+"""
+
+# Keep a run's answer, unless another run's is kept already.
+#   KEYS: the request's key     ARGV: owner, answer, window (ms)
+ONCE_KEEP = """
+local held = redis.call('get', KEYS[1])
+if held and string.sub(held, 1, 1) == 'D' then return 0 end
+redis.call('set', KEYS[1], 'D' .. ARGV[2], 'px', ARGV[3])
+return 1
+"""
+
+# Extend a run's lease while it runs; 0 when the claim is not this owner's any more.
+#   KEYS: the request's key     ARGV: owner, lease (ms)
+ONCE_RENEW = """
+if redis.call('get', KEYS[1]) == 'R' .. ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Let a run's claim go (a run cancelled at shutdown): the request may run again.
+#   KEYS: the request's key     ARGV: owner
+ONCE_RELEASE = """
+if redis.call('get', KEYS[1]) == 'R' .. ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
 
 
 def mapping(fields: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:

@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from math import inf
 from time import monotonic
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .._history import Position
 from .._wildcards import matches
@@ -105,6 +105,9 @@ class MemoryBackplane(Backplane):
     _hubs: ClassVar[dict[str, list[MemoryBackplane]]] = {}
     _hub_histories: ClassVar[dict[str, _Histories]] = {}
     _hub_rooms: ClassVar[dict[str, dict[str, _Room]]] = {}
+    # Once requests, by key: ("R", owner) while a run holds it, ("D", answer) after,
+    # each with the monotonic time it lapses.
+    _hub_onces: ClassVar[dict[str, dict[str, tuple[str, Any, float]]]] = {}
     _hub_lock = threading.Lock()
 
     def __init__(self, url: str = "memory://") -> None:
@@ -117,9 +120,11 @@ class MemoryBackplane(Backplane):
             with self._hub_lock:
                 self._histories = self._hub_histories.setdefault(self.name, _Histories())
                 self._rooms = self._hub_rooms.setdefault(self.name, {})
+                self._onces = self._hub_onces.setdefault(self.name, {})
         else:
             self._histories = _Histories()
             self._rooms = {}
+            self._onces = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackplane({self.name!r})"
@@ -159,6 +164,12 @@ class MemoryBackplane(Backplane):
     async def publish(self, topic: str, payload: bytes) -> None:
         self.stats["published"] += 1
         self.stats["publish_receivers"] += self._fan_out(topic, payload, None)
+
+    async def send(self, topic: str, payload: bytes) -> int:
+        self.stats["published"] += 1
+        receivers = self._fan_out(topic, payload, None)
+        self.stats["publish_receivers"] += receivers
+        return receivers
 
     def _fan_out(
         self, topic: str, payload: bytes, position: Position | None, *, others: bool = False
@@ -231,6 +242,41 @@ class MemoryBackplane(Backplane):
             return Position(log.epoch, log.offset)
 
     # Presence: under the histories' lock, which every backplane of a hub shares.
+
+    def _once(self, key: str) -> tuple[str, Any, float] | None:
+        held = self._onces.get(key)
+        if held is not None and held[2] <= monotonic():
+            del self._onces[key]
+            return None
+        return held
+
+    async def once_claim(self, key: str, owner: str, lease: float) -> tuple[str, bytes | None]:
+        with self._hub_lock:
+            held = self._once(key)
+            if held is None:
+                self._onces[key] = ("R", owner, monotonic() + lease)
+                return "run", None
+            return ("done", held[1]) if held[0] == "D" else ("running", None)
+
+    async def once_keep(self, key: str, owner: str, answer: bytes, window: float) -> None:
+        with self._hub_lock:
+            held = self._once(key)
+            if held is None or held[0] != "D":
+                self._onces[key] = ("D", answer, monotonic() + window)
+
+    async def once_renew(self, key: str, owner: str, lease: float) -> bool:
+        with self._hub_lock:
+            held = self._once(key)
+            if held is None or held[:2] != ("R", owner):
+                return False
+            self._onces[key] = ("R", owner, monotonic() + lease)
+            return True
+
+    async def once_release(self, key: str, owner: str) -> None:
+        with self._hub_lock:
+            held = self._once(key)
+            if held is not None and held[:2] == ("R", owner):
+                del self._onces[key]
 
     def _room(self, topic: str) -> _Room:
         room = self._rooms.get(topic)

@@ -1,11 +1,12 @@
 """RedisBackplane: Redis pub/sub, with one supervised listener that never dies.
 
-The Lua scripts are in ``_scripts``, the batching of publishes and script
+The Lua scripts are in ``_scripts``, the calls of them (history, presence,
+``once`` requests) in ``_redis_store``, the batching of publishes and script
 calls in ``_pipeline``.
 
 Over 300 lines: pub/sub with its supervised listener, the bounded publish
-buffer, and the calls of history's and presence's scripts, which publish
-through the same channels the listener hears and share one connection.
+buffer, and the round trips of the scripts' calls, which publish through the
+same channels the listener hears and share one connection.
 """
 
 from __future__ import annotations
@@ -21,11 +22,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .._history import Position
 from .._retry import Backoff, Tally
 from .._wildcards import is_pattern
-from . import _scripts
-from ._base import Backplane, HistoryRead, Receiver, Resumed
+from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
-from ._scripts import field, mapping, text
-from .memory import EPOCH_TTL, new_epoch
+from ._redis_store import RedisStore
 
 __all__ = ["RedisBackplane"]
 
@@ -50,7 +49,7 @@ def redis_glob(pattern: str) -> str:
     return "/".join(glob) + tail
 
 
-class RedisBackplane(Backplane):
+class RedisBackplane(RedisStore, Backplane):
     """Redis pub/sub through ``redis.asyncio``.
 
     The URL is redis-py's (``redis://[:password@]host:port/db``, ``rediss://``,
@@ -66,6 +65,9 @@ class RedisBackplane(Backplane):
       never waits on Redis: it queues, and one task sends what is queued in
       pipelines, in order. A publish that finds the buffer full (Redis is
       slow or frozen) is dropped and counted in ``stats["publish_overflows"]``.
+    - ``once_lease`` (15.0 s): how long a ``once`` request's claim holds
+      after its run last renewed it; a request whose process died runs
+      again after this.
     - ``publish_retry_for`` (10.0 s): how long a pipeline of publishes whose
       round trip timed out is tried again while Redis is there (counted in
       ``stats["publish_retries"]``); receivers drop a message heard twice.
@@ -100,6 +102,7 @@ class RedisBackplane(Backplane):
         self.max_backoff = float(options.pop("max_backoff", 1.0))
         self.publish_buffer = int(options.pop("publish_buffer", 10_000))
         self.publish_retry_for = float(options.pop("publish_retry_for", 10.0))
+        self.once_lease = float(options.pop("once_lease", 15.0))
         self.stats["publish_retries"] = 0
         # Failures of a round trip that may pass: a timeout, a connection that broke.
         self._transient: tuple[type[BaseException], ...] = (
@@ -136,15 +139,7 @@ class RedisBackplane(Backplane):
         self._resumed: Resumed | None = None
         self._lost_since = False  # the listener lost Redis since it last subscribed
         # The scripts, known to redis-py by their SHA (loaded again on NOSCRIPT).
-        register = self._publisher.register_script
-        self._append = register(_scripts.APPEND)
-        self._read = register(_scripts.READ)
-        self._renew = register(_scripts.RENEW)
-        self._presence_set = register(_scripts.PRESENCE_SET)
-        self._presence_remove = register(_scripts.PRESENCE_REMOVE)
-        self._presence_changes = register(_scripts.PRESENCE_CHANGES)
-        self._presence_members = register(_scripts.PRESENCE_MEMBERS)
-        self._presence_count = register(_scripts.PRESENCE_COUNT)
+        self.register_scripts(self._publisher.register_script)
 
     def __repr__(self) -> str:
         return f"RedisBackplane({self.url!r})"
@@ -223,6 +218,16 @@ class RedisBackplane(Backplane):
                 )
             return
         self._outgoing.put((topic, payload))
+
+    async def send(self, topic: str, payload: bytes) -> int:
+        if self._pubsub is None:
+            raise ConnectionError("Redis is not connected")
+        receivers: int = await asyncio.wait_for(
+            self._publisher.publish(self.prefix + topic, payload), self.command_timeout
+        )
+        self.stats["published"] += 1
+        self.stats["publish_receivers"] += receivers
+        return receivers
 
     async def _send_batch(self, batch: list[tuple[str, bytes]]) -> None:
         """Send up to 1,000 queued publishes in one pipeline; retry one that timed out.
@@ -350,34 +355,6 @@ class RedisBackplane(Backplane):
             if not self._pending:
                 self._ready.set()
 
-    # -- history -----------------------------------------------------------------------
-
-    def _history_keys(self, topic: str) -> list[str]:
-        return [f"{self.prefix}meta:{topic}", f"{self.prefix}history:{topic}"]
-
-    async def append(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        key: str,
-        size: int,
-        ttl: float,
-        retry_for: float = 60.0,
-    ) -> Position:
-        keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
-        args: list[bytes | str | int] = [
-            payload,
-            size,
-            max(1, int(ttl * 1000)),
-            self.prefix + topic,
-            new_epoch(),
-            int(EPOCH_TTL),
-            max(1, int(retry_for * 1000)),
-        ]
-        offset, epoch = await self._script(self._append, keys, args)
-        return Position(text(epoch), int(offset))
-
     async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a registered script in Redis; calls made meanwhile share the round trip."""
         if not self._calls.running:
@@ -422,69 +399,6 @@ class RedisBackplane(Backplane):
                 answered.set_exception(result)
             else:
                 answered.set_result(result)
-
-    async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
-        # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
-        start = "-" if after is None else f"{after}-1"
-        args: list[bytes | str | int] = [start, limit, new_epoch(), int(EPOCH_TTL)]
-        offset, epoch, rows = await self._script(self._read, self._history_keys(topic), args)
-        entries = [(int(text(row[0]).partition("-")[0]), field(row[1])) for row in rows]
-        return HistoryRead(Position(text(epoch), int(offset)), entries)
-
-    async def new_epoch_if_behind(self, topic: str, delivered: Position) -> Position:
-        args: list[bytes | str | int] = [
-            delivered.epoch,
-            delivered.offset,
-            new_epoch(),
-            int(EPOCH_TTL),
-        ]
-        offset, epoch = await self._script(self._renew, self._history_keys(topic), args)
-        return Position(text(epoch), int(offset))
-
-    # -- presence ----------------------------------------------------------------------
-
-    def _presence_keys(self, topic: str) -> list[str]:
-        base = f"{self.prefix}presence:{topic}:"
-        return [base + "z", base + "h", base + "log", base + "seq"]
-
-    async def presence_set(
-        self, topic: str, members: dict[str, bytes], ttl: float, *, refresh: bool = False
-    ) -> int:
-        args: list[bytes | str | int] = [
-            max(1, int(ttl * 1000)),
-            max(60, int(ttl * 3)),
-            "r" if refresh else "j",
-        ]
-        for member, info in members.items():
-            args += [member, info]
-        return int(await self._script(self._presence_set, self._presence_keys(topic), args))
-
-    async def presence_remove(self, topic: str, members: list[str]) -> None:
-        await self._script(self._presence_remove, self._presence_keys(topic), list(members))
-
-    async def presence_changes(
-        self, topic: str, after: int
-    ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
-        args: list[bytes | str | int] = [after, PRESENCE_LOG]
-        seq, rows = await self._script(self._presence_changes, self._presence_keys(topic), args)
-        if not rows and rows != []:  # false: the log cannot tell
-            return int(seq), None
-        changes = []
-        for _id, fields in rows:
-            entry = mapping(fields)
-            changes.append((text(entry[b"k"]), text(entry[b"m"]), bytes(entry[b"i"])))
-        return int(seq), changes
-
-    async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
-        seq, flat = await self._script(self._presence_members, self._presence_keys(topic), [])
-        found = mapping(flat)
-        return int(seq), {text(member): bytes(info) for member, info in found.items()}
-
-    async def presence_count(self, topic: str) -> int:
-        return int(await self._script(self._presence_count, self._presence_keys(topic)[:1], []))
-
-
-PRESENCE_LOG = 10_000  # changes a reader may be behind before it reads the members instead
 
 
 # A script call waiting for its round trip: the script, its keys and arguments, its caller.

@@ -5,6 +5,8 @@ export interface Message<T = unknown> {
   event: string;
   data: T;
   id?: string | number | null;
+  /** On a server request (conn.request): the key the answer carries back. */
+  ask?: string;
   /** On a push through a history topic: the topic and the push's position in it. */
   topic?: string;
   epoch?: string;
@@ -80,11 +82,15 @@ export class Client {
   readonly positions: Record<string, Position>;
   /** Pushes dropped because their position was held already. */
   readonly duplicates: number;
+  /** The page's session, sent as wsevents-session (kept in sessionStorage with the request counter). */
+  readonly session: string;
   open(): Promise<Client>;
   /** Send an event without an id. */
   send(event: string, data?: unknown): void;
-  /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
+  /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError; sent again after a reconnect. */
   request<T = unknown>(event: string, data?: unknown, options?: { timeout?: number }): Promise<T>;
+  /** Answer the server's requests of an event; throw an error with a code to refuse. Returns a function that stops it. */
+  answer<T = unknown, R = unknown>(event: string, answerer: (data: T, message: Message<T>) => R | Promise<R>): () => void;
   /** Listen to pushes of an event ("error" for error frames no request waits for); returns a function that stops it. */
   on<T = unknown>(event: string, listener: (data: T, message: Message<T>) => void): () => void;
   off(event: string, listener: (data: any, message: Message) => void): void;

@@ -13,6 +13,14 @@
 // connection drops the client reconnects with exponential backoff, keeps what
 // is sent meanwhile, and calls onConnect again so the page can rejoin.
 //
+// A request outlives a dropped connection: it is kept until its answer comes or
+// its own timeout passes, and sent again (same id, same data, in the order
+// first sent) as soon as the client has reconnected, before anything new. The
+// page's session (wsevents-session) and its request counter are kept in
+// sessionStorage, so that a reloaded page never reuses an id and the server
+// runs a once handler once. client.answer(event, fn) answers the server's
+// requests (conn.request): fn's value, or the error it throws (its code).
+//
 // On history topics it keeps client.positions (topic to {epoch, offset}),
 // updated by every push that carries a position and by wsevents.subscribed;
 // drops a push it holds already; names its positions in wsevents-resume on
@@ -176,6 +184,45 @@ function resolveUrl(url) {
 }
 
 const RESUME = "wsevents-resume";
+const SESSION = "wsevents-session";
+const SESSION_KEY = "wsevents:session";
+const COUNTER_KEY = "wsevents:next-id";
+
+function randomSession() {
+  const bytes = new Uint8Array(18);
+  crypto.getRandomValues(bytes);
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+// The page's session and request counter, shared by its clients: sessionStorage
+// keeps them across a reload, so an id is never used twice within the session.
+const page = { session: null, next: 1 };
+
+function pageSession() {
+  if (page.session === null) {
+    const store = storage();
+    const kept = store?.getItem(SESSION_KEY);
+    page.session = kept && /^[A-Za-z0-9_-]{16,128}$/.test(kept) ? kept : randomSession();
+    page.next = Math.max(1, Number(store?.getItem(COUNTER_KEY)) || 1);
+    try {
+      store?.setItem(SESSION_KEY, page.session);
+    } catch {
+      // storage full or disabled: the session lasts as long as the page
+    }
+  }
+  return page.session;
+}
+
+function nextRequestId() {
+  pageSession();
+  const id = page.next++;
+  try {
+    storage()?.setItem(COUNTER_KEY, String(page.next));
+  } catch {
+    // as above
+  }
+  return id;
+}
 
 function storage() {
   try {
@@ -216,9 +263,11 @@ export class Client {
     this.reconnects = 0;
     this.socket = null;
     this.closed = false;
-    this._nextId = 1;
-    this._pending = new Map();
+    this.session = pageSession();
+    this._generation = 0;
+    this._pending = new Map(); // id -> {resolve, reject, timer, payload, sent}, in the order sent
     this._listeners = new Map();
+    this._answerers = new Map();
     this._outbox = [];
   }
 
@@ -239,6 +288,14 @@ export class Client {
       socket.onopen = async () => {
         opened = true;
         this.socket = socket;
+        const generation = ++this._generation;
+        // The requests still unanswered first, in the order first sent.
+        for (const pending of this._pending.values()) {
+          if (pending.sent !== generation) {
+            pending.sent = generation;
+            socket.send(pending.payload);
+          }
+        }
         try {
           if (this.onConnect) await this.onConnect(this);
         } catch (error) {
@@ -256,8 +313,8 @@ export class Client {
         }
         this.socket = null;
         if (this.onDisconnect) this.onDisconnect(event.code, event.reason);
-        this._failPending("connection_lost", `the connection closed with ${event.code}`);
-        if (!this.closed && this.reconnect) this._retry(1);
+        if (!this.closed && this.reconnect) this._retry(1); // requests wait to be sent again
+        else this._failPending("connection_lost", `the connection closed with ${event.code}`);
       };
     });
   }
@@ -265,7 +322,9 @@ export class Client {
   async _retry(attempt) {
     if (this.closed) return;
     if (attempt > this.maxAttempts) {
-      this._emit("error", { code: "connection_lost", message: `no connection after ${this.maxAttempts} attempts`, details: null });
+      const text = `no connection after ${this.maxAttempts} attempts`;
+      this._failPending("connection_lost", text);
+      this._emit("error", { code: "connection_lost", message: text, details: null });
       return;
     }
     const [low, high] = this.backoff;
@@ -281,10 +340,12 @@ export class Client {
   }
 
   _resumeUrl() {
-    const topics = Object.entries(this.positions);
-    if (topics.length === 0) return this.url;
     const url = new URL(this.url);
-    url.searchParams.set(RESUME, JSON.stringify(Object.fromEntries(topics.map(([t, p]) => [t, [p.epoch, p.offset]]))));
+    url.searchParams.set(SESSION, this.session);
+    const topics = Object.entries(this.positions);
+    if (topics.length > 0) {
+      url.searchParams.set(RESUME, JSON.stringify(Object.fromEntries(topics.map(([t, p]) => [t, [p.epoch, p.offset]]))));
+    }
     return url.href;
   }
 
@@ -335,24 +396,72 @@ export class Client {
     this._transmit({ event, data });
   }
 
-  /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
+  /**
+   * Send an event with an id; resolves with the reply's data, rejects with a WSEventsError.
+   * A dropped connection does not fail it: it is sent again after the reconnect, until timeout.
+   */
   request(event, data = null, { timeout } = {}) {
-    const id = this._nextId++;
+    if (this.closed) return Promise.reject(new WSEventsError("closed", "the client is closed"));
+    if (!this.connected && this._pending.size >= this.maxQueue) {
+      return Promise.reject(new WSEventsError("queue_full", "too many requests wait for the connection"));
+    }
+    const id = nextRequestId();
     const limit = timeout ?? this.timeout;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
         reject(new WSEventsError("timeout", `no answer to "${event}" within ${limit} ms`));
       }, limit);
-      this._pending.set(id, { resolve, reject, timer });
+      let payload;
       try {
-        this._transmit({ event, data, id });
+        payload = this.codec.encode({ event, data, id });
       } catch (error) {
         clearTimeout(timer);
-        this._pending.delete(id);
         reject(error);
+        return;
       }
+      const pending = { resolve, reject, timer, payload, sent: 0 };
+      this._pending.set(id, pending);
+      if (this.connected) {
+        pending.sent = this._generation;
+        this.socket.send(payload);
+      } // else the reconnect sends it
     });
+  }
+
+  /**
+   * Answer the server's requests of event (conn.request) with fn(data), which may return a
+   * promise; an error it throws with a code answers with that code, any other internal_error.
+   * A request of an event nobody answers gets unknown_event. Returns a function that stops it.
+   */
+  answer(event, fn) {
+    this._answerers.set(event, fn);
+    return () => {
+      if (this._answerers.get(event) === fn) this._answerers.delete(event);
+    };
+  }
+
+  async _answer(message, socket) {
+    const fn = this._answerers.get(message.event);
+    let reply;
+    if (!fn) {
+      reply = { event: "error", data: { code: "unknown_event", message: `this client answers no request "${message.event}"`, details: null }, ask: message.ask };
+    } else {
+      try {
+        reply = { event: message.event, data: (await fn(message.data, message)) ?? null, ask: message.ask };
+      } catch (error) {
+        const coded = error && typeof error.code === "string" && error.code;
+        if (!coded) console.error(`wsevents: the answerer of "${message.event}" failed`, error);
+        reply = {
+          event: "error",
+          data: coded
+            ? { code: error.code, message: String(error.message ?? ""), details: error.details ?? null }
+            : { code: "internal_error", message: "internal error", details: null },
+          ask: message.ask,
+        };
+      }
+    }
+    if (socket.readyState === WebSocket.OPEN) socket.send(this.codec.encode(reply));
   }
 
   /** Call fn(data, message) for every push of event ("error" for uncorrelated errors); returns a function that stops it. */
@@ -381,6 +490,10 @@ export class Client {
       return;
     }
     if (message === null || typeof message !== "object" || typeof message.event !== "string") return;
+    if (typeof message.ask === "string") {
+      this._answer(message, this.socket);
+      return;
+    }
     if (message.id !== undefined && message.id !== null) {
       // An answer (pushes carry no id); one whose request gave up is dropped.
       const pending = this._pending.get(message.id);

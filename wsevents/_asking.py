@@ -1,0 +1,108 @@
+"""Server requests: ask a client and wait for its answer (DESIGN.md section 12).
+
+:func:`request` sends ``{"event", "data", "ask"}`` to one connection of this
+process and waits for the frame with the same ``ask``, which the receive
+loop hands over whatever the connection's handlers are doing. What the
+answer becomes (its data, validated by the declared ``reply``, or the
+exception ``conn.request`` raises) is worked out here, in the asking task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+from ._dispatch import validation_details
+from ._envelope import ask_frame
+from ._outcomes import Answered, TooManyRequests
+from ._tasks import deadline
+from .exceptions import ConnectionGone, ErrorCode, EventError, RequestTimeout
+
+if TYPE_CHECKING:
+    from ._routing import Asked
+    from ._session import Session
+    from ._stats import Stats
+
+__all__ = ["answer_of", "request"]
+
+
+async def request(session: Session, event: str, data: Any, timeout: float) -> Any:
+    """Ask ``session``'s client ``event`` with ``data``; return its answer's data.
+
+    Raises:
+        PayloadError: ``data`` does not match the model the channel ``asks``.
+        EventError: the client answered with an error, or with data that
+            fails the declared ``reply`` (``validation_error``); or
+            ``Limits.max_requests`` requests are open (``rate_limited``).
+        RequestTimeout: no answer within ``timeout`` seconds.
+        ConnectionGone: the connection closed first, or was not open.
+    """
+    asked = session.channel.asked.get(event)
+    payload = to_jsonable_python(data) if asked is None else asked.dump(data)
+    stats = session.stats
+    waiter: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
+    try:
+        ask = session.ask(waiter)
+    except ConnectionGone:
+        stats.requests["gone"] += 1
+        raise
+    except TooManyRequests as exc:
+        stats.requests["refused"] += 1
+        raise EventError(ErrorCode.RATE_LIMITED.value, str(exc)) from None
+    try:
+        await session.send_frame(session.codec.encode(ask_frame(event, payload, ask)))
+        async with deadline(timeout):
+            answered = await waiter
+    except ConnectionGone:
+        stats.requests["gone"] += 1
+        raise
+    except TimeoutError:
+        stats.requests["timeout"] += 1
+        raise RequestTimeout(
+            f"connection {session.id} did not answer {event!r} within {timeout} s"
+        ) from None
+    finally:
+        session.forget(ask)
+    return answer_of(asked, event, answered.event, answered.data, stats)
+
+
+def answer_of(
+    asked: Asked | None, event: str, answered: str | None, data: Any, stats: Stats
+) -> Any:
+    """The data of an answer to ``event``, or the ``EventError`` it stands for."""
+    if answered == "error":
+        stats.requests["error"] += 1
+        raise error_of(data)
+    if answered != event:
+        stats.requests["invalid"] += 1
+        raise EventError(
+            ErrorCode.BAD_ENVELOPE.value,
+            f"the answer to {event!r} came as event {answered!r}",
+        )
+    if asked is None or asked.validate_reply is None:
+        stats.requests["answered"] += 1
+        return data
+    try:
+        value = asked.validate_reply(data)
+    except ValidationError as exc:
+        stats.requests["invalid"] += 1
+        raise EventError(
+            ErrorCode.VALIDATION_ERROR.value,
+            f"invalid answer to {event!r}",
+            validation_details(exc),
+        ) from None
+    stats.requests["answered"] += 1
+    return value
+
+
+def error_of(data: Any) -> EventError:
+    """The ``EventError`` an error answer's data stands for (``bad_envelope``: not one)."""
+    if isinstance(data, dict) and isinstance(data.get("code"), str) and data["code"]:
+        message = data.get("message")
+        return EventError(
+            data["code"], message if isinstance(message, str) else "", data.get("details")
+        )
+    return EventError(ErrorCode.BAD_ENVELOPE.value, "an error answer without a code")

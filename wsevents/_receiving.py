@@ -1,0 +1,196 @@
+"""The receive side of a connection: its loop, its frames' handling, answers to server requests.
+
+A mixin of :class:`~wsevents._session.Session` (the same object, the same
+core): the receive loop hands each frame to the core, starts the handling
+of what the core admits (:class:`~wsevents._calls.Handling`), and gives
+answers to server requests to whoever waits for them, whatever the
+handlers are doing. The handler call and its reply are the per-frame path:
+one method, no boundary crossed per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import monotonic
+from typing import TYPE_CHECKING, Any, cast
+
+from anyio.to_thread import run_sync
+from starlette.types import Receive
+
+from ._calls import Handling, map_exception, returned_without_reply, send_error, unexpected
+from ._dispatch import Call, Refusal
+from ._outcomes import Answered, ConnectionState
+from .exceptions import CloseCode, ConnectionGone, EventError
+
+if TYPE_CHECKING:
+    from starlette.types import Message
+
+    from ._connection import Connection
+    from ._protocol import ConnectionCore
+    from ._registry import Registry
+    from ._runtime import Runtime
+    from ._session import Session
+    from .codecs import Codec
+
+__all__ = ["Receiving"]
+
+logger = logging.getLogger("wsevents")
+
+
+class Receiving:
+    """The receive loop and the handling of frames, for :class:`~wsevents._session.Session`."""
+
+    __slots__ = ()
+
+    # What the session holds and this side uses.
+    id: str
+    client_session: str | None
+    codec: Codec
+    connection: Connection
+    registry: Registry
+    _core: ConnectionCore
+    _runtime: Runtime
+    _handling: Handling
+    _frame_key: str
+    _ok: Any
+
+    if TYPE_CHECKING:  # the session's own, for the type checker
+
+        def abort(self, code: int, reason: str) -> None: ...
+
+        def _aborted(self, *, stop_loop: bool = True, level: int = logging.WARNING) -> None: ...
+
+        async def transmit(self, message: Message) -> None: ...
+
+        def push(self, frame: str | bytes) -> bool: ...
+
+    async def run(self, receive: Receive) -> int | None:
+        """Read frames until the client disconnects; return its close code.
+
+        ``None``: a frame made the core abort the connection (too big, too
+        many refused, too many waiting); :meth:`send_abort_close` sends its
+        close frame. Frames are handled in tasks of their own
+        (:class:`~wsevents._calls.Handling`), at most ``Limits.concurrency``
+        at once, the others waiting in order, so that the loop reads on: an
+        answer to a server request is taken at once, whatever runs. Frames
+        that came before the client's disconnect are still handled; an
+        abort cancels them.
+        """
+        core = self._core
+        limits = self._runtime.limits
+        # The clock is read per frame only where a limit needs it (idle, rate).
+        timed = limits.idle_timeout is not None or limits.rate is not None
+        start = self._handling.start
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    found = core.receive(
+                        text if text is not None else message.get("bytes") or b"",
+                        monotonic() if timed else 0.0,
+                    )
+                    if found is None:
+                        if core.aborted is not None:
+                            self._aborted(stop_loop=False)
+                            return None
+                    elif found.__class__ is Answered:
+                        waiter = found.waiter
+                        if not waiter.done():
+                            waiter.set_result(found)
+                    elif core.admit(found):
+                        start(found)
+                    elif core.aborted is not None:  # too many frames waiting
+                        self._aborted(stop_loop=False)
+                        return None
+                elif kind == "websocket.disconnect":
+                    # The frames that came before it are handled; no answer can come.
+                    core.client_left()
+                    self._gone()
+                    await self._handling.wait()
+                    return int(message.get("code") or 1005)
+                else:
+                    raise unexpected(kind)
+        finally:
+            await self._handling.cancel()
+
+    async def _work(self, found: Call | Refusal | None) -> None:
+        """Handle a frame, then each one that waited for it, in order."""
+        core = self._core
+        try:
+            while found is not None:
+                await self._handle(found)
+                found = core.handled()
+        except Exception as exc:
+            logger.error("connection %s failed", self.id, exc_info=exc)
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+
+    # -- server requests -----------------------------------------------------------------
+
+    def ask(self, waiter: asyncio.Future[Answered]) -> str:
+        """Open a server request answered to ``waiter``; return its ``ask``.
+
+        Raises:
+            ConnectionGone: the connection is not open.
+            TooManyRequests: ``Limits.max_requests`` are open.
+        """
+        core = self._core
+        if core.state is not ConnectionState.OPEN or core.left:
+            raise ConnectionGone(f"connection {self.id} is closed")
+        return core.ask(waiter)
+
+    def forget(self, ask: str) -> None:
+        """The request ``ask`` is over: an answer that comes now is dropped."""
+        self._core.forget(ask)
+
+    def _gone(self) -> None:
+        """No answer can come any more: every open request raises ``ConnectionGone``."""
+        for waiter in self._core.end_asks():
+            if not waiter.done():
+                waiter.set_exception(ConnectionGone(f"connection {self.id} closed"))
+
+    async def _handle(self, found: Call | Refusal) -> None:
+        """Call the handler the core named and answer, or send the core's error frame."""
+        session = cast("Session", self)
+        if found.__class__ is Refusal:
+            await send_error(session, *found)
+            return
+        handler, data, request_id = found  # type: ignore[misc]
+        if handler.once and request_id is not None and self.client_session is not None:
+            await self._runtime.once.serve(session, handler, data, request_id)
+            return
+        event = handler.event
+        try:
+            if handler.is_async:
+                result = await handler.invoke(self.connection, data)
+            else:
+                result = await run_sync(handler.invoke, self.connection, data)
+            if result is not None and handler.validate_reply is None:
+                returned_without_reply(handler)
+            if request_id is None:
+                frame = None
+            else:
+                validate_reply = handler.validate_reply
+                if validate_reply is None:
+                    reply = None
+                elif result.__class__ is handler.reply_class:
+                    reply = result  # a model instance already: the codec serializes it
+                else:
+                    reply = validate_reply(result)
+                frame = self.codec.encode_event(event, reply, request_id)
+        except EventError as exc:
+            await send_error(session, exc.code, exc.message, exc.details, request_id, event)
+            return
+        except Exception as exc:
+            error = await map_exception(self.registry, self.connection, exc, event)
+            await send_error(session, error.code, error.message, error.details, request_id, event)
+            return
+        self._ok[event] += 1
+        if frame is None:
+            return
+        if self._core.send_now():
+            await self.transmit({"type": "websocket.send", self._frame_key: frame})
+        else:
+            self.push(frame)

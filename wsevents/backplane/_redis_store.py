@@ -1,0 +1,154 @@
+"""The calls of the Redis backplane's Lua scripts: history, presence, ``once`` requests.
+
+A mixin of :class:`~wsevents.backplane.redis.RedisBackplane`, which runs each
+call (``_script``) in a pipeline shared with the calls made meanwhile.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from .._history import Position
+from . import _scripts
+from ._base import HistoryRead
+from ._scripts import field, mapping, text
+from .memory import EPOCH_TTL, new_epoch
+
+__all__ = ["PRESENCE_LOG", "RedisStore"]
+
+PRESENCE_LOG = 10_000  # changes a reader may be behind before it reads the members instead
+
+
+class RedisStore:
+    """History, presence and ``once`` claims kept in Redis, through its scripts."""
+
+    prefix: str
+
+    def register_scripts(self, register: Callable[[str], Any]) -> None:
+        """Register every script with redis-py, which knows each by its SHA."""
+        self._append = register(_scripts.APPEND)
+        self._read = register(_scripts.READ)
+        self._renew = register(_scripts.RENEW)
+        self._presence_set = register(_scripts.PRESENCE_SET)
+        self._presence_remove = register(_scripts.PRESENCE_REMOVE)
+        self._presence_changes = register(_scripts.PRESENCE_CHANGES)
+        self._presence_members = register(_scripts.PRESENCE_MEMBERS)
+        self._presence_count = register(_scripts.PRESENCE_COUNT)
+        self._once_claim = register(_scripts.ONCE_CLAIM)
+        self._once_keep = register(_scripts.ONCE_KEEP)
+        self._once_renew = register(_scripts.ONCE_RENEW)
+        self._once_release = register(_scripts.ONCE_RELEASE)
+
+    @abstractmethod
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a registered script in Redis."""
+
+    # -- history -----------------------------------------------------------------------
+
+    def _history_keys(self, topic: str) -> list[str]:
+        return [f"{self.prefix}meta:{topic}", f"{self.prefix}history:{topic}"]
+
+    async def append(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        key: str,
+        size: int,
+        ttl: float,
+        retry_for: float = 60.0,
+    ) -> Position:
+        keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
+        args: list[bytes | str | int] = [
+            payload,
+            size,
+            max(1, int(ttl * 1000)),
+            self.prefix + topic,
+            new_epoch(),
+            int(EPOCH_TTL),
+            max(1, int(retry_for * 1000)),
+        ]
+        offset, epoch = await self._script(self._append, keys, args)
+        return Position(text(epoch), int(offset))
+
+    async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
+        # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
+        start = "-" if after is None else f"{after}-1"
+        args: list[bytes | str | int] = [start, limit, new_epoch(), int(EPOCH_TTL)]
+        offset, epoch, rows = await self._script(self._read, self._history_keys(topic), args)
+        entries = [(int(text(row[0]).partition("-")[0]), field(row[1])) for row in rows]
+        return HistoryRead(Position(text(epoch), int(offset)), entries)
+
+    async def new_epoch_if_behind(self, topic: str, delivered: Position) -> Position:
+        args: list[bytes | str | int] = [
+            delivered.epoch,
+            delivered.offset,
+            new_epoch(),
+            int(EPOCH_TTL),
+        ]
+        offset, epoch = await self._script(self._renew, self._history_keys(topic), args)
+        return Position(text(epoch), int(offset))
+
+    # -- presence ----------------------------------------------------------------------
+
+    def _presence_keys(self, topic: str) -> list[str]:
+        base = f"{self.prefix}presence:{topic}:"
+        return [base + "z", base + "h", base + "log", base + "seq"]
+
+    async def presence_set(
+        self, topic: str, members: dict[str, bytes], ttl: float, *, refresh: bool = False
+    ) -> int:
+        args: list[bytes | str | int] = [
+            max(1, int(ttl * 1000)),
+            max(60, int(ttl * 3)),
+            "r" if refresh else "j",
+        ]
+        for member, info in members.items():
+            args += [member, info]
+        return int(await self._script(self._presence_set, self._presence_keys(topic), args))
+
+    async def presence_remove(self, topic: str, members: list[str]) -> None:
+        await self._script(self._presence_remove, self._presence_keys(topic), list(members))
+
+    async def presence_changes(
+        self, topic: str, after: int
+    ) -> tuple[int, list[tuple[str, str, bytes]] | None]:
+        args: list[bytes | str | int] = [after, PRESENCE_LOG]
+        seq, rows = await self._script(self._presence_changes, self._presence_keys(topic), args)
+        if not rows and rows != []:  # false: the log cannot tell
+            return int(seq), None
+        changes = []
+        for _id, fields in rows:
+            entry = mapping(fields)
+            changes.append((text(entry[b"k"]), text(entry[b"m"]), bytes(entry[b"i"])))
+        return int(seq), changes
+
+    async def presence_members(self, topic: str) -> tuple[int, dict[str, bytes]]:
+        seq, flat = await self._script(self._presence_members, self._presence_keys(topic), [])
+        found = mapping(flat)
+        return int(seq), {text(member): bytes(info) for member, info in found.items()}
+
+    async def presence_count(self, topic: str) -> int:
+        return int(await self._script(self._presence_count, self._presence_keys(topic)[:1], []))
+
+    # -- once requests: section 12 -------------------------------------------------------
+
+    async def once_claim(self, key: str, owner: str, lease: float) -> tuple[str, bytes | None]:
+        found = await self._script(
+            self._once_claim, [f"{self.prefix}once:{key}"], [owner, max(1, int(lease * 1000))]
+        )
+        kind = text(found[0])
+        return kind, (bytes(found[1]) if kind == "done" else None)
+
+    async def once_keep(self, key: str, owner: str, answer: bytes, window: float) -> None:
+        args: list[Any] = [owner, answer, max(1, int(window * 1000))]
+        await self._script(self._once_keep, [f"{self.prefix}once:{key}"], args)
+
+    async def once_renew(self, key: str, owner: str, lease: float) -> bool:
+        args: list[Any] = [owner, max(1, int(lease * 1000))]
+        return bool(await self._script(self._once_renew, [f"{self.prefix}once:{key}"], args))
+
+    async def once_release(self, key: str, owner: str) -> None:
+        await self._script(self._once_release, [f"{self.prefix}once:{key}"], [owner])
