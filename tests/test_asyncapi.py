@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
 from examples.fastapi_app import app as fastapi_app
+from examples.orders.app import events as orders_events
 from wsevents import Channel, Connection, EventApp, EventError, RegistrationError
 from wsevents.asyncapi import build_asyncapi
 from wsevents.testing import EventTestClient, FrameContractError, Message
@@ -40,6 +41,7 @@ def documents() -> dict[str, dict[str, Any]]:
     return {
         "chat": chat_events.asyncapi(root_path="/ws"),
         "fastapi": EventTestClient(fastapi_app).http.get("/ws/asyncapi.json").json(),
+        "orders": orders_events.asyncapi(root_path="/ws"),
         "stress": build_stress().asyncapi(root_path="/ws"),
         "corners": build_corners().asyncapi(),
         "history": history_app.asyncapi(),
@@ -232,7 +234,7 @@ def test_stress_schemas_are_collision_free_and_fit_the_schema_object() -> None:
         {"$ref": "#/components/schemas/Cat"},
         {"$ref": "#/components/schemas/Dog"},
     ]
-    shape = schemas["Receipt"]["properties"]["shape"]
+    shape = schemas["Receipt-Output"]["properties"]["shape"]
     assert shape["items"] == [{"type": "integer"}, {"type": "string"}]
     assert shape["additionalItems"] is False
     assert "prefixItems" not in json.dumps(document)
@@ -243,6 +245,42 @@ def test_stress_schemas_are_collision_free_and_fit_the_schema_object() -> None:
     assert {"tree", "tree_reply", "tree_push"} <= set(messages)
     catalogue = document["channels"]["catalogue_section"]["messages"]
     assert {"items_list", "items_add", "items_add_2", "delete_"} <= set(catalogue)
+
+
+def test_a_server_request_is_a_send_operation_whose_reply_is_the_answer_correlated_by_ask() -> None:
+    document = build_stress().asyncapi()
+    operation = document["operations"]["pets_id_token_send_adopt_request"]
+    assert operation["action"] == "send"
+    assert operation["messages"] == [{"$ref": "#/channels/pets_id_token/messages/adopt_request"}]
+    assert operation["reply"]["messages"] == [
+        {"$ref": "#/channels/pets_id_token/messages/adopt_answer"},
+        {"$ref": "#/channels/pets_id_token/messages/error_answer"},
+    ]
+    messages = document["components"]["messages"]
+    request = messages["pets_id_token_adopt_request"]
+    answer = messages["pets_id_token_adopt_answer"]
+    assert request["correlationId"] == {"$ref": "#/components/correlationIds/ask"}
+    assert answer["correlationId"] == {"$ref": "#/components/correlationIds/ask"}
+    assert document["components"]["correlationIds"]["ask"]["location"] == "$message.payload#/ask"
+    # the server serializes what it asks; it validates the answer it gets
+    assert request["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Adopt"}
+    assert answer["payload"]["properties"]["data"] == {"$ref": "#/components/schemas/Receipt-Input"}
+    assert request["payload"]["required"] == ["event", "data", "ask"]
+    assert "id" not in answer["payload"]["properties"]
+    # the handler of the same name the client sends is still its own operation
+    assert "pets_id_token_receive_adopt" in document["operations"]
+    # a channel that asks nothing has no answer messages
+    assert "error_answer" not in document["channels"]["catalogue_section"]["messages"]
+
+
+def test_once_handlers_are_marked_and_every_channel_takes_the_session() -> None:
+    document = build_stress().asyncapi()
+    operations = document["operations"]
+    assert operations["pets_id_token_receive_pay"]["x-wsevents-once"] is True
+    assert "x-wsevents-once" not in operations["pets_id_token_receive_adopt"]
+    for channel in document["channels"].values():
+        session = channel["bindings"]["ws"]["query"]["properties"]["wsevents-session"]
+        assert session["pattern"] == "^[A-Za-z0-9_-]{16,128}$"
 
 
 def test_parameters_describe_their_convertor() -> None:

@@ -26,6 +26,7 @@ from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
 from examples.fastapi_app import events as fastapi_events
 from examples.notifications.app import events as notification_events
+from examples.orders.app import events as orders_events
 from wsevents.asyncapi import generate_client
 from wsevents.cli import main as cli
 
@@ -100,6 +101,7 @@ DOCUMENTS = {
     "chat": lambda: chat_events.asyncapi(root_path="/ws"),
     "fastapi": lambda: fastapi_events.asyncapi(root_path="/ws"),
     "notifications": lambda: notification_events.asyncapi(),
+    "orders": lambda: orders_events.asyncapi(root_path="/ws"),
     "stress": lambda: build_stress().asyncapi(),
     "corners": lambda: build_corners().asyncapi(),
 }
@@ -240,22 +242,21 @@ def test_frames_from_a_live_server_type_check_against_modelinas_types(
     assert "frames.ts(2," in result.stdout, result.stdout
 
 
-def write_typescript_client(folder: Path) -> None:
+def write_typescript_client(
+    folder: Path, target: str = "examples.chat.app:app", name: str = "chat_api"
+) -> None:
     shutil.copy(STATIC / "wsevents.js", folder / "wsevents.js")
     shutil.copy(STATIC / "wsevents.d.ts", folder / "wsevents.d.ts")
-    assert (
-        cli(
-            [
-                "client",
-                "examples.chat.app:app",
-                "--lang",
-                "typescript",
-                "-o",
-                str(folder / "chat_api.ts"),
-            ]
-        )
-        == 0
-    )
+    assert cli(["client", target, "--lang", "typescript", "-o", str(folder / f"{name}.ts")]) == 0
+
+
+def failed_lines(result: subprocess.CompletedProcess[str], name: str) -> set[int]:
+    """The lines of ``name`` that tsc reported an error on."""
+    return {
+        int(line.split(f"{name}(")[1].split(",")[0])
+        for line in result.stdout.splitlines()
+        if f"{name}(" in line and not line.startswith(" ")
+    }
 
 
 def test_the_typescript_client_drives_a_live_chat_through_every_event(tmp_path: Path) -> None:
@@ -291,12 +292,21 @@ def test_the_typescript_client_types_reject_each_misuse(tmp_path: Path) -> None:
     (tmp_path / "typed_chat_wrong.ts").write_text(wrong)
     result = compile_ts(tmp_path)
     marked = [n for n, line in enumerate(wrong.splitlines(), 1) if "// WRONG" in line]
-    failed = {
-        int(line.split("(")[1].split(",")[0])
-        for line in result.stdout.splitlines()
-        if "typed_chat_wrong.ts(" in line
-    }
-    assert failed == set(marked), result.stdout
+    assert failed_lines(result, "typed_chat_wrong.ts") == set(marked), result.stdout
+
+
+def test_the_typescript_client_types_a_server_requests_data_and_its_answer(
+    tmp_path: Path,
+) -> None:
+    write_typescript_client(tmp_path, "examples.orders.app:app", "orders_api")
+    for name in ("orders_usage.ts", "orders_wrong.ts"):
+        shutil.copy(TYPES / name, tmp_path / name)
+    result = compile_ts(tmp_path)
+    wrong = (TYPES / "orders_wrong.ts").read_text().splitlines()
+    marked = {n for n, line in enumerate(wrong, 1) if "// WRONG" in line}
+    assert len(marked) == 5
+    assert failed_lines(result, "orders_wrong.ts") == marked, result.stdout
+    assert failed_lines(result, "orders_usage.ts") == set(), result.stdout
 
 
 def write_python_client(
@@ -325,6 +335,49 @@ def test_the_python_client_passes_mypy_strict_with_its_use(tmp_path: Path) -> No
     out, _, status = mypy_api.run(["--strict", "--no-incremental", str(tmp_path / "wrong.py")])
     assert status == 1
     assert out.count("error:") == 2, out
+
+
+def test_the_python_client_types_an_answerer_that_mypy_strict_checks(tmp_path: Path) -> None:
+    write_python_client(tmp_path, "examples.orders.app:app", "orders_client")
+    shutil.copy(TYPES / "orders_usage.py", tmp_path / "orders_usage.py")
+    cache = ["--cache-dir", str(tmp_path / ".mypy")]
+    out, err, status = mypy_api.run(["--strict", "--no-incremental", *cache, str(tmp_path)])
+    assert status == 0, out + err
+    (tmp_path / "wrong.py").write_text(
+        "from orders_client import Confirmed, OrdersClient, Question\n\n\n"
+        "def f(orders: OrdersClient) -> None:\n"
+        "    @orders.answer_confirm\n"
+        "    async def wrong_answer(question: Question) -> str:\n"
+        '        return "yes"\n\n'
+        "    def wrong_data(question: int) -> Confirmed:\n"
+        "        return Confirmed(yes=True)\n\n"
+        "    orders.answer_confirm(wrong_data)\n"
+    )
+    out, _, status = mypy_api.run(
+        ["--strict", "--no-incremental", *cache, str(tmp_path / "wrong.py")]
+    )
+    assert status == 1
+    assert out.count('incompatible type "Callable[[') == 2, out
+
+
+def test_the_python_client_answers_the_servers_request_with_its_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examples.orders.app import app as orders_app
+
+    write_python_client(tmp_path, "examples.orders.app:app", "orders_client")
+    shutil.copy(TYPES / "orders_usage.py", tmp_path / "orders_usage.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("orders_client", "orders_usage"):
+        sys.modules.pop(module, None)
+    usage = importlib.import_module("orders_usage")
+    with serve(orders_app) as address:
+        out = asyncio.run(usage.main(f"ws://{address}"))
+    assert out == {
+        "placed": ["teapot", 2],
+        "asked": ["Buy 2 x teapot?"],
+        "refused": "not_confirmed",
+    }
 
 
 def test_the_python_client_drives_a_live_chat_through_every_event(

@@ -150,6 +150,13 @@ def build() -> EventApp:
 
     pets.emits("adopted", model=Receipt)
     pets.emits("tree", model=Tree)  # the same name both ways
+    pets.asks("adopt", model=Adopt, reply=Receipt, summary="Confirm an adoption.")  # and asked
+    pets.asks("ping")  # no data either way
+
+    @pets.on("pay", model=Adopt, reply=Receipt, once=True)
+    async def pay(data: Adopt) -> Receipt:
+        """Runs once per request, though the client sends it again."""
+        raise NotImplementedError
 
     @shared.on("adopt", model=Adopt, reply=shop.Item)
     async def shared_adopt(data: Adopt) -> shop.Item:

@@ -16,7 +16,7 @@ from ._build import Described, build_asyncapi, registry_of
 from ._messages import ERROR_CODES
 from ._schemas import REF_PREFIX, identifier
 
-__all__ = ["Api", "ChannelApi", "Push", "Request", "describe"]
+__all__ = ["Api", "Ask", "ChannelApi", "Push", "Request", "describe"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,17 @@ class Push:
     summary: str | None
 
 
+@dataclass(frozen=True)
+class Ask:
+    """A server request (``channel.asks``): the data the server sends, the answer it takes."""
+
+    event: str
+    key: str
+    data: dict[str, Any]
+    answer: dict[str, Any]
+    summary: str | None
+
+
 @dataclass
 class ChannelApi:
     """One channel: where it is, its parameters, its events each way, its error codes."""
@@ -53,6 +64,7 @@ class ChannelApi:
     params: dict[str, str]  #: name to convertor (``str``, ``int``, ``float``, ``uuid``, ``path``)
     requests: list[Request] = field(default_factory=list)
     pushes: list[Push] = field(default_factory=list)  #: ``error`` included
+    asks: list[Ask] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  #: code to meaning
 
 
@@ -102,10 +114,14 @@ def describe(app: Described, *, root_path: str = "") -> Api:
         key, body = payload(operation["messages"][0]["$ref"])
         event = body["properties"]["event"]["const"]
         summary = operation.get("summary")
-        if operation["action"] == "send":
+        if operation["action"] == "send" and "reply" not in operation:
             api.pushes.append(Push(event, key, body["properties"]["data"], summary))
             continue
         _, reply = payload(operation["reply"]["messages"][0]["$ref"])
+        if operation["action"] == "send":  # a server request, answered by the client
+            data, answer = body["properties"]["data"], reply["properties"]["data"]
+            api.asks.append(Ask(event, key, data, answer, summary))
+            continue
         errors = own.get((api.name, event), {})
         api.errors.update(errors)
         api.requests.append(

@@ -164,4 +164,9 @@ def _models(channels: Iterable[Channel]) -> list[tuple[Any, Any]]:
         for emit in channel.emitted.values():
             if emit.model is not None:
                 models.append((emit.model, "serialization"))
+        for asked in channel.asked.values():
+            if asked.model is not None:
+                models.append((asked.model, "serialization"))
+            if asked.reply is not None:
+                models.append((asked.reply, "validation"))
     return models

@@ -9,7 +9,13 @@
 Each client event is a method taking the model's fields as keywords (or the
 data itself, where it is not an object with fields) and returning the reply,
 validated by its model; each server event has an ``on_<event>`` listener that
-gets the validated model.
+gets the validated model; each server request (``channel.asks``) has an
+``answer_<event>`` method (also a decorator) whose answerer gets the request's
+model and returns the answer's, or an awaitable of it::
+
+    @orders.answer_confirm
+    async def confirm(question: Question) -> Confirmed:
+        return Confirmed(yes=True)
 
 Over 300 lines: one generator, JSON Schema to Python types and the classes
 that use them; both halves read the same naming rules.
@@ -21,7 +27,7 @@ import keyword
 import re
 from typing import Any
 
-from ._api import Api, ChannelApi, Request
+from ._api import Api, Ask, ChannelApi, Request
 from ._schemas import REF_PREFIX
 
 __all__ = ["render_python"]
@@ -52,6 +58,7 @@ def render_python(api: Api, *, command: str) -> str:
         "from __future__ import annotations",
         "",
         "import datetime as _datetime",
+        "import inspect as _inspect",
         "import typing as _typing",
         "import uuid as _uuid",
         "from urllib.parse import quote as _quote",
@@ -60,9 +67,12 @@ def render_python(api: Api, *, command: str) -> str:
         "import pydantic as _pydantic",
         "",
         "from wsevents.client import Client as _Client",
+        "from wsevents.exceptions import EventError as _EventError",
         "",
         '_T = _typing.TypeVar("_T")',
+        '_A = _typing.TypeVar("_A")',
         "_Listener = _typing.Callable[[_T], object]",
+        "_Answerer = _typing.Callable[[_T], _typing.Union[_A, _typing.Awaitable[_A]]]",
         "",
     ]
     for schema in classes:
@@ -93,6 +103,29 @@ _HELPERS = [
     ") -> _Listener[_T]:",
     "    client.on(event, lambda data: listener(adapter.validate_python(data)))",
     "    return listener",
+    "",
+    "",
+    "def _answer(",
+    "    client: _Client,",
+    "    event: str,",
+    "    data: _pydantic.TypeAdapter[_T],",
+    "    answer: _pydantic.TypeAdapter[_A],",
+    "    answerer: _Answerer[_T, _A],",
+    ") -> _Answerer[_T, _A]:",
+    "    async def call(value: object) -> object:",
+    "        try:",
+    "            request = data.validate_python(value)",
+    "        except _pydantic.ValidationError as exc:",
+    "            details = exc.errors(include_url=False, include_context=False)",
+    '            message = f"invalid data for server request {event!r}"',
+    '            raise _EventError("validation_error", message, details) from None',
+    "        result = answerer(request)",
+    "        if _inspect.isawaitable(result):",
+    "            result = await result",
+    "        return _dump(answer, result)",
+    "",
+    "    client.answer(event, call)",
+    "    return answerer",
 ]
 
 
@@ -206,7 +239,25 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
             f"        {_docstring(push.summary or f'Listen to {push.event!r}.', '        ')}",
             f"        return _listen(self.client, {push.event!r}, {adapter}, listener)",
         ]
+    for ask in channel.asks:
+        method = _unique(f"answer_{_python_name(ask.event)}", taken)
+        data, answer = f"_{name}_{method}_data", f"_{name}_{method}_answer"
+        adapters += [_adapter(data, ask.data, api), _adapter(answer, ask.answer, api)]
+        lines += ["", *_answer_method(method, ask, data, answer, api)]
     return [*lines, "", "", *adapters]
+
+
+def _answer_method(method: str, ask: Ask, data: str, answer: str, api: Api) -> list[str]:
+    kind = f"_Answerer[{type_of(ask.data, api)}, {type_of(ask.answer, api)}]"
+    doc = (ask.summary or f"Answer the server's {ask.event!r} requests.") + (
+        "\n\nThe answerer gets the request's data and returns the answer (or an"
+        "\nawaitable of it); raising wsevents.EventError refuses with its code."
+    )
+    return [
+        f"    def {method}(self, answerer: {kind}) -> {kind}:",
+        f"        {_docstring(doc, '        ')}",
+        f"        return _answer(self.client, {ask.event!r}, {data}, {answer}, answerer)",
+    ]
 
 
 def _method(method: str, request: Request, data: str, reply: str, api: Api) -> list[str]:

@@ -1,8 +1,9 @@
 """TypeScript for the served browser client: the app's types and one event map per channel.
 
 ``connect<ChatRoomApi>(url)`` (``/wsevents.js``, typed by ``/wsevents.d.ts``)
-then types ``request("ping", {n: 1})`` with its reply, ``send`` with its data
-and ``on("said", fn)`` with the push's data. The file needs no import: the
+then types ``request("ping", {n: 1})`` with its reply, ``send`` with its data,
+``on("said", fn)`` with the push's data and ``answer("confirm", fn)`` with a
+server request's data and its answer. The file needs no import: the
 event maps are types, and the one function per channel builds its path.
 """
 
@@ -67,6 +68,12 @@ def _channel(channel: ChannelApi, api: Api) -> list[str]:
         lines.append(
             f"    {_key(request.event)}: {{ data: {data}; reply: {reply}; errors: {errors} }};"
         )
+    lines.append("  };")
+    lines.append("  asks: {")
+    for ask in channel.asks:
+        lines += _doc(ask.summary, "    ")
+        data, answer = type_of(ask.data, api), type_of(ask.answer, api)
+        lines.append(f"    {_key(ask.event)}: {{ data: {data}; answer: {answer} }};")
     lines.append("  };")
     lines.append("  pushes: {")
     for push in channel.pushes:

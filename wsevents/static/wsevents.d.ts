@@ -104,6 +104,8 @@ export class Client {
 export interface EventMap {
   /** Client events: the data sent, the reply's data (null: none), the handler's own error codes. */
   requests: { [event: string]: { data: unknown; reply: unknown; errors?: string } };
+  /** Server requests (channel.asks): the data the server sends, the answer the client gives. */
+  asks?: { [event: string]: { data: unknown; answer: unknown } };
   /** Server events (error frames included): their data. */
   pushes: { [event: string]: unknown };
   /** The error codes a request may be rejected with (WSEventsError.code). */
@@ -113,6 +115,12 @@ export interface EventMap {
 }
 
 type RequestEvent<Api extends EventMap> = keyof Api["requests"] & string;
+type AsksOf<Api extends EventMap> = Api extends { asks: infer A } ? A : {};
+type AskEvent<Api extends EventMap> = keyof AsksOf<Api> & string;
+type AskData<Api extends EventMap, E extends AskEvent<Api>> =
+  AsksOf<Api>[E] extends { data: infer D } ? D : unknown;
+type AskAnswer<Api extends EventMap, E extends AskEvent<Api>> =
+  AsksOf<Api>[E] extends { answer: infer R } ? R : unknown;
 type PushEvent<Api extends EventMap> = keyof Api["pushes"] & string;
 type DataOf<Api extends EventMap, E extends RequestEvent<Api>> = Api["requests"][E]["data"];
 /** Data may be left out where the event takes none, or takes undefined. */
@@ -125,11 +133,16 @@ type RequestArgs<Api extends EventMap, E extends RequestEvent<Api>> =
 
 /** A client typed by a channel's event map: `await connect<ChatRoomApi>(url)`. */
 export interface TypedClient<Api extends EventMap>
-  extends Omit<Client, "open" | "send" | "request" | "on" | "off"> {
+  extends Omit<Client, "open" | "send" | "request" | "answer" | "on" | "off"> {
   /** Send an event without an id. */
   send<E extends RequestEvent<Api>>(event: E, ...data: DataArgs<Api, E>): void;
   /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError. */
   request<E extends RequestEvent<Api>>(event: E, ...args: RequestArgs<Api, E>): Promise<Api["requests"][E]["reply"]>;
+  /** Answer the server's requests of an event with the answer's type; throw an error with a code to refuse. */
+  answer<E extends AskEvent<Api>>(
+    event: E,
+    answerer: (data: AskData<Api, E>, message: Message<AskData<Api, E>>) => AskAnswer<Api, E> | Promise<AskAnswer<Api, E>>,
+  ): () => void;
   /** Listen to pushes of an event ("error" for error frames no request waits for). */
   on<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): () => void;
   off<E extends PushEvent<Api>>(event: E, listener: (data: Api["pushes"][E], message: Message<Api["pushes"][E]>) => void): void;
