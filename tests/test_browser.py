@@ -348,6 +348,7 @@ EXAMPLE_DOCS = {
     "chat": ("examples.chat.app", "/ws/docs", {"room": "lobby"}, {"user": "ann"}),
     "fastapi": ("examples.fastapi_app", "/ws/docs", {}, {}),
     "notifications": ("examples.notifications.app", "/ws/docs", {}, {"user": "ann"}),
+    "orders": ("examples.orders.app", "/ws/docs", {}, {}),
 }
 
 
@@ -413,12 +414,19 @@ def test_docs_page_reads_at_1280_and_390_and_every_try_it_is_answered(
             page.fill("#console-id", str(n))
             page.click("#console-send")
             answer = f'"event":"{event}"'
-            page.wait_for_function(
+            replied = (
                 "([answer, id]) => [...document.querySelectorAll('#log div.in')]"
                 ".some((line) => line.textContent.includes(answer)"
-                " && line.textContent.includes(id))",
-                arg=[answer, f'"id":{n}'],
+                " && line.textContent.includes(id))"
             )
+            # A handler that asks the client first: answer it from the console.
+            asked = "document.querySelector('#asks button.answer')"
+            page.wait_for_function(
+                f"(arg) => ({replied})(arg) || {asked}", arg=[answer, f'"id":{n}']
+            )
+            if page.query_selector("#asks button.answer"):
+                page.click("#asks button.answer")
+            page.wait_for_function(replied, arg=[answer, f'"id":{n}'])
         errors = page.eval_on_selector_all(
             "#log div.err", "lines => lines.map((l) => l.textContent)"
         )
@@ -428,6 +436,61 @@ def test_docs_page_reads_at_1280_and_390_and_every_try_it_is_answered(
         page.click("#console-clear")
         assert page.eval_on_selector_all("#log div", "lines => lines.length") == 0
     assert problems == []
+    assert blocked == []
+
+
+def test_docs_page_marks_once_handlers_and_its_console_answers_server_requests(
+    browser: Any,
+) -> None:
+    from examples.orders.app import app as orders_app
+
+    blocked: list[str] = []
+    with serve(orders_app) as address:
+        page = open_page(browser, f"http://{address}/ws/docs", blocked)
+        assert "Server → client requests" in page.inner_text("#channel-orders")
+        assert page.inner_text("#event-orders-ask-confirm h4") == "server asksconfirm"
+        once = page.query_selector_all("#event-orders-receive-place .badge.once")
+        assert len(once) == 1
+        assert "at most once" in once[0].get_attribute("title")
+        assert page.query_selector("#query-wsevents-session") is None  # the page's own
+
+        def send(id_: int) -> None:
+            page.click("button.try[data-event='place']")
+            page.fill("#console-id", str(id_))
+            page.click("#console-send")
+
+        def replies(id_: int) -> list[dict[str, Any]]:
+            lines = page.eval_on_selector_all(  # what the server sent: "hh:mm:ss ← {...}"
+                "#log div.in, #log div.err",
+                "lines => lines.map((l) => l.textContent.split(' ').slice(2).join(' '))",
+            )
+            frames = [json.loads(text) for text in lines if text.startswith("{")]
+            return [f for f in frames if f.get("id") == id_ and "ask" not in f]
+
+        page.click("#console-connect")
+        page.wait_for_selector("#console-send:not([disabled])")
+        send(1)
+        page.wait_for_selector("#asks .ask")
+        assert json.loads(page.input_value("#asks textarea")) == {"yes": True}
+        page.click("#asks button.answer")
+        page.wait_for_function("document.querySelectorAll('#log div.in').length >= 2")
+        first = replies(1)
+        send(1)  # the same request again: the first run's answer, and no question
+        page.wait_for_function("document.querySelectorAll('#log div.in').length >= 3")
+        again = replies(1)
+        send(2)
+        page.wait_for_selector("#asks .ask")
+        page.fill("#asks input", "changed_my_mind")
+        page.click("#asks button.refuse")
+        page.wait_for_selector("#log div.err")
+        refused = replies(2)
+        log = page.inner_text("#log")
+    assert first == [{"event": "place", "data": first[0]["data"], "id": 1}]
+    assert first[0]["data"]["item"] == "teapot"
+    assert again == first * 2
+    assert log.count('"ask":"q') == 4  # two questions, two answers
+    assert '"event":"confirm","data":{"yes":true},"ask":"q1"' in log
+    assert refused[0]["data"]["code"] == "changed_my_mind"
     assert blocked == []
 
 
