@@ -306,6 +306,28 @@ def test_the_clients_page_browser_example_runs_in_chromium(browser: Any) -> None
     assert "ann: hello" in logged  # its own "said", heard through on()
 
 
+def test_the_requests_page_browser_example_answers_the_servers_question(browser: Any) -> None:
+    """docs/requests.md's JavaScript, as it is, against the orders example."""
+    from examples.orders.app import app as orders_app
+
+    from .test_docs import ROOT, blocks
+
+    example = blocks(ROOT / "docs" / "requests.md", "js")[0]
+    imported = 'import { connect } from "/ws/wsevents.js";'
+    assert imported in example
+    body = example.replace(imported, 'const { connect } = await import("/ws/wsevents.js");')
+    with serve(orders_app) as address:
+        page = open_page(browser, f"http://{address}/ws/docs", [])
+        asked: list[str] = []
+        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        logged: list[str] = []
+        page.on("console", lambda message: logged.append(message.text))
+        page.evaluate(f"async () => {{ {body} }}")
+    assert asked == ["Buy 2 x teapot?"]
+    assert len(logged) == 1
+    assert logged[0].startswith("order ")
+
+
 def test_docs_page_lists_a_handlers_own_error_codes(browser: Any) -> None:
     from .test_asyncapi import shop_app
 

@@ -303,3 +303,60 @@ def test_asyncapi_page_typescript_recipes_are_the_ones_the_tests_run(tmp_path: P
     (tmp_path / "usage.ts").write_text(typed + "export {};\n")
     result = compile_ts(tmp_path)
     assert result.returncode == 0, result.stdout
+
+
+REQUESTS = ROOT / "docs" / "requests.md"
+
+
+def test_requests_page_shows_the_orders_example_as_it_is() -> None:
+    shown = blocks(REQUESTS, "python")[0]
+    assert "once=True" in shown
+    assert shown in (ROOT / "examples" / "orders" / "app.py").read_text()
+
+
+@pytest.mark.parametrize("exchange", [b for b in blocks(REQUESTS, "text") if '"ask"' in b])
+def test_requests_page_exchange_replays_against_the_orders_example(exchange: str) -> None:
+    from examples.orders.app import events as orders_events
+
+    with EventTestClient(orders_events) as client, client.connect("/orders") as ws:
+        for line in exchange.strip().splitlines():
+            arrow, frame = line.split(" ", 1)
+            if arrow == "→":
+                ws.send_raw(frame)
+                continue
+            expected, got = json.loads(frame), json.loads(ws.receive_raw())
+            if "order" in expected["data"]:  # the example's order numbers go on across tests
+                expected["data"]["order"] = got["data"]["order"]
+            assert got == expected
+
+
+@pytest.mark.anyio
+async def test_requests_page_asks_every_agent_in_request_all(module: types.ModuleType) -> None:
+    from wsevents.client import connect
+
+    exec(blocks(REQUESTS, "python")[1], module.__dict__)
+    with serve(module.events) as address:
+        url = f"ws://{address}/desk"
+        async with connect(url) as ann, connect(url) as bob, connect(url) as cid:
+            ann.answer("available", lambda data: "ann")
+            bob.answer("available", lambda data: None)  # busy
+            cid.answer("available", lambda data: "cid")
+            free = await bob.request("free")  # bob asks, and is asked too
+            ann.answer("available", lambda data: None)
+            later = await cid.request("free")
+    assert free == ["ann", "cid"]
+    assert later == ["cid"]
+
+
+@pytest.mark.anyio
+async def test_requests_page_python_client_answers_and_refuses(module: types.ModuleType) -> None:
+    from examples.orders.app import app as orders_app
+
+    exec(blocks(REQUESTS, "python")[2], module.__dict__)
+    with serve(orders_app) as address:
+        placed = await module.buy(f"ws://{address}/ws/orders", "teapot")
+        with pytest.raises(EventError) as refused:
+            await module.buy(f"ws://{address}/ws/orders", "kettle")
+    assert placed["item"] == "teapot"
+    assert placed["quantity"] == 2
+    assert (refused.value.code, refused.value.message) == ("declined", "not now")
