@@ -4,6 +4,7 @@ Run by bench/run.py in a process pinned to its own core, one scenario per
 call; prints one JSON line with the results.
 
     python bench/load.py echo URL --connections 50 --window 10 --seconds 5 [--msgpack]
+    python bench/load.py echo URL --event ask ...  (answers each server request ``check``)
     python bench/load.py socketio URL --connections 50 --window 10 --seconds 5
     python bench/load.py fanout URL --connections 1000 --count 50 [--socketio]
     python bench/load.py trigger URL --publish-url URL2 --connections 1000 --triggers 4 --seconds 3
@@ -81,22 +82,31 @@ class Requester(WSListener):
 class EchoClient(Requester):
     """The wsevents envelope, in JSON or MessagePack."""
 
-    def __init__(self, stats: Stats, window: int, binary: bool, base: int) -> None:
+    def __init__(
+        self, stats: Stats, window: int, binary: bool, base: int, event: str = "echo"
+    ) -> None:
         super().__init__(stats, window, base)
         self.encode: Callable[[Any], Any] = msgpack.packb if binary else _json_bytes
         self.decode: Callable[[bytes], Any] = msgpack.unpackb if binary else json.loads
         self.kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
+        self.event = event
 
     def request(self, n: int) -> None:
-        frame = {"event": "echo", "data": {"text": TEXT, "n": n}, "id": n}
+        frame = {"event": self.event, "data": {"text": TEXT, "n": n}, "id": n}
         self.transport.send(self.kind, self.encode(frame))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return
         reply = self.decode(frame.get_payload_as_bytes())
+        ask = reply.get("ask")
+        if ask is not None:  # a server request: answer with its data
+            answer = {"event": reply["event"], "data": reply["data"], "ask": ask}
+            self.transport.send(self.kind, self.encode(answer))
+            return
         n = reply.get("id")
-        self.answered(n, reply["event"] == "echo" and reply.get("data") == {"text": TEXT, "n": n})
+        expected = {"text": TEXT, "n": n}
+        self.answered(n, reply["event"] == self.event and reply.get("data") == expected)
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -173,7 +183,7 @@ async def echo(args: argparse.Namespace) -> dict[str, Any]:
             await client.ready
         else:
             _, client = await ws_connect(
-                lambda base=base: EchoClient(stats, args.window, args.msgpack, base),
+                lambda base=base: EchoClient(stats, args.window, args.msgpack, base, args.event),
                 url,
                 extra_headers=headers,
             )
@@ -609,6 +619,7 @@ def main() -> None:
     parser.add_argument("--diffs", action="store_true", help="presence: members get first frames")
     parser.add_argument("--redis", help="presence: count this Redis's commands")
     parser.add_argument("--msgpack", action="store_true")
+    parser.add_argument("--event", default="echo", help="echo: the event each request sends")
     parser.add_argument("--socketio", action="store_true")
     args = parser.parse_args()
     run = {

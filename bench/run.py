@@ -142,6 +142,49 @@ def fanout_round(connections: int, count: int) -> dict[str, Any]:
     return results
 
 
+ASK_SERVERS = {  # name: (app, path, event)
+    "raw ASGI loop, asking in line": ("raw_ask", "/", "ask"),
+    "wsevents conn.request": ("wsevents_app", "/", "ask"),
+}
+
+
+def ask_round(seconds: float, connections: int) -> dict[str, Any]:
+    """Each request asks the client once: client -> server -> client -> server -> client."""
+    results = {}
+    for name, (app, path, event) in ASK_SERVERS.items():
+        server = Server(app)
+        try:
+            results[name] = load(
+                "echo", server.url(path), "--connections", str(connections), "--window", "1",
+                "--seconds", str(seconds), "--event", event,
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
+# The load's connections share one session: their ids are unique across connections.
+SESSION = "/?wsevents-session=bench-session-0001"
+
+
+def once_round(seconds: float, connections: int, tmp: Path) -> dict[str, Any]:
+    """The same echo without and with ``once``, on one process with a Redis backplane."""
+    results = {}
+    for name, event in (("wsevents echo, Redis backplane", "echo"), ("once echo", "echo_once")):
+        redis = RedisServer(tmp)
+        redis.start()
+        server = Server("wsevents_app", {"WSEVENTS_BACKPLANE": redis.url})
+        try:
+            results[name] = load(
+                "echo", server.url(SESSION), "--connections", str(connections),
+                "--window", "1", "--seconds", str(seconds), "--event", event,
+            )  # fmt: skip
+        finally:
+            server.stop()
+            redis.kill()
+    return results
+
+
 TRIGGERED_SERVERS = {  # name: (app, the subscribers' path, the publishing clients' path)
     "raw ASGI loop, awaiting each send": ("raw_fanout", "/?sub=1", "/"),
     "wsevents publish": ("wsevents_app", "/?sub=1", "/"),
@@ -378,6 +421,10 @@ def main() -> int:
         "echo JSON, C=50 W=1": lambda: echo_round(seconds, 50 // scale, 1),
         "echo JSON, C=50 W=10": lambda: echo_round(seconds, 50 // scale, 10),
         "echo MessagePack, C=50 W=10": lambda: msgpack_round(seconds),
+        "server request answered by the client, C=1": lambda: ask_round(seconds, 1),
+        "server request answered by the client, C=50": lambda: ask_round(seconds, 50 // scale),
+        "once handlers through Redis, C=1": lambda: once_round(seconds, 1, tmp),
+        "once handlers through Redis, C=50": lambda: once_round(seconds, 50 // scale, tmp),
         f"fan-out to {200 // scale}": lambda: fanout_round(200 // scale, 50 // scale),
         f"fan-out to {1000 // scale}": lambda: fanout_round(1000 // scale, 20 // scale),
         f"fan-out to {200 // scale}, client-triggered": lambda: triggered_round(
@@ -418,7 +465,7 @@ def main() -> int:
         if label.startswith("presence"):
             lines += presence_table(label, rounds)
             continue
-        if label.startswith("echo"):
+        if label.startswith(("echo", "server request", "once")):
             key, unit = "messages_per_second", "msg/s"
         elif label.startswith("memory"):
             key, unit = "bytes_per_connection", "B"
@@ -434,7 +481,7 @@ def main() -> int:
         for name, values in ratios(rounds, key, baseline).items():
             raw = [round_[name][key] for round_ in rounds]
             lines.append(row(name, values, raw, unit))
-        if label.startswith("echo") and "C=1 W=1" in label:
+        if label.endswith(("C=1 W=1", "C=1")):
             for name in rounds[0]:
                 p50 = statistics.median(round_[name]["p50_ms"] for round_ in rounds)
                 lines.append(f"| {name}: p50 latency | {p50:.3f} ms | |")

@@ -2,6 +2,8 @@
 
 Echo: validate ``{text: str, n: int}`` and reply with the same ``id``.
 Fan-out: on request, send ``count`` messages to every connection.
+Ask: on request ``ask``, ask the client ``check`` (a server request with
+``ask``), wait for its answer and reply with it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,37 @@ async def raw_json(scope: Scope, receive: Any, send: Any) -> None:
             return None
         frame = loads(message["text"])
         reply = {"event": frame["event"], "data": frame["data"], "id": frame["id"]}
+        await send({"type": "websocket.send", "text": dumps(reply, separators=(",", ":"))})
+
+
+async def raw_ask(scope: Scope, receive: Any, send: Any) -> None:
+    """Raw ASGI: each request asks the client once and replies with its answer, no validation.
+
+    One coroutine per connection reads the request, sends the question and
+    reads on until the answer comes: the least a server request can cost.
+    """
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await receive()
+    await send({"type": "websocket.accept"})
+    loads, dumps = json.loads, json.dumps
+    asked = 0
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = loads(message["text"])
+        asked += 1
+        question = {"event": "check", "data": frame["data"], "ask": f"q{asked}"}
+        await send({"type": "websocket.send", "text": dumps(question, separators=(",", ":"))})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return None
+            answer = loads(message["text"])
+            if answer.get("ask") == question["ask"]:
+                break
+        reply = {"event": frame["event"], "data": answer["data"], "id": frame["id"]}
         await send({"type": "websocket.send", "text": dumps(reply, separators=(",", ":"))})
 
 
@@ -245,6 +278,20 @@ async def _join(conn: Connection) -> None:
 
 @_bench.on("echo", model=Echo, reply=Echo)
 async def _echo(data: Echo) -> Echo:
+    return data
+
+
+_bench.asks("check", model=Echo, reply=Echo)
+
+
+@_bench.on("ask", model=Echo, reply=Echo)
+async def _ask(conn: Connection, data: Echo) -> Echo:
+    answer: Echo = await conn.request("check", data)
+    return answer
+
+
+@_bench.on("echo_once", model=Echo, reply=Echo, once=True)
+async def _echo_once(data: Echo) -> Echo:
     return data
 
 

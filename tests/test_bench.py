@@ -44,6 +44,10 @@ def load(*args: str) -> dict[str, Any]:
         ("raw_msgpack", "/", "echo", ("--msgpack",)),
         ("raw_msgpack_pydantic", "/", "echo", ("--msgpack",)),
         ("wsevents_app", "/", "echo", ("--msgpack",)),
+        # each request asks the load generator once, and replies with its answer
+        ("raw_ask", "/", "echo", ("--event", "ask")),
+        ("wsevents_app", "/", "echo", ("--event", "ask")),
+        ("wsevents_app", "/?wsevents-session=bench-session-0001", "echo", ("--event", "echo_once")),
     ],
 )
 def test_every_echo_server_answers_every_request_correctly(

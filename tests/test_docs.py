@@ -202,6 +202,11 @@ def test_testing_page_example_passes(module: types.ModuleType) -> None:
     module.test_divide()
 
 
+def test_testing_page_answers_a_server_request(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "testing.md", "python")[1], module.__dict__)
+    module.test_an_order_is_confirmed_and_charged_once_though_sent_twice()
+
+
 @pytest.mark.anyio
 async def test_clients_page_python_example_talks_to_the_chat(module: types.ModuleType) -> None:
     exec(blocks(ROOT / "docs" / "clients.md", "python")[0], module.__dict__)
