@@ -789,4 +789,5 @@ def test_a_refused_probe_is_read_back_over_http_and_an_unknown_one_is_404() -> N
     assert found.headers["cache-control"] == "no-store"
     assert unknown.status_code == 404
     query = app.asyncapi()["channels"]["c"]["bindings"]["ws"]["query"]["properties"]
-    assert query == {"user": {"type": "string", "description": "who you are"}}
+    assert query["user"] == {"type": "string", "description": "who you are"}
+    assert set(query) == {"user", "wsevents-session"}

@@ -83,3 +83,34 @@ async def test_wsevents_run_refuses_a_frame_over_max_message_bytes_before_readin
     # uvicorn's own refusal (its ws_max_size), not the app's after decoding the frame
     assert caught.value.rcvd.code == 1009
     assert caught.value.rcvd.reason != "message too big"
+
+
+def test_a_host_cancel_scope_that_ends_a_connection_while_a_handler_waits_absorbs_it() -> None:
+    """The host's cancellation goes back up as it came, so that its cancel scope knows it.
+
+    Starlette's test client cancels its scope as the block ends; the
+    connection's handler still waits. A fresh CancelledError instead of the
+    host's own escapes anyio's scope and fails the block.
+    """
+    import threading
+
+    from wsevents import Channel, EventApp
+    from wsevents.testing import EventTestClient
+
+    channel = Channel("/c")
+    started, ended = threading.Event(), []
+
+    @channel.on("wait")
+    async def wait() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append("cancelled")
+
+    app = EventApp([channel])
+    with EventTestClient(app) as client:
+        with client.connect("/c") as ws:
+            ws.send("wait")
+            assert started.wait(5)
+        assert ended == ["cancelled"]

@@ -13,7 +13,7 @@ import contextvars
 import inspect
 import logging
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from anyio.to_thread import run_sync
@@ -21,7 +21,6 @@ from pydantic_core import to_jsonable_python
 
 from ._envelope import RequestId, error_frame
 from ._routing import Handler, Hook, callable_name
-from ._tasks import EAGER, eager_task
 from .exceptions import ErrorCode, EventError
 
 if TYPE_CHECKING:
@@ -146,45 +145,56 @@ def unexpected(kind: str) -> RuntimeError:
 
 
 class Handling:
-    """The tasks that handle one connection's frames while its receive loop reads on.
+    """The tasks a connection reads and handles in, besides the one the server gave it.
 
-    A task starts per frame that finds a free slot (``Limits.concurrency``)
-    and handles the frames that queued behind it in turn; on Python 3.12+ it
-    starts eagerly, so that a handler that does not wait ends in the
-    receive loop's step, with no hand-off. Each task has its own copy of the
-    connection's context (what the ``on_connect`` hooks set).
-
-    Args:
-        work: handles a frame, then those waiting after it.
+    A frame is handled in the task that read it; when its handler waits,
+    reading passes to a task started here (see ``Receiving.run``), so that
+    answers to server requests are taken whatever runs. Each such task has
+    its own copy of the connection's context (what the ``on_connect`` hooks
+    set).
     """
 
-    __slots__ = ("_running", "_work")
+    __slots__ = ("_end", "_running", "handoffs")
 
-    def __init__(self, work: Callable[[Any], Coroutine[Any, Any, None]]) -> None:
-        self._work = work
+    def __init__(self) -> None:
         self._running: set[asyncio.Task[None]] | None = None
+        self._end: asyncio.Future[int] | None = None  # the close code, once reading passed
+        self.handoffs = 0  #: times the reading passed to another task
 
-    def start(self, found: Any) -> None:
-        """Handle ``found`` (and what waits after it) in a task of its own."""
-        task = (
-            eager_task(self._work(found))
-            if EAGER
-            else asyncio.get_running_loop().create_task(self._work(found))
-        )
-        if not task.done():
-            running = self._running
-            if running is None:
-                running = self._running = set()
-            running.add(task)
-            task.add_done_callback(running.discard)
+    def pass_reading(self, reader: Coroutine[Any, Any, None] | None) -> None:
+        """The reading task's handler waits: ``reader`` reads on (``None``: nobody, aborted)."""
+        self.handoffs += 1
+        if self._end is None:
+            self._end = asyncio.get_running_loop().create_future()
+        if reader is not None:
+            self._start(reader)
+
+    def ended(self, code: int) -> None:
+        """The task reading now saw the client leave with ``code``."""
+        end = self._end
+        if end is not None and not end.done():
+            end.set_result(code)
+
+    async def end(self) -> int:
+        """The close code, from the task that read the client's leaving."""
+        assert self._end is not None, "the reading never passed on"
+        return await self._end
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        running = self._running
+        if running is None:
+            running = self._running = set()
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     async def wait(self) -> None:
-        """Wait until every frame taken is handled."""
+        """Wait until every task started here has ended."""
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     async def cancel(self) -> None:
-        """Cancel the frames still being handled, and wait for them."""
+        """Cancel the tasks still running, and wait for them."""
         running, self._running = self._running, None
         if running:
             for task in running:

@@ -1,11 +1,13 @@
 """The receive side of a connection: its loop, its frames' handling, answers to server requests.
 
 A mixin of :class:`~wsevents._session.Session` (the same object, the same
-core): the receive loop hands each frame to the core, starts the handling
-of what the core admits (:class:`~wsevents._calls.Handling`), and gives
-answers to server requests to whoever waits for them, whatever the
-handlers are doing. The handler call and its reply are the per-frame path:
-one method, no boundary crossed per frame.
+core): the receive loop hands each frame to the core, handles what the core
+admits in its own task, and gives answers to server requests to whoever
+waits for them, whatever the handlers are doing. A handler that waits
+passes the reading to a new task (:class:`~wsevents._calls.Handling` keeps
+them), so that no frame pays for a task it does not need and the loop never
+stops reading for long. The handler call and its reply are the per-frame
+path: one method, no boundary crossed per frame.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
 from anyio.to_thread import run_sync
 from starlette.types import Receive
 
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["Receiving"]
 
 logger = logging.getLogger("wsevents")
+
+_PASSED = object()  # what _read returns when another task took the reading
 
 
 class Receiving:
@@ -70,51 +75,91 @@ class Receiving:
 
         ``None``: a frame made the core abort the connection (too big, too
         many refused, too many waiting); :meth:`send_abort_close` sends its
-        close frame. Frames are handled in tasks of their own
-        (:class:`~wsevents._calls.Handling`), at most ``Limits.concurrency``
-        at once, the others waiting in order, so that the loop reads on: an
-        answer to a server request is taken at once, whatever runs. Frames
-        that came before the client's disconnect are still handled; an
-        abort cancels them.
+        close frame. A frame is handled in the task that read it, with no
+        hand-off; when its handler waits, reading passes to a task of its own
+        (:meth:`_pass_reading`), so that an answer to a server request is
+        taken at once, whatever runs, and other frames wait in order in the
+        core (at most ``Limits.concurrency`` handled at once). Frames that
+        came before the client's disconnect are still handled; an abort
+        cancels them.
+        """
+        try:
+            code = await self._read(receive, home=True)
+            if code is _PASSED:
+                # Reading went on elsewhere: the task that reads the end says it.
+                code = await self._handling.end()
+                await self._handling.wait()
+            return cast("int | None", code)
+        finally:
+            # Shielded: a host that cancels this task again while it waits for the
+            # tasks it cancels (anyio does, each loop turn) must not count twice.
+            with anyio.CancelScope(shield=True):
+                await self._handling.cancel()
+
+    async def _read(self, receive: Receive, *, home: bool) -> int | object | None:
+        """The receive loop, in the server's task (``home``) or one it passed to.
+
+        Returns the close code, ``None`` for an abort, or :data:`_PASSED` when
+        a handler of this task waited and another task took the reading.
         """
         core = self._core
         limits = self._runtime.limits
         # The clock is read per frame only where a limit needs it (idle, rate).
         timed = limits.idle_timeout is not None or limits.rate is not None
-        start = self._handling.start
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
-                    text = message.get("text")
-                    found = core.receive(
-                        text if text is not None else message.get("bytes") or b"",
-                        monotonic() if timed else 0.0,
-                    )
-                    if found is None:
-                        if core.aborted is not None:
-                            self._aborted(stop_loop=False)
-                            return None
-                    elif found.__class__ is Answered:
-                        waiter = found.waiter
-                        if not waiter.done():
-                            waiter.set_result(found)
-                    elif core.admit(found):
-                        start(found)
-                    elif core.aborted is not None:  # too many frames waiting
-                        self._aborted(stop_loop=False)
+        loop = asyncio.get_running_loop()
+        handling = self._handling
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                found = core.receive(
+                    text if text is not None else message.get("bytes") or b"",
+                    monotonic() if timed else 0.0,
+                )
+                if found is None:
+                    if core.aborted is not None:
+                        self._aborted(stop_loop=not home)
                         return None
-                elif kind == "websocket.disconnect":
-                    # The frames that came before it are handled; no answer can come.
-                    core.client_left()
-                    self._gone()
-                    await self._handling.wait()
-                    return int(message.get("code") or 1005)
-                else:
-                    raise unexpected(kind)
-        finally:
-            await self._handling.cancel()
+                elif found.__class__ is Answered:
+                    waiter = found.waiter
+                    if not waiter.done():
+                        waiter.set_result(found)
+                elif core.admit(found):
+                    # Handled here; should the handler wait, another task reads on.
+                    handoffs = handling.handoffs
+                    passing = loop.call_soon(self._pass_reading, receive)
+                    await self._work(found)
+                    if handling.handoffs != handoffs:
+                        return _PASSED
+                    passing.cancel()
+                elif core.aborted is not None:  # too many frames waiting
+                    self._aborted(stop_loop=not home)
+                    return None
+            elif kind == "websocket.disconnect":
+                # The frames that came before it are handled; no answer can come.
+                core.client_left()
+                self._gone()
+                code = int(message.get("code") or 1005)
+                if not home:
+                    handling.ended(code)
+                    return code
+                await handling.wait()
+                return code
+            else:
+                raise unexpected(kind)
+
+    def _pass_reading(self, receive: Receive) -> None:
+        """The handler of the reading task waited: read on in a task of its own."""
+        aborted = self._core.aborted is not None
+        self._handling.pass_reading(None if aborted else self._read_on(receive))
+
+    async def _read_on(self, receive: Receive) -> None:
+        try:
+            await self._read(receive, home=False)
+        except Exception as exc:
+            logger.error("connection %s failed", self.id, exc_info=exc)
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _work(self, found: Call | Refusal | None) -> None:
         """Handle a frame, then each one that waited for it, in order."""

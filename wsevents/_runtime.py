@@ -126,13 +126,15 @@ class Runtime:
             return
         code: int | None = CloseCode.GOING_AWAY
         host_cancelled = False
+        cancelled: asyncio.CancelledError | None = None
         try:
             if session.accepted(asyncio.current_task()):
                 code = await session.run(receive)
             else:
                 code = None  # aborted during on_connect: its close frame goes now
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             host_cancelled = session.host_cancelled()
+            cancelled = exc
             code = None
         except Exception:
             logger.exception("connection %s to %r failed", session.id, session.channel.address)
@@ -156,7 +158,10 @@ class Runtime:
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + TEARDOWN_LIMIT):
                 await self._disconnected(session, code)
         if host_cancelled:
-            raise asyncio.CancelledError
+            # The host's own cancellation, as it came: anyio, for one, knows its
+            # cancel scope's by its message.
+            assert cancelled is not None
+            raise cancelled
 
     async def _open(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
         """Take ``websocket.connect``, route, check, run the hooks and accept; or refuse."""

@@ -8,8 +8,9 @@ frame, the close frames), always awaited whole by one task: a reply in the
 receive loop's, a push with nothing queued ahead of it in a task that sends
 a publication's frames one after another (``_fanout``: on Python 3.12+ an
 eager task, in the publisher's step), anything else in the one writer task.
-With ``Limits.concurrency`` above 1 the same loop starts a task per frame, at
-most that many at once.
+A frame is handled in the task that read it; when its handler waits,
+reading passes to a new task (:class:`~wsevents._receiving.Receiving`), at
+most ``Limits.concurrency`` handlers at once.
 
 Over 300 lines: the per-frame path (receive loop, handler call, reply, the one
 ``send``) kept in one class, so that a frame crosses no module boundary.
@@ -125,7 +126,7 @@ class Session(Receiving):
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
-        self._handling = Handling(self._work)  # the tasks handling frames
+        self._handling = Handling()  # the tasks that read and handle, besides _task
         self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
     def __repr__(self) -> str:
