@@ -102,6 +102,7 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
     rows += latency_rows(results)
     rows += history_rows(results)
     rows += presence_rows(results)
+    rows += request_rows(results)
     return "\n".join(rows) + "\n"
 
 
@@ -176,6 +177,33 @@ def presence_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
         f"{median('diffs', 'redis_commands_per_second'):,.0f} Redis commands/s "
         f"(without diffs: {median('no diffs', 'redis_commands_per_second'):,.0f}) | reported |"
     ]
+
+
+ASK = "server request answered by the client, C={}"
+ONCE = "once handlers through Redis, C={}"
+
+
+def request_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Requests both ways: a server request's round trip, and what ``once`` adds through Redis."""
+    rows = []
+    for size in (1, 50):
+        asked = results.get(ASK.format(size))
+        if asked:
+            ratio = ratios(asked, "wsevents conn.request", "raw ASGI loop, asking in line", RATE)
+            rows.append(
+                f"| server request answered by the client, C={size}: report it | "
+                f"{spread(ratio)} of a raw ASGI loop asking in line | reported |"
+            )
+        once = results.get(ONCE.format(size))
+        if once:
+            ratio = ratios(once, "once echo", "wsevents echo, Redis backplane", RATE)
+            added = [r["once echo"]["p50_ms"] - r["wsevents echo, Redis backplane"]["p50_ms"]
+                     for r in once]  # fmt: skip
+            rows.append(
+                f"| once handlers through Redis, C={size}: report it | {spread(ratio)} of the "
+                f"same echo without once; p50 {statistics.median(added):+.3f} ms | reported |"
+            )
+    return rows
 
 
 def main() -> int:

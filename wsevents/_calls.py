@@ -154,12 +154,14 @@ class Handling:
     set).
     """
 
-    __slots__ = ("_end", "_running", "handoffs")
+    __slots__ = ("_end", "_running", "checking", "handoffs", "reader_busy")
 
     def __init__(self) -> None:
         self._running: set[asyncio.Task[None]] | None = None
         self._end: asyncio.Future[int] | None = None  # the close code, once reading passed
         self.handoffs = 0  #: times the reading passed to another task
+        self.reader_busy = False  #: the reading task is in a handler
+        self.checking = False  #: a check whether it waits is queued for the loop's next turn
 
     def pass_reading(self, reader: Coroutine[Any, Any, None] | None) -> None:
         """The reading task's handler waits: ``reader`` reads on (``None``: nobody, aborted)."""

@@ -127,12 +127,21 @@ class Receiving:
                         waiter.set_result(found)
                 elif core.admit(found):
                     # Handled here; should the handler wait, another task reads on.
+                    # Handled here. A check queued for the loop's next turn, one for
+                    # every frame read in this turn, passes the reading on should
+                    # a handler still run then: it waits.
+                    if not handling.checking:
+                        handling.checking = True
+                        loop.call_soon(self._pass_reading, receive)
                     handoffs = handling.handoffs
-                    passing = loop.call_soon(self._pass_reading, receive)
-                    await self._work(found)
+                    handling.reader_busy = True
+                    work: Call | Refusal | None = found
+                    while work is not None:  # this frame, then those that waited for it
+                        await self._handle(work)
+                        work = core.handled()
                     if handling.handoffs != handoffs:
                         return _PASSED
-                    passing.cancel()
+                    handling.reader_busy = False
                 elif core.aborted is not None:  # too many frames waiting
                     self._aborted(stop_loop=not home)
                     return None
@@ -150,25 +159,22 @@ class Receiving:
                 raise unexpected(kind)
 
     def _pass_reading(self, receive: Receive) -> None:
-        """The handler of the reading task waited: read on in a task of its own."""
-        aborted = self._core.aborted is not None
-        self._handling.pass_reading(None if aborted else self._read_on(receive))
+        """A turn of the loop after a frame was read: if its handler waits, read on elsewhere.
+
+        The reading task is suspended now: in ``receive`` (nothing to do) or
+        in a handler (``reader_busy``), whose wait must not stop the reading.
+        """
+        handling = self._handling
+        handling.checking = False
+        if handling.reader_busy:
+            handling.reader_busy = False  # the new reader is not
+            aborted = self._core.aborted is not None
+            handling.pass_reading(None if aborted else self._read_on(receive))
 
     async def _read_on(self, receive: Receive) -> None:
         try:
             await self._read(receive, home=False)
-        except Exception as exc:
-            logger.error("connection %s failed", self.id, exc_info=exc)
-            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-
-    async def _work(self, found: Call | Refusal | None) -> None:
-        """Handle a frame, then each one that waited for it, in order."""
-        core = self._core
-        try:
-            while found is not None:
-                await self._handle(found)
-                found = core.handled()
-        except Exception as exc:
+        except Exception as exc:  # in the server's task, Runtime.serve does the same
             logger.error("connection %s failed", self.id, exc_info=exc)
             self.abort(CloseCode.INTERNAL_ERROR, "internal error")
 

@@ -146,14 +146,7 @@ class Requests:
         key = self._key()
         waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[key] = waiter
-        message = {
-            "q": key,
-            "c": connection_id,
-            "e": event,
-            "d": to_jsonable_python(data),
-            "r": broker.node_id,
-            "to": timeout,
-        }
+        message = {**self._question(key, event, data, timeout), "c": connection_id}
         try:
             async with deadline(timeout):
                 heard = await self._send(f"$node/{node}", message)
@@ -167,6 +160,16 @@ class Requests:
         finally:
             self._waiting.pop(key, None)
         return self._result(outcome, event, connection_id)
+
+    def _question(self, key: str, event: str, data: Any, timeout: float) -> dict[str, Any]:
+        """A request to another process: its key, event, data, who waits, and for how long."""
+        return {
+            "q": key,
+            "e": event,
+            "d": to_jsonable_python(data),
+            "r": self._broker.node_id,
+            "to": timeout,
+        }
 
     async def request_all(
         self, topic: str, event: str, data: Any, timeout: float
@@ -184,14 +187,7 @@ class Requests:
             asyncio.ensure_future(self._ask_here(session, event, data, timeout, asking))
             for session in sessions
         ]
-        message = {
-            "t": topic,
-            "q": key,
-            "e": event,
-            "d": to_jsonable_python(data),
-            "r": broker.node_id,
-            "to": timeout,
-        }
+        message = {**self._question(key, event, data, timeout), "t": topic}
         try:
             async with deadline(timeout):
                 heard = await self._send(topic, message) if broker.backplane.shared else 0

@@ -35,7 +35,7 @@ from ._messages import (
     schema_ref,
     unique_key,
 )
-from ._schemas import SchemaSet, identifier
+from ._schemas import Mode, SchemaSet, identifier
 
 
 class ChannelBuilder:
@@ -335,55 +335,25 @@ class ChannelBuilder:
         """A server request: the request (``send``), the client's answer as its ``reply``."""
         key = unique_key(f"{safe_key(asked.event)}_request", self._taken)
         answer_key = unique_key(f"{safe_key(asked.event)}_answer", self._taken)
-        if asked.model is None:
-            data: dict[str, Any] = {"description": "Any JSON value."}
-        else:
-            data = self.schemas.schema(asked.model, "serialization")
-        example = example_data(data, self.schemas, asked.model)
-        self._add_message(
+        self._add_ask_message(
             key,
-            message_object(
-                asked.event,
-                envelope_payload(
-                    asked.event,
-                    data,
-                    data_required=True,
-                    request_id=None,
-                    title=self._title(safe_key(asked.event), "Ask"),
-                    ask=True,
-                ),
-                title=f"{asked.event} (server request)",
-                summary=asked.summary,
-                description=asked.description,
-                correlated=False,
-                by_ask=True,
-                example=_with_ask(example_envelope(asked.event, example, None, True)),
-            ),
+            asked.event,
+            asked.model,
+            "serialization",  # what the server sends
+            title_part="Ask",
+            title=f"{asked.event} (server request)",
+            summary=asked.summary,
+            description=asked.description,
         )
-        if asked.reply is None:
-            answer: dict[str, Any] = {"description": "Any JSON value."}
-        else:
-            answer = self.schemas.schema(asked.reply, "validation")
-        answer_example = example_data(answer, self.schemas, asked.reply)
-        self._add_message(
+        self._add_ask_message(
             answer_key,
-            message_object(
-                asked.event,
-                envelope_payload(
-                    asked.event,
-                    answer,
-                    data_required=True,
-                    request_id=None,
-                    title=self._title(safe_key(asked.event), "Answer"),
-                    ask=True,
-                ),
-                title=f"{asked.event} (answer)",
-                summary=f"The client's answer to `{asked.event}`, with the request's `ask`.",
-                description=None,
-                correlated=False,
-                by_ask=True,
-                example=_with_ask(example_envelope(asked.event, answer_example, None, True)),
-            ),
+            asked.event,
+            asked.reply,
+            "validation",  # what the server takes
+            title_part="Answer",
+            title=f"{asked.event} (answer)",
+            summary=f"The client's answer to `{asked.event}`, with the request's `ask`.",
+            description=None,
         )
         self._add_operation(
             "send",
@@ -393,6 +363,46 @@ class ChannelBuilder:
             description=asked.description,
             reply_key=answer_key,
             error_key="error_answer",
+        )
+
+    def _add_ask_message(
+        self,
+        key: str,
+        event: str,
+        model: Any,
+        mode: Mode,
+        *,
+        title_part: str,
+        title: str,
+        summary: str | None,
+        description: str | None,
+    ) -> None:
+        """A frame of a server request, either way: ``event`` with ``model`` and ``ask``."""
+        if model is None:
+            data: dict[str, Any] = {"description": "Any JSON value."}
+        else:
+            data = self.schemas.schema(model, mode)
+        example = example_data(data, self.schemas, model)
+        payload = envelope_payload(
+            event,
+            data,
+            data_required=True,
+            request_id=None,
+            title=self._title(safe_key(event), title_part),
+            ask=True,
+        )
+        self._add_message(
+            key,
+            message_object(
+                event,
+                payload,
+                title=title,
+                summary=summary,
+                description=description,
+                correlated=False,
+                by_ask=True,
+                example=_with_ask(example_envelope(event, example, None, True)),
+            ),
         )
 
     def _add_subscribed(self) -> None:
