@@ -503,3 +503,31 @@ async def test_a_once_request_gets_unavailable_when_redis_is_down_and_does_not_r
     assert refused["data"]["code"] == "unavailable"
     assert refused["id"] == 1
     assert runs == []
+
+
+async def test_a_connection_whose_reading_passed_on_ends_when_the_client_leaves() -> None:
+    """A handler that waits hands the reading to a task that then reads the client's leaving.
+
+    The connection's own task, waiting for that task to end, must let the
+    loop run: on 3.12+ gathering tasks that ended does not yield, and a wait
+    that gathered them again and again held the server's loop for good.
+    """
+    channel = Channel("/c")
+
+    @channel.on("slow", reply=int)
+    def slow() -> int:  # a sync handler runs in a thread: its task waits
+        time.sleep(0.01)
+        return 1
+
+    app = EventApp([channel])
+    with serve(app) as address:
+        for _ in range(3):  # each connection's reading passes on once, then it ends
+            async with websockets_connect(f"ws://{address}/c", close_timeout=5) as ws:
+                await ws.send(json.dumps({"event": "slow", "id": 1}))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                assert reply == {"event": "slow", "data": 1, "id": 1}
+        await asyncio.sleep(0.1)
+        async with websockets_connect(f"ws://{address}/c", open_timeout=5) as ws:
+            await ws.send(json.dumps({"event": "slow", "id": 2}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["id"] == 2
+    assert app.stats()["connections_total"] == 4

@@ -193,7 +193,13 @@ class Handling:
     async def wait(self) -> None:
         """Wait until every task started here has ended."""
         while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+            # A task that ended is not waited for, though its callback that drops it
+            # has not run yet: on 3.12+ gathering only tasks that ended does not
+            # yield, and this loop would never let that callback run.
+            pending = [task for task in self._running if not task.done()]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def cancel(self) -> None:
         """Cancel the tasks still running, and wait for them."""
