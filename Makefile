@@ -105,6 +105,7 @@ schemas:
 	$(BIN)/python -c "import json, wsevents._envelope as e; print(json.dumps(e.envelope_schema(), indent=2))" > schemas/envelope.schema.json
 	$(BIN)/wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
 	$(BIN)/wsevents asyncapi examples.fastapi_app:app --output schemas/fastapi_app.asyncapi.json
+	$(BIN)/wsevents asyncapi examples.orders.app:app --output schemas/orders.asyncapi.json
 
 $(STAMP)/install-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

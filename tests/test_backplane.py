@@ -725,3 +725,18 @@ async def test_a_redis_that_forgot_the_scripts_still_keeps_history_and_presence(
     finally:
         await admin.aclose()
         await backplane.stop()
+
+
+async def test_the_memory_backplane_drops_once_answers_whose_window_passed() -> None:
+    """Answers nobody asks for again still go once their window passed: the store stays bounded."""
+    backplane = MemoryBackplane()
+    for n in range(2100):  # each kept for no time at all: lapsed as soon as kept
+        assert await backplane.once_claim(f"k{n}", "a", 15.0) == ("run", None)
+        await backplane.once_keep(f"k{n}", "a", b"answer", 0.0)
+    # Swept as the store reached 1,024 entries: twice, all but the last 52.
+    assert backplane.stats["once_lapsed"] == 2048
+    # an answer within its window is kept, and a claim within its lease holds
+    await backplane.once_keep("kept", "a", b"kept", 60.0)
+    assert await backplane.once_claim("kept", "b", 15.0) == ("done", b"kept")
+    assert await backplane.once_claim("held", "a", 15.0) == ("run", None)
+    assert await backplane.once_claim("held", "b", 15.0) == ("running", None)

@@ -48,7 +48,11 @@ def test_asyncapi_yaml_root_path_and_output(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("target", "name"),
-    [("examples.chat.app:app", "chat"), ("examples.fastapi_app:app", "fastapi_app")],
+    [
+        ("examples.chat.app:app", "chat"),
+        ("examples.fastapi_app:app", "fastapi_app"),
+        ("examples.orders.app:app", "orders"),
+    ],
 )
 def test_schemas_in_the_repository_are_fresh(
     target: str, name: str, capsys: pytest.CaptureFixture[str]

@@ -531,3 +531,27 @@ async def test_a_connection_whose_reading_passed_on_ends_when_the_client_leaves(
             await ws.send(json.dumps({"event": "slow", "id": 2}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 5))["id"] == 2
     assert app.stats()["connections_total"] == 4
+
+
+def test_a_malformed_answer_is_an_error_the_handler_can_tell_apart() -> None:
+    """An error answer without a code is ``bad_frame``; an answer under another event is not one."""
+    from wsevents.testing import EventTestClient
+
+    app, _ = build()
+    with EventTestClient(app) as client, client.connect("/room") as ws:
+        outcomes = []
+        for answer in (
+            {"event": "error", "data": {"message": "no code"}},
+            {"event": "other", "data": {"yes": True}},
+            {"event": "confirm", "data": {"yes": True}},
+        ):
+            ws.send("ask", {}, id=1)
+            asked = ws.receive()
+            ws.send_raw(json.dumps({**answer, "ask": asked.ask}))
+            outcomes.append(ws.receive().data["outcomes"][0])
+    assert outcomes == [
+        {"error": "bad_frame", "details": {"message": "no code"}},
+        {"error": "bad_envelope", "details": None},
+        {"type": "Confirmed", "answer": True},
+    ]
+    assert app.stats()["requests"] == {"error": 1, "invalid": 1, "answered": 1}

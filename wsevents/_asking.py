@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from ._dispatch import validation_details
-from ._envelope import ask_frame
+from ._envelope import ask_frame, event_error
 from ._outcomes import Answered, TooManyRequests
 from ._tasks import deadline
 from .exceptions import ConnectionGone, ErrorCode, EventError, RequestTimeout
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._session import Session
     from ._stats import Stats
 
-__all__ = ["answer_of", "request"]
+__all__ = ["answer_of", "request", "timed_out", "validated"]
 
 
 async def request(session: Session, event: str, data: Any, timeout: float) -> Any:
@@ -61,9 +61,7 @@ async def request(session: Session, event: str, data: Any, timeout: float) -> An
         raise
     except TimeoutError:
         stats.requests["timeout"] += 1
-        raise RequestTimeout(
-            f"connection {session.id} did not answer {event!r} within {timeout} s"
-        ) from None
+        raise timed_out(session.id, event, timeout) from None
     finally:
         session.forget(ask)
     return answer_of(asked, event, answered.event, answered.data, stats)
@@ -75,34 +73,41 @@ def answer_of(
     """The data of an answer to ``event``, or the ``EventError`` it stands for."""
     if answered == "error":
         stats.requests["error"] += 1
-        raise error_of(data)
+        raise event_error(data)
     if answered != event:
         stats.requests["invalid"] += 1
         raise EventError(
             ErrorCode.BAD_ENVELOPE.value,
             f"the answer to {event!r} came as event {answered!r}",
         )
+    try:
+        value = validated(asked, event, data)
+    except EventError:
+        stats.requests["invalid"] += 1
+        raise
+    stats.requests["answered"] += 1
+    return value
+
+
+def validated(asked: Asked | None, event: str, data: Any) -> Any:
+    """An answer's data, validated by the ``reply`` that ``asked`` declares, if any.
+
+    Raises:
+        EventError: ``validation_error``, with pydantic's details.
+    """
     if asked is None or asked.validate_reply is None:
-        stats.requests["answered"] += 1
         return data
     try:
-        value = asked.validate_reply(data)
+        return asked.validate_reply(data)
     except ValidationError as exc:
-        stats.requests["invalid"] += 1
         raise EventError(
             ErrorCode.VALIDATION_ERROR.value,
             f"invalid answer to {event!r}",
             validation_details(exc),
         ) from None
-    stats.requests["answered"] += 1
-    return value
 
 
-def error_of(data: Any) -> EventError:
-    """The ``EventError`` an error answer's data stands for (``bad_envelope``: not one)."""
-    if isinstance(data, dict) and isinstance(data.get("code"), str) and data["code"]:
-        message = data.get("message")
-        return EventError(
-            data["code"], message if isinstance(message, str) else "", data.get("details")
-        )
-    return EventError(ErrorCode.BAD_ENVELOPE.value, "an error answer without a code")
+def timed_out(connection_id: str, event: str, timeout: float | None) -> RequestTimeout:
+    """The ``RequestTimeout`` of a request of ``event`` that ``connection_id`` left unanswered."""
+    within = "" if timeout is None else f" within {timeout} s"
+    return RequestTimeout(f"connection {connection_id} did not answer {event!r}{within}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from .exceptions import ErrorCode
+from .exceptions import ErrorCode, EventError
 
 __all__ = [
     "ASK",
@@ -21,6 +21,7 @@ __all__ = [
     "ask_frame",
     "envelope_schema",
     "error_frame",
+    "event_error",
     "event_frame",
     "parse_answer",
     "parse_envelope",
@@ -211,3 +212,18 @@ _JSON_TYPES = {
 
 def _json_type(value: Any) -> str:
     return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def event_error(data: Any) -> EventError:
+    """The ``EventError`` an error frame's ``data`` stands for, either way on the wire.
+
+    Its ``code``, ``message`` and ``details``; an error frame without a code
+    is still an error, said to be malformed (``bad_frame``, the data as its
+    details).
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str) or not data["code"]:
+        return EventError(ErrorCode.BAD_FRAME.value, "an error frame without a code", data)
+    message = data.get("message")
+    return EventError(
+        data["code"], message if isinstance(message, str) else "", data.get("details")
+    )

@@ -23,7 +23,7 @@ from starlette.types import Receive
 
 from ._calls import Handling, map_exception, returned_without_reply, send_error, unexpected
 from ._dispatch import Call, Refusal
-from ._outcomes import Answered, ConnectionState
+from ._outcomes import Answered, InvalidState
 from .exceptions import CloseCode, ConnectionGone, EventError
 
 if TYPE_CHECKING:
@@ -126,7 +126,6 @@ class Receiving:
                     if not waiter.done():
                         waiter.set_result(found)
                 elif core.admit(found):
-                    # Handled here; should the handler wait, another task reads on.
                     # Handled here. A check queued for the loop's next turn, one for
                     # every frame read in this turn, passes the reading on should
                     # a handler still run then: it waits.
@@ -187,10 +186,10 @@ class Receiving:
             ConnectionGone: the connection is not open.
             TooManyRequests: ``Limits.max_requests`` are open.
         """
-        core = self._core
-        if core.state is not ConnectionState.OPEN or core.left:
-            raise ConnectionGone(f"connection {self.id} is closed")
-        return core.ask(waiter)
+        try:
+            return self._core.ask(waiter)
+        except InvalidState:
+            raise ConnectionGone(f"connection {self.id} is closed") from None
 
     def forget(self, ask: str) -> None:
         """The request ``ask`` is over: an answer that comes now is dropped."""

@@ -32,17 +32,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
-from ._asking import request
-from ._dispatch import validation_details
+from ._asking import request, timed_out, validated
 from ._retry import Tally
 from ._tasks import deadline
 from ._wildcards import check_topic
 from .exceptions import (
     ConnectionGone,
-    ErrorCode,
     EventError,
     PayloadError,
     RequestTimeout,
@@ -76,7 +73,7 @@ class _All:
 
     def asking(self, connection_id: str, event: str, timeout: float | None) -> None:
         if connection_id not in self.results:
-            self.results[connection_id] = _timed_out(connection_id, event, timeout)
+            self.results[connection_id] = timed_out(connection_id, event, timeout)
             self.out.add(connection_id)
 
     def outcome(self, connection_id: str, result: Any) -> None:
@@ -154,9 +151,7 @@ class Requests:
                     raise ConnectionGone(f"no live process holds connection {connection_id!r}")
                 outcome = await waiter  # where nobody can tell (heard None): until timeout
         except TimeoutError:
-            raise RequestTimeout(
-                f"connection {connection_id} did not answer {event!r} within {timeout} s"
-            ) from None
+            raise timed_out(connection_id, event, timeout) from None
         finally:
             self._waiting.pop(key, None)
         return self._result(outcome, event, connection_id)
@@ -301,25 +296,16 @@ class Requests:
         if kind == ERROR:
             raise EventError(*payload)
         if kind == TIMEOUT:
-            raise _timed_out(connection_id, event, payload)
+            raise timed_out(connection_id, event, payload)
         if kind == PAYLOAD:
             raise PayloadError(payload)
         raise ConnectionGone(f"connection {connection_id} closed")
 
     def _validated(self, channel_name: str | None, event: str, data: Any) -> Any:
+        """Validated here again, by the asking channel: the answer as ``conn.request`` gives it."""
         for channel in self._channels():
             if channel.name == channel_name:
-                asked = channel.asked.get(event)
-                if asked is None or asked.validate_reply is None:
-                    return data
-                try:
-                    return asked.validate_reply(data)
-                except ValidationError as exc:
-                    raise EventError(
-                        ErrorCode.VALIDATION_ERROR.value,
-                        f"invalid answer to {event!r}",
-                        validation_details(exc),
-                    ) from None
+                return validated(channel.asked.get(event), event, data)
         return data
 
 
@@ -337,8 +323,3 @@ async def _outcome(session: Session, event: str, data: Any, timeout: float) -> O
     except PayloadError as exc:
         return [PAYLOAD, str(exc), channel]
     return [OK, to_jsonable_python(value), channel]
-
-
-def _timed_out(connection_id: str, event: str, timeout: float | None) -> RequestTimeout:
-    within = "" if timeout is None else f" within {timeout} s"
-    return RequestTimeout(f"connection {connection_id} did not answer {event!r}{within}")

@@ -49,12 +49,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ._answers import Answerer, Answerers, ask_of
-from ._envelope import Message
+from ._envelope import Message, event_error
 from ._history import Position
 from ._kept import Out, handshake_url, track_position
 from ._retry import Backoff
 from .codecs import Codec, JSONCodec, MessagePackCodec
-from .exceptions import DecodeError, EventError, Reject
+from .exceptions import DecodeError, Reject
 
 __all__ = ["Client", "ConnectionLost", "Message", "connect"]
 
@@ -311,7 +311,7 @@ class Client:
                 logger.debug("an answer to %r came after its request gave up", request_id)
             elif not future.done():
                 if message.event == "error":
-                    future.set_exception(_event_error(message.data))
+                    future.set_exception(event_error(message.data))
                 else:
                     future.set_result(message.data)
             return
@@ -487,12 +487,6 @@ class ConnectionClosedByServer(ConnectionError):
         super().__init__(f"closed by the server with {code}: {reason or ''}".rstrip(": "))
         self.code = code
         self.reason = reason
-
-
-def _event_error(data: Any) -> EventError:
-    if not isinstance(data, dict) or not data.get("code"):
-        return EventError("bad_frame", "the server sent an error frame without a code", data)
-    return EventError(str(data["code"]), str(data.get("message") or ""), data.get("details"))
 
 
 connect = Client

@@ -32,10 +32,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from ._answers import Answerer, Answerers, ask_of
 from ._contract import FrameChecker, FrameContractError
-from ._envelope import ASK, Message, RequestId
+from ._envelope import ASK, Message, RequestId, event_error
 from .cli import find_event_app
 from .codecs import Codec, JSONCodec, MessagePackCodec
-from .exceptions import EventError, Reject
+from .exceptions import Reject
 
 __all__ = ["EventTestClient", "EventTestSession", "FrameContractError", "Message"]
 
@@ -203,7 +203,7 @@ class EventTestSession:
         finally:
             self._pending.extend(skipped)
         if message.event == "error":
-            raise _event_error(message.data)
+            raise event_error(message.data)
         return message.data
 
     def receive(self, *, timeout: float = DEFAULT_TIMEOUT) -> Message:
@@ -257,10 +257,3 @@ class EventTestSession:
                 return message
 
         return self._session.portal.call(receive)
-
-
-def _event_error(data: Any) -> EventError:
-    data = data if isinstance(data, dict) else {}
-    return EventError(
-        str(data.get("code") or "error"), str(data.get("message") or ""), data.get("details")
-    )

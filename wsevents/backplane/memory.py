@@ -125,6 +125,8 @@ class MemoryBackplane(Backplane):
             self._histories = _Histories()
             self._rooms = {}
             self._onces = {}
+        self._sweep_at = 1024  # the size of the once store at which lapsed entries go
+        self.stats["once_lapsed"] = 0  # once claims and answers dropped once their time passed
 
     def __repr__(self) -> str:
         return f"MemoryBackplane({self.name!r})"
@@ -162,8 +164,7 @@ class MemoryBackplane(Backplane):
         self._subscriptions.discard(subscription)
 
     async def publish(self, topic: str, payload: bytes) -> None:
-        self.stats["published"] += 1
-        self.stats["publish_receivers"] += self._fan_out(topic, payload, None)
+        await self.send(topic, payload)
 
     async def send(self, topic: str, payload: bytes) -> int:
         self.stats["published"] += 1
@@ -247,11 +248,25 @@ class MemoryBackplane(Backplane):
         held = self._onces.get(key)
         if held is not None and held[2] <= monotonic():
             del self._onces[key]
+            self.stats["once_lapsed"] += 1
             return None
         return held
 
+    def _sweep_onces(self) -> None:
+        """Drop what lapsed, each time the store has doubled: nothing is kept past its time."""
+        onces = self._onces
+        if len(onces) < self._sweep_at:
+            return
+        now = monotonic()
+        lapsed = [key for key, held in onces.items() if held[2] <= now]
+        for key in lapsed:
+            del onces[key]
+        self.stats["once_lapsed"] += len(lapsed)
+        self._sweep_at = max(2 * len(onces), 1024)
+
     async def once_claim(self, key: str, owner: str, lease: float) -> tuple[str, bytes | None]:
         with self._hub_lock:
+            self._sweep_onces()
             held = self._once(key)
             if held is None:
                 self._onces[key] = ("R", owner, monotonic() + lease)
