@@ -495,8 +495,8 @@ def test_clients_carry_a_handlers_own_error_codes() -> None:
     typescript = generate_client(shop_app(), "typescript")
     assert '    order: { data: Order; reply: Order; errors: "unknown_item" };' in typescript
     assert "    free: { data: Order; reply: null; errors: never };" in typescript
-    assert '| "internal_error" | "unknown_item";' in typescript  # in ShopErrorCode
+    assert '| "unavailable" | "unknown_item";' in typescript  # in ShopErrorCode
     assert '  "unknown_item": "the item is not on the menu",' in typescript
     python = generate_client(shop_app(), "python")
     assert "        ``unknown_item``: the item is not on the menu" in python
-    assert "'internal_error', 'unknown_item']" in python  # in ShopErrorCode
+    assert "'unavailable', 'unknown_item']" in python  # in ShopErrorCode

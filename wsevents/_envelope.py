@@ -15,6 +15,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_SAFE_INTEGER",
     "SESSION_PARAMETER",
+    "SESSION_PATTERN",
     "BadEnvelope",
     "Message",
     "RequestId",
@@ -31,7 +32,8 @@ __all__ = [
 ASK = "ask"  # the key of a server request and of its answer: section 12
 # The handshake query parameter that names a client's session: section 12.
 SESSION_PARAMETER = "wsevents-session"
-_SESSION = re.compile(r"[A-Za-z0-9_-]{16,128}")
+SESSION_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"  # as the AsyncAPI document states it
+_SESSION = re.compile(SESSION_PATTERN)
 
 MAX_ID_LENGTH = 128
 # Integers beyond this lose precision in a browser's Number.

@@ -254,8 +254,6 @@ class Channel:
         )
         doc_summary, doc_description = docstring_of(func)
         own_errors = _error_codes(errors, what)
-        if once and ErrorCode.UNAVAILABLE.value not in dict(own_errors):
-            own_errors += ((ErrorCode.UNAVAILABLE.value, _UNAVAILABLE),)
         handler = Handler(
             event=event,
             func=func,
@@ -366,9 +364,6 @@ class Channel:
 
 
 _ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
-
-
-_UNAVAILABLE = "the backplane could not be reached: the handler did not run; send it again"
 
 
 def _error_codes(errors: Mapping[str, str] | None, what: str) -> tuple[tuple[str, str], ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._envelope import SESSION_PARAMETER
+from .._envelope import SESSION_PARAMETER, SESSION_PATTERN
 from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT
 from .._members import PRESENCE_EVENT
 from .._routing import Asked, Channel, Emit, Handler
@@ -111,7 +111,7 @@ class ChannelBuilder:
         }
         query[SESSION_PARAMETER] = {
             "type": "string",
-            "pattern": "^[A-Za-z0-9_-]{16,128}$",
+            "pattern": SESSION_PATTERN,
             "description": "The client's session: random, kept for the client's life and "
             "sent on every reconnect; a `once` handler runs at most once per session, "
             "event and request `id`. Malformed: the handshake is refused with 400.",

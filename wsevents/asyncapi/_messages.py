@@ -50,6 +50,8 @@ ERROR_CODES = {
     "`details` lists pydantic's `loc`, `msg` and `type`",
     ErrorCode.RATE_LIMITED: "too many events from this connection",
     ErrorCode.INTERNAL_ERROR: "the handler failed; no exception text is sent",
+    ErrorCode.UNAVAILABLE: "a `once` request could not be checked against earlier runs "
+    "(the backplane could not be reached): its handler did not run; send it again",
 }
 PARAMETER_KINDS = {
     "str": "one path segment",
@@ -213,7 +215,7 @@ def envelope_payload(
     if ask:
         properties["ask"] = {
             "type": "string",
-            "maxLength": 128,
+            "maxLength": MAX_ID_LENGTH,
             "description": "The server request's key; its answer carries it back.",
         }
         required.append("ask")
