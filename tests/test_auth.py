@@ -144,6 +144,13 @@ def test_the_asyncapi_document_describes_the_security_schemes() -> None:
         ("offered bearer.tok123, wsevents.json", "offered bearer.[redacted], wsevents.json"),
         ("login with password=hunter2 done", "login with password=[redacted] done"),
         ("what? nothing", "what? nothing"),
+        # Frames as websockets logs them: a refresh answer, cut in the middle, and in hex.
+        ("""TEXT '{"event":"wsevents.refresh","data":{"token":"e...2"},"ask":"q1"}' [91 bytes]""",
+         "TEXT [redacted] [91 bytes]"),
+        ("BINARY 83 a5 65 76 65 6e 74 b0 77 73 65 76 65 6e 74 73 ... 6d a3 61 73 6b [80 bytes]",
+         "BINARY [redacted] [80 bytes]"),
+        ("""TEXT '{"event":"said","data":{"text":"hi"}}' [37 bytes]""",
+         """TEXT '{"event":"said","data":{"text":"hi"}}' [37 bytes]"""),
     ],
 )  # fmt: skip
 def test_redact_removes_query_strings_and_tokens(line: str, expected: str) -> None:

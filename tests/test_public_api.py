@@ -48,7 +48,8 @@ def test_event_error_keeps_code_message_details() -> None:
 
 
 def test_codes_have_their_wire_values() -> None:
-    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 1011, 1013]
+    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 1011, 1013, 4401, 4403]
+    assert (CloseCode.CREDENTIALS_EXPIRED, CloseCode.ENDED_BY_APP) == (4401, 4403)
     assert [str(code) for code in ErrorCode] == [
         "bad_frame",
         "bad_envelope",
@@ -98,9 +99,10 @@ def test_connection_exposes_the_design_names_and_nothing_of_the_runtime() -> Non
     design = {
         "id", "channel", "params", "headers", "query_params", "cookies", "client", "state",
         "subprotocol", "topics", "send", "close", "subscribe", "unsubscribe", "publish",
-        "request", "session",
+        "request", "session", "user", "expires_at",
     }  # fmt: skip
-    documented = {"app", "scope", "close_code"}  # docs/reference.md, from the docstrings
+    # docs/reference.md, from the docstrings; refresh_with: what BearerAuth asks refreshes with
+    documented = {"app", "scope", "close_code", "refresh_with"}
     assert public == design | documented
 
 
@@ -112,6 +114,7 @@ def test_event_app_exposes_the_design_names_and_nothing_of_the_runtime() -> None
     design = {
         "on_connect", "on_disconnect", "exception_handler", "asyncapi", "lifespan", "publish",
         "send_to", "history", "presence", "presence_count", "request", "request_all",
+        "send_to_user", "disconnect",
     }  # fmt: skip
     configuration = {
         "channels", "title", "version", "description", "backplane", "limits",

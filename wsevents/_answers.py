@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -58,6 +58,16 @@ class Answerers:
     def remove(self, event: str) -> None:
         """Stop answering ``event``: its requests get ``unknown_event``."""
         self._by_event.pop(event, None)
+
+    async def answer_to(
+        self, decoded: dict[str, Any], ask: str, send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        """Answer a decoded server request with ``send``; one without an event is dropped."""
+        event = decoded.get("event")
+        if not isinstance(event, str) or not event:
+            logger.warning("the server sent a request without an event: %r", decoded)
+            return
+        await send(await self.answer(event, decoded.get("data"), ask))
 
     async def answer(self, event: str, data: Any, ask: str) -> dict[str, Any]:
         """The answer frame for a server request: call the answerer (awaited if async)."""

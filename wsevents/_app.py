@@ -27,10 +27,11 @@ from ._registry import ExceptionHandler, Registry
 from ._routing import Channel, Hook, bind_hook, callable_name
 from ._runtime import Runtime
 from ._stats import Stats
+from ._topics import check_topic
 from .auth import install_redaction
 from .backplane import Backplane, create_backplane
 from .codecs import Codec, CodecSet
-from .exceptions import RegistrationError
+from .exceptions import CloseCode, RegistrationError
 
 __all__ = ["EventApp"]
 
@@ -227,7 +228,7 @@ class EventApp:
             BackplaneUnavailable: a history topic's publication was not
                 confirmed within the rule's ``publish_timeout``; it reached nobody.
         """
-        return await self._runtime.broker.publish(topic, event, data, exclude)
+        return await self._runtime.broker.publish(check_topic(topic), event, data, exclude)
 
     async def history(
         self, topic: str, *, since: Position | None = None, limit: int = 100
@@ -273,6 +274,45 @@ class EventApp:
         An id nobody holds is dropped silently.
         """
         await self._runtime.broker.send_to(connection_id, event, data)
+
+    async def send_to_user(self, user: str, event: str, data: Any = None) -> None:
+        """Deliver ``event`` to every connection of ``user`` (``conn.user``), in every process.
+
+        It travels as a publish does: validated against the channels'
+        ``emits`` models first, encoded once per model and codec, and heard
+        only by the processes that hold a connection of that user. A user
+        with no connection is dropped silently.
+
+        Raises:
+            PayloadError: ``data`` does not match a channel's ``emits`` model.
+        """
+        await self._runtime.users.send_to_user(user, event, data)
+
+    async def disconnect(
+        self,
+        connection_id: str | None = None,
+        *,
+        user: str | None = None,
+        code: int = CloseCode.ENDED_BY_APP,
+        reason: str = "",
+    ) -> None:
+        """Close connections wherever they are: one by id, or every one of ``user``.
+
+        With both, the connection closes only if it is that user's. The
+        connections open when it is called close with ``code`` (4403 by
+        default: the wsevents clients do not reconnect after it) and
+        ``reason``, once the frames already queued for them are sent; a
+        handshake still in its ``on_connect`` hooks is not affected (revoke
+        the credential first, so that it is refused).
+
+        Raises:
+            ValueError: neither ``connection_id`` nor ``user``; a ``code``
+                that is not 1000 or 3000 to 4999; a ``reason`` over 123 bytes.
+            BackplaneUnavailable: the other processes could not be told (the
+                connections of this process are closed already).
+        """
+        await self._ensure_started()
+        await self._runtime.users.disconnect(connection_id, user, code, reason)
 
     async def request(
         self, connection_id: str, event: str, data: Any = None, *, timeout: float = 10.0

@@ -46,8 +46,8 @@ YIELD_AFTER = 64  # a publish to this many local subscribers lets the others run
 
 Find = Callable[[str], "Subscriber | None"]
 PushAll = Callable[[list[tuple[Any, "str | bytes"]]], bool]
-# Takes a server request or its answer from the backplane: (message, ours, heard before).
-HeardRequest = Callable[[dict[str, Any], bool, bool], None]
+# Takes a message that is no publication from the backplane: (message, ours, heard before).
+Heard = Callable[[dict[str, Any], bool, bool], None]
 
 
 class Broker:
@@ -90,11 +90,13 @@ class Broker:
         self._seen: dict[str, None] = {}  # recent message ids, oldest first
         self.streams = Streams(backplane, history, self._deliver_steps, _unpack)
         self.rooms = Rooms(backplane, presence, self.subscriptions)
-        self._heard_request: HeardRequest | None = None
+        # Who takes the messages that are not publications, by a key they carry:
+        # server requests (q) and answers (a), disconnects (k).
+        self._routes: dict[str, Heard] = {}
 
-    def route_requests(self, heard: HeardRequest) -> None:
-        """Hand the server requests and answers the backplane brings to ``heard``."""
-        self._heard_request = heard
+    def route(self, key: str, heard: Heard) -> None:
+        """Hand the backplane's messages that carry ``key`` to ``heard``, not to subscribers."""
+        self._routes[key] = heard
 
     async def send(self, topic: str, message: dict[str, Any]) -> int:
         """Publish ``message`` to ``topic`` now; return how many subscriptions heard it.
@@ -209,8 +211,9 @@ class Broker:
             await self._remove(record)
 
     def topics_of(self, subscriber: Subscriber) -> frozenset[str]:
-        """The topics and patterns ``subscriber`` is subscribed to."""
-        return self.subscriptions.topics_of(subscriber)
+        """The topics and patterns ``subscriber`` subscribed to (not the system's ``$`` ones)."""
+        topics = self.subscriptions.topics_of(subscriber)
+        return frozenset(t for t in topics if t[0] != "$") if topics else topics
 
     async def _remove(self, record: Subscription) -> None:
         """Forget ``record``; the backplane forgets its topic with its last subscriber here."""
@@ -269,9 +272,9 @@ class Broker:
         """Deliver to this process's subscribers of ``topic``, then to the other processes.
 
         A history topic's publication is kept first: it returns its position,
-        or raises ``BackplaneUnavailable`` and reaches nobody.
+        or raises ``BackplaneUnavailable`` and reaches nobody. ``topic`` is
+        checked by the caller (a user's system topic is not the app's to name).
         """
-        check_topic(topic)
         skip = _ids(exclude)
         # Validate against every declaration first, so that a PayloadError reaches
         # the caller before anyone got anything; the dumps are reused below.
@@ -450,12 +453,12 @@ class Broker:
                 return
             message_id = message["i"]
             ours, seen = message_id.startswith(self.node_id + ":"), message_id in self._seen
-            if "q" in message or "a" in message:  # a server request, or its answer
-                if not seen:
-                    self._remember(message_id)
-                if self._heard_request is not None:
-                    self._heard_request(message, ours, seen)
-                return
+            for key, heard in self._routes.items():
+                if key in message:  # a server request or its answer, a disconnect
+                    if not seen:
+                        self._remember(message_id)
+                    heard(message, ours, seen)
+                    return
             if ours or seen:
                 return
             self._remember(message_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING, Any
 
 from starlette.datastructures import Address, Headers, QueryParams, State
@@ -10,6 +11,8 @@ from starlette.types import Scope
 
 from ._asking import request
 from ._broker import encode_push
+from ._credentials import Check, check_expiry, check_user
+from ._outcomes import ConnectionState
 from ._topics import check_pattern
 from .exceptions import CloseCode
 
@@ -114,6 +117,57 @@ class Connection:
         on every reconnect: ``once`` handlers are keyed by it.
         """
         return self._session.client_session
+
+    @property
+    def user(self) -> str | None:
+        """The user this connection belongs to, or ``None``.
+
+        Set by an ``on_connect`` hook (``conn.user = "u1"``) or by
+        ``BearerAuth`` from a :class:`~wsevents.auth.Grant`; it cannot change
+        after the handshake. :meth:`EventApp.send_to_user` and
+        :meth:`EventApp.disconnect` find a user's connections by it.
+        """
+        return self._session.user
+
+    @user.setter
+    def user(self, user: str | None) -> None:
+        if self._session.state is not ConnectionState.CONNECTING:
+            raise RuntimeError("conn.user cannot change after the handshake")
+        self._session.credentials_to_set().user = check_user(user)
+
+    @property
+    def expires_at(self) -> float | None:
+        """When this connection's access ends (UNIX seconds), or ``None``: never.
+
+        The process that holds the connection closes it with 4401 at that
+        time, whoever set it; a handler may move it. Where ``BearerAuth`` set
+        it, the client is asked for a fresh token first (``wsevents.refresh``).
+        """
+        credentials = self._session.credentials
+        return None if credentials is None else credentials.expires_at
+
+    @expires_at.setter
+    def expires_at(self, expires_at: float | None) -> None:
+        self._session.credentials_to_set().expires_at = check_expiry(expires_at)
+
+    def refresh_with(self, check: Check, *, before: float = 30.0) -> None:
+        """Ask the client for a fresh token ``before`` seconds ahead of :attr:`expires_at`.
+
+        The server asks ``wsevents.refresh`` (data ``{"expires_at": t}``, the
+        time left as its timeout) and gives the ``token`` of the answer to
+        ``check``, which returns the new expiry (``None``: none) or raises
+        ``Reject`` to refuse. A refusal, an error answer, no answer or a
+        ``check`` that raises is logged once (never the token) and the
+        connection closes at :attr:`expires_at`. ``BearerAuth`` calls this for
+        a grant that expires; an auth hook of your own may too. Call it in an
+        ``on_connect`` hook: the refresh runs in the connection's context.
+        """
+        if isinstance(before, bool) or not isinstance(before, (int, float)) or before < 0:
+            raise ValueError(f"before must be a number of seconds >= 0, got {before!r}")
+        credentials = self._session.credentials_to_set()
+        credentials.check = check
+        credentials.before = float(before)
+        credentials.context = contextvars.copy_context()
 
     @property
     def close_code(self) -> int | None:

@@ -97,7 +97,7 @@ class Requests:
 
     Args:
         broker: where the messages travel (``send``) and come from (its
-            ``route_requests``).
+            ``route``).
         find: the open session with an id, in this process.
         channels: the app's channels as they are now (an answer from another
             process is validated by the asking channel's ``reply``).
@@ -117,7 +117,8 @@ class Requests:
         self._all: dict[str, _All] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._failures = Tally()
-        broker.route_requests(self.heard)
+        broker.route("q", self.heard)
+        broker.route("a", self.heard)
 
     async def stop(self) -> None:
         """Cancel the answers this process is still getting for other processes."""

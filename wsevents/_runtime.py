@@ -15,12 +15,13 @@ sessions, which would otherwise be reached into from two modules.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import suppress
-from time import monotonic
+from time import monotonic, time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -43,6 +44,7 @@ from ._routing import Channel
 from ._session import Session
 from ._stats import Stats
 from ._tasks import deadline
+from ._users import Users
 from .codecs import Codec
 from .exceptions import BackplaneUnavailable, CloseCode, Reject
 
@@ -110,6 +112,7 @@ class Runtime:
             push_all=push_all,
         )
         self.requests = Requests(self.broker, self.sessions.get, lambda: registry().channels)
+        self.users = Users(self.broker, self.sessions.get)
         self.once = OnceRuns(backplane, self.broker.node_id, request_window, backplane.once_lease)
         self._routers: dict[tuple[Channel, Codec], Router] = {}
         self._opening = 0  # handshakes in their on_connect hooks: they count as connections
@@ -129,6 +132,7 @@ class Runtime:
         cancelled: asyncio.CancelledError | None = None
         try:
             if session.accepted(asyncio.current_task()):
+                await self.users.join(session)
                 code = await session.run(receive)
             else:
                 code = None  # aborted during on_connect: its close frame goes now
@@ -312,15 +316,18 @@ class Runtime:
     def _watch_soon(self) -> None:
         if self._watchdog is None:
             loop = asyncio.get_running_loop()
-            self._watchdog = loop.call_later(WATCH_INTERVAL, self._watch)
+            # In a context of its own, not that of the connection whose handshake started it.
+            self._watchdog = loop.call_later(
+                WATCH_INTERVAL, self._watch, context=contextvars.Context()
+            )
 
     def _watch(self) -> None:
         self._watchdog = None
         if not self.sessions:
             return  # the next connection starts it again
-        now = monotonic()
+        now, wall = monotonic(), time()
         for session in list(self.sessions.values()):
-            session.watch(now)
+            session.watch(now, wall)
         self._watch_soon()
 
     # -- shutdown ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from starlette.types import Message, Scope, Send
 
 from ._calls import Handling
 from ._connection import Connection
+from ._credentials import Credentials, refresh
 from ._dispatch import Router
 from ._fanout import push_all
 from ._outcomes import Close, ConnectionState, Pushed
@@ -51,7 +52,7 @@ logger = logging.getLogger("wsevents")
 
 
 Frame = str | bytes
-_CLOSED = ConnectionState.CLOSED
+_OPEN, _CLOSED = ConnectionState.OPEN, ConnectionState.CLOSED
 _SEND, _QUEUED, _OVERFLOWED = Pushed.SEND, Pushed.QUEUED, Pushed.OVERFLOWED
 
 
@@ -79,6 +80,7 @@ class Session(Receiving):
         "client_session",
         "codec",
         "connection",
+        "credentials",
         "emitted",
         "id",
         "loop",
@@ -127,6 +129,8 @@ class Session(Receiving):
         self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
         self._handling = Handling()  # the tasks that read and handle, besides _task
+        # The user and expiry, where a hook set one (most connections: none).
+        self.credentials: Credentials | None = None
         self.connection: Connection = Connection(runtime.app, self, scope, params, subprotocol)
 
     def __repr__(self) -> str:
@@ -146,6 +150,18 @@ class Session(Receiving):
     def stats(self) -> Stats:
         """The app's counters."""
         return self._runtime.stats
+
+    @property
+    def user(self) -> str | None:
+        """The user the connection belongs to, or ``None``."""
+        credentials = self.credentials
+        return None if credentials is None else credentials.user
+
+    def credentials_to_set(self) -> Credentials:
+        """The credentials, made on first use: only the handshake may set the user."""
+        if self.credentials is None:
+            self.credentials = Credentials()
+        return self.credentials
 
     @property
     def backlogged(self) -> bool:
@@ -346,10 +362,26 @@ class Session(Receiving):
 
     # -- the end -----------------------------------------------------------------------
 
-    def watch(self, now: float) -> None:
-        """Let the core look at its timeouts; the watchdog calls this a few times a second."""
+    def watch(self, now: float, wall: float) -> None:
+        """Let the core look at its timeouts, and close or refresh expiring credentials.
+
+        The watchdog calls this a few times a second, with the monotonic and
+        the UNIX time.
+        """
         if self._core.check_time(now) is not None:
             self._aborted()
+            return
+        credentials = self.credentials
+        if credentials is None or self._core.state is not _OPEN:
+            return
+        if credentials.expired(wall):
+            self.stats.closed[CloseCode.CREDENTIALS_EXPIRED] += 1
+            logger.info("closing connection %s with 4401: credentials expired", self.id)
+            self.close(CloseCode.CREDENTIALS_EXPIRED, "credentials expired")
+            return
+        expires_at = credentials.due(wall)
+        if expires_at is not None:
+            credentials.start(refresh(self, credentials, expires_at))
 
     def host_cancelled(self) -> bool:
         """Account for a cancellation of the receive loop: whether the host asked for one too.
@@ -400,6 +432,8 @@ class Session(Receiving):
         self._task = None
         self._core.disconnected(code)
         self._gone()
+        if self.credentials is not None:
+            self.credentials.stop()
         writing = [task for task in (self._writer, self._finishing) if task is not None]
         self._writer = self._finishing = None
         for task in writing:

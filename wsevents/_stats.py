@@ -24,6 +24,9 @@ class Stats:
         # Server requests (conn.request), by outcome: answered, error, invalid, timeout, gone.
         self.requests: Counter[str] = Counter()
         self.answers_dropped = 0  # answers nobody waited for: late, or an unknown ask
+        # Refreshes of expiring credentials (wsevents.refresh), by outcome:
+        # refreshed, refused, failed (the check raised).
+        self.refreshes: Counter[str] = Counter()
 
     def error_sent(self, code: str, event: str | None) -> None:
         """Count an error frame, by code, and by event too for a registered event."""
@@ -51,6 +54,7 @@ class Stats:
             "rate_limited": self.rate_limited,
             "requests": dict(sorted(self.requests.items())),
             "answers_dropped": self.answers_dropped,
+            "refreshes": dict(sorted(self.refreshes.items())),
             "backplane": dict(backplane),
         }
 
@@ -77,6 +81,8 @@ _SERIES = (  # (snapshot key, metric name, type, help, label names)
      "Server requests made of clients, by outcome.", ("outcome",)),
     ("answers_dropped", "answers_dropped_total", "counter",
      "Answers to server requests that nobody waited for (late or unknown).", ()),
+    ("refreshes", "refreshes_total", "counter",
+     "Refreshes of expiring credentials, by outcome.", ("outcome",)),
 )  # fmt: skip
 
 

@@ -16,7 +16,8 @@ library: requests get an ``id`` and wait for the frame that answers it (an
 error frame raises :class:`~wsevents.EventError`); pushes go to the
 listeners of their event, or else to ``async for``. When the connection
 drops, it reconnects with exponential backoff and runs ``on_connect`` again,
-so the subscriptions the server keeps per connection can be made anew.
+so the subscriptions the server keeps per connection can be made anew; not
+after 4403, nor after 4401 without a ``token`` function (``_closes``).
 
 Requests outlive a dropped connection (docs/requests.md): kept until answered
 or timed out, they are sent again, same ``id``, in order, once reconnected and
@@ -37,7 +38,7 @@ import itertools
 import logging
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, Literal
@@ -49,6 +50,18 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ._answers import Answerer, Answerers, ask_of
+from ._closes import (
+    ConnectionClosedByServer,
+    ConnectionLost,
+    Token,
+    call_back,
+    check_token,
+    lost,
+    reconnect,
+    reconnects_after,
+    token_of,
+)
+from ._credentials import REFRESH_EVENT
 from ._envelope import Message, event_error
 from ._history import Position
 from ._kept import Out, handshake_url, track_position
@@ -63,10 +76,7 @@ logger = logging.getLogger("wsevents.client")
 DEFAULT_TIMEOUT = 10.0
 Listener = Callable[[Any], Any]
 OnConnect = Callable[["Client"], Any]
-
-
-class ConnectionLost(ConnectionError):
-    """The connection closed before a request was answered, or the client gave up."""
+OnDisconnect = Callable[["int | None", str], Any]
 
 
 class Client:
@@ -78,9 +88,16 @@ class Client:
     Args:
         url: the channel's ``ws://`` or ``wss://`` URL, query string included.
         codec: ``"json"`` (text frames) or ``"msgpack"`` (binary frames).
-        headers: extra handshake headers, such as ``Authorization``.
+        headers: extra handshake headers.
+        token: a bearer token (``Authorization: Bearer``), or a function (sync
+            or async) that returns one: called at every handshake and to answer
+            ``wsevents.refresh``. After a 4401 close the client reconnects
+            only with a function, which it calls first.
         on_connect: called with the client after every connection, the first
             and each reconnect (it may be async, and may make requests): subscribe here.
+        on_disconnect: called with the close code (``None`` where none came)
+            and reason each time an open connection closes, before any
+            reconnect (it may be async).
         reconnect: reconnect when the connection drops.
         backoff: the first and the longest wait between attempts, in seconds;
             each wait doubles, with jitter.
@@ -99,7 +116,9 @@ class Client:
         *,
         codec: Literal["json", "msgpack"] = "json",
         headers: Mapping[str, str] | None = None,
+        token: Token | None = None,
         on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
         reconnect: bool = True,
         backoff: tuple[float, float] = (0.1, 5.0),
         max_attempts: int | None = None,
@@ -112,7 +131,11 @@ class Client:
         self.url = url
         self.codec: Codec = JSONCodec() if codec == "json" else MessagePackCodec()
         self.headers = dict(headers or {})
+        self.token = check_token(token)
         self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.close_code: int | None = None  #: the last close's code (``None``: none came)
+        self.close_reason = ""  #: the last close's reason
         self.reconnect = reconnect
         Backoff(*backoff)  # refused here, not at the first reconnect
         self.backoff = backoff
@@ -137,6 +160,8 @@ class Client:
         self._pending: dict[int | str, Out] = {}  # in the order first sent
         self._listeners: dict[str, list[Listener]] = {}
         self._answerers = Answerers()
+        if token is not None:
+            self._answerers.add(REFRESH_EVENT, self._refreshed)
         self._inbox: deque[Message] = deque(maxlen=max_queue)
         self._arrived = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -215,7 +240,7 @@ class Client:
         if self._closed:
             raise ConnectionLost("the client is closed")
         if self._failure is not None:
-            raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
+            raise lost(self._failure, "the connection was lost: ") from self._failure
         limit = self.timeout if timeout is None else timeout
         request_id = next(self._ids)
         out = Out(self._encode(event, data, request_id), asyncio.get_running_loop().create_future())
@@ -246,7 +271,7 @@ class Client:
             if self._closed:
                 raise ConnectionLost("the client is closed")
             if self._failure is not None:
-                raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
+                raise lost(self._failure, "the connection was lost: ") from self._failure
             await asyncio.wait_for(self._connected.wait(), self.timeout)
         assert self._ws is not None
         return self._ws
@@ -298,7 +323,7 @@ class Client:
             if self._closed:
                 return
             if self._failure is not None:
-                raise ConnectionLost(f"the connection was lost: {self._failure}") from self._failure
+                raise lost(self._failure, "the connection was lost: ") from self._failure
             self._arrived.clear()
             await self._arrived.wait()
 
@@ -327,21 +352,12 @@ class Client:
 
     def _asked(self, ws: ClientConnection, decoded: dict[str, Any], ask: str) -> None:
         """Answer a server request in a task of its own, on the connection it came on."""
-        event = decoded.get("event")
-        if not isinstance(event, str) or not event:
-            logger.warning("the server sent a request without an event: %r", decoded)
-            return
 
-        async def answer() -> None:
-            frame = await self._answerers.answer(event, decoded.get("data"), ask)
-            try:
+        async def send(frame: dict[str, Any]) -> None:
+            with suppress(ConnectionClosed):  # the server sees the request unanswered
                 await ws.send(self.codec.encode(frame))
-            except ConnectionClosed:
-                logger.info("the connection closed before the answer to %r went out", event)
 
-        task = asyncio.ensure_future(answer())
-        self._tasks.add(task)
-        task.add_done_callback(self._listener_done)
+        self._spawn(self._answerers.answer_to(decoded, ask, send))
 
     def _call(self, listener: Listener, data: Any) -> None:
         try:
@@ -350,9 +366,12 @@ class Client:
             logger.exception("listener %r failed", listener)
             return
         if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(self._listener_done)
+            self._spawn(result)
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._listener_done)
 
     def _listener_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -361,12 +380,20 @@ class Client:
 
     # -- the connection and its reconnects -----------------------------------------
 
+    async def _refreshed(self, data: Any) -> dict[str, str]:
+        """Answer ``wsevents.refresh``: the token, a fresh one from a function."""
+        assert self.token is not None
+        return {"token": await token_of(self.token)}
+
     async def _connect(self, *, again: bool = False) -> None:
+        headers = self.headers
+        if self.token is not None:
+            headers = {**headers, "Authorization": f"Bearer {await token_of(self.token)}"}
         try:
             ws = await ws_connect(
                 handshake_url(self.url, self.session, self.positions),
                 subprotocols=[Subprotocol(self.codec.subprotocol)],
-                additional_headers=self.headers,
+                additional_headers=headers,
                 open_timeout=self.timeout,
                 max_size=None,
             )
@@ -418,7 +445,9 @@ class Client:
             self._connected.clear()
             if self._closed:
                 return
-            if not self.reconnect:
+            self.close_code, self.close_reason = error.code, error.reason
+            await call_back("on_disconnect", self.on_disconnect, error.code, error.reason)
+            if not self.reconnect or not reconnects_after(error.code, self.token):
                 self._give_up(error)
                 return
             try:
@@ -427,11 +456,9 @@ class Client:
                 self._give_up(exc)
                 return
             # Runs beside the reads, so that it can wait for replies.
-            hook = asyncio.ensure_future(self._connected_hook())
-            self._tasks.add(hook)
-            hook.add_done_callback(self._listener_done)
+            self._spawn(self._connected_hook())
 
-    async def _read(self, ws: ClientConnection) -> BaseException:
+    async def _read(self, ws: ClientConnection) -> ConnectionClosedByServer:
         try:
             async for payload in ws:
                 try:
@@ -448,29 +475,18 @@ class Client:
                 if fresh:
                     self._deliver(message)
         except ConnectionClosed as exc:
-            return exc
+            closed = exc.rcvd
+            if closed is None:  # no close frame came: the connection dropped
+                return ConnectionClosedByServer(None, str(exc))
+            return ConnectionClosedByServer(closed.code, closed.reason)
         return ConnectionClosedByServer(ws.close_code, ws.close_reason)
 
     async def _reconnect(self) -> None:
-        backoff = Backoff(*self.backoff)
-        for attempt in itertools.count(1):
-            if self.max_attempts is not None and attempt > self.max_attempts:
-                raise ConnectionLost(f"no connection after {self.max_attempts} attempts")
-            await asyncio.sleep(backoff.next())
-            try:
-                await self._connect(again=True)
-            except Reject as exc:
-                if exc.status < 500:  # refused for good: asking again will not help
-                    raise
-                logger.info("reconnect attempt %d refused: %s", attempt, exc)
-            except (OSError, asyncio.TimeoutError) as exc:
-                logger.info("reconnect attempt %d failed: %s", attempt, exc)
-            else:
-                return
+        await reconnect(lambda: self._connect(again=True), self.backoff, self.max_attempts)
 
     def _give_up(self, error: BaseException) -> None:
         self._failure = error
-        self._fail_pending(ConnectionLost(str(error)))
+        self._fail_pending(lost(error))
         self._arrived.set()
 
     def _fail_pending(self, error: Exception) -> None:
@@ -478,15 +494,6 @@ class Client:
         for out in pending.values():
             if not out.future.done():
                 out.future.set_exception(error)
-
-
-class ConnectionClosedByServer(ConnectionError):
-    """The server closed the connection cleanly."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"closed by the server with {code}: {reason or ''}".rstrip(": "))
-        self.code = code
-        self.reason = reason
 
 
 connect = Client

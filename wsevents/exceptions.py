@@ -49,6 +49,8 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
+    CREDENTIALS_EXPIRED = 4401  # the credentials expired, or a refresh was refused
+    ENDED_BY_APP = 4403  # EventApp.disconnect: clients do not reconnect after it
 
 
 class ErrorCode(str, Enum):
