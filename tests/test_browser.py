@@ -611,3 +611,74 @@ def test_the_browser_client_s_request_is_answered_once_though_the_connection_was
     assert out["nextId"] == 6  # five requests so far, the counter kept beside the session
     assert out["id"] == {"amount": 5, "run": 2}
     assert runs == [4, 5]
+
+
+BROWSER_CREDENTIALS = """async () => {
+  const { connect } = await import("/wsevents.js");
+  const base = `ws://${location.host}`;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const grant = (user, seconds, secret) => `${user}|${(Date.now() / 1000 + seconds).toFixed(3)}|${secret}`;
+  // A token function (a promise): kept connected across two refreshes.
+  const issued = [];
+  const closes = [];
+  const ann = await connect(`${base}/me`, {
+    token: async () => { issued.push(grant("ann", 1.6, `b${issued.length}`)); return issued.at(-1); },
+    onDisconnect: (code, reason) => closes.push([code, reason]),
+  });
+  const first = await ann.request("whoami");
+  await sleep((first.expires_at - Date.now() / 1000 + 1.2) * 1000);
+  const now = await ann.request("whoami");
+  // 4403: ended by the app; the client stops and says why.
+  const ended = [];
+  const cat = await connect(`${base}/hooked?user=cat`, { backoff: [50, 100], onDisconnect: (c, r) => ended.push([c, r]) });
+  await ann.request("end", { user: "cat", reason: "signed out" });
+  await sleep(600);
+  const afterEnd = await cat.request("whoami").catch((e) => [e.code, e.details]);
+  // 4401 with a string token: stops; with a function refused at the refresh: a fresh token, again.
+  const fixed = await connect(`${base}/me`, { token: grant("dan", 0.6, "s1"), backoff: [50, 100] });
+  const calls = [];
+  const eve = await connect(`${base}/me`, {
+    backoff: [50, 100],
+    tokenIn: "query",
+    token: () => { calls.push(calls.length === 1 ? "bob" : "eve"); return grant(calls.at(-1), calls.length === 1 ? 0.6 : 60, "q"); },
+  });
+  const eveFirst = await eve.request("whoami");
+  await sleep(1500);
+  const eveAgain = await eve.request("whoami");
+  const afterExpiry = await fixed.request("whoami").catch((e) => [e.code, e.details]);
+  ann.close();
+  eve.close();
+  return {
+    first, now, issued: issued.length, closes, ended, afterEnd, catReconnects: cat.reconnects,
+    catClose: cat.closeCode, afterExpiry, fixedReconnects: fixed.reconnects, fixedClose: fixed.closeCode,
+    calls, eveReconnects: eve.reconnects, sameEve: eveFirst.id === eveAgain.id, eveUser: eveAgain.user,
+  };
+}"""
+
+
+def test_the_browser_client_refreshes_its_token_and_stops_after_4403(browser: Any) -> None:
+    from tests.apps.credentials import app as credentials_app
+
+    with serve(credentials_app) as address:
+        page = open_page(browser, f"http://{address}/docs", [])
+        out = page.evaluate(BROWSER_CREDENTIALS)
+    # Two refreshes with the promise-returning function: the same connection, moved on.
+    assert out["closes"] == []
+    assert out["issued"] >= 3
+    assert out["now"]["id"] == out["first"]["id"]
+    assert out["now"]["expires_at"] > out["first"]["expires_at"] + 1.0
+    assert int(out["now"]["identity"]["secret"][1:]) >= 2  # replaced by the second refresh
+    # 4403: no reconnect, and the app is told.
+    assert out["ended"] == [[4403, "signed out"]]
+    assert out["catReconnects"] == 0
+    assert out["catClose"] == 4403
+    assert out["afterEnd"] == ["connection_lost", {"code": 4403, "reason": "signed out"}]
+    # 4401 with a string token: stopped; with a function: a fresh token and a new connection.
+    assert out["afterExpiry"] == [
+        "connection_lost",
+        {"code": 4401, "reason": "credentials expired"},
+    ]
+    assert (out["fixedReconnects"], out["fixedClose"]) == (0, 4401)
+    assert out["calls"] == ["eve", "bob", "eve"]
+    assert out["eveReconnects"] == 1
+    assert (out["sameEve"], out["eveUser"]) == (False, "eve")

@@ -63,8 +63,18 @@ export interface ConnectOptions {
   maxQueue?: number;
   /** Called after every connection, the first and each reconnect: rejoin here. */
   onConnect?: (client: Client) => void | Promise<void>;
-  /** Called when a connection closes, with its close code and reason. */
+  /** Called when a connection closes, with its close code and reason (4403: ended by the app; 4401: credentials expired). */
   onDisconnect?: (code: number, reason: string) => void;
+  /**
+   * A bearer token, or a function giving one (or a promise of one): offered at every handshake and
+   * given to answer wsevents.refresh. After a 4401 close the client reconnects only with a function,
+   * which it calls first; after 4403 it never does.
+   */
+  token?: string | (() => string | Promise<string>);
+  /** How the token travels: as the subprotocol "bearer.TOKEN" (the default) or as the query parameter ?token=. */
+  tokenIn?: "subprotocol" | "query";
+  /** The subprotocol prefix ("bearer.") or query parameter ("token") BearerAuth reads the token from. */
+  tokenName?: string;
   /** Positions held already, topic to [epoch, offset]: named in wsevents-resume from the first connection. */
   resume?: Record<string, [string, number]>;
   /** Keep positions in sessionStorage across a page reload (true). */
@@ -78,6 +88,8 @@ export class Client {
   readonly closed: boolean;
   /** How many times the connection was made again. */
   readonly reconnects: number;
+  /** The code of the last close, once one came (4403 and 4401 without a token function end the client). */
+  readonly closeCode: number | null;
   /** The position held in each history topic, sent in wsevents-resume on every reconnect. */
   readonly positions: Record<string, Position>;
   /** Pushes dropped because their position was held already. */

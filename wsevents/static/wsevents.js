@@ -21,6 +21,12 @@
 // runs a once handler once. client.answer(event, fn) answers the server's
 // requests (conn.request): fn's value, or the error it throws (its code).
 //
+// { token } (a string, or a function returning one or a promise of one) is
+// offered at every handshake as the subprotocol "bearer.TOKEN" (BearerAuth's;
+// { tokenIn: "query" } sends ?token= instead) and answers wsevents.refresh. The
+// client never reconnects after 4403 (the app ended the connection), nor after
+// 4401 (credentials expired) unless its token is a function, called first.
+//
 // On history topics it keeps client.positions (topic to {epoch, offset}),
 // updated by every push that carries a position and by wsevents.subscribed;
 // drops a push it holds already; names its positions in wsevents-resume on
@@ -260,6 +266,14 @@ export class Client {
     this.maxQueue = options.maxQueue ?? 1000;
     this.onConnect = options.onConnect ?? null;
     this.onDisconnect = options.onDisconnect ?? null;
+    this.token = options.token ?? null;
+    if (this.token !== null && typeof this.token !== "string" && typeof this.token !== "function") {
+      throw new TypeError("token must be a string or a function");
+    }
+    this.tokenIn = options.tokenIn ?? "subprotocol";
+    if (this.tokenIn !== "subprotocol" && this.tokenIn !== "query") throw new TypeError('tokenIn must be "subprotocol" or "query"');
+    this.tokenName = options.tokenName ?? (this.tokenIn === "query" ? "token" : "bearer.");
+    this.closeCode = null; // the last close's code, once one came
     this.reconnects = 0;
     this.socket = null;
     this.closed = false;
@@ -268,7 +282,16 @@ export class Client {
     this._pending = new Map(); // id -> {resolve, reject, timer, payload, sent}, in the order sent
     this._listeners = new Map();
     this._answerers = new Map();
+    if (this.token !== null) this._answerers.set("wsevents.refresh", async () => ({ token: await this._freshToken() }));
+    this._ended = null; // the close that ended the client for good (4403, or 4401 without a token function)
     this._outbox = [];
+  }
+
+  // The token to offer now: the string, or what the function gives.
+  async _freshToken() {
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    if (typeof token !== "string" || token === "") throw new TypeError("the token function must give a non-empty string");
+    return token;
   }
 
   get connected() {
@@ -280,9 +303,20 @@ export class Client {
     return this._open().then(() => this);
   }
 
-  _open() {
+  async _open() {
+    const token = this.token === null ? null : await this._freshToken();
+    const url = new URL(this._resumeUrl());
+    const protocols = [this.codec.subprotocol];
+    if (token !== null) {
+      if (this.tokenIn === "query") url.searchParams.set(this.tokenName, token);
+      else protocols.push(this.tokenName + token);
+    }
+    return this._connectSocket(url.href, protocols);
+  }
+
+  _connectSocket(url, protocols) {
     return new Promise((resolve, reject) => {
-      const socket = new WebSocket(this._resumeUrl(), [this.codec.subprotocol]);
+      const socket = new WebSocket(url, protocols);
       socket.binaryType = "arraybuffer";
       let opened = false;
       socket.onopen = async () => {
@@ -312,8 +346,12 @@ export class Client {
           return;
         }
         this.socket = null;
+        this.closeCode = event.code;
         if (this.onDisconnect) this.onDisconnect(event.code, event.reason);
-        if (!this.closed && this.reconnect) this._retry(1); // requests wait to be sent again
+        // 4403: the app ended it; 4401: credentials expired, and no function for a fresh token.
+        if (event.code === 4403 || (event.code === 4401 && typeof this.token !== "function")) {
+          this._end(event.code, event.reason);
+        } else if (!this.closed && this.reconnect) this._retry(1); // requests wait to be sent again
         else this._failPending("connection_lost", `the connection closed with ${event.code}`);
       };
     });
@@ -334,9 +372,23 @@ export class Client {
     try {
       await this._open();
       this.reconnects += 1;
-    } catch {
-      this._retry(attempt + 1);
+    } catch (error) {
+      if (error instanceof WSEventsError && error.code === "connection_failed") this._retry(attempt + 1);
+      else {
+        // The token function failed: no token, no connection, and no loop.
+        const text = `no token to reconnect with: ${error}`;
+        this._failPending("connection_lost", text);
+        this._emit("error", { code: "connection_lost", message: text, details: null });
+      }
     }
+  }
+
+  // The server ended the connection for good: nothing waits for a reconnect that will not come.
+  _end(code, reason) {
+    this._ended = { code, reason };
+    const text = `the server ended the connection with ${code}${reason ? ": " + reason : ""}`;
+    this._failPending("connection_lost", text, { code, reason });
+    this._outbox.length = 0;
   }
 
   _resumeUrl() {
@@ -383,9 +435,15 @@ export class Client {
     }
   }
 
+  _endedError() {
+    const { code, reason } = this._ended;
+    return new WSEventsError("connection_lost", `the server ended the connection with ${code}`, { code, reason });
+  }
+
   _transmit(message) {
     const payload = this.codec.encode(message);
     if (this.connected) this.socket.send(payload);
+    else if (this._ended) throw this._endedError();
     else if (this.closed) throw new WSEventsError("closed", "the client is closed");
     else if (this._outbox.length >= this.maxQueue) throw new WSEventsError("queue_full", "too many frames wait for the connection");
     else this._outbox.push(payload);
@@ -402,6 +460,7 @@ export class Client {
    */
   request(event, data = null, { timeout } = {}) {
     if (this.closed) return Promise.reject(new WSEventsError("closed", "the client is closed"));
+    if (this._ended) return Promise.reject(this._endedError());
     if (!this.connected && this._pending.size >= this.maxQueue) {
       return Promise.reject(new WSEventsError("queue_full", "too many requests wait for the connection"));
     }
@@ -520,10 +579,10 @@ export class Client {
     }
   }
 
-  _failPending(code, text) {
+  _failPending(code, text, details = null) {
     for (const [id, pending] of this._pending) {
       clearTimeout(pending.timer);
-      pending.reject(new WSEventsError(code, text));
+      pending.reject(new WSEventsError(code, text, details));
       this._pending.delete(id);
     }
   }
