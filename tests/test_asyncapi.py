@@ -27,6 +27,7 @@ from wsevents.testing import EventTestClient, FrameContractError, Message
 
 from .apps.history import app as history_app
 from .apps.presence import app as presence_app
+from .apps.credentials import app as credentials_app
 from .asyncapi_rules import problems, resolve
 from .stress.app import build as build_stress
 from .stress.corners import build as build_corners
@@ -46,6 +47,7 @@ def documents() -> dict[str, dict[str, Any]]:
         "corners": build_corners().asyncapi(),
         "history": history_app.asyncapi(),
         "presence": presence_app.asyncapi(),
+        "credentials": credentials_app.asyncapi(),
         "empty": EventApp([], title="Empty", version="0").asyncapi(),
     }
 
@@ -126,11 +128,14 @@ def test_the_rules_check_catches_what_it_claims_to() -> None:
 def test_chat_document_describes_the_wire_protocol() -> None:
     document = chat_events.asyncapi(root_path="/ws")
     assert document["asyncapi"] == "3.0.0"
+    close_codes = document["info"].pop("x-wsevents-close-codes")
     assert document["info"] == {
         "title": "Chat",
         "version": "1.0.0",
         "description": "A chat with rooms.",
     }
+    assert list(close_codes) == ["1000", "1001", "1008", "1009", "1011", "1013", "4401", "4403"]
+    assert "do not reconnect" in close_codes["4403"]
     channel = document["channels"]["chat_room"]
     assert channel["address"] == "/ws/chat/{room}"
     assert set(channel["parameters"]) == {"room"}

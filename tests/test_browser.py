@@ -682,3 +682,28 @@ def test_the_browser_client_refreshes_its_token_and_stops_after_4403(browser: An
     assert out["calls"] == ["eve", "bob", "eve"]
     assert out["eveReconnects"] == 1
     assert (out["sameEve"], out["eveUser"]) == (False, "eve")
+
+
+def test_docs_console_answers_a_refresh_with_the_token_it_was_given(browser: Any) -> None:
+    import time
+
+    from tests.apps.credentials import app as credentials_app
+
+    before = credentials_app.stats()["refreshes"].get("refreshed", 0)
+    blocked: list[str] = []
+    with serve(credentials_app) as address:
+        page = open_page(browser, f"http://{address}/docs", blocked)
+        assert page.query_selector("#event-me-ask-wsevents\\.refresh") is not None
+        close_codes = page.inner_text("#close-codes")
+        page.select_option("#console-channel", "me")
+        page.fill("#offer-bearer_", f"ann|{time.time() + 1.5:.3f}|docs")
+        page.click("#console-connect")
+        page.wait_for_selector("#console-send:not([disabled])")
+        page.wait_for_function("document.getElementById('log').textContent.includes('4401')")
+        log = page.inner_text("#log")
+    assert "4401" in close_codes and "do not reconnect" in close_codes
+    assert "→ answered wsevents.refresh with the token given" in log
+    assert '"event":"wsevents.refresh","data":{"expires_at"' in log
+    assert "closed with code 4401: credentials expired (the credentials expired" in log
+    assert credentials_app.stats()["refreshes"].get("refreshed", 0) == before + 1
+    assert blocked == []

@@ -391,3 +391,45 @@ async def test_no_token_reaches_the_log_at_trace_level_during_refreshes(tmp_path
     assert text.count("the check raised") == 1
     for kept in secrets:  # not even the part of a token a log line shows of a long frame
         assert not [kept[i : i + 6] for i in range(len(kept) - 5) if kept[i : i + 6] in text]
+
+
+def test_the_document_describes_wsevents_refresh_where_bearer_auth_guards_and_the_close_codes() -> (
+    None
+):
+    document = credentials_app.asyncapi()
+    operation = document["operations"]["me_send_wsevents_refresh_request"]
+    assert operation["action"] == "send"
+    channel = document["channels"]["me"]
+    asked = channel["messages"]["wsevents_refresh_request"]["$ref"].rsplit("/", 1)[1]
+    answer = channel["messages"]["wsevents_refresh_answer"]["$ref"].rsplit("/", 1)[1]
+    messages = document["components"]["messages"]
+    assert messages[asked]["payload"]["properties"]["event"]["const"] == "wsevents.refresh"
+    assert messages[asked]["payload"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/wsevents.Refresh"
+    }
+    assert messages[answer]["payload"]["properties"]["data"] == {
+        "$ref": "#/components/schemas/wsevents.RefreshAnswer"
+    }
+    assert messages[asked]["correlationId"] == {"$ref": "#/components/correlationIds/ask"}
+    assert [m["$ref"] for m in operation["reply"]["messages"]] == [
+        "#/channels/me/messages/wsevents_refresh_answer",
+        "#/channels/me/messages/error_answer",
+    ]
+    assert "4401" in operation["description"]
+    schemas = document["components"]["schemas"]
+    assert schemas["wsevents.RefreshAnswer"]["required"] == ["token"]
+    # The channel without BearerAuth is never asked.
+    assert not [key for key in document["operations"] if key.startswith("hooked_send_wsevents")]
+    codes = document["info"]["x-wsevents-close-codes"]
+    assert codes["4401"].startswith("the credentials expired")
+    assert codes["4403"].endswith("do not reconnect")
+
+
+def test_typed_clients_leave_wsevents_refresh_to_the_clients_token() -> None:
+    from wsevents.asyncapi import generate_client
+
+    python = generate_client(credentials_app, "python")
+    typescript = generate_client(credentials_app, "typescript")
+    assert "def whoami" in python and "whoami" in typescript  # the app's own events are there
+    assert "refresh" not in python
+    assert "wsevents.refresh" not in typescript

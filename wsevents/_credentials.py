@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._asking import request
+from ._envelope import REFRESH_EVENT
 from .exceptions import ConnectionGone, EventError, Reject, RequestTimeout
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ __all__ = ["REFRESH_EVENT", "Check", "Credentials", "check_expiry", "check_user"
 
 logger = logging.getLogger("wsevents")
 
-REFRESH_EVENT = "wsevents.refresh"
 MAX_USER_LENGTH = 512
 
 Check = Callable[[str], Awaitable["float | None"]]

@@ -14,6 +14,7 @@ __all__ = [
     "ASK",
     "MAX_ID_LENGTH",
     "MAX_SAFE_INTEGER",
+    "REFRESH_EVENT",
     "SESSION_PARAMETER",
     "SESSION_PATTERN",
     "BadEnvelope",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 ASK = "ask"  # the key of a server request and of its answer: section 12
+REFRESH_EVENT = "wsevents.refresh"  # the server request for a fresh token: section 15
 # The handshake query parameter that names a client's session: section 12.
 SESSION_PARAMETER = "wsevents-session"
 SESSION_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"  # as the AsyncAPI document states it

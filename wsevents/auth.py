@@ -175,6 +175,9 @@ class BearerAuth:
         setattr(conn.state, self.state_attribute, grant.identity)
         return grant.expires_at
 
+    #: The AsyncAPI document describes ``wsevents.refresh`` on the channels this hook guards.
+    asks_refresh = True
+
     def security_schemes(self) -> dict[str, dict[str, Any]]:
         """The AsyncAPI security schemes this hook accepts, by component key."""
         schemes: dict[str, dict[str, Any]] = {}

@@ -61,8 +61,7 @@ from ._closes import (
     reconnects_after,
     token_of,
 )
-from ._credentials import REFRESH_EVENT
-from ._envelope import Message, event_error
+from ._envelope import REFRESH_EVENT, Message, event_error
 from ._history import Position
 from ._kept import Out, handshake_url, track_position
 from ._retry import Backoff

@@ -119,6 +119,8 @@ def describe(app: Described, *, root_path: str = "") -> Api:
             continue
         _, reply = payload(operation["reply"]["messages"][0]["$ref"])
         if operation["action"] == "send":  # a server request, answered by the client
+            if event.startswith("wsevents."):
+                continue  # the protocol's own (wsevents.refresh): the clients answer it (token=)
             data, answer = body["properties"]["data"], reply["properties"]["data"]
             api.asks.append(Ask(event, key, data, answer, summary))
             continue

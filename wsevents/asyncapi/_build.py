@@ -22,10 +22,12 @@ __all__ = ["build_asyncapi"]
 from ._channels import ChannelBuilder
 from ._messages import (
     ASYNCAPI_VERSION,
+    CLOSE_CODES,
     DEFAULT_SERVER,
     history_schemas,
     presence_schemas,
     protocol_schemas,
+    refresh_schemas,
 )
 
 
@@ -62,10 +64,17 @@ def build_asyncapi(
     history = any(isinstance(rule, History) for rule in rules)
     # Which channel subscribes to which topic is not known here: all of them, then.
     presence = any(isinstance(rule, Presence) and rule.diffs for rule in rules)
+    app_refreshes = _refreshes(app.connect_hooks)
+    refreshing = {
+        channel.name
+        for channel in app.channels
+        if app_refreshes or _refreshes(channel.connect_hooks)
+    }
     protocol = {
         **protocol_schemas(),
         **(history_schemas() if history else {}),
         **(presence_schemas() if presence else {}),
+        **(refresh_schemas() if refreshing else {}),
     }
     every_schema = {**schemas.components, **protocol}
     titles = set_titles(every_schema, keep=protocol)
@@ -79,7 +88,7 @@ def build_asyncapi(
             }
         },
     }
-    if any(channel.asked for channel in app.channels):
+    if refreshing or any(channel.asked for channel in app.channels):
         components["correlationIds"]["ask"] = {
             "description": "A client's answer carries the `ask` of the server request it answers.",
             "location": "$message.payload#/ask",
@@ -98,6 +107,7 @@ def build_asyncapi(
             titles,
             history=history,
             presence=presence,
+            refresh=channel.name in refreshing,
         )
         channels[channel.name] = builder.channel(root_path, app.subprotocols)
         schemes = {**app_schemes, **_security(channel.connect_hooks)}
@@ -112,6 +122,8 @@ def build_asyncapi(
     if app.description:
         info["description"] = app.description
     document: dict[str, Any] = {"asyncapi": ASYNCAPI_VERSION, "info": info}
+    # What each close code the server sends means, and whether to reconnect.
+    info["x-wsevents-close-codes"] = {str(int(code)): why for code, why in CLOSE_CODES.items()}
     document["servers"] = app.servers or {"default": server_object(server or DEFAULT_SERVER)}
     document.update(
         {
@@ -151,6 +163,11 @@ def _security(hooks: Iterable[Hook]) -> dict[str, Any]:
         if callable(describe):
             schemes.update(describe())
     return schemes
+
+
+def _refreshes(hooks: Iterable[Hook]) -> bool:
+    """Whether an ``on_connect`` hook may ask ``wsevents.refresh`` (``BearerAuth`` may)."""
+    return any(getattr(hook.func, "asks_refresh", False) for hook in hooks)
 
 
 def _models(channels: Iterable[Channel]) -> list[tuple[Any, Any]]:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._envelope import SESSION_PARAMETER, SESSION_PATTERN
+from .._envelope import REFRESH_EVENT, SESSION_PARAMETER, SESSION_PATTERN
 from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT
 from .._members import PRESENCE_EVENT
 from .._routing import Asked, Channel, Emit, Handler
+from ..exceptions import CloseCode
 from ._messages import (
     ERROR_CODES,
     PARAMETER_KINDS,
     POSITION_KEYS,
     PRESENCE_DATA,
+    REFRESH_ANSWER_DATA,
+    REFRESH_DATA,
     SUBSCRIBED_DATA,
     drop_none,
     envelope_payload,
@@ -50,6 +53,7 @@ class ChannelBuilder:
         *,
         history: bool = False,
         presence: bool = False,
+        refresh: bool = False,
     ) -> None:
         self.ch = channel
         self.history = history  # the app has topics that keep history
@@ -69,10 +73,12 @@ class ChannelBuilder:
             self._add_handler(handler)
         for emit in channel.emitted.values():
             self._add_emit(emit)
-        if channel.asked:
+        if channel.asked or refresh:
             self._add_message("error_answer", error_answer(self._title("error_answer", "Frame")))
         for asked in channel.asked.values():
             self._add_asked(asked)
+        if refresh:
+            self._add_refresh()
         self._add_operation("send", "error", "error", summary="An error frame.", description=None)
         if history:
             self._add_subscribed()
@@ -376,13 +382,22 @@ class ChannelBuilder:
         title: str,
         summary: str | None,
         description: str | None,
+        protocol: tuple[str, Any] | None = None,
     ) -> None:
-        """A frame of a server request, either way: ``event`` with ``model`` and ``ask``."""
-        if model is None:
-            data: dict[str, Any] = {"description": "Any JSON value."}
+        """A frame of a server request, either way: ``event`` with ``model`` and ``ask``.
+
+        ``protocol``: a request of the protocol's own, its data a protocol
+        schema's name and an example instead of a model.
+        """
+        if protocol is not None:
+            data: dict[str, Any] = schema_ref(protocol[0])
+            example = protocol[1]
         else:
-            data = self.schemas.schema(model, mode)
-        example = example_data(data, self.schemas, model)
+            if model is None:
+                data = {"description": "Any JSON value."}
+            else:
+                data = self.schemas.schema(model, mode)
+            example = example_data(data, self.schemas, model)
         payload = envelope_payload(
             event,
             data,
@@ -403,6 +418,43 @@ class ChannelBuilder:
                 by_ask=True,
                 example=_with_ask(example_envelope(event, example, None, True)),
             ),
+        )
+
+    def _add_refresh(self) -> None:
+        """``wsevents.refresh``: the server asks for a fresh token before the credentials expire."""
+        key = unique_key("wsevents_refresh_request", self._taken)
+        answer_key = unique_key("wsevents_refresh_answer", self._taken)
+        summary = "Asks for a fresh token before the connection's credentials expire."
+        description = (
+            f"Sent `refresh_before` seconds ahead of `expires_at` (UNIX seconds) to a "
+            "connection whose token expires, the time left as its timeout. The answer's "
+            "token must be the same user's and not expired: the connection then lives on. "
+            f"Anything else, or no answer, and the connection closes with "
+            f"{CloseCode.CREDENTIALS_EXPIRED} at `expires_at`, not before."
+        )
+        for frame_key, schema, example, part, title in (
+            (key, REFRESH_DATA, {"expires_at": 1767225600.0}, "Ask", "(server request)"),
+            (answer_key, REFRESH_ANSWER_DATA, {"token": "eyJhbGciOi..."}, "Answer", "(answer)"),
+        ):
+            self._add_ask_message(
+                frame_key,
+                REFRESH_EVENT,
+                None,
+                "serialization",
+                title_part=part,
+                title=f"{REFRESH_EVENT} {title}",
+                summary=summary if part == "Ask" else "The fresh token, with the request's `ask`.",
+                description=description if part == "Ask" else None,
+                protocol=(schema, example),
+            )
+        self._add_operation(
+            "send",
+            key,
+            key,
+            summary=summary,
+            description=description,
+            reply_key=answer_key,
+            error_key="error_answer",
         )
 
     def _add_subscribed(self) -> None:

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
 from .._history import RESUME_PARAMETER
-from ..exceptions import ErrorCode
+from ..exceptions import CloseCode, ErrorCode
 from ._schemas import REF_PREFIX, SchemaSet, example_for
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -28,6 +28,8 @@ REQUEST_ID = "wsevents.RequestId"
 ERROR_DATA = "wsevents.ErrorData"
 SUBSCRIBED_DATA = "wsevents.Subscribed"
 PRESENCE_DATA = "wsevents.PresenceDiff"
+REFRESH_DATA = "wsevents.Refresh"
+REFRESH_ANSWER_DATA = "wsevents.RefreshAnswer"
 CORRELATION = {"$ref": "#/components/correlationIds/requestId"}
 ASK_CORRELATION = {"$ref": "#/components/correlationIds/ask"}
 KEY = re.compile(r"[^A-Za-z0-9_]+")
@@ -52,6 +54,19 @@ ERROR_CODES = {
     ErrorCode.INTERNAL_ERROR: "the handler failed; no exception text is sent",
     ErrorCode.UNAVAILABLE: "a `once` request could not be checked against earlier runs "
     "(the backplane could not be reached): its handler did not run; send it again",
+}
+# The close codes wsevents sends, and what a client should do after each.
+CLOSE_CODES = {
+    CloseCode.NORMAL_CLOSURE: "closed by the application, or idle for `Limits.idle_timeout`",
+    CloseCode.GOING_AWAY: "the server is shutting down: reconnect",
+    CloseCode.POLICY_VIOLATION: "too many frames refused by the rate limit, or waiting",
+    CloseCode.MESSAGE_TOO_BIG: "a frame over `Limits.max_message_bytes`",
+    CloseCode.INTERNAL_ERROR: "the server failed",
+    CloseCode.TRY_AGAIN_LATER: "the client read too slowly (its send queue filled, or a send "
+    "timed out): reconnect",
+    CloseCode.CREDENTIALS_EXPIRED: "the credentials expired, or a refresh was refused: "
+    "reconnect only with a fresh token",
+    CloseCode.ENDED_BY_APP: "ended by the application (`EventApp.disconnect`): do not reconnect",
 }
 PARAMETER_KINDS = {
     "str": "one path segment",
@@ -90,6 +105,26 @@ def protocol_schemas() -> dict[str, Any]:
                     "objects (`loc` relative to `data`); else what the application sent, or null."
                 },
             },
+        },
+    }
+
+
+def refresh_schemas() -> dict[str, Any]:
+    """The data of ``wsevents.refresh`` and of its answer."""
+    return {
+        REFRESH_DATA: {
+            "title": "Refresh",
+            "description": "When the connection's credentials expire.",
+            "type": "object",
+            "required": ["expires_at"],
+            "properties": {"expires_at": {"type": "number", "description": "UNIX seconds."}},
+        },
+        REFRESH_ANSWER_DATA: {
+            "title": "RefreshAnswer",
+            "description": "A fresh token, checked as the handshake's was.",
+            "type": "object",
+            "required": ["token"],
+            "properties": {"token": {"type": "string", "minLength": 1}},
         },
     }
 
