@@ -106,6 +106,7 @@ schemas:
 	$(BIN)/wsevents asyncapi examples.chat.app:app --output schemas/chat.asyncapi.json
 	$(BIN)/wsevents asyncapi examples.fastapi_app:app --output schemas/fastapi_app.asyncapi.json
 	$(BIN)/wsevents asyncapi examples.orders.app:app --output schemas/orders.asyncapi.json
+	$(BIN)/wsevents asyncapi examples.accounts.app:app --output schemas/accounts.asyncapi.json
 
 $(STAMP)/install-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'

@@ -20,14 +20,15 @@ from starlette.testclient import TestClient
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
 from examples.fastapi_app import app as fastapi_app
+from examples.accounts.app import events as accounts_events
 from examples.orders.app import events as orders_events
 from wsevents import Channel, Connection, EventApp, EventError, RegistrationError
 from wsevents.asyncapi import build_asyncapi
 from wsevents.testing import EventTestClient, FrameContractError, Message
 
+from .apps.credentials import app as credentials_app
 from .apps.history import app as history_app
 from .apps.presence import app as presence_app
-from .apps.credentials import app as credentials_app
 from .asyncapi_rules import problems, resolve
 from .stress.app import build as build_stress
 from .stress.corners import build as build_corners
@@ -48,6 +49,7 @@ def documents() -> dict[str, dict[str, Any]]:
         "history": history_app.asyncapi(),
         "presence": presence_app.asyncapi(),
         "credentials": credentials_app.asyncapi(),
+        "accounts": accounts_events.asyncapi(root_path="/ws"),
         "empty": EventApp([], title="Empty", version="0").asyncapi(),
     }
 

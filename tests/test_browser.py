@@ -617,12 +617,16 @@ BROWSER_CREDENTIALS = """async () => {
   const { connect } = await import("/wsevents.js");
   const base = `ws://${location.host}`;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const grant = (user, seconds, secret) => `${user}|${(Date.now() / 1000 + seconds).toFixed(3)}|${secret}`;
+  const grant = (user, seconds, secret) =>
+    `${user}|${(Date.now() / 1000 + seconds).toFixed(3)}|${secret}`;
   // A token function (a promise): kept connected across two refreshes.
   const issued = [];
   const closes = [];
   const ann = await connect(`${base}/me`, {
-    token: async () => { issued.push(grant("ann", 1.6, `b${issued.length}`)); return issued.at(-1); },
+    token: async () => {
+      issued.push(grant("ann", 1.6, `b${issued.length}`));
+      return issued.at(-1);
+    },
     onDisconnect: (code, reason) => closes.push([code, reason]),
   });
   const first = await ann.request("whoami");
@@ -630,7 +634,10 @@ BROWSER_CREDENTIALS = """async () => {
   const now = await ann.request("whoami");
   // 4403: ended by the app; the client stops and says why.
   const ended = [];
-  const cat = await connect(`${base}/hooked?user=cat`, { backoff: [50, 100], onDisconnect: (c, r) => ended.push([c, r]) });
+  const cat = await connect(`${base}/hooked?user=cat`, {
+    backoff: [50, 100],
+    onDisconnect: (c, r) => ended.push([c, r]),
+  });
   await ann.request("end", { user: "cat", reason: "signed out" });
   await sleep(600);
   const afterEnd = await cat.request("whoami").catch((e) => [e.code, e.details]);
@@ -640,7 +647,10 @@ BROWSER_CREDENTIALS = """async () => {
   const eve = await connect(`${base}/me`, {
     backoff: [50, 100],
     tokenIn: "query",
-    token: () => { calls.push(calls.length === 1 ? "bob" : "eve"); return grant(calls.at(-1), calls.length === 1 ? 0.6 : 60, "q"); },
+    token: () => {
+      calls.push(calls.length === 1 ? "bob" : "eve");
+      return grant(calls.at(-1), calls.length === 1 ? 0.6 : 60, "q");
+    },
   });
   const eveFirst = await eve.request("whoami");
   await sleep(1500);
@@ -649,9 +659,10 @@ BROWSER_CREDENTIALS = """async () => {
   ann.close();
   eve.close();
   return {
-    first, now, issued: issued.length, closes, ended, afterEnd, catReconnects: cat.reconnects,
-    catClose: cat.closeCode, afterExpiry, fixedReconnects: fixed.reconnects, fixedClose: fixed.closeCode,
-    calls, eveReconnects: eve.reconnects, sameEve: eveFirst.id === eveAgain.id, eveUser: eveAgain.user,
+    first, now, issued: issued.length, closes, ended, afterEnd,
+    catReconnects: cat.reconnects, catClose: cat.closeCode, afterExpiry,
+    fixedReconnects: fixed.reconnects, fixedClose: fixed.closeCode, calls,
+    eveReconnects: eve.reconnects, sameEve: eveFirst.id === eveAgain.id, eveUser: eveAgain.user,
   };
 }"""
 
@@ -701,7 +712,8 @@ def test_docs_console_answers_a_refresh_with_the_token_it_was_given(browser: Any
         page.wait_for_selector("#console-send:not([disabled])")
         page.wait_for_function("document.getElementById('log').textContent.includes('4401')")
         log = page.inner_text("#log")
-    assert "4401" in close_codes and "do not reconnect" in close_codes
+    assert "4401" in close_codes
+    assert "do not reconnect" in close_codes
     assert "→ answered wsevents.refresh with the token given" in log
     assert '"event":"wsevents.refresh","data":{"expires_at"' in log
     assert "closed with code 4401: credentials expired (the credentials expired" in log

@@ -52,6 +52,7 @@ def test_asyncapi_yaml_root_path_and_output(tmp_path: Path) -> None:
         ("examples.chat.app:app", "chat"),
         ("examples.fastapi_app:app", "fastapi_app"),
         ("examples.orders.app:app", "orders"),
+        ("examples.accounts.app:app", "accounts"),
     ],
 )
 def test_schemas_in_the_repository_are_fresh(

@@ -281,3 +281,59 @@ async def _drain(client: Any) -> Any:
     """The pushes already waiting, without waiting for more."""
     while client._inbox:
         yield client._inbox.popleft()
+
+
+@pytest.mark.anyio
+async def test_accounts_refresh_message_a_user_and_sign_out_everywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accounts example over uvicorn: PyJWT tokens, refreshed, then revoked."""
+    from examples.accounts import app as accounts
+    from wsevents.client import ConnectionLost
+    from wsevents.client import connect as client_connect
+
+    monkeypatch.setattr(accounts, "LIFETIME", 2.0)  # short-lived tokens, refreshed 1 s ahead
+    monkeypatch.setattr(accounts.auth, "refresh_before", 1.0)
+    with serve(accounts.app) as address:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+
+            async def login() -> str:
+                answer = await http.post("/login", json={"user": "ann"})
+                token: str = answer.json()["token"]
+                return token
+
+            closes: list[tuple[int | None, str]] = []
+            url = f"ws://{address}/ws/inbox"
+            async with (
+                client_connect(url, token=login, on_disconnect=lambda *c: closes.append(c)) as ann,
+                client_connect(url, token=login) as ann_phone,
+            ):
+                first = await ann.request("whoami")
+                assert first["user"] == "ann"
+                await asyncio.sleep(first["expires_at"] - time.time() + 1.2)  # past its expiry
+                again = await ann.request("whoami")
+                assert again["expires_at"] > first["expires_at"]  # refreshed in band
+                assert (closes, ann.reconnects) == ([], 0)
+                sent = await http.post("/users/ann/messages", json={"text": "lunch?"})
+                assert sent.status_code == 202
+                for client in (ann, ann_phone):
+                    pushed = await asyncio.wait_for(anext(aiter(client)), 5)
+                    assert (pushed.event, pushed.data) == ("message", {"text": "lunch?"})
+                old = await login()
+                assert (await http.post("/users/ann/logout")).status_code == 200
+                with pytest.raises(ConnectionLost) as lost:
+                    await asyncio.wait_for(ann_phone.request("whoami"), 5)
+                assert (lost.value.code, lost.value.reason) == (4403, "signed out")
+                assert closes == [(4403, "signed out")]
+                assert (ann.reconnects, ann_phone.reconnects) == (0, 0)
+            # A token from before the logout is refused; a new login gets in.
+            with pytest.raises(Reject) as refused:
+                async with client_connect(url, token=old):
+                    pass
+            assert refused.value.status == 403
+            async with client_connect(url, token=login) as back:
+                assert (await back.request("whoami"))["user"] == "ann"
+        garbage = await asyncio.to_thread(
+            httpx.post, f"http://{address}/login", json={"user": "Ann Smith"}
+        )
+        assert garbage.status_code == 422
