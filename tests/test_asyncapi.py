@@ -17,10 +17,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from examples.accounts.app import events as accounts_events
 from examples.chat.app import app as chat_app
 from examples.chat.app import events as chat_events
 from examples.fastapi_app import app as fastapi_app
-from examples.accounts.app import events as accounts_events
 from examples.orders.app import events as orders_events
 from wsevents import Channel, Connection, EventApp, EventError, RegistrationError
 from wsevents.asyncapi import build_asyncapi

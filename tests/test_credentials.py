@@ -171,6 +171,7 @@ def refused_answers() -> list[Any]:
         pytest.param(lambda: token("raise"), id="verify-raises"),
         pytest.param(lambda: token("plain"), id="plain-identity"),
         pytest.param(lambda: token("ann", -5), id="expired-grant"),
+        pytest.param(lambda: token("ann", 60, "slow"), id="verify-slower-than-the-time-left"),
     ]
 
 

@@ -365,3 +365,42 @@ async def test_requests_page_python_client_answers_and_refuses(module: types.Mod
     assert placed["item"] == "teapot"
     assert placed["quantity"] == 2
     assert (refused.value.code, refused.value.message) == ("declined", "not now")
+
+
+SECURITY = ROOT / "docs" / "security.md"
+
+
+def test_security_page_shows_the_accounts_example_as_it_is() -> None:
+    shown = blocks(SECURITY, "python")[1:]  # the first is the BearerAuth introduction
+    assert len(shown) == 2
+    assert "Grant(identity=claims" in shown[0]
+    assert "events.disconnect(user=user" in shown[1]
+    source = (ROOT / "examples" / "accounts" / "app.py").read_text()
+    for block in shown:
+        assert block in source
+
+
+def test_protocol_page_refresh_exchange_replays_against_an_expiring_connection() -> None:
+    import time
+
+    from tests.apps.credentials import app as credentials_app
+
+    (exchange,) = [b for b in blocks(ROOT / "docs" / "protocol.md", "text") if "refresh" in b]
+    asked_line, answer_line = exchange.strip().splitlines()
+    assert asked_line.startswith("← ")
+    assert answer_line.startswith("→ ")
+    shown_ask, shown_answer = json.loads(asked_line[2:]), json.loads(answer_line[2:])
+    expires_at = time.time() + 1.5
+    first = f"ann|{expires_at:.3f}|docs1"
+    with (
+        EventTestClient(credentials_app) as client,
+        client.connect("/me", headers={"Authorization": f"Bearer {first}"}) as ws,
+    ):
+        asked = json.loads(ws.receive_raw(timeout=5))
+        assert asked == {**shown_ask, "data": {"expires_at": float(f"{expires_at:.3f}")}}
+        fresh = f"ann|{time.time() + 60:.3f}|docs2"
+        ws.send_raw(json.dumps({**shown_answer, "data": {"token": fresh}}))
+        time.sleep(2.0)  # past the first expiry
+        me = ws.request("whoami")
+    assert me["identity"]["secret"] == "docs2"
+    assert me["expires_at"] > expires_at + 50

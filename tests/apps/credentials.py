@@ -5,7 +5,8 @@ is ``USER|EXPIRES_AT|SECRET`` (``EXPIRES_AT`` in UNIX seconds, ``-`` for
 none): ``verify`` grants it to ``USER`` until then. ``plain|-|SECRET`` is a
 plain identity (no user, no expiry), ``refuse|-|SECRET`` is refused and
 ``raise|-|SECRET`` makes ``verify`` raise, with the token in its message
-(which must never reach a log line).
+(which must never reach a log line); a ``SECRET`` starting with ``slow``
+takes ``verify`` 3 s.
 
 - ``/me``: ``BearerAuth`` with ``refresh_before`` from ``WSEVENTS_REFRESH_BEFORE`` (1 s).
 - ``/hooked?user=U&ttl=S``: no ``BearerAuth``; a hook sets ``conn.user`` and
@@ -17,6 +18,7 @@ and ``expire_in`` (a handler moves ``conn.expires_at``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -29,11 +31,13 @@ from wsevents.auth import BearerAuth, Grant
 VERIFIED: list[str] = []  # the users whose tokens verify saw, in order
 
 
-def verify(token: str) -> Any:
+async def verify(token: str) -> Any:
     user, _, rest = token.partition("|")
     expires, _, secret = rest.partition("|")
     if not secret:
         return None
+    if secret.startswith("slow"):
+        await asyncio.sleep(3.0)  # a verify slower than the time left
     VERIFIED.append(user)
     if user == "refuse":
         return None
