@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._envelope import REFRESH_EVENT, SESSION_PARAMETER, SESSION_PATTERN
-from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT
+from .._envelope import REFRESH_EVENT
+from .._history import SUBSCRIBED_EVENT
 from .._members import PRESENCE_EVENT
 from .._routing import Asked, Channel, Emit, Handler
 from ..exceptions import CloseCode
@@ -37,6 +37,7 @@ from ._messages import (
     safe_key,
     schema_ref,
     unique_key,
+    ws_binding,
 )
 from ._schemas import Mode, SchemaSet, identifier
 
@@ -95,46 +96,7 @@ class ChannelBuilder:
             }
             for name, kind in ch.param_kinds.items()
         }
-        protocols = ", ".join(f"`{name}`" for name in subprotocols)
-        binding: dict[str, Any] = {
-            "method": "GET",
-            "headers": {
-                "type": "object",
-                "properties": {
-                    "Sec-WebSocket-Protocol": {
-                        "type": "string",
-                        "description": f"Offer one of {protocols}: JSON envelopes in text "
-                        "frames (`application/json`) or MessagePack maps in binary frames "
-                        "(`application/msgpack`). Without one, JSON.",
-                    }
-                },
-            },
-            "bindingVersion": "0.1.0",
-        }
-        query: dict[str, Any] = {
-            name: {"type": "string", "description": description}
-            for name, description in ch.query.items()
-        }
-        query[SESSION_PARAMETER] = {
-            "type": "string",
-            "pattern": SESSION_PATTERN,
-            "description": "The client's session: random, kept for the client's life and "
-            "sent on every reconnect; a `once` handler runs at most once per session, "
-            "event and request `id`. Malformed: the handshake is refused with 400.",
-        }
-        if self.history:
-            query |= {
-                RESUME_PARAMETER: {
-                    "type": "string",
-                    "description": "The positions the client holds, as URL-encoded "
-                    'JSON: topic to `[epoch, offset]`, e.g. `{"rooms/lobby": ["k3x9", 42]}`. '
-                    "Subscribing to such a topic then replays what came after the "
-                    f"position, before `{SUBSCRIBED_EVENT}`. Malformed: the handshake "
-                    "is refused with 400.",
-                }
-            }
-        if query:
-            binding["query"] = {"type": "object", "properties": query}
+        binding = ws_binding(subprotocols, ch.query, history=self.history)
         return drop_none(
             {
                 "address": address,

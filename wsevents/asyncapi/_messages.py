@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import KeysView
+from collections.abc import KeysView, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER
-from .._history import RESUME_PARAMETER
+from .._envelope import MAX_ID_LENGTH, MAX_SAFE_INTEGER, SESSION_PARAMETER, SESSION_PATTERN
+from .._history import RESUME_PARAMETER, SUBSCRIBED_EVENT
 from ..exceptions import CloseCode, ErrorCode
 from ._schemas import REF_PREFIX, SchemaSet, example_for
 
@@ -409,3 +409,50 @@ def error_answer(title: str) -> dict[str, Any]:
             "ask": "q1",
         },
     )
+
+
+def ws_binding(
+    subprotocols: list[str], query_params: Mapping[str, str], *, history: bool
+) -> dict[str, Any]:
+    """A channel's ``ws`` binding: the subprotocols, and the query parameters it takes."""
+    protocols = ", ".join(f"`{name}`" for name in subprotocols)
+    binding: dict[str, Any] = {
+        "method": "GET",
+        "headers": {
+            "type": "object",
+            "properties": {
+                "Sec-WebSocket-Protocol": {
+                    "type": "string",
+                    "description": f"Offer one of {protocols}: JSON envelopes in text "
+                    "frames (`application/json`) or MessagePack maps in binary frames "
+                    "(`application/msgpack`). Without one, JSON.",
+                }
+            },
+        },
+        "bindingVersion": "0.1.0",
+    }
+    query: dict[str, Any] = {
+        name: {"type": "string", "description": description}
+        for name, description in query_params.items()
+    }
+    query[SESSION_PARAMETER] = {
+        "type": "string",
+        "pattern": SESSION_PATTERN,
+        "description": "The client's session: random, kept for the client's life and "
+        "sent on every reconnect; a `once` handler runs at most once per session, "
+        "event and request `id`. Malformed: the handshake is refused with 400.",
+    }
+    if history:
+        query |= {
+            RESUME_PARAMETER: {
+                "type": "string",
+                "description": "The positions the client holds, as URL-encoded "
+                'JSON: topic to `[epoch, offset]`, e.g. `{"rooms/lobby": ["k3x9", 42]}`. '
+                "Subscribing to such a topic then replays what came after the "
+                f"position, before `{SUBSCRIBED_EVENT}`. Malformed: the handshake "
+                "is refused with 400.",
+            }
+        }
+    if query:
+        binding["query"] = {"type": "object", "properties": query}
+    return binding
