@@ -8,9 +8,10 @@
   pushes a ``notification`` to every follower whose pattern matches, in every
   process (set ``WSEVENTS_BACKPLANE=redis://...`` for more than one);
 - ``POST /users/ann/messages`` with ``{"text": "..."}`` pushes a ``direct`` message
-  to ann's connections only, wherever they are: each connection follows its
-  user's own topic, ``users/<name>``; ``POST /connections/<id>/messages`` reaches
-  one connection through ``send_to`` (a client learns its id with ``whoami``).
+  to ann's connections only, wherever they are: each connection belongs to its
+  user (``conn.user``) and ``send_to_user`` finds them; ``POST
+  /connections/<id>/messages`` reaches one connection through ``send_to`` (a
+  client learns its id with ``whoami``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ inbox = Channel(
     "/inbox",
     title="Inbox",
     description="Notifications for one user.",
-    query={"user": "who you are: a name without '/', '+' or '#' (required)"},
+    query={"user": "who you are: a name of 1 to 64 characters (required)"},
 )
 
 
@@ -64,26 +65,25 @@ inbox.emits("direct", model=Direct, description="A message for this user only.")
 
 @inbox.on_connect
 async def sign_in(conn: Connection) -> None:
-    """Take the user from ``?user=``, and follow the user's own topic."""
+    """Take the user from ``?user=`` (a real app takes it from a token: docs/security.md)."""
     user = conn.query_params.get("user", "").strip()
-    if not user or "/" in user or "+" in user or "#" in user or len(user) > 64:
-        raise Reject(403, "a user name (no '/', '+' or '#') is required: add ?user=NAME")
-    conn.state.user = user
-    await conn.subscribe(f"users/{user}")
+    if not user or len(user) > 64:
+        raise Reject(403, "a user name is required: add ?user=NAME")
+    conn.user = user
 
 
 @inbox.on(
     "follow",
     model=Follow,
-    errors={"bad_topic": "not a pattern, or one that starts with users/ or a wildcard"},
+    errors={"bad_topic": "not a pattern, or one that starts with a wildcard"},
 )
 async def follow(conn: Connection, data: Follow) -> None:
     """Follow a topic or a pattern; a bad pattern is answered with ``bad_topic``.
 
-    The first level must be named, and not ``users``: those topics are private.
+    The first level must be named: a client follows a part of the tree, not all of it.
     """
-    if data.pattern.split("/")[0] in ("users", "+", "#"):
-        raise EventError("bad_topic", "start with a named topic other than users/")
+    if data.pattern.split("/")[0] in ("+", "#"):
+        raise EventError("bad_topic", "start with a named topic")
     try:
         await conn.subscribe(data.pattern)
     except TopicError as exc:
@@ -99,7 +99,7 @@ async def unfollow(conn: Connection, data: Follow) -> None:
 @inbox.on("whoami", reply=Whoami)
 async def whoami(conn: Connection) -> Whoami:
     """Tell the client its user name and connection id."""
-    return Whoami(user=conn.state.user, connection_id=conn.id)
+    return Whoami(user=str(conn.user), connection_id=conn.id)
 
 
 events = EventApp(
@@ -125,8 +125,6 @@ async def publish(request: Request) -> JSONResponse:
     if isinstance(found, JSONResponse):
         return found
     assert isinstance(found, Notification)
-    if found.topic.startswith("users/"):
-        return JSONResponse({"detail": "the users/ topics are private"}, status_code=422)
     try:
         await events.publish(found.topic, "notification", found)
     except TopicError as exc:
@@ -140,10 +138,7 @@ async def message_user(request: Request) -> JSONResponse:
     if isinstance(found, JSONResponse):
         return found
     user = request.path_params["user"]
-    try:
-        await events.publish(f"users/{user}", "direct", found)
-    except TopicError as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    await events.send_to_user(user, "direct", found)
     return JSONResponse({"sent_to": user}, status_code=202)
 
 
