@@ -624,13 +624,13 @@ BROWSER_CREDENTIALS = """async () => {
   const closes = [];
   const ann = await connect(`${base}/me`, {
     token: async () => {
-      issued.push(grant("ann", 1.6, `b${issued.length}`));
+      issued.push(grant("ann", 2.5, `b${issued.length}`));
       return issued.at(-1);
     },
     onDisconnect: (code, reason) => closes.push([code, reason]),
   });
   const first = await ann.request("whoami");
-  await sleep((first.expires_at - Date.now() / 1000 + 1.2) * 1000);
+  await sleep((first.expires_at - Date.now() / 1000 + 1.7) * 1000); // past two expiries
   const now = await ann.request("whoami");
   // 4403: ended by the app; the client stops and says why.
   const ended = [];
