@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -36,6 +36,9 @@ from .exceptions import CloseCode, RegistrationError
 __all__ = ["EventApp"]
 
 logger = logging.getLogger("wsevents")
+
+if TYPE_CHECKING:
+    from ._telemetry import Telemetry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +65,10 @@ class EventApp:
         metrics_url: the path of the Prometheus metrics (:meth:`stats`); off by default.
         client_url: the path of the browser client, an ES module (its types are
             served beside it, ``.d.ts`` for ``.js``); ``None`` to serve neither.
+        telemetry: OpenTelemetry spans and metrics (``pip install 'wsevents[otel]'``):
+            ``True`` uses the global tracer and meter providers, a mapping
+            ``{"tracer_provider": ..., "meter_provider": ...}`` the ones given.
+            Off (``False``), nothing of OpenTelemetry is imported.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class EventApp:
         client_url: str | None = "/wsevents.js",
         topics: Iterable[History | Presence] = (),
         request_window: float = 300.0,
+        telemetry: bool | Mapping[str, Any] = False,
     ) -> None:
         self.channels = list(channels)
         names: set[str] = set()
@@ -133,6 +141,7 @@ class EventApp:
             history=tuple(rule for rule in self.topics if isinstance(rule, History)),
             presence=tuple(rule for rule in self.topics if isinstance(rule, Presence)),
             request_window=request_window,
+            telemetry=self._telemetry(telemetry),
         )
         self._http = HTTPRoutes(
             lambda: self.registry,
@@ -443,6 +452,35 @@ class EventApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _telemetry(self, telemetry: bool | Mapping[str, Any]) -> Telemetry | None:
+        """The app's telemetry, where ``telemetry`` turns it on; ``None`` where it is off."""
+        if telemetry is False:
+            return None
+        providers: dict[str, Any] = {}
+        if isinstance(telemetry, Mapping):
+            unknown = set(telemetry) - {"tracer_provider", "meter_provider"}
+            if unknown:
+                raise RegistrationError(
+                    f"telemetry takes tracer_provider and meter_provider, not {sorted(unknown)}"
+                )
+            providers = dict(telemetry)
+        elif telemetry is not True:
+            raise RegistrationError(
+                f"telemetry must be True, False or a mapping, got {telemetry!r}"
+            )
+        try:
+            from ._telemetry import Telemetry
+        except ImportError:
+            raise RegistrationError(
+                "telemetry needs the OpenTelemetry API: pip install 'wsevents[otel]'"
+            ) from None
+        return Telemetry(
+            self._stats,
+            lambda: len(self._runtime.connections),
+            lambda: self.backplane.stats,
+            **providers,
+        )
 
     async def _ensure_started(self) -> None:
         """Start on the first connection where the lifespan was not wired, with a warning."""

@@ -121,7 +121,7 @@ async def send_error(
 ) -> None:
     """Send an error frame to ``session``, and count it (by event too, for a registered one)."""
     code = str(code)
-    session.stats.error_sent(code, event)
+    session.stats.error_sent(code, event, session.channel.address)
     await session.send_frame(encode_error(session.codec, code, message, details, request_id))
 
 

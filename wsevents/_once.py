@@ -196,7 +196,7 @@ async def outcome(session: Session, handler: Handler, data: Any) -> Answer:
     except Exception as exc:
         error = await map_exception(session.registry, conn, exc, handler.event)
         return ["e", error.code, error.message, to_jsonable_python(error.details)]
-    session.stats.events_ok[handler.event] += 1
+    session.stats.ok_counter(session.channel.address)[handler.event] += 1
     return ["r", reply]
 
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import suppress
 from time import monotonic, time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.datastructures import QueryParams
@@ -51,6 +51,7 @@ from .exceptions import BackplaneUnavailable, CloseCode, Reject
 if TYPE_CHECKING:
     from ._app import EventApp
     from ._limits import Limits
+    from ._telemetry import Telemetry
     from .backplane import Backplane
 
 __all__ = ["ConnectionsView", "Runtime", "route_path"]
@@ -79,6 +80,7 @@ class Runtime:
         limits, stats: the app's limits and counters.
         backplane, history, presence: what the broker needs.
         request_window: how long a ``once`` request's answer is kept.
+        telemetry: spans and metrics, where the app turned them on.
     """
 
     def __init__(
@@ -93,8 +95,10 @@ class Runtime:
         presence: tuple[Presence, ...] = (),
         *,
         request_window: float = 300.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
+        self.telemetry = telemetry  # None: off, and nothing of OpenTelemetry imported
         self._registry = registry  # the app's registry as it is now
         self._start = start
         self.limits = limits
@@ -177,9 +181,28 @@ class Runtime:
         await self._start()
         registry = self._registry()
         found = registry.match(route_path(scope))
-        if found is None:
+        if found is None:  # no span: a client could mint paths
             await self.deny(scope, send, 404, "no channel at this path")
             return None
+        channel, path_params = found
+        telemetry = self.telemetry
+        if telemetry is None:
+            return await self._admit(scope, send, registry, channel, path_params)
+        with telemetry.handshake(channel.address) as span:
+            session = await self._admit(scope, send, registry, channel, path_params)
+            if session is not None:
+                telemetry.accepted(span, session.id)
+            return session
+
+    async def _admit(
+        self,
+        scope: Scope,
+        send: Send,
+        registry: Registry,
+        channel: Channel,
+        path_params: dict[str, Any],
+    ) -> Session | None:
+        """Check the handshake to ``channel``, run its hooks and accept it; or refuse it."""
         if not origin_allowed(registry.allowed_origins, scope):
             await self.deny(scope, send, 403, "origin not allowed")
             return None
@@ -201,7 +224,6 @@ class Runtime:
                 reason = f"{SESSION_PARAMETER} must be 16 to 128 of A-Z, a-z, 0-9, _ and -"
                 await self.deny(scope, send, 400, reason)
                 return None
-        channel, path_params = found
         codec, subprotocol = registry.codecs.negotiate(scope.get("subprotocols") or ())
         # The node id first: send_to finds the process that holds a connection by it.
         connection_id = f"{self.broker.node_id}-{uuid.uuid4().hex[:20]}"
@@ -289,6 +311,8 @@ class Runtime:
     async def deny(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         """Refuse a handshake with an HTTP status, where the server can send one."""
         self.stats.handshakes_refused[status] += 1
+        if self.telemetry is not None:
+            self.telemetry.refused(status)
         self.refusals.note(scope, status, reason)
         await deny_handshake(scope, send, status, reason.encode())
 

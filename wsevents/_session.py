@@ -117,7 +117,8 @@ class Session(Receiving):
         self._core = ConnectionCore(router, runtime.limits, runtime.stats)
         self._send = send
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
-        self._ok = runtime.stats.events_ok  # the counter every handled frame adds to
+        # The counter every handled frame adds to: its channel's.
+        self._ok = runtime.stats.ok_counter(channel.address)
         self._writer: asyncio.Task[None] | None = None
         # The rest of a pushed frame's send that had to wait (the client's transport paused).
         self._finishing: asyncio.Task[None] | None = None

@@ -14,9 +14,11 @@ class Stats:
     def __init__(self) -> None:
         self.connections_total = 0
         self.handshakes_refused: Counter[int] = Counter()  # by HTTP status
-        self.events: Counter[tuple[str, str]] = Counter()  # (registered event, error code)
-        # Frames handled without error, by event: a defaultdict adds faster than a Counter.
-        self.events_ok: defaultdict[str, int] = defaultdict(int)
+        # Error frames of registered events, by (channel address, event, error code).
+        self.events: Counter[tuple[str, str, str]] = Counter()
+        # Frames handled without error, by channel address then event: each
+        # connection adds to its channel's (a defaultdict adds faster than a Counter).
+        self.events_ok: dict[str, defaultdict[str, int]] = {}
         self.errors: Counter[str] = Counter()  # by error code
         self.closed: Counter[int] = Counter()  # closes the app decided, by close code
         self.slow_consumers_dropped = 0
@@ -28,21 +30,33 @@ class Stats:
         # refreshed, refused, failed (the check raised).
         self.refreshes: Counter[str] = Counter()
 
-    def error_sent(self, code: str, event: str | None) -> None:
-        """Count an error frame, by code, and by event too for a registered event."""
+    def ok_counter(self, channel: str) -> defaultdict[str, int]:
+        """The counts of frames handled without error on ``channel`` (its address), by event."""
+        counter = self.events_ok.get(channel)
+        if counter is None:
+            counter = self.events_ok[channel] = defaultdict(int)
+        return counter
+
+    def error_sent(self, code: str, event: str | None, channel: str = "") -> None:
+        """Count an error frame, by code, and by channel and event too for a registered one."""
         self.errors[code] += 1
         if event is not None:
-            self.events[event, code] += 1
+            self.events[channel, event, code] += 1
+
+    def event_outcomes(self) -> dict[tuple[str, str, str], int]:
+        """Every handled frame's count, by (channel address, event, ``ok`` or error code)."""
+        outcomes: dict[tuple[str, str, str], int] = dict(self.events)
+        for channel, counter in self.events_ok.items():
+            for event, count in counter.items():
+                outcomes[channel, event, "ok"] = count
+        return outcomes
 
     def snapshot(self, connections_open: int, backplane: dict[str, int]) -> dict[str, Any]:
         """Return every counter as plain data."""
         events: dict[str, dict[str, int]] = {}
-        outcomes = [
-            *self.events.items(),
-            *(((event, "ok"), n) for event, n in self.events_ok.items()),
-        ]
-        for (event, outcome), count in sorted(outcomes):
-            events.setdefault(event, {})[outcome] = count
+        for (_, event, outcome), count in sorted(self.event_outcomes().items()):
+            by_outcome = events.setdefault(event, {})
+            by_outcome[outcome] = by_outcome.get(outcome, 0) + count
         return {
             "connections_open": connections_open,
             "connections_total": self.connections_total,

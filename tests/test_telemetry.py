@@ -1,0 +1,175 @@
+"""Telemetry (DESIGN.md section 13): the switch, the handshake's span, metrics from the counters.
+
+A real uvicorn, the real Python client, and the OpenTelemetry SDK's in-memory
+exporter and reader, passed to the app as its providers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from pydantic import BaseModel
+
+from wsevents import Channel, Connection, EventApp, EventError, RegistrationError, Reject
+from wsevents.client import connect
+
+from .conftest import serve
+
+pytestmark = pytest.mark.anyio
+
+
+class Ping(BaseModel):
+    n: int
+
+
+class Traced:
+    """An app with telemetry on, and what its providers collected."""
+
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        meter_provider = MeterProvider(metric_readers=[self.reader])
+        room = Channel("/rooms/{room}")
+
+        @room.on_connect
+        async def check(conn: Connection) -> None:
+            user = conn.query_params.get("user")
+            if user is None:
+                raise Reject(403, "who are you?")
+            if user == "boom":
+                raise RuntimeError("the hook failed")
+            with tracer_provider.get_tracer("app").start_as_current_span("load user"):
+                pass  # the app's own span, made in a hook
+
+        @room.on("ping", model=Ping, reply=Ping)
+        async def ping(data: Ping) -> Ping:
+            if data.n < 0:
+                raise EventError("negative", "n < 0")
+            return data
+
+        @room.on("whoami", reply=str)
+        async def whoami(conn: Connection) -> str:
+            return conn.id
+
+        self.app = EventApp(
+            [room],
+            title="t",
+            version="1",
+            metrics_url="/metrics",
+            telemetry={"tracer_provider": tracer_provider, "meter_provider": meter_provider},
+        )
+
+    def finished(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.spans.get_finished_spans() if span.name == name]
+
+    def points(self, metric: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+        data = self.reader.get_metrics_data()
+        assert data is not None
+        found: dict[tuple[tuple[str, Any], ...], Any] = {}
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                if scope.scope.name != "wsevents":
+                    continue
+                for item in scope.metrics:
+                    if item.name == metric:
+                        for point in item.data.data_points:
+                            found[tuple(sorted(point.attributes.items()))] = point.value
+        return found
+
+
+async def test_each_handshake_is_a_server_span_with_its_refusal_and_the_hook_spans_in_it() -> None:
+    traced = Traced()
+    with serve(traced.app) as address:
+        base = f"ws://{address}/rooms/lobby"
+        async with connect(f"{base}?user=ann&token=s3cr3t") as ann:
+            connection_id = await ann.request("whoami")
+        for query, status in (("", 403), ("?user=boom", 500)):
+            with pytest.raises(Reject) as refused:
+                async with connect(base + query, reconnect=False):
+                    pass
+            assert refused.value.status == status
+        with pytest.raises(Reject):  # no channel: no span, a client could mint paths
+            async with connect(f"ws://{address}/nowhere"):
+                pass
+    name = "wsevents connect /rooms/{room}"
+    accepted, forbidden, failed = traced.finished(name)
+    assert traced.spans.get_finished_spans()[-1].name == name  # nothing for /nowhere
+    assert accepted.kind == SpanKind.SERVER
+    assert dict(accepted.attributes or {}) == {
+        "messaging.system": "wsevents",
+        "wsevents.channel": "/rooms/{room}",
+        "wsevents.connection.id": connection_id,
+    }
+    assert accepted.status.status_code == StatusCode.UNSET
+    (hooked,) = traced.finished("load user")
+    assert hooked.parent is not None
+    assert hooked.parent.span_id == accepted.context.span_id  # the hook ran in the span
+    assert (forbidden.attributes or {})["http.response.status_code"] == 403
+    assert forbidden.status.status_code == StatusCode.UNSET  # a client's fault, not ours
+    assert (failed.attributes or {})["http.response.status_code"] == 500
+    assert failed.status.status_code == StatusCode.ERROR
+    assert not failed.events  # no exception text recorded
+    for span in traced.spans.get_finished_spans():
+        assert "s3cr3t" not in repr(dict(span.attributes or {}))
+
+
+async def test_metrics_read_the_same_counts_as_the_prometheus_endpoint() -> None:
+    traced = Traced()
+    with serve(traced.app) as address:
+        async with connect(f"ws://{address}/rooms/lobby?user=ann") as ann:
+            await ann.request("ping", {"n": 1})
+            await ann.request("ping", {"n": 2})
+            for bad in ({"n": "x"}, {"n": -1}):
+                with pytest.raises(EventError):
+                    await ann.request("ping", bad)
+            open_now = traced.points("wsevents.connections")
+            text = httpx.get(f"http://{address}/metrics").text
+    events = traced.points("wsevents.events")
+    channel = ("wsevents.channel", "/rooms/{room}")
+    assert events == {
+        (channel, ("wsevents.event", "ping"), ("wsevents.outcome", "ok")): 2,
+        (channel, ("wsevents.event", "ping"), ("wsevents.outcome", "validation_error")): 1,
+        (channel, ("wsevents.event", "ping"), ("wsevents.outcome", "negative")): 1,
+    }
+    assert open_now == {(): 1}
+    assert 'wsevents_events_total{event="ping",outcome="ok"} 2' in text
+    assert 'wsevents_events_total{event="ping",outcome="validation_error"} 1' in text
+    assert "wsevents_connections_open 1" in text
+
+
+def test_with_telemetry_off_nothing_of_opentelemetry_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "from wsevents import Channel, EventApp\n"
+        "from wsevents.testing import EventTestClient\n"
+        "app = EventApp([Channel('/c')])\n"
+        "with EventTestClient(app) as client, client.connect('/c'):\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_telemetry_takes_true_false_or_the_providers() -> None:
+    assert EventApp([Channel("/c")], telemetry=True)  # the global providers
+    with pytest.raises(RegistrationError, match="tracer_provider and meter_provider"):
+        EventApp([Channel("/c")], telemetry={"exporter": object()})
+    with pytest.raises(RegistrationError, match="True, False or a mapping"):
+        EventApp([Channel("/c")], telemetry="yes")  # type: ignore[arg-type]
+    assert trace.get_tracer_provider() is not None
