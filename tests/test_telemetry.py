@@ -6,6 +6,8 @@ exporter and reader, passed to the app as its providers.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -173,3 +175,49 @@ def test_telemetry_takes_true_false_or_the_providers() -> None:
     with pytest.raises(RegistrationError, match="True, False or a mapping"):
         EventApp([Channel("/c")], telemetry="yes")  # type: ignore[arg-type]
     assert trace.get_tracer_provider() is not None
+
+
+def test_the_document_describes_trace_context_on_every_client_message() -> None:
+    from examples.orders.app import events as orders_events
+
+    document = orders_events.asyncapi()
+    messages = document["components"]["messages"]
+    traced, untraced = [], []
+    for operation in document["operations"].values():
+        for ref in operation["messages"]:
+            channel, key = ref["$ref"].removeprefix("#/channels/").split("/messages/")
+            component = document["channels"][channel]["messages"][key]["$ref"].rsplit("/", 1)[1]
+            properties = messages[component]["payload"]["properties"]
+            client_sends = operation["action"] == "receive" or "ask" in properties
+            (traced if "traceparent" in properties else untraced).append(client_sends)
+            if "traceparent" in properties:
+                assert properties["tracestate"] == {
+                    "$ref": "#/components/schemas/wsevents.TraceState"
+                }
+    assert traced
+    assert all(traced)
+    assert untraced
+    assert not any(untraced)
+    pattern = document["components"]["schemas"]["wsevents.TraceParent"]["pattern"]
+    assert re.fullmatch(pattern, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    assert not re.fullmatch(pattern, "00-xyz-00f067aa0ba902b7-01")
+
+
+def test_a_frame_with_trace_context_is_answered_as_any_other_and_a_malformed_one_too() -> None:
+    from wsevents.testing import EventTestClient
+
+    traced = Traced()
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with (
+        EventTestClient(traced.app, check_frames=True) as client,
+        client.connect("/rooms/lobby?user=ann") as ws,
+    ):
+        ws.send_raw(json.dumps({"event": "ping", "data": {"n": 1}, "id": 1, "traceparent": good}))
+        assert json.loads(ws.receive_raw()) == {"event": "ping", "data": {"n": 1}, "id": 1}
+    with (
+        EventTestClient(traced.app) as client,
+        client.connect("/rooms/lobby?user=ann") as ws,
+    ):
+        frame = {"event": "ping", "data": {"n": 2}, "id": 2, "traceparent": "garbage"}
+        ws.send_raw(json.dumps(frame))
+        assert json.loads(ws.receive_raw()) == {"event": "ping", "data": {"n": 2}, "id": 2}

@@ -163,6 +163,7 @@ class ChannelBuilder:
             data_required=data_required,
             request_id="optional",
             title=self._title(key, "Request"),
+            traced=True,
         )
         example = example_data(data, self.schemas, handler.model)
         self._add_message(
@@ -367,6 +368,7 @@ class ChannelBuilder:
             request_id=None,
             title=self._title(safe_key(event), title_part),
             ask=True,
+            traced=True,
         )
         self._add_message(
             key,

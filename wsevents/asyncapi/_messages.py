@@ -25,6 +25,8 @@ from ._schemas import REF_PREFIX, SchemaSet, example_for
 
 ASYNCAPI_VERSION = "3.0.0"
 REQUEST_ID = "wsevents.RequestId"
+TRACE_PARENT = "wsevents.TraceParent"
+TRACE_STATE = "wsevents.TraceState"
 ERROR_DATA = "wsevents.ErrorData"
 SUBSCRIBED_DATA = "wsevents.Subscribed"
 PRESENCE_DATA = "wsevents.PresenceDiff"
@@ -87,6 +89,22 @@ def protocol_schemas() -> dict[str, Any]:
                 {"type": "string", "maxLength": MAX_ID_LENGTH},
                 {"type": "integer", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
             ],
+        },
+        TRACE_PARENT: {
+            "title": "TraceParent",
+            "description": "W3C Trace Context `traceparent` (version-traceid-parentid-flags): "
+            "the span the frame belongs to. The server's span for the frame is its child; "
+            "a malformed one is ignored, never an error.",
+            "type": "string",
+            "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+            "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        },
+        TRACE_STATE: {
+            "title": "TraceState",
+            "description": "W3C Trace Context `tracestate`, vendor data that goes with "
+            "`traceparent`.",
+            "type": "string",
+            "maxLength": 512,
         },
         ERROR_DATA: {
             "title": "ErrorData",
@@ -237,15 +255,21 @@ def envelope_payload(
     title: str,
     push: bool = False,
     ask: bool = False,
+    traced: bool = False,
 ) -> dict[str, Any]:
     """The schema of a whole frame; ``discriminator`` tells generators which one it is.
 
     ``ask``: a server request or its answer, which carries the request's ``ask``.
+    ``traced``: a frame that may carry W3C Trace Context (``traceparent``,
+    ``tracestate``): a client's, and a server request.
     """
     properties: dict[str, Any] = {
         "event": {"type": "string", "const": event},
         "data": data,
     }
+    if traced:
+        properties["traceparent"] = schema_ref(TRACE_PARENT)
+        properties["tracestate"] = schema_ref(TRACE_STATE)
     required = ["event", "data"] if data_required else ["event"]
     if ask:
         properties["ask"] = {
