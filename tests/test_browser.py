@@ -719,3 +719,46 @@ def test_docs_console_answers_a_refresh_with_the_token_it_was_given(browser: Any
     assert "closed with code 4401: credentials expired (the credentials expired" in log
     assert credentials_app.stats()["refreshes"].get("refreshed", 0) == before + 1
     assert blocked == []
+
+
+def test_the_browser_client_puts_the_trace_context_it_is_given_in_the_frame(
+    browser: Any,
+) -> None:
+    import threading
+
+    from websockets.sync.server import ServerConnection
+    from websockets.sync.server import serve as websockets_serve
+
+    frames: list[dict[str, Any]] = []
+
+    def echo(ws: ServerConnection) -> None:
+        for payload in ws:
+            frame = json.loads(payload)
+            frames.append(frame)
+            if "id" in frame:
+                ws.send(json.dumps({"event": frame["event"], "data": None, "id": frame["id"]}))
+
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with (
+        websockets_serve(echo, "127.0.0.1", 0, subprotocols=["wsevents.json"]) as raw,  # type: ignore[list-item]
+        serve(chat_app) as address,
+    ):
+        threading.Thread(target=raw.serve_forever, daemon=True).start()
+        port = raw.socket.getsockname()[1]
+        page = open_page(browser, f"http://{address}/", [])
+        page.evaluate(
+            """async ([port, parent]) => {
+              const { connect } = await import("/ws/wsevents.js");
+              const client = await connect(`ws://127.0.0.1:${port}/c`);
+              await client.request("plain");
+              await client.request("traced", null, { traceparent: parent, tracestate: "a=1" });
+              client.send("sent", 1, { traceparent: parent });
+              await client.request("last");
+              client.close();
+            }""",
+            [port, parent],
+        )
+    plain, traced, sent, _ = frames
+    assert "traceparent" not in plain
+    assert (traced["traceparent"], traced["tracestate"]) == (parent, "a=1")
+    assert (sent["traceparent"], "tracestate" in sent) == (parent, False)

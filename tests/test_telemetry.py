@@ -6,6 +6,7 @@ exporter and reader, passed to the app as its providers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -221,3 +222,42 @@ def test_a_frame_with_trace_context_is_answered_as_any_other_and_a_malformed_one
         frame = {"event": "ping", "data": {"n": 2}, "id": 2, "traceparent": "garbage"}
         ws.send_raw(json.dumps(frame))
         assert json.loads(ws.receive_raw()) == {"event": "ping", "data": {"n": 2}, "id": 2}
+
+
+async def test_the_python_client_sends_the_current_trace_context_in_its_frames() -> None:
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as websockets_serve
+
+    frames: list[dict[str, Any]] = []
+    three = asyncio.Event()
+
+    async def echo(ws: ServerConnection) -> None:
+        async for payload in ws:
+            frame = json.loads(payload)
+            frames.append(frame)
+            if len(frames) == 3:
+                three.set()
+            if "id" in frame:
+                await ws.send(
+                    json.dumps({"event": frame["event"], "data": None, "id": frame["id"]})
+                )
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    async with websockets_serve(echo, "127.0.0.1", 0, subprotocols=["wsevents.json"]) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/c") as client:
+            await client.request("outside")  # no span is current: nothing to carry
+            with tracer.start_as_current_span("click") as span:
+                await client.request("inside")
+                await client.send("also inside")
+            await asyncio.wait_for(three.wait(), 5)
+    context = span.get_span_context()
+    expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    outside, inside, also = frames
+    assert "traceparent" not in outside
+    assert inside["traceparent"] == expected
+    assert also["traceparent"] == expected
+    assert (inside["event"], inside["id"]) == ("inside", 2)

@@ -50,6 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ._answers import Answerer, Answerers, ask_of
+from ._carrier import inject
 from ._closes import (
     ConnectionClosedByServer,
     ConnectionLost,
@@ -263,7 +264,7 @@ class Client:
         message: dict[str, Any] = {"event": event, "data": to_jsonable_python(data)}
         if request_id is not None:
             message["id"] = request_id
-        return self.codec.encode(message)
+        return self.codec.encode(inject(message))  # the current trace context, if any
 
     async def _ready(self) -> ClientConnection:
         if not self._connected.is_set():

@@ -93,8 +93,7 @@ def protocol_schemas() -> dict[str, Any]:
         TRACE_PARENT: {
             "title": "TraceParent",
             "description": "W3C Trace Context `traceparent` (version-traceid-parentid-flags): "
-            "the span the frame belongs to. The server's span for the frame is its child; "
-            "a malformed one is ignored, never an error.",
+            "the span the frame belongs to. A malformed one is ignored, never an error.",
             "type": "string",
             "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
             "examples": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],

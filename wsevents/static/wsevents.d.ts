@@ -81,6 +81,12 @@ export interface ConnectOptions {
   persist?: boolean;
 }
 
+/** W3C Trace Context for one frame: the trace it belongs to, in its traceparent and tracestate keys. */
+export interface TraceContext {
+  traceparent?: string;
+  tracestate?: string;
+}
+
 export class Client {
   constructor(url: string, options?: ConnectOptions);
   readonly url: string;
@@ -97,10 +103,10 @@ export class Client {
   /** The page's session, sent as wsevents-session (kept in sessionStorage with the request counter). */
   readonly session: string;
   open(): Promise<Client>;
-  /** Send an event without an id. */
-  send(event: string, data?: unknown): void;
+  /** Send an event without an id; traceparent and tracestate (W3C Trace Context) go in the frame. */
+  send(event: string, data?: unknown, options?: TraceContext): void;
   /** Send an event with an id; resolves with the reply's data, rejects with a WSEventsError; sent again after a reconnect. */
-  request<T = unknown>(event: string, data?: unknown, options?: { timeout?: number }): Promise<T>;
+  request<T = unknown>(event: string, data?: unknown, options?: { timeout?: number } & TraceContext): Promise<T>;
   /** Answer the server's requests of an event; throw an error with a code to refuse. Returns a function that stops it. */
   answer<T = unknown, R = unknown>(event: string, answerer: (data: T, message: Message<T>) => R | Promise<R>): () => void;
   /** Listen to pushes of an event ("error" for error frames no request waits for); returns a function that stops it. */
@@ -140,8 +146,8 @@ type DataArgs<Api extends EventMap, E extends RequestEvent<Api>> =
   undefined extends DataOf<Api, E> ? [data?: DataOf<Api, E>] : [data: DataOf<Api, E>];
 type RequestArgs<Api extends EventMap, E extends RequestEvent<Api>> =
   undefined extends DataOf<Api, E>
-    ? [data?: DataOf<Api, E>, options?: { timeout?: number }]
-    : [data: DataOf<Api, E>, options?: { timeout?: number }];
+    ? [data?: DataOf<Api, E>, options?: { timeout?: number } & TraceContext]
+    : [data: DataOf<Api, E>, options?: { timeout?: number } & TraceContext];
 
 /** A client typed by a channel's event map: `await connect<ChatRoomApi>(url)`. */
 export interface TypedClient<Api extends EventMap>

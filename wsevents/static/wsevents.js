@@ -238,6 +238,13 @@ function storage() {
   }
 }
 
+// A frame with the W3C Trace Context the caller gave, if any.
+function traced(message, traceparent, tracestate) {
+  if (traceparent) message.traceparent = traceparent;
+  if (tracestate) message.tracestate = tracestate;
+  return message;
+}
+
 export class Client {
   constructor(url, options = {}) {
     const codec = options.codec ?? "json";
@@ -449,16 +456,19 @@ export class Client {
     else this._outbox.push(payload);
   }
 
-  /** Send an event without an id; kept until the connection is back if it is down. */
-  send(event, data = null) {
-    this._transmit({ event, data });
+  /**
+   * Send an event without an id; kept until the connection is back if it is down.
+   * { traceparent, tracestate } (W3C Trace Context) go in the frame: the trace it belongs to.
+   */
+  send(event, data = null, { traceparent, tracestate } = {}) {
+    this._transmit(traced({ event, data }, traceparent, tracestate));
   }
 
   /**
    * Send an event with an id; resolves with the reply's data, rejects with a WSEventsError.
    * A dropped connection does not fail it: it is sent again after the reconnect, until timeout.
    */
-  request(event, data = null, { timeout } = {}) {
+  request(event, data = null, { timeout, traceparent, tracestate } = {}) {
     if (this.closed) return Promise.reject(new WSEventsError("closed", "the client is closed"));
     if (this._ended) return Promise.reject(this._endedError());
     if (!this.connected && this._pending.size >= this.maxQueue) {
@@ -473,7 +483,7 @@ export class Client {
       }, limit);
       let payload;
       try {
-        payload = this.codec.encode({ event, data, id });
+        payload = this.codec.encode(traced({ event, data, id }, traceparent, tracestate));
       } catch (error) {
         clearTimeout(timer);
         reject(error);
