@@ -148,6 +148,9 @@ async def test_metrics_read_the_same_counts_as_the_prometheus_endpoint() -> None
         (channel, ("wsevents.event", "ping"), ("wsevents.outcome", "negative")): 1,
     }
     assert open_now == {(): 1}
+    assert traced.points("wsevents.slow_consumers") == {(): 0}
+    assert traced.points("wsevents.backplane.publish.failures") == {(): 0}
+    assert traced.points("wsevents.connections") == {(): 0}  # the client left
     assert 'wsevents_events_total{event="ping",outcome="ok"} 2' in text
     assert 'wsevents_events_total{event="ping",outcome="validation_error"} 1' in text
     assert "wsevents_connections_open 1" in text

@@ -67,42 +67,22 @@ class Telemetry:
         version = _version()
         self.tracer = trace.get_tracer(SYSTEM, version, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SYSTEM, version, meter_provider=meter_provider)
-        meter.create_observable_counter(
-            "wsevents.events",
-            callbacks=[self._events],
-            unit="{event}",
-            description="Client events handled, by channel, event and outcome (ok or the code).",
-        )
-        meter.create_observable_up_down_counter(
-            "wsevents.connections",
-            callbacks=[self._connections],
-            unit="{connection}",
-            description="Open WebSocket connections in this process.",
-        )
-        meter.create_observable_counter(
-            "wsevents.closes",
-            callbacks=[self._closes],
-            unit="{connection}",
-            description="Connections the server closed, by close code.",
-        )
-        meter.create_observable_counter(
-            "wsevents.slow_consumers",
-            callbacks=[self._slow_consumers],
-            unit="{connection}",
-            description="Clients closed for reading too slowly.",
-        )
-        meter.create_observable_counter(
-            "wsevents.requests",
-            callbacks=[self._requests],
-            unit="{request}",
-            description="Server requests made of clients, by outcome.",
-        )
-        meter.create_observable_counter(
-            "wsevents.backplane.publish.failures",
-            callbacks=[self._publish_failures],
-            unit="{publication}",
-            description="Publications the backplane could not send to the other processes.",
-        )
+        counter, gauge = meter.create_observable_counter, meter.create_observable_up_down_counter
+        for create, name, callback, unit, description in (
+            (counter, "wsevents.events", self._events, "{event}",
+             "Client events handled, by channel, event and outcome (ok or the code)."),
+            (gauge, "wsevents.connections", self._connections, "{connection}",
+             "Open WebSocket connections in this process."),
+            (counter, "wsevents.closes", self._closes, "{connection}",
+             "Connections the server closed, by close code."),
+            (counter, "wsevents.slow_consumers", self._slow_consumers, "{connection}",
+             "Clients closed for reading too slowly."),
+            (counter, "wsevents.requests", self._requests, "{request}",
+             "Server requests made of clients, by outcome."),
+            (counter, "wsevents.backplane.publish.failures", self._publish_failures,
+             "{publication}", "Publications the backplane could not send to the other processes."),
+        ):  # fmt: skip
+            create(name, callbacks=[callback], unit=unit, description=description)
 
     # -- spans ---------------------------------------------------------------------------
 
