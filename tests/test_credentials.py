@@ -436,3 +436,30 @@ def test_typed_clients_leave_wsevents_refresh_to_the_clients_token() -> None:
     assert "whoami" in typescript
     assert "refresh" not in python
     assert "wsevents.refresh" not in typescript
+
+
+def test_a_users_own_topic_does_not_take_one_of_its_subscriptions() -> None:
+    from wsevents import Connection, Limits, TopicError
+    from wsevents.testing import EventTestClient
+
+    channel = Channel("/c")
+
+    @channel.on_connect
+    async def sign_in(conn: Connection) -> None:
+        conn.user = "ann"
+
+    @channel.on("join", model=str, reply=list[str])
+    async def join(conn: Connection, data: str) -> list[str]:
+        try:
+            await conn.subscribe(data)
+        except TopicError as exc:
+            raise EventError("too_many", str(exc)) from None
+        return sorted(conn.topics)
+
+    app = EventApp([channel], title="t", version="1", limits=Limits(max_subscriptions=2))
+    with EventTestClient(app) as client, client.connect("/c") as ws:
+        assert ws.request("join", "a") == ["a"]
+        assert ws.request("join", "b") == ["a", "b"]  # both: the user's topic takes none
+        with pytest.raises(EventError) as caught:
+            ws.request("join", "c")
+        assert caught.value.code == "too_many"

@@ -38,8 +38,11 @@ def test_a_record_per_topic_and_subscriber_and_the_table_beside_it_agree() -> No
     pattern, first = table.add(a, "rooms/+")
     assert first
     assert table.get(a, "rooms/1") is room
+    system, _ = table.add(a, "$user/0123")  # the runtime's, for a connection's user
     assert table.topics_of(a) == {"rooms/1", "rooms/+"}
-    assert table.count(a) == 2
+    assert table.count(a) == 2  # the system's topic is not the subscriber's own
+    assert table.members("$user/0123") == {a}
+    table.remove(system)
     assert table.members("rooms/1") == {a, b}  # a once, though two subscriptions match
     assert [record.subscriber for record in table.exact("rooms/1")] in ([a, b], [b, a])
     assert not table.remove(room)  # b still hears it

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -173,12 +172,16 @@ def test_with_telemetry_off_nothing_of_opentelemetry_is_imported() -> None:
 
 
 def test_telemetry_takes_true_false_or_the_providers() -> None:
-    assert EventApp([Channel("/c")], telemetry=True)  # the global providers
+    from wsevents.testing import EventTestClient
+
+    app = EventApp([Channel("/c")], telemetry=True)  # the global providers: no SDK, no-ops
+    with EventTestClient(app) as client, client.connect("/c"):
+        pass
+    assert app.stats()["connections_total"] == 1
     with pytest.raises(RegistrationError, match="tracer_provider and meter_provider"):
         EventApp([Channel("/c")], telemetry={"exporter": object()})
     with pytest.raises(RegistrationError, match="True, False or a mapping"):
         EventApp([Channel("/c")], telemetry="yes")  # type: ignore[arg-type]
-    assert trace.get_tracer_provider() is not None
 
 
 def test_the_document_describes_trace_context_on_every_client_message() -> None:

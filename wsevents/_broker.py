@@ -212,8 +212,7 @@ class Broker:
 
     def topics_of(self, subscriber: Subscriber) -> frozenset[str]:
         """The topics and patterns ``subscriber`` subscribed to (not the system's ``$`` ones)."""
-        topics = self.subscriptions.topics_of(subscriber)
-        return frozenset(t for t in topics if t[0] != "$") if topics else topics
+        return self.subscriptions.topics_of(subscriber)
 
     async def _remove(self, record: Subscription) -> None:
         """Forget ``record``; the backplane forgets its topic with its last subscriber here."""

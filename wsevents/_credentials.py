@@ -103,7 +103,8 @@ class Credentials:
 
     def start(self, work: Any) -> None:
         """Run the refresh ``work`` in a task of its own, in the connection's context."""
-        context = self.context or contextvars.copy_context()
+        context = self.context  # set with check, by Connection.refresh_with
+        assert context is not None
         loop = asyncio.get_running_loop()
         # A task copies the context it is created in: this one, the connection's.
         task: asyncio.Task[None] = context.run(loop.create_task, work)

@@ -144,12 +144,16 @@ class Subscriptions:
         return list((self._records.get(subscriber) or {}).values())
 
     def topics_of(self, subscriber: Subscriber) -> frozenset[str]:
-        """The topics and patterns ``subscriber`` is subscribed to."""
-        return frozenset(self._records.get(subscriber) or ())
+        """The topics and patterns ``subscriber`` subscribed to itself.
+
+        Not the system's own ``$`` topics the runtime subscribes it to (a
+        connection's user's): no client can name one.
+        """
+        return frozenset(t for t in self._records.get(subscriber) or () if t[0] != "$")
 
     def count(self, subscriber: Subscriber) -> int:
-        """How many subscriptions ``subscriber`` holds."""
-        return len(self._records.get(subscriber) or ())
+        """How many subscriptions ``subscriber`` made itself (``$`` topics are not counted)."""
+        return sum(1 for t in self._records.get(subscriber) or () if t[0] != "$")
 
     def members(self, topic: str) -> set[Subscriber]:
         """Everyone whose subscriptions match ``topic``, each once."""

@@ -61,7 +61,7 @@ class Users:
         """A connection was accepted: if it has a user, it hears that user's topic."""
         user = session.user
         if user is not None:
-            # Not one of the client's own subscriptions: not counted against its limit.
+            # A system topic: not counted against the client's Limits.max_subscriptions.
             await self._broker.subscribe(session, user_topic(user), limit=sys.maxsize)
 
     async def send_to_user(self, user: str, event: str, data: Any) -> None:
