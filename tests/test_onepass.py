@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_core import PydanticSerializationError, from_json, to_json, to_jsonable_python
 
 from wsevents import Channel, DecodeError, EventApp, JSONCodec, Limits, MessagePackCodec
-from wsevents._dispatch import decoding_table
+from wsevents._dispatch import decoding_table, trace_of
 from wsevents._envelope import BadEnvelope, parse_envelope
 from wsevents._onepass import OnePass, is_flat_model, is_plain_model
 from wsevents.codecs import EnvelopeDecoder
@@ -97,10 +97,11 @@ def binary_pass(channel: Channel) -> EnvelopeDecoder:
     return found
 
 
-def general(channel: Channel, text: str) -> tuple[str, Any, Any] | str:
+def general(channel: Channel, text: str) -> tuple[str, Any, Any, Any] | str:
     """The general path: decode, read the envelope, validate; or the kind of error."""
     try:
-        event, data, request_id = parse_envelope(channel_codec.decode(text))
+        decoded = channel_codec.decode(text)
+        event, data, request_id = parse_envelope(decoded)
     except (BadEnvelope, DuplicateKeyError, DecodeError) as exc:
         return type(exc).__name__
     handler = channel.handlers.get(event)
@@ -108,7 +109,7 @@ def general(channel: Channel, text: str) -> tuple[str, Any, Any] | str:
         return "unknown"
     try:
         assert handler.validate is not None
-        return event, handler.validate(data), request_id
+        return event, handler.validate(data), request_id, trace_of(decoded)
     except ValueError:
         return "invalid"
 
@@ -171,6 +172,19 @@ GENERAL = [
 ]
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+# Trace context (DESIGN.md section 13) keeps the pass: the keys are read in it.
+FAST += [
+    '{"event":"echo","data":{"text":"hi","n":1},"id":7,"traceparent":"' + TRACEPARENT + '"}',
+    '{"traceparent":"garbage","tracestate":"a=b","event":"echo","data":{"text":"hi","n":1}}',
+    '{"event":"echo","data":{"text":"hi","n":1},"tracestate":"k=v:1,w=2"}',
+]
+GENERAL += [
+    '{"event":"echo","data":{"text":"hi","n":1},"traceparent":5}',
+    '{"event":"echo","data":{"text":"hi","n":1},"traceparent":"a","traceparent":"b"}',
+]
+
+
 @pytest.mark.parametrize("text", FAST)
 def test_plain_frames_take_one_pass_and_get_what_the_general_path_gives(text: str) -> None:
     channel = make_channel()
@@ -194,8 +208,10 @@ def test_the_general_path_refuses_what_the_one_pass_passes_on() -> None:
     assert outcomes[GENERAL[5]] == "DecodeError"
     assert outcomes[GENERAL[9]] == "BadEnvelope"
     assert outcomes[GENERAL[13]][0] == "nested"  # valid, just not flat
-    assert outcomes[GENERAL[-2]] == "DecodeError"
-    assert outcomes[GENERAL[-1]][1] == Echo(text="hi", n=2**63)
+    assert outcomes[GENERAL[-4]] == "DecodeError"
+    assert outcomes[GENERAL[-3]][1] == Echo(text="hi", n=2**63)
+    assert outcomes[GENERAL[-2]] == ("echo", Echo(text="hi", n=1), None, None)  # ignored
+    assert outcomes[GENERAL[-1]] == "DuplicateKeyError"
 
 
 def test_a_handler_added_later_is_served_on_the_next_build() -> None:
@@ -379,13 +395,14 @@ def _deep(depth: int) -> Any:
     return value
 
 
-def general_binary(channel: Channel, payload: bytes) -> tuple[str, Any, Any] | None:
+def general_binary(channel: Channel, payload: bytes) -> tuple[str, Any, Any, Any] | None:
     """The general path for a MessagePack frame; ``None`` where it answers an error."""
     try:
-        event, data, request_id = parse_envelope(MessagePackCodec().decode(payload))
+        decoded = MessagePackCodec().decode(payload)
+        event, data, request_id = parse_envelope(decoded)
         handler = channel.handlers[event]
         assert handler.validate is not None
-        return event, handler.validate(data), request_id
+        return event, handler.validate(data), request_id, trace_of(decoded)
     except (BadEnvelope, DecodeError, KeyError, ValueError):
         return None
 
@@ -435,6 +452,10 @@ def _random_frame(rng: random.Random) -> bytes:
     frame: dict[Any, Any] = {"event": event, "data": data}
     if rng.random() < 0.8:
         frame["id"] = value(rng.choice([1, "a", 2**53 - 1, "x" * 128]))
+    if rng.random() < 0.15:
+        frame["traceparent"] = value(TRACEPARENT)
+    if rng.random() < 0.1:
+        frame["tracestate"] = value("k=v")
     if rng.random() < 0.05:
         frame[rng.choice(["z", b"z", 3])] = rng.choice(_VALUES)
     items = list(frame.items())
@@ -477,9 +498,9 @@ def differential_run(
         taken += 1
         expected = slow(frame)
         assert isinstance(expected, tuple), (frame, expected)
-        found_event, data, request_id = found
-        event, model, general_id = expected
-        assert (found_event, request_id) == (event, general_id), frame
+        found_event, data, request_id, trace = found
+        event, model, general_id, general_trace = expected
+        assert (found_event, request_id, trace) == (event, general_id, general_trace), frame
         assert type(request_id) is type(general_id)
         assert type(data) is type(model)
         assert data.model_fields_set == model.model_fields_set
@@ -535,6 +556,10 @@ def _random_text(rng: random.Random) -> str:
     frame = [('"event"', event), ('"data"', members(pairs))]
     if rng.random() < 0.8:
         frame.append(('"id"', value(rng.choice(["1", '"a"', "9007199254740991", "null"]))))
+    if rng.random() < 0.15:
+        frame.append(('"traceparent"', value(f'"{TRACEPARENT}"')))
+    if rng.random() < 0.1:
+        frame.append(('"tracestate"', value('"k=v:1"')))
     if rng.random() < 0.05:
         frame.append((rng.choice(['"z"', '"id"', '"event"', '"data"']), rng.choice(_JSON_VALUES)))
     rng.shuffle(frame)
@@ -568,7 +593,7 @@ def test_the_msgpack_pass_takes_a_plain_frame_in_any_key_order() -> None:
     ):
         found = binary_pass(channel)(msgpack.packb(frame))
         assert found is not None, frame
-        event, data, request_id = found
+        event, data, request_id, _ = found
         assert event == frame["event"]
         assert data.model_dump(exclude_unset=True) == frame["data"]
         assert request_id == frame.get("id")

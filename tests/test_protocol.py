@@ -151,8 +151,12 @@ def test_a_failed_send_drops_the_outbox_and_closes() -> None:
 def test_frames_in_become_a_call_or_a_refusal() -> None:
     core, _ = make_core()
     core.accept(now=0.0)
-    handler, data, request_id = core.receive(json.dumps({"event": "echo", "data": 3, "id": 1}), 0)  # type: ignore[misc]
-    assert (handler.event, data, request_id) == ("echo", 3, 1)
+    call = core.receive(json.dumps({"event": "echo", "data": 3, "id": 1}), 0)
+    handler, data, request_id, trace = call  # type: ignore[misc]
+    assert (handler.event, data, request_id, trace) == ("echo", 3, 1, None)
+    frame = {"event": "echo", "data": 4, "traceparent": "00-ab", "tracestate": "k=v"}
+    _, _, _, trace = core.receive(json.dumps(frame), 0)  # type: ignore[misc]
+    assert trace == ("00-ab", "k=v")  # as it came: the telemetry checks it
     refusal = core.receive('{"event":"nope","id":2}', 0.0)
     assert refusal == Refusal("unknown_event", "no handler for event 'nope'", None, 2)
 
@@ -177,7 +181,8 @@ def test_the_rate_limit_refuses_then_aborts_with_1008() -> None:
         "Refusal",
         "NoneType",
     ]
-    assert outcomes[2] == Refusal("rate_limited", "too many events", None, "k")
+    # The refused event is named (it is registered): the telemetry gives it a span.
+    assert outcomes[2] == Refusal("rate_limited", "too many events", None, "k", "echo")
     assert core.aborted == Close(1008, "rate limit exceeded")
     assert stats.rate_limited == 3
 

@@ -11,6 +11,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx2 as httpx
@@ -23,7 +25,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import BaseModel
 
-from wsevents import Channel, Connection, EventApp, EventError, RegistrationError, Reject
+from wsevents import (
+    Channel,
+    Connection,
+    EventApp,
+    EventError,
+    Limits,
+    RegistrationError,
+    Reject,
+)
 from wsevents.client import connect
 
 from .conftest import serve
@@ -38,7 +48,7 @@ class Ping(BaseModel):
 class Traced:
     """An app with telemetry on, and what its providers collected."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.spans = InMemorySpanExporter()
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
@@ -66,8 +76,18 @@ class Traced:
         async def whoami(conn: Connection) -> str:
             return conn.id
 
+        @room.on("fail")
+        async def fail() -> None:
+            raise RuntimeError("s3cret detail")
+
+        @room.on("work", reply=str)
+        def work() -> str:  # sync: runs in a thread, its span current there too
+            with tracer_provider.get_tracer("app").start_as_current_span("in thread"):
+                return threading.current_thread().name
+
         self.app = EventApp(
             [room],
+            limits=limits or Limits(),
             title="t",
             version="1",
             metrics_url="/metrics",
@@ -77,7 +97,12 @@ class Traced:
     def finished(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == name]
 
-    def points(self, metric: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+    def histograms(self, metric: str) -> dict[tuple[tuple[str, Any], ...], Any]:
+        return self.points(metric, value=lambda point: point)
+
+    def points(
+        self, metric: str, value: Callable[[Any], Any] = lambda point: point.value
+    ) -> dict[tuple[tuple[str, Any], ...], Any]:
         data = self.reader.get_metrics_data()
         assert data is not None
         found: dict[tuple[tuple[str, Any], ...], Any] = {}
@@ -88,7 +113,7 @@ class Traced:
                 for item in scope.metrics:
                     if item.name == metric:
                         for point in item.data.data_points:
-                            found[tuple(sorted(point.attributes.items()))] = point.value
+                            found[tuple(sorted(point.attributes.items()))] = value(point)
         return found
 
 
@@ -267,3 +292,136 @@ async def test_the_python_client_sends_the_current_trace_context_in_its_frames()
     assert inside["traceparent"] == expected
     assert also["traceparent"] == expected
     assert (inside["event"], inside["id"]) == ("inside", 2)
+
+
+async def test_each_event_is_a_server_span_child_of_the_frames_trace_context() -> None:
+    from websockets.asyncio.client import connect as raw_connect
+
+    traced = Traced()
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    frames = [
+        {"event": "ping", "data": {"n": 1}, "id": 1, "traceparent": parent, "tracestate": "k=v"},
+        {"event": "ping", "data": {"n": 2}, "id": 2, "traceparent": "00-garbage-01"},
+        {"event": "ping", "data": {"n": "x"}, "id": 3},  # the client's bad input
+        {"event": "ping", "data": {"n": -1}, "id": 4},  # an EventError the handler raised
+        {"event": "nope", "data": {}, "id": 5},  # unknown: no span (a client could mint names)
+        {"event": "fail", "id": 6, "traceparent": parent},  # the server's fault
+        {"event": "work", "id": 7},
+    ]
+    with serve(traced.app) as address:
+        url = f"ws://{address}/rooms/lobby?user=ann&token=s3cr3t"
+        async with raw_connect(url, subprotocols=["wsevents.json"]) as ws:  # type: ignore[list-item]
+            answers = []
+            for frame in frames:
+                await ws.send(json.dumps(frame))
+                answers.append(json.loads(await ws.recv()))
+    assert [answer["id"] for answer in answers] == [1, 2, 3, 4, 5, 6, 7]
+    assert answers[1]["data"] == {"n": 2}  # a malformed traceparent changes nothing
+    spans = [span for span in traced.spans.get_finished_spans() if span.name != "load user"]
+    names = [span.name for span in spans if not span.name.startswith("wsevents connect")]
+    assert names == ["wsevents ping"] * 4 + ["wsevents fail", "in thread", "wsevents work"]
+    good, malformed, invalid, negative, failed = (
+        span for span in spans if span.name in ("wsevents ping", "wsevents fail")
+    )
+    assert good.kind == SpanKind.SERVER
+    assert good.parent is not None
+    assert (good.context.trace_id, good.parent.span_id) == (
+        0x4BF92F3577B34DA6A3CE929D0E0E4736,
+        0x00F067AA0BA902B7,
+    )
+    assert good.parent.is_remote
+    assert dict(good.context.trace_state) == {"k": "v"}
+    attributes = dict(good.attributes or {})
+    assert attributes.pop("wsevents.connection.id").startswith(traced.app.node_id)
+    assert attributes == {
+        "messaging.system": "wsevents",
+        "wsevents.channel": "/rooms/{room}",
+        "wsevents.event": "ping",
+        "wsevents.request.id": "1",
+    }
+    assert malformed.parent is None  # ignored: the span starts a trace
+    assert malformed.context.trace_id != good.context.trace_id
+    assert malformed.status.status_code == StatusCode.UNSET
+    for span, code in ((invalid, "validation_error"), (negative, "negative")):
+        assert (span.attributes or {})["wsevents.error.code"] == code
+        assert span.status.status_code == StatusCode.UNSET  # a client's fault, not ours
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes or {})["wsevents.error.code"] == "internal_error"
+    assert (failed.attributes or {})["error.type"] == "RuntimeError"
+    assert [(event.name, dict(event.attributes or {})) for event in failed.events] == [
+        ("exception", {"exception.type": "RuntimeError"})
+    ]
+    assert failed.status.description is None
+    thread_span, work_span = spans[-2:]
+    assert thread_span.parent is not None
+    assert thread_span.parent.span_id == work_span.context.span_id  # current in the thread
+    for span in spans:
+        text = repr((dict(span.attributes or {}), span.events, span.status.description))
+        assert "s3cr3t" not in text
+        assert "s3cret" not in text
+    durations = traced.histograms("wsevents.handler.duration")
+    ping = (("wsevents.channel", "/rooms/{room}"), ("wsevents.event", "ping"))
+    assert durations[ping].count == 4
+    assert durations[ping].sum > 0
+
+
+async def test_a_rate_limited_frame_gets_its_event_span_with_the_code() -> None:
+    traced = Traced(Limits(rate=1.0, burst=5))
+    with serve(traced.app) as address:
+        async with connect(f"ws://{address}/rooms/lobby?user=ann") as ann:
+            codes = []
+            for n in range(8):
+                try:
+                    await ann.request("ping", {"n": n})
+                    codes.append("ok")
+                except EventError as error:
+                    codes.append(error.code)
+    assert "rate_limited" in codes
+    spans = traced.finished("wsevents ping")
+    assert len(spans) == 8
+    assert [(span.attributes or {}).get("wsevents.error.code", "ok") for span in spans] == codes
+    assert all(span.status.status_code == StatusCode.UNSET for span in spans)
+
+
+async def test_the_python_clients_request_and_the_servers_handler_share_one_trace() -> None:
+    traced = Traced()
+    exporter = InMemorySpanExporter()
+    client_provider = TracerProvider()
+    client_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with serve(traced.app) as address:
+        async with connect(f"ws://{address}/rooms/lobby?user=ann") as ann:
+            with client_provider.get_tracer("app").start_as_current_span("click") as click:
+                assert await ann.request("ping", {"n": 3}) == {"n": 3}
+    (handled,) = traced.finished("wsevents ping")
+    assert handled.context.trace_id == click.get_span_context().trace_id
+    assert handled.parent is not None
+    assert handled.parent.span_id == click.get_span_context().span_id
+
+
+def test_with_telemetry_off_no_span_is_made() -> None:
+    from opentelemetry import trace
+
+    from wsevents.testing import EventTestClient
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    room = Channel("/c")
+
+    @room.on("ping", reply=int)
+    async def ping(data: int) -> int:
+        return data
+
+    app = EventApp([room])  # telemetry off
+    tracer = provider.get_tracer("test")
+    with (
+        EventTestClient(app) as client,
+        client.connect("/c") as ws,
+        tracer.start_as_current_span("outside") as outside,
+    ):
+        context = outside.get_span_context()
+        traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
+        ws.send_raw(json.dumps({"event": "ping", "data": 1, "id": 1, "traceparent": traceparent}))
+        assert json.loads(ws.receive_raw()) == {"event": "ping", "data": 1, "id": 1}
+        assert trace.get_current_span() is outside
+    assert [span.name for span in exporter.get_finished_spans()] == ["outside"]

@@ -14,7 +14,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from anyio.to_thread import run_sync
 from pydantic_core import to_jsonable_python
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .codecs import Codec
 
 __all__ = [
+    "Handled",
     "Handling",
     "call_hook",
     "encode_error",
@@ -44,6 +45,17 @@ logger = logging.getLogger("wsevents")
 _TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
 _MISSING = object()
 INTERNAL_ERROR = EventError(ErrorCode.INTERNAL_ERROR.value, "internal error")
+
+
+class Handled(NamedTuple):
+    """How a frame's handling ended, where the telemetry has something to record.
+
+    A frame answered without error by a plain handler ends in ``None``.
+    """
+
+    code: str | None  # the error frame's code, or None: answered
+    exception: BaseException | None = None  # what the handler raised, if it raised
+    once: str | None = None  # a once request's answer: "kept" or "computed"
 
 
 async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:

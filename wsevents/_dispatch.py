@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from ._envelope import ASK, BadEnvelope, RequestId, parse_answer, parse_envelope
+from ._onepass import Trace
 from ._routing import Channel, Handler
 from .codecs import Codec, Decoding, EnvelopeDecoder
 from .exceptions import DecodeError, DuplicateKeyError, ErrorCode
@@ -29,24 +30,29 @@ __all__ = [
     "byte_size",
     "decoding_table",
     "readable_id",
-    "request_id_of",
+    "trace_of",
     "validation_details",
 ]
 
 logger = logging.getLogger("wsevents")
 
-Call = tuple[Handler, Any, RequestId]
-"""A handler to call: ``(handler, validated data, request id)``."""
+Call = tuple[Handler, Any, RequestId, "Trace | None"]
+"""A handler to call: ``(handler, validated data, request id, trace context)``."""
 
 
 class Refusal(NamedTuple):
-    """An error frame to answer a frame with."""
+    """An error frame to answer a frame with.
+
+    ``event`` is set for a registered event (the telemetry gives it a span),
+    ``trace`` where the frame carried trace context.
+    """
 
     code: str
     message: str
     details: Any
     request_id: RequestId
     event: str | None = None
+    trace: Trace | None = None
 
 
 class Answer(NamedTuple):
@@ -116,14 +122,17 @@ class Router:
         if handler is None:
             message = f"no handler for event {event!r}"
             return Refusal(ErrorCode.UNKNOWN_EVENT, message, None, request_id)
+        trace = trace_of(decoded) if "traceparent" in decoded else None
         if handler.validate is not None:
             try:
                 data = handler.validate(data)
             except ValidationError as exc:
                 message = f"invalid data for event {event!r}"
                 details = validation_details(exc)
-                return Refusal(ErrorCode.VALIDATION_ERROR, message, details, request_id, event)
-        return handler, data, request_id
+                return Refusal(
+                    ErrorCode.VALIDATION_ERROR, message, details, request_id, event, trace
+                )
+        return handler, data, request_id, trace
 
     def answer(self, payload: str | bytes) -> Answer | None:
         """The frame as an answer, if it is one (it has an ``ask`` key); else ``None``.
@@ -146,10 +155,24 @@ class Router:
             return Answer(*parse_answer(decoded))
         return None
 
-    def request_id(self, payload: str | bytes) -> RequestId:
-        """The ``id`` of a frame, where it can be read (a rate-limited frame is not routed)."""
+    def rate_limited(self, payload: str | bytes) -> Refusal:
+        """The refusal of a frame over the rate limit: not routed, its ``id`` read where it can be.
+
+        Its event too, where it is registered, and its trace context: the
+        telemetry gives it a span.
+        """
         decoder = self.text_decoder if payload.__class__ is str else self.binary_decoder
-        return request_id_of(decoder, payload)
+        event = request_id = trace = None
+        try:
+            decoded = decoder.decode(payload)
+            name, _, request_id = parse_envelope(decoded)
+        except Exception:
+            pass
+        else:
+            if name in self.handlers:
+                event = name
+                trace = trace_of(decoded)
+        return Refusal(ErrorCode.RATE_LIMITED, "too many events", None, request_id, event, trace)
 
 
 def decoding_table(channel: Channel) -> dict[str, Decoding]:
@@ -160,12 +183,15 @@ def decoding_table(channel: Channel) -> dict[str, Decoding]:
     }
 
 
-def request_id_of(decoder: Codec, payload: str | bytes) -> RequestId:
-    """The ``id`` of a frame decoded by ``decoder``, or ``None``."""
-    try:
-        return parse_envelope(decoder.decode(payload))[2]
-    except Exception:
+def trace_of(envelope: dict[str, Any]) -> Trace | None:
+    """An envelope's W3C trace context, where its ``traceparent`` is a string.
+
+    Checked by the telemetry that uses it: a malformed one is ignored there.
+    """
+    traceparent, tracestate = envelope.get("traceparent"), envelope.get("tracestate")
+    if type(traceparent) is not str:
         return None
+    return traceparent, tracestate if type(tracestate) is str else None
 
 
 def readable_id(decoded: Any) -> RequestId:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 from pydantic_core import to_jsonable_python
 
-from ._calls import invoke, map_exception, send_error
+from ._calls import Handled, invoke, map_exception, send_error
 from ._envelope import RequestId, event_frame
 from ._retry import Backoff, Tally
 from .exceptions import ErrorCode, EventError
@@ -77,11 +77,15 @@ class OnceRuns:
 
     async def serve(
         self, session: Session, handler: Handler, data: Any, request_id: RequestId
-    ) -> None:
-        """Answer a ``once`` request: the kept answer, the one a run gives, or ``unavailable``."""
+    ) -> Handled:
+        """Answer a ``once`` request: the kept answer, the one a run gives, or ``unavailable``.
+
+        Returns how it ended, and whether its answer was kept or computed by this request.
+        """
         event = handler.event
         key = once_key(session.client_session or "", session.channel.name, event, request_id)
         backoff = Backoff(0.02, 0.5)
+        source = "kept"  # the answer of an earlier copy of the request, kept or running
         while True:
             running = self._answers.get(key)
             if running is not None:  # a run in this process: its answer, when it comes
@@ -96,18 +100,19 @@ class OnceRuns:
                 if self._failures.add("claim"):
                     logger.warning("a once request could not be claimed: %r", exc)
                 message = "the request could not be checked against earlier runs; send it again"
-                await send_error(
-                    session, ErrorCode.UNAVAILABLE.value, message, None, request_id, event
-                )
-                return
+                code = ErrorCode.UNAVAILABLE.value
+                await send_error(session, code, message, None, request_id, event)
+                return Handled(code)
             if kind == "done" and kept is not None:
                 answer = msgpack.unpackb(kept, raw=False)
                 break
             if kind == "run":
                 answer = await asyncio.shield(self._start(session, handler, data, key, owner))
+                source = "computed"
                 break
             await asyncio.sleep(backoff.next())  # another process runs it: ask again
         await send_answer(session, event, request_id, answer)
+        return Handled(None if answer[0] == "r" else answer[1], None, source)
 
     def _start(
         self, session: Session, handler: Handler, data: Any, key: str, owner: str

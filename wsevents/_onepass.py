@@ -65,13 +65,17 @@ class Decoding(NamedTuple):
     validate: Callable[[Any], Any] | None
 
 
-Found = tuple[str, Any, RequestId]  # the event, its validated data, the id
+Trace = tuple[str, "str | None"]  # a frame's traceparent and tracestate, as it wrote them
+# The event, its validated data, the id, the trace context (None: the frame carries none).
+Found = tuple[str, Any, RequestId, "Trace | None"]
 
 __all__ = [
     "INT_MAX",
     "INT_MIN",
     "Decoding",
+    "Found",
     "OnePass",
+    "Trace",
     "is_flat_model",
     "is_plain_model",
     "keys_match",
@@ -123,6 +127,19 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
         | UnsetType
         | None
     ) = UNSET
+    # W3C Trace Context (DESIGN.md section 13): read in the same pass, checked by
+    # the telemetry that uses it (a malformed one is ignored there).
+    traceparent: str | UnsetType = UNSET
+    tracestate: str | UnsetType = UNSET
+
+
+def _trace(frame: _Envelope) -> tuple[Trace | None, int]:
+    """A frame's trace context, and how many keys of the envelope hold it."""
+    traceparent, tracestate = frame.traceparent, frame.tracestate
+    keys = (traceparent is not UNSET) + (tracestate is not UNSET)
+    if traceparent is UNSET:
+        return None, keys  # a tracestate alone means nothing
+    return (traceparent, None if tracestate is UNSET else tracestate), keys
 
 
 def _is_scalar(annotation: Any) -> bool:
@@ -205,7 +222,7 @@ class OnePass:
         return frozenset(self._table)
 
     def text(self, text: str) -> Found | None:
-        """Return ``(event, data, id)`` for a JSON text, or ``None`` for the general path."""
+        """Return ``(event, data, id, trace)`` for a JSON text, or ``None``: the general path."""
         try:
             frame = _decode_json(text)
             event = frame.event
@@ -219,12 +236,16 @@ class OnePass:
         # is a scalar the decoder checked, as the codec would have.
         request_id = frame.id
         members = len(fields) + 2 if request_id is UNSET else len(fields) + 3
+        trace = None
+        if frame.traceparent is not UNSET or frame.tracestate is not UNSET:
+            trace, keys = _trace(frame)
+            members += keys
         if text.count(":") != members and not keys_match(text, members):
             return None
-        return event, data, None if request_id is UNSET else request_id
+        return event, data, None if request_id is UNSET else request_id, trace
 
     def binary(self, payload: bytes) -> Found | None:
-        """Return ``(event, data, id)`` for a MessagePack frame, or ``None``: the general path."""
+        """Return ``(event, data, id, trace)`` for a MessagePack frame, or ``None``."""
         try:
             frame = _decode_envelope(payload)
         except Exception:  # binary data, an extension, a nested value: the map itself
@@ -241,7 +262,10 @@ class OnePass:
         # Every value checked by the decoder, as the codec would have (a key the model
         # ignores included): the envelope and the numbers.
         request_id = frame.id
-        return event, data, None if request_id is UNSET else request_id
+        trace = None
+        if frame.traceparent is not UNSET or frame.tracestate is not UNSET:
+            trace = _trace(frame)[0]
+        return event, data, None if request_id is UNSET else request_id, trace
 
     def _binary_map(self, payload: bytes) -> Found | None:
         """The pass for a frame in another key order, or holding more than scalars."""
@@ -267,7 +291,8 @@ class OnePass:
         except Exception:  # anything amiss: the general path gives the exact answer
             return None
         # Nothing the model ignored, at either level: the codec's checks (depth,
-        # finite floats, no extensions) would look at it, so the general path must.
+        # finite floats, no extensions) would look at it, so the general path must
+        # (a frame with trace context in another order takes it too).
         if len(fields) != len(data.__pydantic_fields_set__) or len(value) != (
             3 if "id" in value else 2
         ):
@@ -277,7 +302,7 @@ class OnePass:
         for number in fields.values():
             if number.__class__ is float and number - number != 0.0:  # infinite or NaN
                 return None
-        return event, data, request_id
+        return event, data, request_id, None
 
 
 _decode_json = msgspec.json.Decoder(_Envelope).decode

@@ -36,7 +36,7 @@ from ._outcomes import (
     Replayed,
     TooManyRequests,
 )
-from .exceptions import CloseCode, ErrorCode
+from .exceptions import CloseCode
 
 if TYPE_CHECKING:
     from ._limits import Limits
@@ -330,15 +330,13 @@ class ConnectionCore:
             if self.refused > self._limits.burst:
                 self.abort(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
                 return None
-            return Refusal(
-                ErrorCode.RATE_LIMITED, "too many events", None, self.router.request_id(payload)
-            )
+            return self.router.rate_limited(payload)
         fast = self._text_pass if payload.__class__ is str else self._binary_pass
         if fast is not None:
             found = fast(payload)
             if found is not None:
-                event, data, request_id = found
-                return self._handlers[event], data, request_id
+                event, data, request_id, trace = found
+                return self._handlers[event], data, request_id, trace
         routed = self.router.route(payload)
         if isinstance(routed, Answer):
             if self._asks and routed.ask in self._asks:

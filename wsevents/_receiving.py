@@ -21,7 +21,14 @@ import anyio
 from anyio.to_thread import run_sync
 from starlette.types import Receive
 
-from ._calls import Handling, map_exception, returned_without_reply, send_error, unexpected
+from ._calls import (
+    Handled,
+    Handling,
+    map_exception,
+    returned_without_reply,
+    send_error,
+    unexpected,
+)
 from ._dispatch import Call, Refusal
 from ._outcomes import Answered, InvalidState
 from .exceptions import CloseCode, ConnectionGone, EventError
@@ -32,8 +39,10 @@ if TYPE_CHECKING:
     from ._connection import Connection
     from ._protocol import ConnectionCore
     from ._registry import Registry
+    from ._routing import Channel
     from ._runtime import Runtime
     from ._session import Session
+    from ._telemetry import Telemetry
     from .codecs import Codec
 
 __all__ = ["Receiving"]
@@ -50,6 +59,7 @@ class Receiving:
 
     # What the session holds and this side uses.
     id: str
+    channel: Channel
     client_session: str | None
     codec: Codec
     connection: Connection
@@ -59,6 +69,7 @@ class Receiving:
     _handling: Handling
     _frame_key: str
     _ok: Any
+    _tracing: Telemetry | None  # None: telemetry off, nothing of it on the way
 
     if TYPE_CHECKING:  # the session's own, for the type checker
 
@@ -108,6 +119,7 @@ class Receiving:
         timed = limits.idle_timeout is not None or limits.rate is not None
         loop = asyncio.get_running_loop()
         handling = self._handling
+        tracing = self._tracing
         while True:
             message = await receive()
             kind = message["type"]
@@ -125,7 +137,7 @@ class Receiving:
                     waiter = found.waiter
                     if not waiter.done():
                         waiter.set_result(found)
-                elif core.admit(found):
+                elif core.admit(found):  # type: ignore[arg-type]  # not Answered
                     # Handled here. A check queued for the loop's next turn, one for
                     # every frame read in this turn, passes the reading on should
                     # a handler still run then: it waits.
@@ -134,9 +146,12 @@ class Receiving:
                         loop.call_soon(self._pass_reading, receive)
                     handoffs = handling.handoffs
                     handling.reader_busy = True
-                    work: Call | Refusal | None = found
+                    work: Call | Refusal | None = found  # type: ignore[assignment]
                     while work is not None:  # this frame, then those that waited for it
-                        await self._handle(work)
+                        if tracing is None:
+                            await self._handle(work)
+                        else:
+                            await self._traced(tracing, work)
                         work = core.handled()
                     if handling.handoffs != handoffs:
                         return _PASSED
@@ -201,16 +216,32 @@ class Receiving:
             if not waiter.done():
                 waiter.set_exception(ConnectionGone(f"connection {self.id} closed"))
 
-    async def _handle(self, found: Call | Refusal) -> None:
-        """Call the handler the core named and answer, or send the core's error frame."""
+    async def _traced(self, tracing: Telemetry, found: Call | Refusal) -> None:
+        """Handle a frame in its event's span (none for an unknown event: names are declared)."""
+        if found.__class__ is Refusal:
+            event, request_id, trace = found.event, found.request_id, found.trace
+            if event is None:
+                await self._handle(found)
+                return
+        else:
+            handler, _, request_id, trace = found  # type: ignore[misc]
+            event = handler.event
+        with tracing.event(self.channel.address, event, self.id, request_id, trace) as span:
+            tracing.handled(span, await self._handle(found))
+
+    async def _handle(self, found: Call | Refusal) -> Handled | None:
+        """Call the handler the core named and answer, or send the core's error frame.
+
+        Returns how it ended for the telemetry: ``None``, answered by a plain handler.
+        """
         session = cast("Session", self)
         if found.__class__ is Refusal:
-            await send_error(session, *found)
-            return
-        handler, data, request_id = found  # type: ignore[misc]
+            code, message, details, request_id, event, _ = found
+            await send_error(session, code, message, details, request_id, event)
+            return Handled(str(code))
+        handler, data, request_id, _ = found  # type: ignore[misc]
         if handler.once and request_id is not None and self.client_session is not None:
-            await self._runtime.once.serve(session, handler, data, request_id)
-            return
+            return await self._runtime.once.serve(session, handler, data, request_id)
         event = handler.event
         try:
             if handler.is_async:
@@ -232,15 +263,16 @@ class Receiving:
                 frame = self.codec.encode_event(event, reply, request_id)
         except EventError as exc:
             await send_error(session, exc.code, exc.message, exc.details, request_id, event)
-            return
+            return Handled(str(exc.code))
         except Exception as exc:
             error = await map_exception(self.registry, self.connection, exc, event)
             await send_error(session, error.code, error.message, error.details, request_id, event)
-            return
+            return Handled(str(error.code), exc)
         self._ok[event] += 1
         if frame is None:
-            return
+            return None
         if self._core.send_now():
             await self.transmit({"type": "websocket.send", self._frame_key: frame})
         else:
             self.push(frame)
+        return None

@@ -74,6 +74,7 @@ class Session(Receiving):
         "_runtime",
         "_send",
         "_task",
+        "_tracing",
         "_wakeup",
         "_writer",
         "channel",
@@ -119,6 +120,7 @@ class Session(Receiving):
         self._frame_key = "bytes" if codec.frame_type == "binary" else "text"
         # The counter every handled frame adds to: its channel's.
         self._ok = runtime.stats.ok_counter(channel.address)
+        self._tracing = runtime.telemetry  # None: off
         self._writer: asyncio.Task[None] | None = None
         # The rest of a pushed frame's send that had to wait (the client's transport paused).
         self._finishing: asyncio.Task[None] | None = None

@@ -18,13 +18,19 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
+    from ._calls import Handled
+    from ._envelope import RequestId
+    from ._onepass import Trace
     from ._stats import Stats
 
 __all__ = ["Telemetry"]
@@ -40,6 +46,28 @@ def _version() -> str:
 
 SYSTEM = "wsevents"
 SERVER_FAULTS = frozenset({500, 503})  # refusals that are the server's fault: status ERROR
+FAULT_CODES = frozenset({"internal_error", "unavailable"})  # error frames that are the server's
+# W3C Trace Context on the wire and through the backplane, whatever the app's own
+# global propagator is (B3, Jaeger): the protocol names traceparent and tracestate.
+W3C = TraceContextTextMapPropagator()
+ROOT = Context()  # a span started in it starts a trace
+
+
+def qualified_name(kind: type) -> str:
+    """An exception type as ``error.type`` names it: module and qualified name."""
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def extract(trace_context: Trace | None) -> Context:
+    """The context a frame's trace context names; the root where it has none or a bad one."""
+    if trace_context is None:
+        return ROOT
+    traceparent, tracestate = trace_context
+    carrier = {"traceparent": traceparent}
+    if tracestate is not None:
+        carrier["tracestate"] = tracestate
+    return W3C.extract(carrier, context=ROOT)
 
 
 class Telemetry:
@@ -83,6 +111,11 @@ class Telemetry:
              "{publication}", "Publications the backplane could not send to the other processes."),
         ):  # fmt: skip
             create(name, callbacks=[callback], unit=unit, description=description)
+        self._handler_duration = meter.create_histogram(
+            "wsevents.handler.duration",
+            unit="s",
+            description="How long client events took to handle and answer, by channel and event.",
+        )
 
     # -- spans ---------------------------------------------------------------------------
 
@@ -112,6 +145,68 @@ class Telemetry:
         span = trace.get_current_span()
         span.set_attribute("http.response.status_code", status)
         if status in SERVER_FAULTS:
+            span.set_status(Status(StatusCode.ERROR))
+
+    @contextmanager
+    def event(
+        self,
+        channel: str,
+        event: str,
+        connection_id: str,
+        request_id: RequestId,
+        trace_context: Trace | None,
+    ) -> Iterator[Span]:
+        """The span of one client event's handling, current while its handler runs.
+
+        A child of the frame's trace context, or the start of a trace where
+        it carries none (or a malformed one). Times the handling for
+        ``wsevents.handler.duration``.
+        """
+        attributes: dict[str, str] = {
+            "messaging.system": SYSTEM,
+            "wsevents.channel": channel,
+            "wsevents.event": event,
+            "wsevents.connection.id": connection_id,
+        }
+        if request_id is not None:
+            attributes["wsevents.request.id"] = str(request_id)
+        start = perf_counter()
+        with self.tracer.start_as_current_span(
+            f"wsevents {event}",
+            context=extract(trace_context),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,  # the span of a cancelled handling: no text either
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+        self._handler_duration.record(
+            perf_counter() - start, {"wsevents.channel": channel, "wsevents.event": event}
+        )
+
+    @staticmethod
+    def handled(span: Span, handled: Handled | None) -> None:
+        """Record how an event's handling ended: its error code, what was raised (its type).
+
+        Status ERROR only for the server's faults (``internal_error``,
+        ``unavailable``), never for a client's bad input.
+        """
+        if handled is None:
+            return
+        code, exception, once = handled
+        if once is not None:
+            span.set_attribute("wsevents.once.answer", once)
+        if code is None:
+            return
+        span.set_attribute("wsevents.error.code", code)
+        if exception is not None:
+            name = qualified_name(type(exception))
+            span.set_attribute("error.type", name)
+            # The type alone: an exception's message may hold what the client sent.
+            span.add_event("exception", {"exception.type": name})
+        elif code in FAULT_CODES:
+            span.set_attribute("error.type", code)
+        if code in FAULT_CODES:
             span.set_status(Status(StatusCode.ERROR))
 
     # -- metrics, read from the counters -------------------------------------------------

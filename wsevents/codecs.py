@@ -20,17 +20,14 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgpack
 import msgspec
 from pydantic_core import from_json, to_json, to_jsonable_python
 
-from ._onepass import INT_MAX, INT_MIN, Decoding, OnePass, is_plain_model, keys_match
+from ._onepass import INT_MAX, INT_MIN, Decoding, Found, OnePass, is_plain_model, keys_match
 from .exceptions import DecodeError, DuplicateKeyError
-
-if TYPE_CHECKING:
-    from ._envelope import RequestId
 
 __all__ = [
     "Codec",
@@ -42,9 +39,9 @@ __all__ = [
 ]
 
 
-EnvelopeDecoder = Callable[[Any], "tuple[str, Any, RequestId] | None"]
-"""Decode and validate a frame in one pass: ``(event, data, id)``, or ``None`` for
-the general path (:meth:`Codec.decode`, then the envelope, then the model)."""
+EnvelopeDecoder = Callable[[Any], "Found | None"]
+"""Decode and validate a frame in one pass: ``(event, data, id, trace)``, or ``None``
+for the general path (:meth:`Codec.decode`, then the envelope, then the model)."""
 
 FrameType = Literal["text", "binary"]
 
@@ -107,9 +104,10 @@ class Codec(ABC):
 
         ``table`` maps each event a channel handles to its :class:`Decoding`;
         it is given once per channel, at startup. The pass must answer as the
-        general path would (the event, the validated data, the ``id``), or
-        return ``None`` for a frame and leave it to the general path; only
-        its speed may differ. The default has none.
+        general path would (the event, the validated data, the ``id``, and the
+        frame's ``(traceparent, tracestate)`` strings or ``None``), or return
+        ``None`` for a frame and leave it to the general path; only its speed
+        may differ. The default has none.
         """
         return None
 
