@@ -30,13 +30,15 @@ from wsevents import (
     Connection,
     EventApp,
     EventError,
+    History,
     Limits,
     RegistrationError,
     Reject,
 )
+from wsevents.backplane.redis import RedisBackplane
 from wsevents.client import connect
 
-from .conftest import serve
+from .conftest import RedisServer, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -425,3 +427,92 @@ def test_with_telemetry_off_no_span_is_made() -> None:
         assert json.loads(ws.receive_raw()) == {"event": "ping", "data": 1, "id": 1}
         assert trace.get_current_span() is outside
     assert [span.name for span in exporter.get_finished_spans()] == ["outside"]
+
+
+class Said(BaseModel):
+    text: str
+
+
+def relay_app(redis_url: str, provider: TracerProvider) -> EventApp:
+    """A chat channel through Redis: ``say`` publishes to the room, plain or kept."""
+    chat = Channel("/chat/{room}")
+
+    @chat.on_connect
+    async def join(conn: Connection, room: str) -> None:
+        await conn.subscribe(f"rooms/{room}")
+        await conn.subscribe(f"kept/{room}")
+
+    @chat.on("say", model=Said)
+    async def say(conn: Connection, data: Said, room: str) -> None:
+        await conn.publish(f"rooms/{room}", "said", {"text": data.text})
+
+    @chat.on("keep", model=Said)
+    async def keep(conn: Connection, data: Said, room: str) -> None:
+        await conn.publish(f"kept/{room}", "said", {"text": data.text})
+
+    return EventApp(
+        [chat],
+        backplane=RedisBackplane(redis_url),
+        topics=[History("kept/+")],
+        telemetry={"tracer_provider": provider, "meter_provider": MeterProvider()},
+    )
+
+
+def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+async def test_a_publish_in_one_process_and_its_delivery_in_another_are_linked(
+    redis_server: RedisServer,
+) -> None:
+    here, there = InMemorySpanExporter(), InMemorySpanExporter()
+    app_here = relay_app(redis_server.url, provider_with(here))
+    app_there = relay_app(redis_server.url, provider_with(there))
+    with serve(app_here) as address_here, serve(app_there) as address_there:
+        async with (
+            connect(f"ws://{address_here}/chat/a") as ann,
+            connect(f"ws://{address_there}/chat/a") as bob,
+            connect(f"ws://{address_there}/chat/a") as cat,
+        ):
+            said = [asyncio.Queue[Any]() for _ in range(2)]
+            bob.on("said", said[0].put)
+            cat.on("said", said[1].put)
+            await ann.request("say", {"text": "hi"})
+            await ann.request("keep", {"text": "kept"})
+            for queue in said:
+                assert (await asyncio.wait_for(queue.get(), 5))["text"] == "hi"
+                assert (await asyncio.wait_for(queue.get(), 5))["text"] == "kept"
+            epoch = bob.positions["kept/a"].epoch
+        # A replay of the kept publication: delivered again, but no delivery span.
+        dan = connect(f"ws://{address_there}/chat/a", resume={"kept/a": (epoch, 0)})
+        replayed = asyncio.Queue[Any]()
+        dan.on("said", replayed.put)
+        async with dan:
+            assert (await asyncio.wait_for(replayed.get(), 5))["text"] == "kept"
+    spans_here = here.get_finished_spans()
+    spans_there = there.get_finished_spans()
+    say_span = next(span for span in spans_here if span.name == "wsevents say")
+    publishes = [span for span in spans_here if span.name == "wsevents publish"]
+    assert [(span.attributes or {})["wsevents.topic"] for span in publishes] == [
+        "rooms/a",
+        "kept/a",
+    ]
+    plain, kept = publishes
+    assert plain.kind == SpanKind.PRODUCER
+    assert plain.parent is not None
+    assert plain.parent.span_id == say_span.context.span_id  # made in the handler
+    local = [span for span in spans_here if span.name == "wsevents deliver"]
+    remote = [span for span in spans_there if span.name == "wsevents deliver"]
+    assert len(local) == 2  # ann, here, heard both
+    assert len(remote) == 2  # one span per process and publication, never per recipient
+    for producer, delivered in zip(publishes, remote, strict=True):
+        assert delivered.kind == SpanKind.CONSUMER
+        assert delivered.context.trace_id == producer.context.trace_id
+        assert delivered.parent is not None
+        assert delivered.parent.span_id == producer.context.span_id
+        assert [link.context.span_id for link in delivered.links] == [producer.context.span_id]
+        assert (delivered.attributes or {})["wsevents.recipients"] == 2  # bob and cat
+    assert [(span.attributes or {})["wsevents.recipients"] for span in local] == [1, 1]
+    assert kept.status.status_code == StatusCode.UNSET

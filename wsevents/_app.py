@@ -255,7 +255,7 @@ class EventApp:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"limit must be a non-negative integer, got {limit!r}")
         await self._ensure_started()
-        return await self._runtime.broker.history(topic, since, limit)
+        return await self._runtime.broker.streams.history(topic, since, limit)
 
     async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
         """Every member of ``topic``, in every process: connection id to the info it gave.
@@ -265,7 +265,7 @@ class EventApp:
             BackplaneUnavailable: the backplane did not answer in time.
         """
         await self._ensure_started()
-        return await self._runtime.broker.presence(topic)
+        return await self._runtime.broker.rooms.members(topic)
 
     async def presence_count(self, topic: str) -> int:
         """How many members ``topic`` has, in every process, without reading them.
@@ -275,7 +275,7 @@ class EventApp:
             BackplaneUnavailable: the backplane did not answer in time.
         """
         await self._ensure_started()
-        return await self._runtime.broker.presence_count(topic)
+        return await self._runtime.broker.rooms.count(topic)
 
     async def send_to(self, connection_id: str, event: str, data: Any = None) -> None:
         """Deliver ``event`` to one connection, in whichever process holds it.

@@ -24,14 +24,20 @@ import msgpack
 from pydantic_core import to_jsonable_python
 
 from ._envelope import event_frame
-from ._history import SUBSCRIBED_EVENT, History, Position, Publication, history_rule
+from ._history import (
+    History,
+    Position,
+    history_frame,
+    history_rule,
+    subscribed_frame,
+)
 from ._members import Presence
 from ._ordering import Message, Step
 from ._presence import Rooms
 from ._streams import Streams
-from ._subscriptions import Subscriber, Subscription, Subscriptions
-from ._wildcards import check_topic, is_pattern
-from .exceptions import BackplaneUnavailable, TopicError
+from ._subscriptions import Carrier, Subscriber, Subscription, Subscriptions, Tracing
+from ._wildcards import is_pattern
+from .exceptions import TopicError
 
 if TYPE_CHECKING:
     from .backplane import Backplane
@@ -93,6 +99,8 @@ class Broker:
         # Who takes the messages that are not publications, by a key they carry:
         # server requests (q) and answers (a), disconnects (k).
         self._routes: dict[str, Heard] = {}
+        # The app's telemetry, where it is on: spans for publishes and deliveries.
+        self.tracing: Tracing | None = None
 
     def route(self, key: str, heard: Heard) -> None:
         """Hand the backplane's messages that carry ``key`` to ``heard``, not to subscribers."""
@@ -227,53 +235,27 @@ class Broker:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        """Every member of ``topic``, in every process."""
-        check_topic(topic)
-        members: dict[str, dict[str, Any]] = await self._presence_read(self.rooms.members(topic))
-        return members
-
-    async def presence_count(self, topic: str) -> int:
-        """How many members ``topic`` has, without reading them."""
-        check_topic(topic)
-        counted: int = await self._presence_read(self.rooms.count(topic))
-        return counted
-
-    async def _presence_read(self, read: Any) -> Any:
-        try:
-            return await read
-        except TopicError:
-            raise
-        except Exception as exc:  # what the transport raised, or its deadline
-            raise BackplaneUnavailable(f"the backplane did not answer ({exc!r})") from None
-
-    async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
-        """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first."""
-        check_topic(topic)
-        rule = self.history_rule(topic)
-        if rule is None:
-            raise TopicError(f"{topic!r} matches no History rule: it keeps no history")
-        found = await self.streams.read(rule, topic, None if since is None else since.offset, limit)
-        if since is not None and since.epoch != found.position.epoch:  # from the oldest kept
-            found = await self.streams.read(rule, topic, None, limit)
-        epoch = found.position.epoch
-        publications = []
-        for offset, payload in found.entries:
-            message = _unpack(payload)
-            publications.append(Publication(message["e"], message["d"], topic, epoch, offset))
-        return publications
-
     # -- publishing ----------------------------------------------------------------------
 
     async def publish(
-        self, topic: str, event: str, data: Any, exclude: Iterable[str] | None
+        self,
+        topic: str,
+        event: str,
+        data: Any,
+        exclude: Iterable[str] | None,
+        trace: Carrier | None = None,
     ) -> Position | None:
         """Deliver to this process's subscribers of ``topic``, then to the other processes.
 
         A history topic's publication is kept first: it returns its position,
         or raises ``BackplaneUnavailable`` and reaches nobody. ``topic`` is
         checked by the caller (a user's system topic is not the app's to name).
+        With telemetry on, the publish runs in its span, whose context
+        ``trace`` (a W3C carrier) travels with the publication.
         """
+        tracing = self.tracing
+        if tracing is not None and trace is None:
+            return await tracing.publish(self.publish, topic, event, data, exclude)
         skip = _ids(exclude)
         # Validate against every declaration first, so that a PayloadError reaches
         # the caller before anyone got anything; the dumps are reused below.
@@ -284,10 +266,12 @@ class Broker:
                 payloads[emit] = emit.dump(data)
         rule = self.history_rule(topic)
         if rule is not None:
-            return await self._publish_kept(rule, topic, event, data, skip)
-        let_others_run = self._deliver(topic, event, data, skip, payloads)
+            return await self._publish_kept(rule, topic, event, data, skip, trace)
+        let_others_run = self._deliver(topic, event, data, skip, payloads, trace)
         if self.backplane.shared:
             message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+            if trace:
+                message["p"] = trace
             await self.backplane.publish(topic, self._pack(message))
         if let_others_run:
             # Let the others run before the next publish: the writers, when some
@@ -298,9 +282,17 @@ class Broker:
         return None
 
     async def _publish_kept(
-        self, rule: History, topic: str, event: str, data: Any, skip: set[str]
+        self,
+        rule: History,
+        topic: str,
+        event: str,
+        data: Any,
+        skip: set[str],
+        trace: Carrier | None,
     ) -> Position:
         message = {"t": topic, "e": event, "d": to_jsonable_python(data), "x": sorted(skip)}
+        if trace:  # kept with it: a live delivery links to it, a replay makes no span
+            message["p"] = trace
         payload = self._pack(message)
         key, backplane = message["i"], self.backplane
         position: Position = await self.streams.call(
@@ -346,11 +338,13 @@ class Broker:
         data: Any,
         skip: set[str],
         payloads: dict[object, Any] | None = None,
+        trace: Carrier | None = None,
     ) -> bool:
         """Send or queue the event to local subscribers; return whether the publisher
         should let the others run (a queue is half full, or ``YIELD_AFTER`` got it).
 
-        ``payloads`` holds the data already dumped for a declaration (``Emit``).
+        ``payloads`` holds the data already dumped for a declaration (``Emit``);
+        ``trace`` the publication's trace context, where its publisher traced it.
         """
         members = self.subscriptions.members(topic)
         pushes: list[tuple[Subscriber, str | bytes]] = []
@@ -376,7 +370,14 @@ class Broker:
                     found = frames[key] = codec.encode(event_frame(event, payloads[emit]))
                 frame, last_emitted, last_codec = found, emitted, codec
             pushes.append((subscriber, frame))
-        backlog = self._push_all(pushes) if pushes else False
+        if not pushes:
+            return len(members) >= YIELD_AFTER
+        tracing = self.tracing
+        if tracing is None:
+            backlog = self._push_all(pushes)
+        else:
+            with tracing.deliver(topic, event, trace, len(pushes)):
+                backlog = self._push_all(pushes)
         return backlog or len(members) >= YIELD_AFTER
 
     def _deliver_steps(self, topic: str, steps: list[Step]) -> None:
@@ -406,12 +407,18 @@ class Broker:
             emit = subscriber.emitted.get(message["e"])
             frame = frames.get((emit, subscriber.codec))
             if frame is None:
-                frame = frames[emit, subscriber.codec] = _history_frame(
+                frame = frames[emit, subscriber.codec] = history_frame(
                     subscriber.codec, emit, topic, position, message
                 )
             pushes.append((subscriber, frame))
-        if pushes:
+        if not pushes:
+            return
+        tracing = self.tracing
+        if tracing is None:
             self._push_all(pushes)
+        else:
+            with tracing.deliver(topic, message["e"], message.get("p"), len(pushes)):
+                self._push_all(pushes)
 
     def _announce(self, topic: str, position: Position) -> None:
         """Tell every exact subscriber of ``topic`` it now stands at ``position``, not recovered."""
@@ -428,18 +435,13 @@ class Broker:
         subscriber: Subscriber, topic: str, position: Position, message: Message
     ) -> str | bytes:
         emit = subscriber.emitted.get(message["e"])
-        return _history_frame(subscriber.codec, emit, topic, position, message)
+        return history_frame(subscriber.codec, emit, topic, position, message)
 
+    @staticmethod
     def _subscribed(
-        self, subscriber: Subscriber, topic: str, position: Position, recovered: bool | None
+        subscriber: Subscriber, topic: str, position: Position, recovered: bool | None
     ) -> None:
-        data = {
-            "topic": topic,
-            "epoch": position.epoch,
-            "offset": position.offset,
-            "recovered": recovered,
-        }
-        subscriber.push(subscriber.codec.encode(event_frame(SUBSCRIBED_EVENT, data)))
+        subscriber.push(subscribed_frame(subscriber.codec, topic, position, recovered))
 
     def _receive(self, topic: str, payload: bytes, position: Position | None) -> None:
         """Take a message from the backplane: never raises into the backplane."""
@@ -466,7 +468,10 @@ class Broker:
                 if subscriber is not None:
                     subscriber.push(encode_push(subscriber, message["e"], message["d"]))
             else:
-                self._deliver(message["t"], message["e"], message["d"], set(message["x"]))
+                skip = set(message["x"])
+                self._deliver(
+                    message["t"], message["e"], message["d"], skip, trace=message.get("p")
+                )
         except Exception:
             logger.exception("dropped a backplane message on %r that could not be delivered", topic)
 
@@ -476,16 +481,6 @@ def encode_push(subscriber: Subscriber, event: str, data: Any) -> str | bytes:
     emit = subscriber.emitted.get(event)
     payload = to_jsonable_python(data) if emit is None else emit.dump(data)
     return subscriber.codec.encode(event_frame(event, payload))
-
-
-def _history_frame(
-    codec: Codec, emit: Any, topic: str, position: Position, message: Message
-) -> str | bytes:
-    """A push of a history topic: the envelope and its position, in ``codec``."""
-    event, data = message["e"], message["d"]
-    frame = event_frame(event, data if emit is None else emit.dump(data))
-    frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
-    return codec.encode(frame)
 
 
 def _unpack(payload: bytes) -> Message:

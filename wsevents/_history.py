@@ -12,9 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
+from ._envelope import event_frame
 from ._wildcards import check_pattern, matches
+
+if TYPE_CHECKING:
+    from .codecs import Codec
 
 __all__ = [
     "RESUME_PARAMETER",
@@ -25,8 +29,10 @@ __all__ = [
     "Publication",
     "check_positive",
     "first_rule",
+    "history_frame",
     "history_rule",
     "parse_resume",
+    "subscribed_frame",
 ]
 
 RESUME_PARAMETER = "wsevents-resume"
@@ -138,3 +144,30 @@ def parse_resume(raw: str | None) -> dict[str, Position]:
             )
         positions[topic] = Position(held[0], held[1])
     return positions
+
+
+def history_frame(
+    codec: Codec, emit: Any, topic: str, position: Position, message: dict[str, Any]
+) -> str | bytes:
+    """A push of a history topic, in ``codec``: the envelope and its position.
+
+    ``emit`` is the subscriber's channel's declaration of the event (``None``:
+    none), which dumps the data.
+    """
+    event, data = message["e"], message["d"]
+    frame = event_frame(event, data if emit is None else emit.dump(data))
+    frame["topic"], frame["epoch"], frame["offset"] = topic, position.epoch, position.offset
+    return codec.encode(frame)
+
+
+def subscribed_frame(
+    codec: Codec, topic: str, position: Position, recovered: bool | None
+) -> str | bytes:
+    """``wsevents.subscribed``: where a subscriber of a history topic now stands."""
+    data = {
+        "topic": topic,
+        "epoch": position.epoch,
+        "offset": position.offset,
+        "recovered": recovered,
+    }
+    return codec.encode(event_frame(SUBSCRIBED_EVENT, data))

@@ -24,7 +24,8 @@ from ._envelope import event_frame
 from ._history import first_rule
 from ._members import PRESENCE_EVENT, Presence, encode_info
 from ._retry import Tally
-from .exceptions import TopicError
+from ._wildcards import check_topic
+from .exceptions import BackplaneUnavailable, TopicError
 
 if TYPE_CHECKING:
     from ._subscriptions import Subscription, Subscriptions
@@ -174,22 +175,34 @@ class Rooms:
                     done.set_result(None)
 
     async def members(self, topic: str) -> dict[str, dict[str, Any]]:
-        """Every member of ``topic``, in every process: connection id to info."""
+        """Every member of ``topic``, in every process: connection id to info.
+
+        Raises:
+            TopicError: a bad topic, or one no ``Presence`` rule matches.
+            BackplaneUnavailable: the backplane did not answer.
+        """
         rule = self._require(topic)
-        _, found = await self._call(rule, self._backplane.presence_members(topic))
+        _, found = await self._read(rule, self._backplane.presence_members(topic))
         return {member: _decode(raw) for member, raw in found.items()}
 
     async def count(self, topic: str) -> int:
-        """How many members ``topic`` has, without reading them."""
+        """How many members ``topic`` has, without reading them (raises as :meth:`members`)."""
         rule = self._require(topic)
-        counted: int = await self._call(rule, self._backplane.presence_count(topic))
+        counted: int = await self._read(rule, self._backplane.presence_count(topic))
         return counted
 
     def _require(self, topic: str) -> Presence:
+        check_topic(topic)
         rule = self.rule_for(topic)
         if rule is None:
             raise TopicError(f"{topic!r} matches no Presence rule: it has no members")
         return rule
+
+    async def _read(self, rule: Presence, read: Any) -> Any:
+        try:
+            return await self._call(rule, read)
+        except Exception as exc:  # what the transport raised, or its deadline
+            raise BackplaneUnavailable(f"the backplane did not answer ({exc!r})") from None
 
     def _failed(self, what: str, topic: str, exc: BaseException) -> None:
         """Log a failed backplane call: the first of each kind, then every thousandth."""

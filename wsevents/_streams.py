@@ -21,9 +21,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._history import History, Position, history_rule
+from ._history import History, Position, Publication, history_rule
 from ._ordering import Message, Order, Step
-from .exceptions import BackplaneUnavailable
+from ._wildcards import check_topic
+from .exceptions import BackplaneUnavailable, TopicError
 
 if TYPE_CHECKING:
     from .backplane import Backplane
@@ -89,6 +90,25 @@ class Streams:
                         f" {rule.publish_timeout:g} s ({exc!r})"
                     ) from None
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
+        """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first.
+
+        From the oldest kept where ``since`` is of another epoch.
+        """
+        check_topic(topic)
+        rule = history_rule(self.rules, topic)
+        if rule is None:
+            raise TopicError(f"{topic!r} matches no History rule: it keeps no history")
+        found = await self.read(rule, topic, None if since is None else since.offset, limit)
+        if since is not None and since.epoch != found.position.epoch:
+            found = await self.read(rule, topic, None, limit)
+        epoch = found.position.epoch
+        publications = []
+        for offset, payload in found.entries:
+            message = self._unpack(payload)
+            publications.append(Publication(message["e"], message["d"], topic, epoch, offset))
+        return publications
 
     async def read(self, rule: History, topic: str, after: int | None, limit: int) -> HistoryRead:
         """The topic's position and its kept publications after ``after``."""

@@ -6,13 +6,15 @@ topic or pattern is: the topic, the position it holds in a history topic
 with a ``Presence`` rule. :class:`Subscriptions` keeps the records, and the
 table of who hears what (:class:`~wsevents._topics.Topics`) beside them; it
 is the only place either changes. Subscribers are seen through
-:class:`Subscriber`, a protocol of what the topics part needs: nothing of
-the runtime is imported here.
+:class:`Subscriber`, and the app's telemetry through :class:`Tracing`,
+protocols of what the topics part needs: nothing of the runtime is imported
+here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._topics import Topics
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from ._ordering import Message
     from .codecs import Codec
 
-__all__ = ["Declared", "Subscriber", "Subscription", "Subscriptions"]
+__all__ = ["Carrier", "Declared", "Subscriber", "Subscription", "Subscriptions", "Tracing"]
 
 
 class Declared(Protocol):
@@ -55,6 +57,28 @@ class Subscriber(Protocol):
 
     def resume_position(self, topic: str) -> Position | None:
         """The position it asked to resume ``topic`` from at its handshake, once."""
+
+
+Carrier = dict[str, str]  # W3C Trace Context, as it travels inside a publication
+
+
+class Tracing(Protocol):
+    """What the topics part needs of the app's telemetry, where it is on (section 13)."""
+
+    async def publish(
+        self,
+        publish: Callable[..., Awaitable[Any]],
+        topic: str,
+        event: str,
+        data: Any,
+        exclude: Any,
+    ) -> Position | None:
+        """Run ``publish(topic, event, data, exclude, carrier)`` in the publish's span."""
+
+    def deliver(
+        self, topic: str, event: str, trace: Carrier | None, recipients: int
+    ) -> AbstractContextManager[Any]:
+        """The span of one publication's delivery to ``recipients`` here (none untraced)."""
 
 
 class Subscription:

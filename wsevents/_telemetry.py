@@ -11,29 +11,37 @@ collects them (observable instruments), so the Prometheus text endpoint and
 OpenTelemetry report the same counts from one source. Their attributes hold
 declared names only (a channel's address, a registered event, an error or
 close code), never a topic or a path a client chose.
+
+Over 300 lines: every span and instrument wsevents makes, with the rules
+they share (names, attributes, what is an error), in one module that is
+imported only when telemetry is on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
     from ._calls import Handled
     from ._envelope import RequestId
+    from ._history import Position
     from ._onepass import Trace
     from ._stats import Stats
+    from ._subscriptions import Carrier
 
 __all__ = ["Telemetry"]
+
+Publish = Callable[..., Awaitable["Position | None"]]
 
 
 def _version() -> str:
@@ -116,10 +124,23 @@ class Telemetry:
             unit="s",
             description="How long client events took to handle and answer, by channel and event.",
         )
+        self._publish_duration = meter.create_histogram(
+            "wsevents.backplane.publish.duration",
+            unit="s",
+            description="Round trips of the backplane's publish pipeline.",
+        )
+        self._publications = meter.create_counter(
+            "wsevents.publications", unit="{publication}", description="Publishes made here."
+        )
+        self._deliveries = meter.create_counter(
+            "wsevents.deliveries",
+            unit="{frame}",
+            description="Publications pushed to this process's subscribers, one per subscriber.",
+        )
 
     # -- spans ---------------------------------------------------------------------------
 
-    @contextmanager
+    @contextlib.contextmanager
     def handshake(self, address: str) -> Iterator[Span]:
         """The span of one handshake to the channel at ``address``, current while it runs.
 
@@ -147,7 +168,7 @@ class Telemetry:
         if status in SERVER_FAULTS:
             span.set_status(Status(StatusCode.ERROR))
 
-    @contextmanager
+    @contextlib.contextmanager
     def event(
         self,
         channel: str,
@@ -208,6 +229,65 @@ class Telemetry:
             span.set_attribute("error.type", code)
         if code in FAULT_CODES:
             span.set_status(Status(StatusCode.ERROR))
+
+    async def publish(
+        self, publish: Publish, topic: str, event: str, data: Any, exclude: Any
+    ) -> Position | None:
+        """Run ``publish`` in a PRODUCER span, ended once the backplane has the publication.
+
+        Its context goes with the publication, as a W3C carrier (never the
+        ambient context of whoever delivers it).
+        """
+        attributes = {"messaging.system": SYSTEM, "wsevents.event": event, "wsevents.topic": topic}
+        with self.tracer.start_as_current_span(
+            "wsevents publish",
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            carrier: Carrier = {}
+            W3C.inject(carrier)
+            try:
+                position: Position | None = await publish(topic, event, data, exclude, carrier)
+            except Exception as exc:  # the app's data or topic, or the backplane: ours
+                name = qualified_name(type(exc))
+                span.set_attribute("error.type", name)
+                span.add_event("exception", {"exception.type": name})
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+        self._publications.add(1)
+        return position
+
+    def deliver(
+        self, topic: str, event: str, trace_context: Carrier | None, recipients: int
+    ) -> contextlib.AbstractContextManager[Any]:
+        """The CONSUMER span of one publication's delivery to this process's subscribers.
+
+        A child of the publish, and linked to it; none for a publication whose
+        publisher did not trace it (it is counted all the same).
+        """
+        self._deliveries.add(recipients)
+        if not trace_context:
+            return contextlib.nullcontext()
+        context = W3C.extract(trace_context, context=ROOT)
+        producer = trace.get_current_span(context).get_span_context()
+        return self.tracer.start_as_current_span(
+            "wsevents deliver",
+            context=context,
+            kind=SpanKind.CONSUMER,
+            links=[Link(producer)] if producer.is_valid else None,
+            attributes={
+                "messaging.system": SYSTEM,
+                "wsevents.event": event,
+                "wsevents.topic": topic,
+                "wsevents.recipients": recipients,
+            },
+        )
+
+    def round_trip(self, seconds: float) -> None:
+        """One round trip of the backplane's publish pipeline took ``seconds``."""
+        self._publish_duration.record(seconds)
 
     # -- metrics, read from the counters -------------------------------------------------
 

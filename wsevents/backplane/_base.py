@@ -58,6 +58,11 @@ class Backplane(ABC):
     #: process died runs again after this (section 12).
     once_lease = 15.0
 
+    #: Told how long each round trip of its publish pipeline took, in seconds,
+    #: where one is set (the app's telemetry sets it); a transport without
+    #: round trips never calls it.
+    round_trip: Callable[[float], None] | None = None
+
     #: Whether its calls wait on a transport (so a caller bounds them in time);
     #: an in-process backplane answers at once and never fails for a while.
     waits = True

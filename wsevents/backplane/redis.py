@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from contextlib import suppress
-from time import monotonic
+from time import monotonic, perf_counter
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -246,7 +246,10 @@ class RedisBackplane(RedisStore, Backplane):
                 pipeline = self._publisher.pipeline(transaction=False)
                 for topic, payload in batch:
                     pipeline.publish(self.prefix + topic, payload)
+                sent = perf_counter()
                 receivers = await asyncio.wait_for(pipeline.execute(), self.command_timeout)
+                if self.round_trip is not None:
+                    self.round_trip(perf_counter() - sent)
             except self._transient as exc:
                 if self._pubsub is None or monotonic() - started > self.publish_retry_for:
                     self._publish_failed(repr(exc), len(batch))
