@@ -7,6 +7,7 @@ exporter and reader, passed to the app as its providers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -77,6 +78,18 @@ class Traced:
         @room.on("whoami", reply=str)
         async def whoami(conn: Connection) -> str:
             return conn.id
+
+        room.asks("sure", model=int, reply=bool)
+        payments = itertools.count(1)
+
+        @room.on("pay", once=True, reply=int)
+        async def pay() -> int:
+            return next(payments)
+
+        @room.on("confirm", reply=bool)
+        async def confirm(conn: Connection) -> bool:
+            answer: bool = await conn.request("sure", 1, timeout=5)
+            return answer
 
         @room.on("fail")
         async def fail() -> None:
@@ -433,7 +446,9 @@ class Said(BaseModel):
     text: str
 
 
-def relay_app(redis_url: str, provider: TracerProvider) -> EventApp:
+def relay_app(
+    redis_url: str, provider: TracerProvider, meter_provider: MeterProvider | None = None
+) -> EventApp:
     """A chat channel through Redis: ``say`` publishes to the room, plain or kept."""
     chat = Channel("/chat/{room}")
 
@@ -446,16 +461,28 @@ def relay_app(redis_url: str, provider: TracerProvider) -> EventApp:
     async def say(conn: Connection, data: Said, room: str) -> None:
         await conn.publish(f"rooms/{room}", "said", {"text": data.text})
 
+    chat.asks("sure", reply=bool)
+
+    @chat.on("ask_peer", model=str, reply=bool)
+    async def ask_peer(conn: Connection, data: str) -> bool:
+        answer: bool = await app.request(data, "sure", timeout=5)
+        return answer
+
+    @chat.on("whoami", reply=str)
+    async def whoami(conn: Connection) -> str:
+        return conn.id
+
     @chat.on("keep", model=Said)
     async def keep(conn: Connection, data: Said, room: str) -> None:
         await conn.publish(f"kept/{room}", "said", {"text": data.text})
 
-    return EventApp(
+    app = EventApp(
         [chat],
         backplane=RedisBackplane(redis_url),
         topics=[History("kept/+")],
-        telemetry={"tracer_provider": provider, "meter_provider": MeterProvider()},
+        telemetry={"tracer_provider": provider, "meter_provider": meter_provider},
     )
+    return app
 
 
 def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
@@ -468,7 +495,10 @@ async def test_a_publish_in_one_process_and_its_delivery_in_another_are_linked(
     redis_server: RedisServer,
 ) -> None:
     here, there = InMemorySpanExporter(), InMemorySpanExporter()
-    app_here = relay_app(redis_server.url, provider_with(here))
+    reader = InMemoryMetricReader()
+    app_here = relay_app(
+        redis_server.url, provider_with(here), MeterProvider(metric_readers=[reader])
+    )
     app_there = relay_app(redis_server.url, provider_with(there))
     with serve(app_here) as address_here, serve(app_there) as address_there:
         async with (
@@ -479,8 +509,11 @@ async def test_a_publish_in_one_process_and_its_delivery_in_another_are_linked(
             said = [asyncio.Queue[Any]() for _ in range(2)]
             bob.on("said", said[0].put)
             cat.on("said", said[1].put)
+            bob.answer("sure", lambda data: True)
             await ann.request("say", {"text": "hi"})
             await ann.request("keep", {"text": "kept"})
+            # A server request of a connection another process holds: asked there.
+            assert await ann.request("ask_peer", await bob.request("whoami")) is True
             for queue in said:
                 assert (await asyncio.wait_for(queue.get(), 5))["text"] == "hi"
                 assert (await asyncio.wait_for(queue.get(), 5))["text"] == "kept"
@@ -516,3 +549,61 @@ async def test_a_publish_in_one_process_and_its_delivery_in_another_are_linked(
         assert (delivered.attributes or {})["wsevents.recipients"] == 2  # bob and cat
     assert [(span.attributes or {})["wsevents.recipients"] for span in local] == [1, 1]
     assert kept.status.status_code == StatusCode.UNSET
+    (asked_there,) = [span for span in spans_there if span.name == "wsevents ask sure"]
+    (ask_peer,) = [span for span in spans_here if span.name == "wsevents ask_peer"]
+    assert asked_there.kind == SpanKind.CLIENT
+    assert asked_there.parent is not None
+    assert asked_there.parent.span_id == ask_peer.context.span_id  # one trace, two processes
+    metrics = {
+        item.name: item.data.data_points
+        for resource in (reader.get_metrics_data() or MetricsData([])).resource_metrics
+        for scope in resource.scope_metrics
+        for item in scope.metrics
+    }
+    assert [point.value for point in metrics["wsevents.publications"]] == [2]
+    assert [point.value for point in metrics["wsevents.deliveries"]] == [2]  # ann, twice
+    (round_trips,) = metrics["wsevents.backplane.publish.duration"]
+    assert round_trips.count >= 1  # the plain publication went out in a pipeline
+    assert round_trips.sum > 0
+
+
+async def test_a_server_request_is_a_client_span_whose_context_the_ask_frame_carries() -> None:
+    from websockets.asyncio.client import connect as raw_connect
+
+    traced = Traced()
+    with serve(traced.app) as address:
+        url = f"ws://{address}/rooms/lobby?user=ann"
+        async with raw_connect(url, subprotocols=["wsevents.json"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"event": "confirm", "id": 1}))
+            asked = json.loads(await ws.recv())
+            await ws.send(json.dumps({"event": "sure", "data": True, "ask": asked["ask"]}))
+            assert json.loads(await ws.recv()) == {"event": "confirm", "data": True, "id": 1}
+    (ask,) = traced.finished("wsevents ask sure")
+    (handler,) = traced.finished("wsevents confirm")
+    assert ask.kind == SpanKind.CLIENT
+    assert ask.parent is not None
+    assert ask.parent.span_id == handler.context.span_id  # asked in the handler
+    context = ask.context
+    flags = f"{context.trace_flags:02x}"
+    assert asked["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
+    assert (ask.attributes or {})["wsevents.outcome"] == "answered"
+    assert ask.status.status_code == StatusCode.UNSET
+
+
+async def test_a_once_requests_span_says_whether_its_answer_was_computed_or_kept() -> None:
+    from websockets.asyncio.client import connect as raw_connect
+
+    traced = Traced()
+    with serve(traced.app) as address:
+        url = f"ws://{address}/rooms/lobby?user=ann&wsevents-session=abcdefghijklmnop1234"
+        answers = []
+        for _ in range(2):  # the same request, sent again (on a new socket, as after a drop)
+            async with raw_connect(url, subprotocols=["wsevents.json"]) as ws:  # type: ignore[list-item]
+                await ws.send(json.dumps({"event": "pay", "id": "p1"}))
+                answers.append(json.loads(await ws.recv()))
+    assert answers == [{"event": "pay", "data": 1, "id": "p1"}] * 2  # ran once
+    spans = traced.finished("wsevents pay")
+    assert [(span.attributes or {})["wsevents.once.answer"] for span in spans] == [
+        "computed",
+        "kept",
+    ]

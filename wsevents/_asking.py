@@ -25,12 +25,19 @@ if TYPE_CHECKING:
     from ._routing import Asked
     from ._session import Session
     from ._stats import Stats
+    from ._subscriptions import Carrier
 
 __all__ = ["answer_of", "request", "timed_out", "validated"]
 
 
-async def request(session: Session, event: str, data: Any, timeout: float) -> Any:
+async def request(
+    session: Session, event: str, data: Any, timeout: float, trace: Carrier | None = None
+) -> Any:
     """Ask ``session``'s client ``event`` with ``data``; return its answer's data.
+
+    With telemetry on, the request is a CLIENT span (a child of ``trace``,
+    the asking process's context where another process asked, else of the
+    current one) whose context the frame carries.
 
     Raises:
         PayloadError: ``data`` does not match the model the channel ``asks``.
@@ -40,6 +47,16 @@ async def request(session: Session, event: str, data: Any, timeout: float) -> An
         RequestTimeout: no answer within ``timeout`` seconds.
         ConnectionGone: the connection closed first, or was not open.
     """
+    tracing = session.tracing
+    if tracing is None:
+        return await _request(session, event, data, timeout, None)
+    with tracing.ask(session.channel.address, event, session.id, trace) as frame_trace:
+        return await _request(session, event, data, timeout, frame_trace)
+
+
+async def _request(
+    session: Session, event: str, data: Any, timeout: float, trace: Carrier | None
+) -> Any:
     asked = session.channel.asked.get(event)
     payload = to_jsonable_python(data) if asked is None else asked.dump(data)
     stats = session.stats
@@ -53,7 +70,10 @@ async def request(session: Session, event: str, data: Any, timeout: float) -> An
         stats.requests["refused"] += 1
         raise EventError(ErrorCode.RATE_LIMITED.value, str(exc)) from None
     try:
-        await session.send_frame(session.codec.encode(ask_frame(event, payload, ask)))
+        frame = ask_frame(event, payload, ask)
+        if trace:  # W3C Trace Context: the client's spans may follow it
+            frame.update(trace)
+        await session.send_frame(session.codec.encode(frame))
         async with deadline(timeout):
             answered = await waiter
     except ConnectionGone:

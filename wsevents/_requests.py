@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from ._broker import Broker
     from ._routing import Channel
     from ._session import Session
+    from ._telemetry import Telemetry
 
 __all__ = ["Requests"]
 
@@ -108,7 +109,9 @@ class Requests:
         broker: Broker,
         find: Callable[[str], Session | None],
         channels: Callable[[], Iterable[Channel]],
+        tracing: Telemetry | None = None,
     ) -> None:
+        self.tracing = tracing  # the app's telemetry, where it is on
         self._broker = broker
         self._find = find
         self._channels = channels
@@ -158,14 +161,20 @@ class Requests:
         return self._result(outcome, event, connection_id)
 
     def _question(self, key: str, event: str, data: Any, timeout: float) -> dict[str, Any]:
-        """A request to another process: its key, event, data, who waits, and for how long."""
-        return {
+        """A request to another process: its key, event, data, who waits, and for how long.
+
+        With telemetry on, the current trace context too: the holder's span is its child.
+        """
+        question = {
             "q": key,
             "e": event,
             "d": to_jsonable_python(data),
             "r": self._broker.node_id,
             "to": timeout,
         }
+        if self.tracing is not None:
+            question["p"] = self.tracing.carrier()
+        return question
 
     async def request_all(
         self, topic: str, event: str, data: Any, timeout: float
@@ -273,7 +282,7 @@ class Requests:
         if session is None:
             outcome: Outcome = [GONE, None, None]
         else:
-            outcome = await _outcome(session, message["e"], message["d"], message["to"])
+            outcome = await _outcome(session, message)
         await self._reply(message["r"], {"a": message["q"], "o": outcome})
 
     async def _answer_all(self, message: dict[str, Any]) -> None:
@@ -282,7 +291,7 @@ class Requests:
         await self._reply(origin, {"a": key, "e": event, "w": [session.id for session in sessions]})
 
         async def ask(session: Session) -> None:
-            outcome = await _outcome(session, event, message["d"], message["to"])
+            outcome = await _outcome(session, message)
             await self._reply(origin, {"a": key, "e": event, "m": [session.id, *outcome]})
 
         await asyncio.gather(*(ask(session) for session in sessions))
@@ -310,11 +319,12 @@ class Requests:
         return data
 
 
-async def _outcome(session: Session, event: str, data: Any, timeout: float) -> Outcome:
+async def _outcome(session: Session, question: dict[str, Any]) -> Outcome:
     """Ask ``session`` here, for another process: what became of it, as it travels."""
     channel = session.channel.name
+    event, timeout = question["e"], question["to"]
     try:
-        value = await request(session, event, data, timeout)
+        value = await request(session, event, question["d"], timeout, question.get("p"))
     except EventError as exc:
         return [ERROR, [exc.code, exc.message, to_jsonable_python(exc.details)], channel]
     except RequestTimeout:

@@ -118,7 +118,9 @@ class Runtime:
         if telemetry is not None:
             self.broker.tracing = telemetry
             backplane.round_trip = telemetry.round_trip
-        self.requests = Requests(self.broker, self.sessions.get, lambda: registry().channels)
+        self.requests = Requests(
+            self.broker, self.sessions.get, lambda: registry().channels, telemetry
+        )
         self.users = Users(self.broker, self.sessions.get)
         self.once = OnceRuns(backplane, self.broker.node_id, request_window, backplane.once_lease)
         self._routers: dict[tuple[Channel, Codec], Router] = {}

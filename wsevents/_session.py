@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._stats import Stats
     from ._subscriptions import Declared
+    from ._telemetry import Telemetry
 
 __all__ = ["Session"]
 
@@ -153,6 +154,11 @@ class Session(Receiving):
     def stats(self) -> Stats:
         """The app's counters."""
         return self._runtime.stats
+
+    @property
+    def tracing(self) -> Telemetry | None:
+        """The app's telemetry, where it is on."""
+        return self._tracing
 
     @property
     def user(self) -> str | None:

@@ -285,6 +285,50 @@ class Telemetry:
             },
         )
 
+    @contextlib.contextmanager
+    def ask(
+        self, channel: str, event: str, connection_id: str, trace_context: Carrier | None
+    ) -> Iterator[Carrier]:
+        """The CLIENT span of one server request, until its answer; yields what the frame carries.
+
+        A child of ``trace_context`` (another process asked), else of the
+        current span. Its outcome: ``answered``, or the type of what the
+        request raised (a client's error answer or silence is not the
+        server's fault: no ERROR status).
+        """
+        context = None if trace_context is None else W3C.extract(trace_context, context=ROOT)
+        attributes = {
+            "messaging.system": SYSTEM,
+            "wsevents.channel": channel,
+            "wsevents.event": event,
+            "wsevents.connection.id": connection_id,
+        }
+        with self.tracer.start_as_current_span(
+            f"wsevents ask {event}",
+            context=context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            carrier: Carrier = {}
+            W3C.inject(carrier)
+            try:
+                yield carrier
+            except Exception as exc:
+                name = qualified_name(type(exc))
+                span.set_attribute("error.type", name)
+                span.set_attribute("wsevents.outcome", getattr(exc, "code", name))
+                raise
+            span.set_attribute("wsevents.outcome", "answered")
+
+    @staticmethod
+    def carrier() -> Carrier:
+        """The current trace context, as a W3C carrier."""
+        carrier: Carrier = {}
+        W3C.inject(carrier)
+        return carrier
+
     def round_trip(self, seconds: float) -> None:
         """One round trip of the backplane's publish pipeline took ``seconds``."""
         self._publish_duration.record(seconds)
