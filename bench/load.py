@@ -83,16 +83,25 @@ class EchoClient(Requester):
     """The wsevents envelope, in JSON or MessagePack."""
 
     def __init__(
-        self, stats: Stats, window: int, binary: bool, base: int, event: str = "echo"
+        self,
+        stats: Stats,
+        window: int,
+        binary: bool,
+        base: int,
+        event: str = "echo",
+        traced: bool = False,
     ) -> None:
         super().__init__(stats, window, base)
         self.encode: Callable[[Any], Any] = msgpack.packb if binary else _json_bytes
         self.decode: Callable[[bytes], Any] = msgpack.unpackb if binary else json.loads
         self.kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
         self.event = event
+        self.traced = traced
 
     def request(self, n: int) -> None:
         frame = {"event": self.event, "data": {"text": TEXT, "n": n}, "id": n}
+        if self.traced:  # a browser's click, as OpenTelemetry JS would carry it
+            frame["traceparent"] = f"00-{n + 1:032x}-{n + 1:016x}-01"
         self.transport.send(self.kind, self.encode(frame))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -183,7 +192,9 @@ async def echo(args: argparse.Namespace) -> dict[str, Any]:
             await client.ready
         else:
             _, client = await ws_connect(
-                lambda base=base: EchoClient(stats, args.window, args.msgpack, base, args.event),
+                lambda base=base: EchoClient(
+                    stats, args.window, args.msgpack, base, args.event, args.traced
+                ),
                 url,
                 extra_headers=headers,
             )
@@ -620,6 +631,7 @@ def main() -> None:
     parser.add_argument("--redis", help="presence: count this Redis's commands")
     parser.add_argument("--msgpack", action="store_true")
     parser.add_argument("--event", default="echo", help="echo: the event each request sends")
+    parser.add_argument("--traced", action="store_true", help="echo: frames carry traceparent")
     parser.add_argument("--socketio", action="store_true")
     args = parser.parse_args()
     run = {

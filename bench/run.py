@@ -113,6 +113,33 @@ def echo_round(seconds: float, connections: int, window: int) -> dict[str, Any]:
     return results
 
 
+# Telemetry (docs/telemetry.md): the same echo, off, then on with the SDK.
+TRACED_SERVERS = {  # name: (app, load options)
+    "wsevents, telemetry off": ("wsevents_app", ()),
+    "bare loop + one OpenTelemetry span per frame": ("bare_loop_traced", ("--traced",)),
+    "wsevents, telemetry off, frames with traceparent": ("wsevents_app", ("--traced",)),
+    "wsevents, telemetry on (SDK, BatchSpanProcessor), frames with traceparent": (
+        "wsevents_traced_app",
+        ("--traced",),
+    ),
+    "wsevents, telemetry on, frames without": ("wsevents_traced_app", ()),
+}
+
+
+def traced_round(seconds: float, connections: int) -> dict[str, Any]:
+    results = {}
+    for name, (app, options) in TRACED_SERVERS.items():
+        server = Server(app)
+        try:
+            results[name] = load(
+                "echo", server.url("/"), "--connections", str(connections),
+                "--window", "10", "--seconds", str(seconds), *options,
+            )  # fmt: skip
+        finally:
+            server.stop()
+    return results
+
+
 def msgpack_round(seconds: float) -> dict[str, Any]:
     results = {}
     for name, (app, path) in MSGPACK_SERVERS.items():
@@ -421,6 +448,7 @@ def main() -> int:
         "echo JSON, C=50 W=1": lambda: echo_round(seconds, 50 // scale, 1),
         "echo JSON, C=50 W=10": lambda: echo_round(seconds, 50 // scale, 10),
         "echo MessagePack, C=50 W=10": lambda: msgpack_round(seconds),
+        "echo JSON with telemetry, C=50 W=10": lambda: traced_round(seconds, 50 // scale),
         "server request answered by the client, C=1": lambda: ask_round(seconds, 1),
         "server request answered by the client, C=50": lambda: ask_round(seconds, 50 // scale),
         "once handlers through Redis, C=1": lambda: once_round(seconds, 1, tmp),

@@ -172,6 +172,41 @@ async def bare_loop(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "websocket.send", "text": encode(reply).decode()})
 
 
+class _TracedFrame(_Frame):
+    traceparent: str | None = None
+
+
+async def bare_loop_traced(scope: Scope, receive: Any, send: Any) -> None:
+    """:func:`bare_loop` with one OpenTelemetry span per frame, as the SDK's docs make one.
+
+    A child of the frame's ``traceparent``, current while the handler runs,
+    exported as wsevents' are: the least an instrumented server pays per
+    frame for the SDK's span, the floor for telemetry on.
+    """
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    await receive()
+    await send({"type": "websocket.accept"})
+    tracer = _traced_options()["tracer_provider"].get_tracer("bare")
+    extract = TraceContextTextMapPropagator().extract
+    decode = msgspec.json.Decoder(_TracedFrame).decode
+    encode = msgspec.json.Encoder().encode
+    validate = Echo.__pydantic_validator__.validate_python
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return None
+        frame = decode(message["text"])
+        parent = extract({"traceparent": frame.traceparent} if frame.traceparent else {})
+        with tracer.start_as_current_span(frame.event, context=parent, kind=SpanKind.SERVER):
+            data = await _echo_handler(validate(frame.data))
+            reply = {"event": frame.event, "data": data.__dict__, "id": frame.id}
+            await send({"type": "websocket.send", "text": encode(reply).decode()})
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
@@ -327,6 +362,33 @@ _options: dict[str, Any] = {
     "metrics_url": "/metrics",  # the backplane's counters, read by bench/scale.py
 }
 wsevents_app = EventApp([_bench], title="Bench", **_options)
+
+
+def _traced_options() -> dict[str, Any]:
+    """Telemetry on, as an app in production has it: the SDK, batched spans, a meter."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class Recent(InMemorySpanExporter):
+        """The SDK's in-memory exporter, holding the last batches only, as a real exporter
+        holds nothing once sent: an unbounded list would measure the garbage collector."""
+
+        def export(self, spans: Any) -> Any:
+            if len(self.get_finished_spans()) > 10_000:
+                self.clear()
+            return super().export(spans)
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Recent()))
+    return {"tracer_provider": tracer_provider, "meter_provider": MeterProvider()}
+
+
+# The same app with telemetry on (docs/telemetry.md): one span per frame.
+wsevents_traced_app = EventApp(
+    [_bench], title="Bench (telemetry)", telemetry=_traced_options(), **_options
+)
 # The same app, its topic "all" keeping history (docs/resumable-topics.md).
 wsevents_history_app = EventApp(
     [_bench], title="Bench (history)", topics=[History("all", size=1000)], **_options

@@ -103,7 +103,36 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
     rows += history_rows(results)
     rows += presence_rows(results)
     rows += request_rows(results)
+    rows += telemetry_rows(results)
     return "\n".join(rows) + "\n"
+
+
+TRACED = "echo JSON with telemetry, C=50 W=10"
+OFF, ON = (
+    "wsevents, telemetry off",
+    "wsevents, telemetry on (SDK, BatchSpanProcessor), frames with traceparent",
+)
+FLOOR = "bare loop + one OpenTelemetry span per frame"
+
+
+def telemetry_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Telemetry on against off, and against the SDK's own cost of one span per frame."""
+    rounds = results.get(TRACED)
+    if not rounds:
+        return []
+    on = ratios(rounds, ON, OFF, RATE)
+    floor = ratios(rounds, FLOOR, OFF, RATE)
+    over_floor = ratios(rounds, ON, FLOOR, RATE)
+    carried = ratios(rounds, "wsevents, telemetry off, frames with traceparent", OFF, RATE)
+    return [
+        "| echo C=50 W=10, JSON, telemetry on (SDK, in-memory exporter, BatchSpanProcessor, "
+        f"every frame traced): at least 0.6 of off | {spread(on)}; the bare loop with one SDK "
+        f"span per frame and no framework measured {spread(floor)} of wsevents off, and "
+        f"wsevents on {spread(over_floor)} of that bare loop "
+        f"| {met(statistics.median(on) >= 0.6)} |",
+        "| echo C=50 W=10, JSON, telemetry off, frames carrying traceparent: the same path | "
+        f"{spread(carried)} of frames without | {met(statistics.median(carried) >= 0.9)} |",
+    ]
 
 
 def latency_rows(results: dict[str, list[dict[str, Any]]]) -> list[str]:

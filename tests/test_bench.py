@@ -48,6 +48,11 @@ def load(*args: str) -> dict[str, Any]:
         ("raw_ask", "/", "echo", ("--event", "ask")),
         ("wsevents_app", "/", "echo", ("--event", "ask")),
         ("wsevents_app", "/?wsevents-session=bench-session-0001", "echo", ("--event", "echo_once")),
+        # telemetry (docs/telemetry.md): frames carrying traceparent, spans made or not
+        ("wsevents_app", "/", "echo", ("--traced",)),
+        ("wsevents_traced_app", "/", "echo", ("--traced",)),
+        ("wsevents_traced_app", "/", "echo", ()),
+        ("bare_loop_traced", "/", "echo", ("--traced",)),
     ],
 )
 def test_every_echo_server_answers_every_request_correctly(
@@ -321,3 +326,17 @@ def test_scale_targets_read_the_largest_size_and_the_processes_on_redis() -> Non
         "| 8 processes on Redis, 8000 subscribers on 4 | 4,000 | 1,000 | 90 | 4.00 | 10 ms |"
         in table
     )
+
+
+def test_the_telemetry_target_compares_on_with_off_and_with_the_sdks_own_floor() -> None:
+    from bench.targets import FLOOR, OFF, ON, TRACED, telemetry_rows
+
+    carried = "wsevents, telemetry off, frames with traceparent"
+    rates = {OFF: 1000.0, FLOOR: 200.0, ON: 190.0, carried: 960.0}
+    rounds = [{name: {"messages_per_second": rate} for name, rate in rates.items()}]
+    on, same = telemetry_rows({TRACED: rounds})
+    assert "| 0.19 (0.19-0.19); the bare loop with one SDK span per frame" in on
+    assert "measured 0.20 (0.20-0.20) of wsevents off" in on
+    assert "wsevents on 0.95 (0.95-0.95) of that bare loop | no |" in on
+    assert same.endswith("| 0.96 (0.96-0.96) of frames without | yes |")
+    assert telemetry_rows({}) == []

@@ -607,3 +607,47 @@ async def test_a_once_requests_span_says_whether_its_answer_was_computed_or_kept
         "computed",
         "kept",
     ]
+
+
+def test_a_traceparent_is_read_as_the_w3c_propagator_reads_it() -> None:
+    """The fast reading of a version 00 traceparent gives what the API's propagator gives."""
+    import random
+
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from wsevents._telemetry import parent_of
+
+    propagator = TraceContextTextMapPropagator()
+    good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    rng = random.Random(13)
+    alphabet = "0123456789abcdefABF- xz_+"
+    cases = [
+        good,
+        good.upper(),
+        "00-" + "0" * 32 + "-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-" + "0" * 16 + "-01",
+        "ff" + good[2:],
+        "01" + good[2:] + "-extra",
+        " " + good,
+        good + "-",
+        "",
+    ]
+    for _ in range(5000):
+        text = list(good)
+        for _ in range(rng.randint(1, 3)):
+            text[rng.randrange(len(text))] = rng.choice(alphabet)
+        cases.append("".join(text))
+    read = 0
+    for traceparent in cases:
+        for tracestate in (None, "k=v", "bad state!"):
+            carrier = {"traceparent": traceparent}
+            if tracestate is not None:
+                carrier["tracestate"] = tracestate
+            expected = propagator.extract(carrier, context=Context())
+            got = parent_of(traceparent, tracestate)
+            wanted = trace.get_current_span(expected).get_span_context()
+            assert trace.get_current_span(got).get_span_context() == wanted, carrier
+            read += wanted.is_valid
+    assert read > 1000  # valid ones were among them

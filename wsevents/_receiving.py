@@ -226,8 +226,8 @@ class Receiving:
         else:
             handler, _, request_id, trace = found  # type: ignore[misc]
             event = handler.event
-        with tracing.event(self.channel.address, event, self.id, request_id, trace) as span:
-            tracing.handled(span, await self._handle(found))
+        address = self.channel.address
+        await tracing.event(address, event, self.id, request_id, trace, self._handle(found))
 
     async def _handle(self, found: Call | Refusal) -> Handled | None:
         """Call the handler the core named and answer, or send the core's error frame.

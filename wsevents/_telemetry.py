@@ -25,10 +25,20 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as context_api
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
@@ -67,15 +77,38 @@ def qualified_name(kind: type) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
-def extract(trace_context: Trace | None) -> Context:
-    """The context a frame's trace context names; the root where it has none or a bad one."""
-    if trace_context is None:
+_TRACEPARENT_CHARACTERS = frozenset("0123456789abcdef-")
+
+
+def parent_of(traceparent: str, tracestate: str | None) -> Context:
+    """The context a frame's ``traceparent`` and ``tracestate`` name; the root for a bad one.
+
+    A version ``00`` traceparent without tracestate, the common case, is read
+    here in a few steps (lowercase hex, the dashes where they go, no id of
+    zeros), as W3C Trace Context states it; any other goes through the
+    API's propagator, which reads later versions and tracestate.
+    """
+    if (
+        tracestate is not None
+        or len(traceparent) != 55
+        or not traceparent.startswith("00-")
+        or traceparent[35] != "-"
+        or traceparent[52] != "-"
+        or not _TRACEPARENT_CHARACTERS.issuperset(traceparent)
+        or "-" in traceparent[3:35]
+        or "-" in traceparent[36:52]
+        or "-" in traceparent[53:]
+    ):
+        carrier = {"traceparent": traceparent}
+        if tracestate is not None:
+            carrier["tracestate"] = tracestate
+        return W3C.extract(carrier, context=ROOT)
+    trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+    if not trace_id or not span_id:
         return ROOT
-    traceparent, tracestate = trace_context
-    carrier = {"traceparent": traceparent}
-    if tracestate is not None:
-        carrier["tracestate"] = tracestate
-    return W3C.extract(carrier, context=ROOT)
+    flags = TraceFlags(int(traceparent[53:], 16))
+    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
+    return trace.set_span_in_context(NonRecordingSpan(parent), ROOT)
 
 
 class Telemetry:
@@ -119,6 +152,7 @@ class Telemetry:
              "{publication}", "Publications the backplane could not send to the other processes."),
         ):  # fmt: skip
             create(name, callbacks=[callback], unit=unit, description=description)
+        self._by_event: dict[tuple[str, str], dict[str, str]] = {}
         self._handler_duration = meter.create_histogram(
             "wsevents.handler.duration",
             unit="s",
@@ -168,20 +202,21 @@ class Telemetry:
         if status in SERVER_FAULTS:
             span.set_status(Status(StatusCode.ERROR))
 
-    @contextlib.contextmanager
-    def event(
+    async def event(
         self,
         channel: str,
         event: str,
         connection_id: str,
         request_id: RequestId,
         trace_context: Trace | None,
-    ) -> Iterator[Span]:
-        """The span of one client event's handling, current while its handler runs.
+        handling: Awaitable[Handled | None],
+    ) -> None:
+        """Await ``handling`` (one client event's) in its span, current while its handler runs.
 
         A child of the frame's trace context, or the start of a trace where
         it carries none (or a malformed one). Times the handling for
-        ``wsevents.handler.duration``.
+        ``wsevents.handler.duration``. The span is started and made current
+        by hand, not in two context managers: this runs once per frame.
         """
         attributes: dict[str, str] = {
             "messaging.system": SYSTEM,
@@ -192,18 +227,29 @@ class Telemetry:
         if request_id is not None:
             attributes["wsevents.request.id"] = str(request_id)
         start = perf_counter()
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             f"wsevents {event}",
-            context=extract(trace_context),
+            context=ROOT if trace_context is None else parent_of(*trace_context),
             kind=SpanKind.SERVER,
             attributes=attributes,
-            record_exception=False,  # the span of a cancelled handling: no text either
-            set_status_on_exception=False,
-        ) as span:
-            yield span
-        self._handler_duration.record(
-            perf_counter() - start, {"wsevents.channel": channel, "wsevents.event": event}
         )
+        token = context_api.attach(trace.set_span_in_context(span, ROOT))
+        try:
+            self.handled(span, await handling)
+        finally:
+            context_api.detach(token)
+            span.end()  # a cancelled handling too: no exception recorded, no text
+        self._handler_duration.record(
+            perf_counter() - start, self._event_attributes(channel, event)
+        )
+
+    def _event_attributes(self, channel: str, event: str) -> dict[str, str]:
+        """The attributes of one event's measurements, made once (the SDK hashes them)."""
+        key = (channel, event)
+        found = self._by_event.get(key)
+        if found is None:
+            found = self._by_event[key] = {"wsevents.channel": channel, "wsevents.event": event}
+        return found
 
     @staticmethod
     def handled(span: Span, handled: Handled | None) -> None:
