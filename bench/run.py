@@ -10,7 +10,8 @@ to bench/results/bench.json.
 
 ``--only "echo JSON, C=50 W=10" --repetitions 10`` runs one scenario more
 times (written to bench/results/bench-only.json, with no targets: they need
-every scenario).
+every scenario). ``--telemetry`` runs the telemetry scenario alone, with its
+targets, into bench/results/bench-telemetry.json (docs/telemetry.md shows it).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.targets import targets  # noqa: E402 - after the path is set
+from bench.targets import TARGETS_HEADER, TRACED, targets, telemetry_rows  # noqa: E402
 from tests.conftest import RedisServer, free_port  # noqa: E402
 
 SIO = "/socket.io/?EIO=4&transport=websocket"
@@ -435,7 +436,14 @@ def main() -> int:
         action="store_true",
         help="the scale set instead (minutes): 50,000 connections, eight processes on Redis",
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="the telemetry scenario alone, with its targets (docs/telemetry.md)",
+    )
     args = parser.parse_args()
+    if args.telemetry:
+        args.only = [TRACED]
     tmp = ROOT / "bench" / "results" / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     if args.scale:
@@ -448,7 +456,7 @@ def main() -> int:
         "echo JSON, C=50 W=1": lambda: echo_round(seconds, 50 // scale, 1),
         "echo JSON, C=50 W=10": lambda: echo_round(seconds, 50 // scale, 10),
         "echo MessagePack, C=50 W=10": lambda: msgpack_round(seconds),
-        "echo JSON with telemetry, C=50 W=10": lambda: traced_round(seconds, 50 // scale),
+        TRACED: lambda: traced_round(seconds, 50 // scale),
         "server request answered by the client, C=1": lambda: ask_round(seconds, 1),
         "server request answered by the client, C=50": lambda: ask_round(seconds, 50 // scale),
         "once handlers through Redis, C=1": lambda: once_round(seconds, 1, tmp),
@@ -527,7 +535,12 @@ def main() -> int:
     if not (args.quick or args.only):  # the targets need every scenario, at full counts
         stored["targets"] = targets(results)
         print(stored["targets"])
+    elif args.telemetry and not args.quick:
+        stored["targets"] = "\n".join([*TARGETS_HEADER, *telemetry_rows(results)]) + "\n"
+        print(stored["targets"])
     name = "bench-quick.json" if args.quick else "bench-only.json" if args.only else "bench.json"
+    if args.telemetry and not args.quick:
+        name = "bench-telemetry.json"
     out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(stored, indent=2) + "\n")
     bad = [

@@ -42,6 +42,12 @@ def met(ok: bool) -> str:
     return "yes" if ok else "no"
 
 
+TARGETS_HEADER = [
+    "| target | measured (median of the per-repetition ratios, min-max) | met |",
+    "| --- | --- | --- |",
+]
+
+
 def targets(results: dict[str, list[dict[str, Any]]]) -> str:
     """The issue's targets as a markdown table: measured, and whether met."""
     median = statistics.median
@@ -71,8 +77,7 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> str:
     ]
     local = [round_["wsevents publish"] for round_ in fanout]
     rows = [
-        "| target | measured (median of the per-repetition ratios, min-max) | met |",
-        "| --- | --- | --- |",
+        *TARGETS_HEADER,
         "| echo C=50 W=10, JSON: at least 0.9 of the one-pass pydantic-core echo | "
         f"{spread(one_pass)} | {met(median(one_pass) >= 0.9)} |",
         "| echo C=50 W=10, JSON: at least 5 times python-socketio | "

@@ -762,3 +762,123 @@ def test_the_browser_client_puts_the_trace_context_it_is_given_in_the_frame(
     assert "traceparent" not in plain
     assert (traced["traceparent"], traced["tracestate"]) == (parent, "a=1")
     assert (sent["traceparent"], "tracestate" in sent) == (parent, False)
+
+
+TRACE_PAGE = """<!doctype html><meta charset="utf-8"><button id="say">say hello</button>
+<script type="module">
+  import { connect } from "/ws/wsevents.js";
+  const client = await connect(`ws://${location.host}/ws/chat/lobby`);
+  window.said = [];
+  client.on("said", (text) => window.said.push(text));
+  // A click's trace context, as OpenTelemetry JS's propagation.inject writes it.
+  const hex = (n) => Array.from(crypto.getRandomValues(new Uint8Array(n)),
+    (b) => b.toString(16).padStart(2, "0")).join("");
+  document.getElementById("say").addEventListener("click", async () => {
+    const traceparent = `00-${hex(16)}-${hex(8)}-01`;
+    const start = performance.timeOrigin + performance.now();
+    await client.request("say", "hello", { traceparent });
+    window.clicked = { traceparent, start, end: performance.timeOrigin + performance.now() };
+  });
+  window.ready = true;
+</script>"""
+
+
+def traced_chat(redis_url: str, exporter: Any) -> Any:
+    """A room on Redis with telemetry on, its spans in ``exporter``; a page with a button."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Mount, Route
+
+    from wsevents import Channel, Connection, EventApp
+    from wsevents.backplane.redis import RedisBackplane
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    room = Channel("/chat/{room}")
+
+    @room.on_connect
+    async def join(conn: Connection, room: str) -> None:
+        await conn.subscribe(f"rooms/{room}")
+
+    @room.on("say", model=str)
+    async def say(conn: Connection, data: str) -> None:
+        await conn.publish("rooms/lobby", "said", data)
+
+    events = EventApp(
+        [room],
+        backplane=RedisBackplane(redis_url),
+        telemetry={"tracer_provider": provider, "meter_provider": MeterProvider()},
+    )
+
+    async def index(request: Any) -> HTMLResponse:
+        return HTMLResponse(TRACE_PAGE)
+
+    return Starlette(routes=[Route("/", index), Mount("/ws", app=events)], lifespan=events.lifespan)
+
+
+def test_a_click_in_the_browser_is_one_trace_through_a_handler_a_publish_and_two_processes(
+    browser: Any, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The trace docs/telemetry.md shows (docs/trace.png), drawn from the spans collected."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from .trace_picture import Row, waterfall
+
+    here, there = InMemorySpanExporter(), InMemorySpanExporter()
+    blocked: list[str] = []
+    with (
+        serve(traced_chat(redis_server.url, here)) as one,
+        serve(traced_chat(redis_server.url, there)) as two,
+    ):
+        listeners = [open_page(browser, f"http://{two}/", blocked) for _ in range(3)]
+        for page in listeners:
+            page.wait_for_function("window.ready === true")
+        ann = open_page(browser, f"http://{one}/", blocked)
+        ann.wait_for_function("window.ready === true")
+        ann.click("#say")  # the first request warms the page's and the servers' paths
+        ann.wait_for_function("window.clicked")
+        ann.evaluate("window.clicked = undefined")
+        ann.click("#say")
+        clicked = ann.wait_for_function("window.clicked").json_value()
+        for page in listeners:
+            page.wait_for_function("window.said.length === 2")
+    assert blocked == []
+    trace_id = int(clicked["traceparent"][3:35], 16)
+    spans_here = [s for s in here.get_finished_spans() if s.context.trace_id == trace_id]
+    spans_there = [s for s in there.get_finished_spans() if s.context.trace_id == trace_id]
+    assert [s.name for s in spans_here] == ["wsevents deliver", "wsevents publish", "wsevents say"]
+    (delivered,) = spans_there
+    assert delivered.name == "wsevents deliver"
+    assert (delivered.attributes or {})["wsevents.recipients"] == 3  # one span, three pages
+    local, publish, handler = spans_here
+    assert handler.parent is not None
+    assert handler.parent.span_id == int(clicked["traceparent"][36:52], 16)
+    assert delivered.links[0].context.span_id == publish.context.span_id
+
+    def row(where: str, span: Any, detail: str) -> Row:
+        kind = span.kind.name.lower()
+        return Row(where, span.name, f"{kind}, {detail}", span.start_time, span.end_time)
+
+    start_ns, end_ns = int(clicked["start"] * 1e6), int(clicked["end"] * 1e6)
+    recipients = (delivered.attributes or {})["wsevents.recipients"]
+    rows = [
+        Row("browser", "click: request say", "traceparent in the frame", start_ns, end_ns),
+        row("process 1", handler, "the handler, child of the click"),
+        row("process 1", publish, "topic rooms/lobby"),
+        row("process 1", local, f"{local.attributes['wsevents.recipients']} recipient here"),
+        row("process 2", delivered, f"{recipients} recipients, linked"),
+    ]
+    page = browser.new_page()
+    page.set_content(
+        waterfall(
+            "One click, one trace: two uvicorn processes on one Redis",
+            rows,
+            f"trace {clicked['traceparent'][3:35]}; spans from the SDK's in-memory exporter "
+            "of each process, the browser's bar from performance.now() around the request.",
+        )
+    )
+    page.locator("#trace").screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "trace.png"))
+    assert (Path(SCREENSHOTS or tmp_path) / "trace.png").read_bytes()[:4] == b"\x89PNG"

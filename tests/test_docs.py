@@ -404,3 +404,38 @@ def test_protocol_page_refresh_exchange_replays_against_an_expiring_connection()
         me = ws.request("whoami")
     assert me["identity"]["secret"] == "docs2"
     assert me["expires_at"] > expires_at + 50
+
+
+def test_the_telemetry_page_s_set_up_prints_the_spans_of_a_handled_event() -> None:
+    """Run in a process of its own: the page sets the global providers, once per process."""
+    import subprocess
+
+    (setup,) = blocks(ROOT / "docs" / "telemetry.md", "python")
+    driver = (
+        "\nfrom wsevents.testing import EventTestClient\n"
+        "with EventTestClient(events) as client, client.connect('/chat/lobby') as ws:\n"
+        "    assert ws.request('ping', 7) == 7\n"
+        "tracer_provider.force_flush()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", setup + driver],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=ROOT,
+    )
+    spans = re.findall(r'"name": "([^"]+)"', result.stdout)
+    assert "wsevents ping" in spans
+    assert "wsevents connect /chat/{room}" in spans
+    assert '"service.name": "chat"' in result.stdout
+
+
+def test_the_telemetry_page_shows_the_trace_a_browser_test_drew() -> None:
+    page = (ROOT / "docs" / "telemetry.md").read_text()
+    assert "](trace.png)" in page
+    assert (ROOT / "docs" / "trace.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test_a_click_in_the_browser_is_one_trace_through" in page
+    stored = json.loads((ROOT / "bench" / "results" / "bench-telemetry.json").read_text())
+    assert stored["table"] in page
+    assert stored["targets"] in page

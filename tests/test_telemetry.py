@@ -413,33 +413,40 @@ async def test_the_python_clients_request_and_the_servers_handler_share_one_trac
     assert handled.parent.span_id == click.get_span_context().span_id
 
 
-def test_with_telemetry_off_no_span_is_made() -> None:
-    from opentelemetry import trace
-
-    from wsevents.testing import EventTestClient
-
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    room = Channel("/c")
-
-    @room.on("ping", reply=int)
-    async def ping(data: int) -> int:
-        return data
-
-    app = EventApp([room])  # telemetry off
-    tracer = provider.get_tracer("test")
-    with (
-        EventTestClient(app) as client,
-        client.connect("/c") as ws,
-        tracer.start_as_current_span("outside") as outside,
-    ):
-        context = outside.get_span_context()
-        traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
-        ws.send_raw(json.dumps({"event": "ping", "data": 1, "id": 1, "traceparent": traceparent}))
-        assert json.loads(ws.receive_raw()) == {"event": "ping", "data": 1, "id": 1}
-        assert trace.get_current_span() is outside
-    assert [span.name for span in exporter.get_finished_spans()] == ["outside"]
+@pytest.mark.parametrize(
+    ("telemetry", "expected"), [(False, []), (True, ["wsevents connect /c", "wsevents ping"])]
+)
+def test_spans_are_made_with_telemetry_on_and_none_with_it_off(
+    telemetry: bool, expected: list[str]
+) -> None:
+    """With the SDK's provider set globally, as an app sets it: a process of its own."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "from wsevents import Channel, EventApp\n"
+        "from wsevents.testing import EventTestClient\n"
+        "c = Channel('/c')\n"
+        "@c.on('ping', reply=int)\n"
+        "async def ping(data: int) -> int:\n"
+        "    return data\n"
+        f"app = EventApp([c], telemetry={telemetry})\n"
+        "with EventTestClient(app) as client, client.connect('/c') as ws:\n"
+        '    ws.send_raw(\'{"event": "ping", "data": 1, "id": 1, "traceparent": '
+        '"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}\')\n'
+        '    assert ws.receive_raw() == \'{"event":"ping","data":1,"id":1}\'\n'
+        "print(sorted(span.name for span in exporter.get_finished_spans()))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == repr(expected)
 
 
 class Said(BaseModel):
