@@ -77,6 +77,15 @@ def qualified_name(kind: type) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
+def record_raised(span: Span, exception: BaseException) -> str:
+    """Record what was raised in ``span``: its type only (``error.type``, an ``exception``
+    event), never its message, which may hold what a client sent. Returns the type's name."""
+    name = qualified_name(type(exception))
+    span.set_attribute("error.type", name)
+    span.add_event("exception", {"exception.type": name})
+    return name
+
+
 _TRACEPARENT_CHARACTERS = frozenset("0123456789abcdef-")
 
 
@@ -181,13 +190,7 @@ class Telemetry:
         The ``on_connect`` hooks run in it, so spans they make are its children.
         """
         attributes = {"messaging.system": SYSTEM, "wsevents.channel": address}
-        with self.tracer.start_as_current_span(
-            f"wsevents connect {address}",
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,  # an exception's text may hold what a client sent
-            set_status_on_exception=False,
-        ) as span:
+        with self._current(f"wsevents connect {address}", SpanKind.SERVER, attributes) as span:
             yield span
 
     def accepted(self, span: Span, connection_id: str) -> None:
@@ -267,10 +270,7 @@ class Telemetry:
             return
         span.set_attribute("wsevents.error.code", code)
         if exception is not None:
-            name = qualified_name(type(exception))
-            span.set_attribute("error.type", name)
-            # The type alone: an exception's message may hold what the client sent.
-            span.add_event("exception", {"exception.type": name})
+            record_raised(span, exception)
         elif code in FAULT_CODES:
             span.set_attribute("error.type", code)
         if code in FAULT_CODES:
@@ -285,21 +285,12 @@ class Telemetry:
         ambient context of whoever delivers it).
         """
         attributes = {"messaging.system": SYSTEM, "wsevents.event": event, "wsevents.topic": topic}
-        with self.tracer.start_as_current_span(
-            "wsevents publish",
-            kind=SpanKind.PRODUCER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            carrier: Carrier = {}
-            W3C.inject(carrier)
+        with self._current("wsevents publish", SpanKind.PRODUCER, attributes) as span:
             try:
+                carrier = self.carrier()
                 position: Position | None = await publish(topic, event, data, exclude, carrier)
             except Exception as exc:  # the app's data or topic, or the backplane: ours
-                name = qualified_name(type(exc))
-                span.set_attribute("error.type", name)
-                span.add_event("exception", {"exception.type": name})
+                record_raised(span, exc)
                 span.set_status(Status(StatusCode.ERROR))
                 raise
         self._publications.add(1)
@@ -349,24 +340,28 @@ class Telemetry:
             "wsevents.event": event,
             "wsevents.connection.id": connection_id,
         }
-        with self.tracer.start_as_current_span(
-            f"wsevents ask {event}",
-            context=context,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            carrier: Carrier = {}
-            W3C.inject(carrier)
+        with self._current(f"wsevents ask {event}", SpanKind.CLIENT, attributes, context) as span:
             try:
-                yield carrier
+                yield self.carrier()
             except Exception as exc:
-                name = qualified_name(type(exc))
-                span.set_attribute("error.type", name)
+                name = record_raised(span, exc)
                 span.set_attribute("wsevents.outcome", getattr(exc, "code", name))
                 raise
             span.set_attribute("wsevents.outcome", "answered")
+
+    def _current(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any], context: Context | None = None
+    ) -> contextlib.AbstractContextManager[Span]:
+        """A span current while the ``with`` lasts; what escapes it is recorded by the caller,
+        by its type (the SDK would write the exception's message)."""
+        return self.tracer.start_as_current_span(
+            name,
+            context=context,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
 
     @staticmethod
     def carrier() -> Carrier:
