@@ -44,6 +44,20 @@ from .conftest import RedisServer, serve
 pytestmark = pytest.mark.anyio
 
 
+def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def run_python(code: str) -> str:
+    """What ``code`` prints, run in a process of its own (the global providers are per process)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return result.stdout.strip()
+
+
 class Ping(BaseModel):
     n: int
 
@@ -53,8 +67,7 @@ class Traced:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.spans = InMemorySpanExporter()
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        tracer_provider = provider_with(self.spans)
         self.reader = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[self.reader])
         room = Channel("/rooms/{room}")
@@ -205,10 +218,8 @@ def test_with_telemetry_off_nothing_of_opentelemetry_is_imported() -> None:
         "    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    printed = run_python(code)
+    assert printed == "[]"
 
 
 def test_telemetry_takes_true_false_or_the_providers() -> None:
@@ -289,9 +300,7 @@ async def test_the_python_client_sends_the_current_trace_context_in_its_frames()
                 )
 
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("app")
+    tracer = provider_with(exporter).get_tracer("app")
     async with websockets_serve(echo, "127.0.0.1", 0, subprotocols=["wsevents.json"]) as server:
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/c") as client:
@@ -401,8 +410,7 @@ async def test_a_rate_limited_frame_gets_its_event_span_with_the_code() -> None:
 async def test_the_python_clients_request_and_the_servers_handler_share_one_trace() -> None:
     traced = Traced()
     exporter = InMemorySpanExporter()
-    client_provider = TracerProvider()
-    client_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    client_provider = provider_with(exporter)
     with serve(traced.app) as address:
         async with connect(f"ws://{address}/rooms/lobby?user=ann") as ann:
             with client_provider.get_tracer("app").start_as_current_span("click") as click:
@@ -443,10 +451,8 @@ def test_spans_are_made_with_telemetry_on_and_none_with_it_off(
         '    assert ws.receive_raw() == \'{"event":"ping","data":1,"id":1}\'\n'
         "print(sorted(span.name for span in exporter.get_finished_spans()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == repr(expected)
+    printed = run_python(code)
+    assert printed == repr(expected)
 
 
 class Said(BaseModel):
@@ -490,12 +496,6 @@ def relay_app(
         telemetry={"tracer_provider": provider, "meter_provider": meter_provider},
     )
     return app
-
-
-def provider_with(exporter: InMemorySpanExporter) -> TracerProvider:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider
 
 
 async def test_a_publish_in_one_process_and_its_delivery_in_another_are_linked(

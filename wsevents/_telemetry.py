@@ -86,6 +86,11 @@ def record_raised(span: Span, exception: BaseException) -> str:
     return name
 
 
+def carried(carrier: Carrier) -> Context:
+    """The context a W3C carrier holds (a publication's, a request's from another process)."""
+    return W3C.extract(carrier, context=ROOT)
+
+
 _TRACEPARENT_CHARACTERS = frozenset("0123456789abcdef-")
 
 
@@ -111,7 +116,7 @@ def parent_of(traceparent: str, tracestate: str | None) -> Context:
         carrier = {"traceparent": traceparent}
         if tracestate is not None:
             carrier["tracestate"] = tracestate
-        return W3C.extract(carrier, context=ROOT)
+        return carried(carrier)
     trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
     if not trace_id or not span_id:
         return ROOT
@@ -307,7 +312,7 @@ class Telemetry:
         self._deliveries.add(recipients)
         if not trace_context:
             return contextlib.nullcontext()
-        context = W3C.extract(trace_context, context=ROOT)
+        context = carried(trace_context)
         producer = trace.get_current_span(context).get_span_context()
         return self.tracer.start_as_current_span(
             "wsevents deliver",
@@ -333,7 +338,7 @@ class Telemetry:
         request raised (a client's error answer or silence is not the
         server's fault: no ERROR status).
         """
-        context = None if trace_context is None else W3C.extract(trace_context, context=ROOT)
+        context = None if trace_context is None else carried(trace_context)
         attributes = {
             "messaging.system": SYSTEM,
             "wsevents.channel": channel,
