@@ -20,6 +20,7 @@ from wsevents.backplane import Backplane, MemoryBackplane, create_backplane
 from wsevents.backplane.redis import RedisBackplane, redis_glob
 
 from .conftest import RedisServer
+from .redis_sets import SentinelSet
 
 pytestmark = pytest.mark.anyio
 
@@ -51,13 +52,28 @@ class Inbox:
         return self.messages
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="module")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A master, a replica and three sentinels, shared by the module's contract tests."""
+    found = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    found.start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel"])
 def make_backplane(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], Backplane]]:
-    """A factory of backplanes that hear each other: one memory hub, or one real Redis."""
+    """A factory of backplanes that hear each other: one memory hub, one real Redis, or a
+    master behind three sentinels (each test on keys of its own prefix)."""
     if request.param == "memory":
         url = f"memory://contract-{next(_hub_names)}"
+        yield lambda: create_backplane(url)
+        return
+    if request.param == "sentinel":
+        found: SentinelSet = request.getfixturevalue("sentinels")
+        url = f"{found.url}?prefix=t{next(_hub_names)}:"
         yield lambda: create_backplane(url)
         return
     server = RedisServer(tmp_path)
@@ -740,3 +756,54 @@ async def test_the_memory_backplane_drops_once_answers_whose_window_passed() -> 
     assert await backplane.once_claim("kept", "b", 15.0) == ("done", b"kept")
     assert await backplane.once_claim("held", "a", 15.0) == ("run", None)
     assert await backplane.once_claim("held", "b", 15.0) == ("running", None)
+
+
+async def test_a_sentinel_failover_is_followed_and_a_history_written_before_gets_a_new_epoch(
+    tmp_path: Path,
+) -> None:
+    """The master SIGKILLed under a steady publish: publications go on through the replica
+    the sentinels promote, and a history that may have lost writes starts a new epoch."""
+    found = SentinelSet(tmp_path)
+    found.start()
+    a, b = create_backplane(found.url), create_backplane(found.url)
+    inbox = Inbox()
+    try:
+        await a.start(inbox)
+        await b.start(Inbox())
+        assert await a.wait_ready(5)
+        assert await b.wait_ready(5)
+        await a.subscribe("rooms/lobby")
+        before = await b.append("kept/x", b"one", key="k1", size=10, ttl=60)
+        sent = 0
+
+        async def publish_until(count: int, within: float) -> None:
+            nonlocal sent
+            deadline = time.monotonic() + within
+            while len(inbox.messages) < count and time.monotonic() < deadline:
+                sent += 1
+                await b.publish("rooms/lobby", str(sent).encode())  # never raises
+                await asyncio.sleep(0.02)
+
+        await publish_until(5, 5)
+        assert len(inbox.messages) >= 5
+        old = found.kill_master()
+        killed = time.monotonic()
+        found.wait_failover(old)
+        heard = len(inbox.messages)
+        await publish_until(heard + 5, 15)
+        assert len(inbox.messages) >= heard + 5  # publications go on
+        assert time.monotonic() - killed < 20
+        after = None
+        for _ in range(100):  # scripts too, once the backplane follows the master
+            with contextlib.suppress(Exception):
+                after = await b.append("kept/x", b"two", key="k2", size=10, ttl=60)
+                break
+            await asyncio.sleep(0.1)
+        assert after is not None
+        # The replica may not have had every append: a new epoch, never a silent gap.
+        assert after.epoch != before.epoch
+        assert after.offset == 1
+    finally:
+        await a.stop()
+        await b.stop()
+        found.stop()

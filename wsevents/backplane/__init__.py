@@ -9,8 +9,10 @@ what it was asked for while connected.
 
 Pick one by URL with :func:`create_backplane`: ``memory://`` (one process,
 the default), ``memory://NAME`` (apps in one process that share NAME hear
-each other: for tests) or ``redis://host:port/db`` and ``rediss://...``
-(Redis pub/sub through ``redis.asyncio``; ``pip install wsevents[redis]``).
+each other: for tests), ``redis://host:port/db`` and ``rediss://...``
+(Redis pub/sub through ``redis.asyncio``; ``pip install wsevents[redis]``), or
+``redis+sentinel://host:port,host:port/SERVICE[/db]`` (the master Sentinel
+names for SERVICE, followed across a failover).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def create_backplane(url: str) -> Backplane:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "memory":
         return MemoryBackplane(url)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"):
         from .redis import RedisBackplane
 
         return RedisBackplane(url)
     raise ValueError(
-        f"unknown backplane url {url!r}: expected memory://, redis://host:port/db or rediss://"
+        f"unknown backplane url {url!r}: expected memory://, redis://host:port/db, rediss://"
+        " or redis+sentinel://host:port,host:port/SERVICE"
     )

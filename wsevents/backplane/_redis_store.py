@@ -25,6 +25,9 @@ class RedisStore:
     """History, presence and ``once`` claims kept in Redis, through its scripts."""
 
     prefix: str
+    # '1' where the master may fail over to a replica that lacks the last writes
+    # (Sentinel): the history scripts then start a new epoch after a failover.
+    failover_guard: str = "0"
 
     def register_scripts(self, register: Callable[[str], Any]) -> None:
         """Register every script with redis-py, which knows each by its SHA."""
@@ -69,6 +72,7 @@ class RedisStore:
             new_epoch(),
             int(EPOCH_TTL),
             max(1, int(retry_for * 1000)),
+            self.failover_guard,
         ]
         offset, epoch = await self._script(self._append, keys, args)
         return Position(text(epoch), int(offset))
@@ -76,7 +80,13 @@ class RedisStore:
     async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
         # Entry IDs are "<offset>-0": "<after>-1" is the first ID after offset ``after``.
         start = "-" if after is None else f"{after}-1"
-        args: list[bytes | str | int] = [start, limit, new_epoch(), int(EPOCH_TTL)]
+        args: list[bytes | str | int] = [
+            start,
+            limit,
+            new_epoch(),
+            int(EPOCH_TTL),
+            self.failover_guard,
+        ]
         offset, epoch, rows = await self._script(self._read, self._history_keys(topic), args)
         entries = [(int(text(row[0]).partition("-")[0]), field(row[1])) for row in rows]
         return HistoryRead(Position(text(epoch), int(offset)), entries)
@@ -87,6 +97,7 @@ class RedisStore:
             delivered.offset,
             new_epoch(),
             int(EPOCH_TTL),
+            self.failover_guard,
         ]
         offset, epoch = await self._script(self._renew, self._history_keys(topic), args)
         return Position(text(epoch), int(offset))

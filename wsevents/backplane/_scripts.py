@@ -25,17 +25,42 @@ __all__ = [
     "text",
 ]
 
+
+def _failover_guard(flag: int) -> str:
+    """Lua that forgets ``epoch`` when the history was written under another master.
+
+    Where ``ARGV[flag]`` is ``'1'`` (a backplane whose Redis fails over: Sentinel),
+    the master's replication id is kept beside the epoch (``r``). A promoted
+    replica has an id of its own: a history written under the old master may
+    have lost the writes the replica had not got, so it starts a new epoch
+    (clients get ``recovered: false``, never another publication under an
+    offset they hold). A history with no id kept takes this master's.
+    """
+    return f"""
+if ARGV[{flag}] == '1' then
+  local id = string.match(redis.call('info', 'replication'), 'master_replid:(%x+)')
+  local kept = redis.call('hget', KEYS[1], 'r')
+  if epoch and kept and kept ~= id then epoch = false end
+  if kept ~= id then redis.call('hset', KEYS[1], 'r', id) end
+end
+"""
+
+
 # History, as Centrifugo keeps it in Redis: a hash holds the topic's epoch ("e")
 # and last offset ("s"), a stream its publications, each at ID "<offset>-0".
 # One script gives the offset, keeps the publication and publishes it: every
 # process hears a topic's publications in offset order. A third key remembers
 # an append's result for a while, so that a retry is not kept twice.
 #   KEYS: meta, stream, result     ARGV: payload, size, ttl (ms), channel,
-#   new epoch, meta ttl (s), result ttl (ms); returns {offset, epoch}
-APPEND = """
+#   new epoch, meta ttl (s), result ttl (ms), failover guard; returns {offset, epoch}
+APPEND = (
+    """
 local known = redis.call('hmget', KEYS[3], 'e', 's')
 if known[1] then return {tonumber(known[2]), known[1]} end
 local epoch = redis.call('hget', KEYS[1], 'e')
+"""
+    + _failover_guard(8)
+    + """
 if not epoch then
   epoch = ARGV[5]
   redis.call('del', KEYS[2])
@@ -50,11 +75,16 @@ redis.call('hset', KEYS[3], 'e', epoch, 's', offset)
 redis.call('pexpire', KEYS[3], ARGV[7])
 return {offset, epoch}
 """
-#   KEYS: meta, stream     ARGV: first ID (or '-'), limit, new epoch, meta ttl (s)
-#   returns {offset, epoch, entries}; a topic without an epoch gets one
-READ = """
+)
+#   KEYS: meta, stream     ARGV: first ID (or '-'), limit, new epoch, meta ttl (s),
+#   failover guard; returns {offset, epoch, entries}; a topic without an epoch gets one
+READ = (
+    """
 local meta = redis.call('hmget', KEYS[1], 'e', 's')
 local epoch, offset = meta[1], tonumber(meta[2])
+"""
+    + _failover_guard(5)
+    + """
 if not epoch then
   epoch, offset = ARGV[3], 0
   redis.call('del', KEYS[2])
@@ -67,11 +97,18 @@ if tonumber(ARGV[2]) > 0 then
 end
 return {offset, epoch, entries}
 """
-#   KEYS: meta, stream     ARGV: delivered epoch, delivered offset, new epoch, meta ttl (s)
-#   returns {offset, epoch}: a new epoch where the topic has none or stands behind
-RENEW = """
+)
+#   KEYS: meta, stream     ARGV: delivered epoch, delivered offset, new epoch, meta ttl (s),
+#   failover guard; returns {offset, epoch}: a new epoch where the topic has none or
+#   stands behind
+RENEW = (
+    """
 local meta = redis.call('hmget', KEYS[1], 'e', 's')
-if not meta[1] or (meta[1] == ARGV[1] and tonumber(meta[2]) < tonumber(ARGV[2])) then
+local epoch = meta[1]
+"""
+    + _failover_guard(5)
+    + """
+if not epoch or (epoch == ARGV[1] and tonumber(meta[2]) < tonumber(ARGV[2])) then
   redis.call('del', KEYS[2])
   redis.call('hset', KEYS[1], 'e', ARGV[3], 's', 0)
   redis.call('expire', KEYS[1], ARGV[4])
@@ -79,6 +116,7 @@ if not meta[1] or (meta[1] == ARGV[1] and tonumber(meta[2]) < tonumber(ARGV[2]))
 end
 return {tonumber(meta[2]), meta[1]}
 """
+)
 
 # Presence, as Centrifugo keeps it: a sorted set of members by expiry (ms, Redis'
 # clock) and a hash of their info; and, for the diffs, a counter of changes and a

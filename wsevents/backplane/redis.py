@@ -25,6 +25,7 @@ from .._wildcards import is_pattern
 from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
 from ._redis_store import RedisStore
+from ._sentinel import SENTINEL_SCHEMES, Sentinels
 
 __all__ = ["RedisBackplane"]
 
@@ -112,16 +113,30 @@ class RedisBackplane(RedisStore, Backplane):
             exceptions.TimeoutError,
             exceptions.ConnectionError,
         )
-        clean = urlunsplit(parts._replace(query=urlencode(options)))
+        sentinel_check = float(options.pop("sentinel_check", 1.0))
         self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         common: dict[str, Any] = {
             "socket_connect_timeout": self.connect_timeout,
             "retry_on_timeout": False,
             "retry": None,
         }
-        self._publisher = redis.Redis.from_url(clean, socket_timeout=self.command_timeout, **common)
-        # No read timeout on the subscriber: it waits for messages; health checks find a dead peer.
-        self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
+        # Where Sentinel names the master (redis+sentinel://): who asks it, and watches.
+        self._sentinels: Sentinels | None = None
+        # The master moved: the listener reconnects (to the new one) at its next look.
+        self._switched = False
+        self._watcher: asyncio.Task[None] | None = None
+        if parts.scheme.lower() in SENTINEL_SCHEMES:
+            self._sentinels = Sentinels(parts, options, common, sentinel_check)
+            self.failover_guard = "1"
+            self._publisher = self._sentinels.client(socket_timeout=self.command_timeout)
+            # No read timeout on the subscriber: it waits; health checks find a dead peer.
+            self._subscriber = self._sentinels.client(health_check_interval=5)
+        else:
+            clean = urlunsplit(parts._replace(query=urlencode(options)))
+            self._publisher = redis.Redis.from_url(
+                clean, socket_timeout=self.command_timeout, **common
+            )
+            self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
         self._desired: set[str] = set()
         self._pubsub: Any = None
         self._acks: dict[str, list[asyncio.Future[None]]] = {}
@@ -153,13 +168,20 @@ class RedisBackplane(RedisStore, Backplane):
         self._new_ready()
         self._receive = receive
         self._resumed = resumed
-        self._listener = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self._listener = loop.create_task(self._listen())
+        if self._sentinels is not None:
+            self._watcher = loop.create_task(self._watch(self._sentinels))
         self._outgoing.start()
         self._calls.start()
 
     async def stop(self) -> None:
         listener, self._listener = self._listener, None
         bound = self.connect_timeout + self.command_timeout
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait({watcher}, timeout=bound)
         if listener is not None:
             listener.cancel()
             # Bounded: redis-py may swallow a cancellation that lands mid-connect.
@@ -174,6 +196,9 @@ class RedisBackplane(RedisStore, Backplane):
         for client in (self._publisher, self._subscriber):
             with suppress(Exception):
                 await asyncio.wait_for(client.aclose(), self.command_timeout)
+        if self._sentinels is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self._sentinels.close(), self.command_timeout)
 
     async def subscribe(self, subscription: str) -> None:
         self._desired.add(subscription)
@@ -279,6 +304,9 @@ class RedisBackplane(RedisStore, Backplane):
                 await self._resubscribe(pubsub)
                 backoff.reset()
                 while True:
+                    if self._switched:  # the sentinels named another master
+                        self._switched = False
+                        raise ConnectionError("the master moved")
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._handle(message)
@@ -292,6 +320,30 @@ class RedisBackplane(RedisStore, Backplane):
                 with suppress(Exception):
                     await asyncio.wait_for(pubsub.aclose(), self.command_timeout)
             await asyncio.sleep(backoff.next())  # jittered, never above max_backoff
+
+    async def _watch(self, sentinels: Sentinels) -> None:
+        """Ask the sentinels where the master is, every ``sentinel_check`` seconds.
+
+        When it moved (a failover, also one that left the old master alive),
+        every connection to the old one is dropped: the next ones go to the new.
+        """
+        while True:
+            try:
+                moved = await asyncio.wait_for(sentinels.moved(), self.command_timeout * 3)
+            except Exception as exc:  # no sentinel names one: a failover under way
+                if self._failures.add("sentinel"):
+                    logger.warning("redis backplane: no master named by the sentinels (%r)", exc)
+                moved = False
+            if moved:
+                logger.warning(
+                    "redis backplane: the sentinels moved the master of %r to %s:%s",
+                    sentinels.service,
+                    *(sentinels.master or ("?", "?")),
+                )
+                self._switched = True
+                with suppress(Exception):
+                    await self._publisher.connection_pool.disconnect()
+            await asyncio.sleep(sentinels.check)
 
     async def _resubscribe(self, pubsub: Any) -> None:
         """Subscribe a new connection to everything desired, those added meanwhile included.

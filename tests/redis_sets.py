@@ -1,0 +1,131 @@
+"""Redis as it is deployed, started by the tests: a master, a replica and three sentinels.
+
+From the same ``redis-server`` the other tests start (Debian's, which
+``make test`` installs), on loopback and free ports, in a directory of the
+test's own (DESIGN.md section 14). Sentinel mode is ``redis-server CONF
+--sentinel``; a sentinel rewrites its configuration file, so each gets one.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from .conftest import free_port, redis_server_binary
+
+__all__ = ["SentinelSet"]
+
+SERVICE = "wsevents"
+
+
+def _client(port: int) -> Any:
+    import redis
+
+    return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} within {timeout} s (last: {last!r})")
+
+
+class SentinelSet:
+    """A master, its replica and three sentinels watching them as ``SERVICE``.
+
+    Failover is quick, as the fault tests need: a master is down after 1 s
+    without an answer, and two sentinels agree.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.ports = [free_port(), free_port()]  # the master's, then the replica's
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}"
+
+    def _spawn(self, port: int, *args: str) -> None:
+        self.processes[port] = subprocess.Popen(
+            [self.binary, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.directory,
+        )
+
+    def _server(self, port: int, *extra: str) -> None:
+        data = self.directory / str(port)
+        data.mkdir(exist_ok=True)
+        self._spawn(
+            port, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+            "no", "--dir", str(data), *extra,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        master, replica = self.ports
+        self._server(master)
+        self._server(replica, "--replicaof", "127.0.0.1", str(master))
+        for port in self.sentinel_ports:
+            config = self.directory / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 3000\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+            )
+            self._spawn(port, str(config), "--sentinel")
+        _wait("the replica in sync", lambda: self._linked(replica))
+        for port in self.sentinel_ports:
+            _wait("each sentinel to know the others and the replica", lambda p=port: self._sees(p))
+
+    def _linked(self, replica: int) -> bool:
+        info = _client(replica).info("replication")
+        return bool(info.get("master_link_status") == "up")
+
+    def _sees(self, sentinel: int) -> bool:
+        client = _client(sentinel)
+        others = client.execute_command("SENTINEL", "SENTINELS", SERVICE)
+        replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
+        return len(others) == 2 and len(replicas) == 1
+
+    def master(self) -> int:
+        """The port of the master the sentinels name now."""
+        _, port = _client(self.sentinel_ports[0]).execute_command(
+            "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE
+        )
+        return int(port)
+
+    def kill_master(self) -> int:
+        """SIGKILL the master; return its port."""
+        port = self.master()
+        process = self.processes.pop(port)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        return port
+
+    def wait_failover(self, old: int, timeout: float = 20.0) -> int:
+        """Wait until the sentinels name another master than ``old``; return its port."""
+        return int(_wait("a failover", lambda: self.master() != old and self.master(), timeout))
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+        for process in self.processes.values():
+            process.wait(timeout=10)
+        self.processes.clear()
