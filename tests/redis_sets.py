@@ -119,6 +119,17 @@ class SentinelSet:
         process.wait(timeout=10)
         return port
 
+    def cut_off_master(self) -> int:
+        """Make the master refuse the sentinels (a password they do not have), alive and
+        serving the connections it has: to the sentinels it is down. Returns its port."""
+        port = self.master()
+        client = _client(port)
+        client.config_set("requirepass", "cut-off")  # connections made from now on
+        for connection in client.client_list():  # and the sentinels' own, made before
+            if connection["name"].startswith("sentinel-"):
+                client.client_kill_filter(_id=connection["id"])
+        return port
+
     def wait_failover(self, old: int, timeout: float = 20.0) -> int:
         """Wait until the sentinels name another master than ``old``; return its port."""
         return int(_wait("a failover", lambda: self.master() != old and self.master(), timeout))

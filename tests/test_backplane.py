@@ -807,3 +807,33 @@ async def test_a_sentinel_failover_is_followed_and_a_history_written_before_gets
         await a.stop()
         await b.stop()
         found.stop()
+
+
+async def test_a_master_cut_off_but_alive_is_left_for_the_one_the_sentinels_promoted(
+    tmp_path: Path,
+) -> None:
+    """The sentinels lose the master, which still serves the connections it has: the
+    backplane follows the sentinels, not its old connections (a split brain otherwise)."""
+    found = SentinelSet(tmp_path)
+    found.start()
+    a = create_backplane(found.url)
+    inbox = Inbox()
+    late = create_backplane(found.url)
+    try:
+        await a.start(inbox)
+        assert await a.wait_ready(5)
+        await a.subscribe("rooms/lobby")
+        old = found.cut_off_master()
+        found.wait_failover(old)
+        # A process that connects now finds the promoted replica; a must hear it there.
+        await late.start(Inbox())
+        assert await late.wait_ready(10)
+        deadline = time.monotonic() + 10
+        while not inbox.messages and time.monotonic() < deadline:
+            await late.publish("rooms/lobby", b"after")
+            await asyncio.sleep(0.1)
+        assert inbox.messages[:1] == [("rooms/lobby", b"after")]
+    finally:
+        await a.stop()
+        await late.stop()
+        found.stop()

@@ -54,7 +54,10 @@ class RedisBackplane(RedisStore, Backplane):
     """Redis pub/sub through ``redis.asyncio``.
 
     The URL is redis-py's (``redis://[:password@]host:port/db``, ``rediss://``,
-    ``unix://``), with wsevents' own options in its query string:
+    ``unix://``), or ``redis+sentinel://host:port[,host:port...]/SERVICE[/db]``
+    for the master Sentinel names (``_sentinel``: followed across a failover,
+    ``sentinel_check`` seconds between two looks, 1.0), with wsevents' own
+    options in its query string:
 
     - ``prefix`` (``wsevents:``): put before every Redis channel name, to
       share one Redis between apps;
