@@ -44,11 +44,14 @@ def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
 class SentinelSet:
     """A master, its replica and three sentinels watching them as ``SERVICE``.
 
-    Failover is quick, as the fault tests need: a master is down after 1 s
-    without an answer, and two sentinels agree.
+    Failover is quick, as the fault tests need: a master is down after
+    ``down_after`` ms without an answer (1 s), and two sentinels agree. A set
+    shared by tests that kill nothing gives a longer one, so that a loaded
+    machine's pause is not taken for a dead master.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, down_after: int = 1000) -> None:
+        self.down_after = down_after
         self.binary = redis_server_binary()
         self.directory = directory
         self.ports = [free_port(), free_port()]  # the master's, then the replica's
@@ -85,7 +88,7 @@ class SentinelSet:
             config.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {master} 2\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel down-after-milliseconds {SERVICE} {self.down_after}\n"
                 f"sentinel failover-timeout {SERVICE} 3000\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )

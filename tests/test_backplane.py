@@ -55,7 +55,7 @@ class Inbox:
 @pytest.fixture(scope="module")
 def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
     """A master, a replica and three sentinels, shared by the module's contract tests."""
-    found = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    found = SentinelSet(tmp_path_factory.mktemp("sentinel"), down_after=30_000)
     found.start()
     yield found
     found.stop()
