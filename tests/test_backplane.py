@@ -182,13 +182,18 @@ async def test_a_subscription_made_before_start_is_heard(
     a, b = make_backplane(), make_backplane()
     inbox = Inbox()
     await a.subscribe("early")
-    await a.start(inbox)
-    await b.start(Inbox())
-    assert await a.wait_ready(5)
-    await b.publish("early", b"x")
-    assert await inbox.wait_for(1) == [("early", b"x")]
-    await a.stop()
-    await b.stop()
+    try:
+        await a.start(inbox)
+        await b.start(Inbox())
+        assert await a.wait_ready(5)
+        # b too: a publish made before b reaches its Redis fails fast, by design (and
+        # Sentinel's first connection asks the sentinels first).
+        assert await b.wait_ready(5)
+        await b.publish("early", b"x")
+        assert await inbox.wait_for(1) == [("early", b"x")]
+    finally:
+        await a.stop()
+        await b.stop()
 
 
 # -- history: every backplane keeps it the same way (DESIGN.md section 10) -----------------
