@@ -16,7 +16,9 @@ from typing import Any
 
 from .conftest import free_port, redis_server_binary
 
-__all__ = ["SentinelSet"]
+CLUSTER_PORTS_BELOW = 55535  # a node's bus port is its port plus 10,000
+
+__all__ = ["ClusterSet", "SentinelSet"]
 
 SERVICE = "wsevents"
 
@@ -136,6 +138,97 @@ class SentinelSet:
     def wait_failover(self, old: int, timeout: float = 20.0) -> int:
         """Wait until the sentinels name another master than ``old``; return its port."""
         return int(_wait("a failover", lambda: self.master() != old and self.master(), timeout))
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+        for process in self.processes.values():
+            process.wait(timeout=10)
+        self.processes.clear()
+
+
+def cluster_port() -> int:
+    """A free port whose bus port (the port plus 10,000) is a port too, and free."""
+    import socket
+
+    while True:
+        port = free_port()
+        if port >= CLUSTER_PORTS_BELOW:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+class ClusterSet:
+    """A Redis Cluster of three primaries, each with a replica: six redis-servers.
+
+    ``--cluster-enabled yes`` and ``redis-cli --cluster create``, as an
+    operator makes one; a node is taken for failed after ``node_timeout`` ms
+    (1 s), and its replica promoted.
+    """
+
+    def __init__(self, directory: Path, node_timeout: int = 1000) -> None:
+        self.binary = redis_server_binary()
+        self.directory = directory
+        self.node_timeout = node_timeout
+        self.ports = [cluster_port() for _ in range(6)]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
+        return f"redis+cluster://{hosts}"
+
+    def start(self) -> None:
+        import shutil
+
+        for port in self.ports:
+            data = self.directory / f"node-{port}"
+            data.mkdir(exist_ok=True)
+            self.processes[port] = subprocess.Popen(
+                [
+                    self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--dir", str(data), "--cluster-enabled", "yes",
+                    "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(self.node_timeout),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        for port in self.ports:
+            _wait("a cluster node to answer", lambda p=port: _client(p).ping())
+        cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
+        subprocess.run(
+            [
+                cli, "--cluster", "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas", "1", "--cluster-yes",
+            ],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        for port in self.ports:
+            _wait("the cluster to be ok on every node", lambda p=port: self._ok(p), 30)
+
+    @staticmethod
+    def _ok(port: int) -> bool:
+        info = _client(port).execute_command("CLUSTER", "INFO")
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:ok" in text
+
+    def primaries(self) -> list[int]:
+        """The ports of the primaries, as the cluster says now."""
+        shards = _client(self.ports[0]).execute_command("CLUSTER", "NODES")
+        text = shards.decode() if isinstance(shards, bytes) else str(shards)
+        found = []
+        for line in text.splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2]:
+                found.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+        return sorted(found)
 
     def stop(self) -> None:
         for process in self.processes.values():
