@@ -195,6 +195,7 @@ class ClusterSet:
                     "--appendonly", "no", "--dir", str(data), "--cluster-enabled", "yes",
                     "--cluster-config-file", "nodes.conf",
                     "--cluster-node-timeout", str(self.node_timeout),
+                    "--cluster-replica-validity-factor", "0",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -210,8 +211,8 @@ class ClusterSet:
             ],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        for port in self.ports:
-            _wait("the cluster to be ok on every node", lambda p=port: self._ok(p), 30)
+        for port in self.ports:  # and every node knows every replica for one
+            _wait("the cluster to be ok on every node", lambda p=port: self._formed(p), 30)
 
     @staticmethod
     def _ok(port: int) -> bool:
@@ -219,16 +220,68 @@ class ClusterSet:
         text = info.decode() if isinstance(info, bytes) else str(info)
         return "cluster_state:ok" in text
 
+    @classmethod
+    def _formed(cls, port: int) -> bool:
+        nodes = _client(port).execute_command("CLUSTER", "NODES").decode()
+        return cls._ok(port) and nodes.count("slave") == 3
+
     def primaries(self) -> list[int]:
         """The ports of the primaries, as the cluster says now."""
-        shards = _client(self.ports[0]).execute_command("CLUSTER", "NODES")
+        shards = _client(self.alive()).execute_command("CLUSTER", "NODES")
         text = shards.decode() if isinstance(shards, bytes) else str(shards)
         found = []
         for line in text.splitlines():
             fields = line.split()
-            if "master" in fields[2] and "fail" not in fields[2]:
+            if "master" in fields[2] and "fail" not in fields[2] and len(fields) > 8:
                 found.append(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
         return sorted(found)
+
+    def alive(self) -> int:
+        """The port of a node that is up."""
+        return next(port for port, process in self.processes.items() if process.poll() is None)
+
+    def owner(self, key: str) -> int:
+        """The port of the primary that owns ``key``'s slot, as the cluster says now."""
+        client = _client(self.alive())
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for first, last, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if first <= slot <= last:
+                return int(primary[1])
+        raise LookupError(f"no primary owns slot {slot}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port``."""
+        process = self.processes.pop(port)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def wait_promoted(self, old: int, timeout: float = 20.0) -> None:
+        """Wait until three primaries serve every slot again, ``old`` not among them."""
+
+        def promoted() -> bool:
+            return (
+                len(self.primaries()) == 3
+                and old not in self.primaries()
+                and self._ok(self.alive())
+            )
+
+        _wait("a replica promoted in the failed primary's place", promoted, timeout)
+
+    def move_slot(self, key: str, target: int) -> None:
+        """Migrate ``key``'s slot, keys included, to the primary on ``target``, as
+        ``redis-cli --cluster reshard`` does."""
+        source = self.owner(key)
+        slot = int(_client(source).execute_command("CLUSTER", "KEYSLOT", key))
+        source_id = _client(source).execute_command("CLUSTER", "MYID").decode()
+        target_id = _client(target).execute_command("CLUSTER", "MYID").decode()
+        _client(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        _client(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := _client(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            _client(source).execute_command(
+                "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys
+            )
+        for port in (target, source, *self.primaries()):
+            _client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
     def stop(self) -> None:
         for process in self.processes.values():

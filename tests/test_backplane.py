@@ -20,7 +20,7 @@ from wsevents.backplane import Backplane, MemoryBackplane, create_backplane
 from wsevents.backplane.redis import RedisBackplane, redis_glob
 
 from .conftest import RedisServer
-from .redis_sets import SentinelSet
+from .redis_sets import ClusterSet, SentinelSet
 
 pytestmark = pytest.mark.anyio
 
@@ -61,18 +61,30 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]
     found.stop()
 
 
-@pytest.fixture(params=["memory", "redis", "sentinel"])
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
+    """Three primaries with a replica each, shared by the module's contract tests."""
+    found = ClusterSet(tmp_path_factory.mktemp("cluster"), node_timeout=30_000)
+    found.start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def make_backplane(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[[], Backplane]]:
-    """A factory of backplanes that hear each other: one memory hub, one real Redis, or a
-    master behind three sentinels (each test on keys of its own prefix)."""
+    """A factory of backplanes that hear each other: one memory hub, one real Redis, a
+    master behind three sentinels, or a Redis Cluster (each test on keys of its own
+    prefix)."""
     if request.param == "memory":
         url = f"memory://contract-{next(_hub_names)}"
         yield lambda: create_backplane(url)
         return
-    if request.param == "sentinel":
-        found: SentinelSet = request.getfixturevalue("sentinels")
+    if request.param in ("sentinel", "cluster"):
+        found: SentinelSet | ClusterSet = request.getfixturevalue(
+            "sentinels" if request.param == "sentinel" else "cluster"
+        )
         url = f"{found.url}?prefix=t{next(_hub_names)}:"
         yield lambda: create_backplane(url)
         return

@@ -12,7 +12,8 @@ the default), ``memory://NAME`` (apps in one process that share NAME hear
 each other: for tests), ``redis://host:port/db`` and ``rediss://...``
 (Redis pub/sub through ``redis.asyncio``; ``pip install wsevents[redis]``), or
 ``redis+sentinel://host:port,host:port/SERVICE[/db]`` (the master Sentinel
-names for SERVICE, followed across a failover).
+names for SERVICE, followed across a failover), or
+``redis+cluster://host:port,host:port`` (Redis Cluster, through sharded pub/sub).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def create_backplane(url: str) -> Backplane:
         from .redis import RedisBackplane
 
         return RedisBackplane(url)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from .cluster import RedisClusterBackplane
+
+        return RedisClusterBackplane(url)
     raise ValueError(
         f"unknown backplane url {url!r}: expected memory://, redis://host:port/db, rediss://"
-        " or redis+sentinel://host:port,host:port/SERVICE"
+        ", redis+sentinel://host:port,host:port/SERVICE or redis+cluster://host:port,host:port"
     )

@@ -44,6 +44,18 @@ class RedisStore:
         self._once_renew = register(_scripts.ONCE_RENEW)
         self._once_release = register(_scripts.ONCE_RELEASE)
 
+    def _keyed(self, topic: str) -> str:
+        """``topic`` as it appears in key and channel names (Redis Cluster tags it)."""
+        return topic
+
+    def _result_key(self, topic: str, key: str) -> str:
+        """The key that remembers an append's result for a while."""
+        return f"{self.prefix}result:{key}"
+
+    def _publish_mode(self, topic: str) -> str:
+        """How the APPEND script publishes: 'p' PUBLISH; 's' SPUBLISH; 'sp' both."""
+        return "p"
+
     @abstractmethod
     async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a registered script in Redis."""
@@ -51,7 +63,8 @@ class RedisStore:
     # -- history -----------------------------------------------------------------------
 
     def _history_keys(self, topic: str) -> list[str]:
-        return [f"{self.prefix}meta:{topic}", f"{self.prefix}history:{topic}"]
+        keyed = self._keyed(topic)
+        return [f"{self.prefix}meta:{keyed}", f"{self.prefix}history:{keyed}"]
 
     async def append(
         self,
@@ -63,16 +76,18 @@ class RedisStore:
         ttl: float,
         retry_for: float = 60.0,
     ) -> Position:
-        keys = [*self._history_keys(topic), f"{self.prefix}result:{key}"]
+        keys = [*self._history_keys(topic), self._result_key(topic, key)]
         args: list[bytes | str | int] = [
             payload,
             size,
             max(1, int(ttl * 1000)),
-            self.prefix + topic,
+            self.prefix + self._keyed(topic),
             new_epoch(),
             int(EPOCH_TTL),
             max(1, int(retry_for * 1000)),
             self.failover_guard,
+            self._publish_mode(topic),
+            self.prefix + topic,
         ]
         offset, epoch = await self._script(self._append, keys, args)
         return Position(text(epoch), int(offset))
@@ -105,7 +120,7 @@ class RedisStore:
     # -- presence ----------------------------------------------------------------------
 
     def _presence_keys(self, topic: str) -> list[str]:
-        base = f"{self.prefix}presence:{topic}:"
+        base = f"{self.prefix}presence:{self._keyed(topic)}:"
         return [base + "z", base + "h", base + "log", base + "seq"]
 
     async def presence_set(

@@ -52,7 +52,10 @@ end
 # process hears a topic's publications in offset order. A third key remembers
 # an append's result for a while, so that a retry is not kept twice.
 #   KEYS: meta, stream, result     ARGV: payload, size, ttl (ms), channel,
-#   new epoch, meta ttl (s), result ttl (ms), failover guard; returns {offset, epoch}
+#   new epoch, meta ttl (s), result ttl (ms), failover guard, how to publish ('p':
+#   PUBLISH on the channel; 's': SPUBLISH on it, Redis Cluster's sharded pub/sub;
+#   'sp': SPUBLISH, and PUBLISH on the cluster-wide channel too, where a process
+#   holds a pattern that matches), the cluster-wide channel; returns {offset, epoch}
 APPEND = (
     """
 local known = redis.call('hmget', KEYS[3], 'e', 's')
@@ -70,7 +73,11 @@ local offset = redis.call('hincrby', KEYS[1], 's', 1)
 redis.call('expire', KEYS[1], ARGV[6])
 redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
 redis.call('pexpire', KEYS[2], ARGV[3])
-redis.call('publish', ARGV[4], 'H' .. offset .. ':' .. epoch .. ':' .. ARGV[1])
+local message = 'H' .. offset .. ':' .. epoch .. ':' .. ARGV[1]
+if ARGV[9] == 'p' then redis.call('publish', ARGV[4], message) else
+  redis.call('spublish', ARGV[4], message)
+  if ARGV[9] == 'sp' then redis.call('publish', ARGV[10], message) end
+end
 redis.call('hset', KEYS[3], 'e', epoch, 's', offset)
 redis.call('pexpire', KEYS[3], ARGV[7])
 return {offset, epoch}

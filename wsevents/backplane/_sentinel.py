@@ -14,16 +14,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
-__all__ = ["SENTINEL_SCHEMES", "Sentinels"]
+__all__ = ["SENTINEL_SCHEMES", "Sentinels", "address_of"]
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 FORM = "redis+sentinel://[[user]:password@]host:port[,host:port...]/SERVICE[/db]"
 
 
-def _address(host: str) -> tuple[str, int]:
+def address_of(host: str, form: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port``) of a URL that names several, as a pair."""
     name, _, port = host.rpartition(":")
     if not name or not port.isdigit():
-        raise ValueError(f"a sentinel is host:port, got {host!r}: {FORM}")
+        raise ValueError(f"expected host:port, got {host!r}: {form}")
     return name.strip("[]"), int(port)
 
 
@@ -64,7 +65,7 @@ class Sentinels:
         }
         timeout = common["socket_connect_timeout"]
         self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            [_address(host) for host in hosts.split(",")],
+            [address_of(host, FORM) for host in hosts.split(",")],
             sentinel_kwargs={
                 "socket_connect_timeout": timeout,
                 "socket_timeout": timeout,

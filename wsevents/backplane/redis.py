@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from time import monotonic, perf_counter
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._history import Position
 from .._retry import Backoff, Tally
@@ -116,7 +116,6 @@ class RedisBackplane(RedisStore, Backplane):
             exceptions.TimeoutError,
             exceptions.ConnectionError,
         )
-        sentinel_check = float(options.pop("sentinel_check", 1.0))
         self.url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))
         common: dict[str, Any] = {
             "socket_connect_timeout": self.connect_timeout,
@@ -128,18 +127,6 @@ class RedisBackplane(RedisStore, Backplane):
         # The master moved: the listener reconnects (to the new one) at its next look.
         self._switched = False
         self._watcher: asyncio.Task[None] | None = None
-        if parts.scheme.lower() in SENTINEL_SCHEMES:
-            self._sentinels = Sentinels(parts, options, common, sentinel_check)
-            self.failover_guard = "1"
-            self._publisher = self._sentinels.client(socket_timeout=self.command_timeout)
-            # No read timeout on the subscriber: it waits; health checks find a dead peer.
-            self._subscriber = self._sentinels.client(health_check_interval=5)
-        else:
-            clean = urlunsplit(parts._replace(query=urlencode(options)))
-            self._publisher = redis.Redis.from_url(
-                clean, socket_timeout=self.command_timeout, **common
-            )
-            self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
         self._desired: set[str] = set()
         self._pubsub: Any = None
         self._acks: dict[str, list[asyncio.Future[None]]] = {}
@@ -156,6 +143,25 @@ class RedisBackplane(RedisStore, Backplane):
         )
         self._resumed: Resumed | None = None
         self._lost_since = False  # the listener lost Redis since it last subscribed
+        self._clients(redis, parts, options, common)
+
+    def _clients(
+        self, redis: Any, parts: SplitResult, options: dict[str, str], common: dict[str, Any]
+    ) -> None:
+        """Make the clients of the URL's Redis, and register the scripts with them."""
+        if parts.scheme.lower() in SENTINEL_SCHEMES:
+            check = float(options.pop("sentinel_check", 1.0))
+            self._sentinels = Sentinels(parts, options, common, check)
+            self.failover_guard = "1"
+            self._publisher = self._sentinels.client(socket_timeout=self.command_timeout)
+            # No read timeout on the subscriber: it waits; health checks find a dead peer.
+            self._subscriber = self._sentinels.client(health_check_interval=5)
+        else:
+            clean = urlunsplit(parts._replace(query=urlencode(options)))
+            self._publisher = redis.Redis.from_url(
+                clean, socket_timeout=self.command_timeout, **common
+            )
+            self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
         # The scripts, known to redis-py by their SHA (loaded again on NOSCRIPT).
         self.register_scripts(self._publisher.register_script)
 
@@ -209,10 +215,13 @@ class RedisBackplane(RedisStore, Backplane):
         if pubsub is None:
             return  # the listener subscribes to everything desired when it connects
         name, pattern = self._name(subscription)
+        await self._acknowledged(pubsub.psubscribe if pattern else pubsub.subscribe, name)
+
+    async def _acknowledged(self, command: Callable[[str], Awaitable[Any]], name: str) -> None:
+        """Send a subscribe ``command`` for ``name``; wait (bounded) until Redis says so."""
         acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks.setdefault(name, []).append(acknowledged)
         try:
-            command = pubsub.psubscribe if pattern else pubsub.subscribe
             await asyncio.wait_for(command(name), self.command_timeout)
             await asyncio.wait_for(asyncio.shield(acknowledged), self.command_timeout)
         except Exception as exc:  # the listener resubscribes after it reconnects
@@ -237,15 +246,19 @@ class RedisBackplane(RedisStore, Backplane):
             self._publish_failed("Redis is not connected")
             return
         if len(self._outgoing) >= self.publish_buffer:
-            self.stats["publish_overflows"] += 1
-            if self._failures.add("overflow"):
-                logger.warning(
-                    "redis backplane: %d publishes waiting for Redis; dropped one (%d so far)",
-                    len(self._outgoing),
-                    self.stats["publish_overflows"],
-                )
+            self._overflowed(len(self._outgoing))
             return
         self._outgoing.put((topic, payload))
+
+    def _overflowed(self, queued: int) -> None:
+        """A publish dropped: ``queued`` wait for Redis already."""
+        self.stats["publish_overflows"] += 1
+        if self._failures.add("overflow"):
+            logger.warning(
+                "redis backplane: %d publishes waiting for Redis; dropped one (%d so far)",
+                queued,
+                self.stats["publish_overflows"],
+            )
 
     async def send(self, topic: str, payload: bytes) -> int:
         if self._pubsub is None:
@@ -332,7 +345,9 @@ class RedisBackplane(RedisStore, Backplane):
         """
         while True:
             try:
-                moved = await asyncio.wait_for(sentinels.moved(), self.command_timeout * 3)
+                # Bounded by the sentinels' socket timeouts, never cancelled midway: a
+                # cancel inside redis-py's connect could leave a connection unclosed.
+                moved = await sentinels.moved()
             except Exception as exc:  # no sentinel names one: a failover under way
                 if self._failures.add("sentinel"):
                     logger.warning("redis backplane: no master named by the sentinels (%r)", exc)
@@ -372,15 +387,27 @@ class RedisBackplane(RedisStore, Backplane):
                 await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
             sent |= missing
         self._pubsub = pubsub
+        self._reconnected()
+        self._subscribed_all()
+
+    def _reconnected(self) -> None:
+        """A listener holds its subscriptions again: say so, and resume the histories."""
         if self._down_logged:
             logger.warning("redis backplane: reconnected to %s", self.url)
             self._down_logged = False
-        if not self._pending:
-            self._ready.set()
         if self._lost_since:
             self._lost_since = False
             if self._resumed is not None:
                 self._resumed()
+
+    def _subscribed_all(self) -> None:
+        """Ready once Redis acknowledged every subscription sent."""
+        if not self._pending:
+            self._ready.set()
+
+    def _topic_of(self, name: str, kind: str) -> str:
+        """The topic of a message heard on the Redis channel ``name``."""
+        return name[len(self.prefix) :]
 
     def _lost(self, exc: Exception) -> None:
         self.stats["reconnects"] += 1
@@ -393,7 +420,7 @@ class RedisBackplane(RedisStore, Backplane):
         kind = message["type"]
         channel = message["channel"]
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-        if kind in ("message", "pmessage"):
+        if kind in ("message", "pmessage", "smessage"):
             if self._receive is not None and name.startswith(self.prefix):
                 self.stats["received"] += 1
                 data: bytes = message["data"]
@@ -402,16 +429,15 @@ class RedisBackplane(RedisStore, Backplane):
                     if data[:1] == b"H":  # a history publication: H<offset>:<epoch>:<payload>
                         offset, epoch, data = data[1:].split(b":", 2)
                         position = Position(epoch.decode(), int(offset))
-                    self._receive(name[len(self.prefix) :], data, position)
+                    self._receive(self._topic_of(name, kind), data, position)
                 except Exception:  # the receiver's bug must not cost the subscriptions
                     logger.exception("redis backplane: the receiver failed on %r", name)
-        elif kind in ("subscribe", "psubscribe"):
+        elif kind in ("subscribe", "psubscribe", "ssubscribe"):
             for acknowledged in self._acks.pop(name, ()):
                 if not acknowledged.done():
                     acknowledged.set_result(None)
             self._pending.discard(name)
-            if not self._pending:
-                self._ready.set()
+            self._subscribed_all()
 
     async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a registered script in Redis; calls made meanwhile share the round trip."""

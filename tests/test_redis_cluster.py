@@ -1,0 +1,228 @@
+"""Redis Cluster: a topic's publications cost its own shard, and the cluster's changes are
+followed (DESIGN.md section 14). The contract suite (test_backplane) runs on a cluster too;
+these check what is the cluster's own: where commands go, slots that move, a shard that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from wsevents.backplane import Backplane, create_backplane
+from wsevents.backplane.cluster import tagged, untagged
+
+from .redis_sets import ClusterSet, _client
+from .test_backplane import Inbox
+
+pytestmark = pytest.mark.anyio
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
+    found = ClusterSet(tmp_path_factory.mktemp("cluster"), node_timeout=30_000)
+    found.start()
+    yield found
+    found.stop()
+
+
+def calls(cluster: ClusterSet, command: str) -> dict[int, int]:
+    """How many times each primary ran ``command`` since its statistics were reset."""
+    found = {}
+    for port in cluster.primaries():
+        stats = _client(port).info("commandstats")
+        found[port] = int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    return found
+
+
+@contextlib.asynccontextmanager
+async def two(url: str) -> AsyncIterator[tuple[Backplane, Inbox, Backplane]]:
+    """Two backplanes on ``url``, started and ready: ``a`` (with its inbox) and ``b``."""
+    a, b = create_backplane(url), create_backplane(url)
+    inbox = Inbox()
+    try:
+        await a.start(inbox)
+        await b.start(Inbox())
+        assert await a.wait_ready(5)
+        assert await b.wait_ready(5)
+        yield a, inbox, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+def reset_stats(cluster: ClusterSet) -> None:
+    for port in cluster.primaries():
+        _client(port).config_resetstat()
+
+
+def test_a_topic_is_tagged_so_its_keys_and_channel_share_one_slot() -> None:
+    for topic in ("rooms/lobby", "a{b}c", "}", "{", "x/{}/y"):
+        name = tagged(topic)
+        assert untagged(name) == topic
+        tag = name[1 : name.index("}")]
+        assert tag  # a non-empty tag: Redis hashes it, not the whole key
+        assert "{" not in tag
+    assert tagged("a{b}c") != tagged("a{b}d")
+
+
+async def test_a_publication_costs_only_the_shard_that_owns_its_topic(
+    cluster: ClusterSet,
+) -> None:
+    prefix = f"cost{next(_prefixes)}:"
+    async with two(f"{cluster.url}?prefix={prefix}") as (a, inbox, b):
+        topics = [f"rooms/{n}" for n in range(30)]
+        for topic in topics:
+            await a.subscribe(topic)
+        reset_stats(cluster)
+        for topic in topics:
+            await b.publish(topic, topic.encode())
+        await inbox.wait_for(30)
+        expected = dict.fromkeys(cluster.primaries(), 0)
+        for topic in topics:
+            expected[cluster.owner(prefix + tagged(topic))] += 1
+        assert calls(cluster, "spublish") == expected
+        assert sum(1 for count in expected.values() if count) == 3  # spread over the shards
+        assert sum(calls(cluster, "publish").values()) == 0  # never cluster-wide
+
+
+async def test_only_a_topic_a_pattern_matches_goes_out_cluster_wide_too(
+    cluster: ClusterSet,
+) -> None:
+    prefix = f"wild{next(_prefixes)}:"
+    async with two(f"{cluster.url}?prefix={prefix}") as (a, inbox, b):
+        await a.subscribe("rooms/+/say")
+        await a.subscribe("news/today")
+        reset_stats(cluster)
+        await b.publish("rooms/1/say", b"matched")
+        await b.publish("news/today", b"exact")
+        await b.publish("other/x", b"nobody")
+        assert sorted(await inbox.wait_for(2)) == [
+            ("news/today", b"exact"),
+            ("rooms/1/say", b"matched"),
+        ]
+        assert sum(calls(cluster, "publish").values()) == 1  # the matched one, once
+        assert sum(calls(cluster, "spublish").values()) == 3
+        await a.unsubscribe("rooms/+/say")
+        deadline = time.monotonic() + 5  # b hears that nobody holds the pattern any more
+        while time.monotonic() < deadline:
+            reset_stats(cluster)
+            await b.publish("rooms/2/say", b"unheard")
+            await asyncio.sleep(0.05)
+            if sum(calls(cluster, "publish").values()) == 0:
+                break
+        assert sum(calls(cluster, "publish").values()) == 0
+
+
+async def test_a_topic_with_braces_keeps_history_and_presence_on_one_node(
+    cluster: ClusterSet,
+) -> None:
+    prefix = f"brace{next(_prefixes)}:"
+    async with two(f"{cluster.url}?prefix={prefix}") as (a, inbox, b):
+        topic = "orders/{eu}/7"
+        await a.subscribe(topic)
+        first = await b.append(topic, b"one", key="k1", size=10, ttl=60)
+        second = await b.append(topic, b"two", key="k2", size=10, ttl=60)
+        assert (first.offset, second.offset, first.epoch) == (1, 2, second.epoch)
+        assert await inbox.wait_for(2) == [(topic, b"one"), (topic, b"two")]
+        assert inbox.positions == [first, second]
+        read = await a.read(topic, after=1, limit=10, ttl=60)
+        assert read.entries == [(2, b"two")]
+        await b.presence_set(topic, {"ann": b"{}"}, 30)
+        assert (await a.presence_members(topic))[1] == {"ann": b"{}"}
+
+
+async def test_a_slot_moved_to_another_primary_takes_its_subscribers_and_publishers_along(
+    cluster: ClusterSet,
+) -> None:
+    """Redis ends a shard subscription unasked when its slot moves, and answers MOVED to
+    a publisher that does not know yet: both are followed, with no look at the map due
+    (``cluster_check`` of a minute)."""
+    prefix = f"move{next(_prefixes)}:"
+    url = f"{cluster.url}?prefix={prefix}&cluster_check=60"
+    async with two(url) as (a, inbox, b):
+        topic = "moving/t"
+        await a.subscribe(topic)
+        await b.publish(topic, b"before")
+        await inbox.wait_for(1)
+        kept = await b.append(topic, b"kept", key="m1", size=10, ttl=60)
+        await inbox.wait_for(2)
+        key = prefix + tagged(topic)
+        source = cluster.owner(key)
+        target = next(port for port in cluster.primaries() if port != source)
+        cluster.move_slot(key, target)
+        assert cluster.owner(key) == target
+        deadline = time.monotonic() + 10
+        while len(inbox.messages) < 3 and time.monotonic() < deadline:
+            await b.publish(topic, b"after")
+            await asyncio.sleep(0.1)
+        assert inbox.messages[2] == (topic, b"after")
+        moved = await b.append(topic, b"moved", key="m2", size=10, ttl=60)
+        # Kept under another node's replication id: the check cannot tell a migration
+        # from a failover, so the history starts again, and says so; never a silent gap.
+        assert (moved.offset, moved.epoch != kept.epoch) == (1, True)
+        assert b.stats["publish_failures"] == 0
+
+
+async def test_a_killed_primary_pauses_only_its_own_topics_until_its_replica_serves_them(
+    tmp_path: Path,
+) -> None:
+    found = ClusterSet(tmp_path, node_timeout=1000)
+    found.start()
+    prefix = "kill:"
+    url = f"{found.url}?prefix={prefix}"
+    try:
+        async with two(url) as (a, inbox, b):
+            await killed_primary(found, prefix, a, inbox, b)
+    finally:
+        found.stop()
+
+
+async def killed_primary(
+    found: ClusterSet, prefix: str, a: Backplane, inbox: Inbox, b: Backplane
+) -> None:
+    """A topic on each shard published to every 20 ms; the primary of one SIGKILLed."""
+    owners: dict[int, str] = {}  # a topic on each shard
+    for n in itertools.count():
+        owners.setdefault(found.owner(prefix + tagged(f"t/{n}")), f"t/{n}")
+        if len(owners) == 3:
+            break
+    for topic in owners.values():
+        await a.subscribe(topic)
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        while not stop.is_set():
+            for topic in owners.values():
+                await b.publish(topic, b"x")
+            await asyncio.sleep(0.02)
+
+    def heard(topic: str) -> int:
+        return sum(1 for found_topic, _ in inbox.messages if found_topic == topic)
+
+    publishing = asyncio.ensure_future(publish())
+    await asyncio.sleep(0.5)
+    victim = next(iter(owners))
+    paused, others = owners[victim], [t for p, t in owners.items() if p != victim]
+    found.kill(victim)
+    killed = time.monotonic()
+    before = {topic: heard(topic) for topic in others}
+    await asyncio.sleep(1.0)  # inside the failover: the node timeout is 1 s
+    assert all(heard(topic) >= before[topic] + 20 for topic in others), inbox.messages[-5:]
+    found.wait_promoted(victim)
+    at_promotion = heard(paused)
+    deadline = killed + 10
+    try:
+        while heard(paused) < at_promotion + 10:  # the next message, until the deadline
+            await inbox.wait_for(len(inbox.messages) + 1, deadline - time.monotonic())
+    finally:
+        stop.set()
+        await publishing
+    assert b.stats["publish_failures"] == 0  # they waited for the promoted replica
