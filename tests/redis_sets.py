@@ -270,12 +270,24 @@ class ClusterSet:
     def move_slot(self, key: str, target: int) -> None:
         """Migrate ``key``'s slot, keys included, to the primary on ``target``, as
         ``redis-cli --cluster reshard`` does."""
+        self.begin_migration(key, target)
+        self.end_migration(key, target)
+
+    def begin_migration(self, key: str, target: int) -> None:
+        """Mark ``key``'s slot as migrating to ``target``: its owner answers ASK for the
+        keys it does not hold."""
         source = self.owner(key)
         slot = int(_client(source).execute_command("CLUSTER", "KEYSLOT", key))
         source_id = _client(source).execute_command("CLUSTER", "MYID").decode()
         target_id = _client(target).execute_command("CLUSTER", "MYID").decode()
         _client(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         _client(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+
+    def end_migration(self, key: str, target: int) -> None:
+        """Move the keys of ``key``'s slot to ``target``, and give it the slot."""
+        source = self.owner(key)
+        slot = int(_client(source).execute_command("CLUSTER", "KEYSLOT", key))
+        target_id = _client(target).execute_command("CLUSTER", "MYID").decode()
         while keys := _client(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
             _client(source).execute_command(
                 "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,12 +43,14 @@ def calls(cluster: ClusterSet, command: str) -> dict[int, int]:
 
 
 @contextlib.asynccontextmanager
-async def two(url: str) -> AsyncIterator[tuple[Backplane, Inbox, Backplane]]:
+async def two(
+    url: str, resumed: Callable[[], None] | None = None
+) -> AsyncIterator[tuple[Backplane, Inbox, Backplane]]:
     """Two backplanes on ``url``, started and ready: ``a`` (with its inbox) and ``b``."""
     a, b = create_backplane(url), create_backplane(url)
     inbox = Inbox()
     try:
-        await a.start(inbox)
+        await a.start(inbox, resumed)
         await b.start(Inbox())
         assert await a.wait_ready(5)
         assert await b.wait_ready(5)
@@ -169,6 +171,44 @@ async def test_a_slot_moved_to_another_primary_takes_its_subscribers_and_publish
         # from a failover, so the history starts again, and says so; never a silent gap.
         assert (moved.offset, moved.epoch != kept.epoch) == (1, True)
         assert b.stats["publish_failures"] == 0
+
+
+async def test_a_script_on_a_slot_being_migrated_is_asked_of_the_node_it_moves_to(
+    cluster: ClusterSet,
+) -> None:
+    """Mid-migration the old owner answers ASK for keys it does not hold, and the new one
+    TRYAGAIN for a script whose keys are not all there yet: the call goes on until the
+    slot has moved, then runs on its new owner, once. The subscriber, whose shard
+    subscription Redis ended when the slot moved, holds it on the new node and resumes."""
+    prefix = f"ask{next(_prefixes)}:"
+    resumed: list[float] = []
+    url = f"{cluster.url}?prefix={prefix}&cluster_check=60"
+    async with two(url, lambda: resumed.append(time.monotonic())) as (a, inbox, b):
+        topic = "asked/t"
+        await a.subscribe(topic)
+        key = prefix + tagged(topic)
+        source = cluster.owner(key)
+        target = next(port for port in cluster.primaries() if port != source)
+        cluster.begin_migration(key, target)
+        reset_stats(cluster)
+        appending = asyncio.ensure_future(b.append(topic, b"asked", key="a1", size=10, ttl=60))
+        await asyncio.sleep(0.5)
+        assert not appending.done()  # neither node can run it mid-migration
+        assert calls(cluster, "asking")[target] >= 1  # the new node was asked
+        await asyncio.to_thread(cluster.end_migration, key, target)
+        first = await asyncio.wait_for(appending, 10)
+        assert first.offset == 1
+        assert cluster.owner(key) == target
+        read = await b.read(topic, after=None, limit=10, ttl=60)
+        assert read.entries == [(1, b"asked")]  # kept once
+        deadline = time.monotonic() + 10
+        while not resumed and time.monotonic() < deadline:
+            await b.publish(topic, b"later")
+            await asyncio.sleep(0.1)
+        assert resumed  # the subscriber resumes its histories from where it was
+        await b.publish(topic, b"last")
+        while (topic, b"last") not in inbox.messages:  # heard on the slot's new node
+            await inbox.wait_for(len(inbox.messages) + 1)
 
 
 async def test_a_killed_primary_pauses_only_its_own_topics_until_its_replica_serves_them(

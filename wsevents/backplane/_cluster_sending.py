@@ -219,12 +219,28 @@ class ClusterSending:
                 answered.set_result(result)
 
     async def _call_again(self, node: Node, call: _Call, error: Exception) -> Any:
-        """One call again, by its text where the node lacked the script, where redirected."""
-        from redis.exceptions import AskError, MovedError, NoScriptError
+        """One call again until it runs, for ``publish_retry_for`` seconds at most.
+
+        By its text where the node lacked the script; at the slot's owner where
+        MOVED; at the importing node, after ``ASKING``, where ASK (the slot is
+        migrating and its keys are not all here); after a pause where TRYAGAIN
+        or CLUSTERDOWN (a migration or a failover under way).
+        """
+        from redis.exceptions import (
+            AskError,
+            ClusterDownError,
+            MovedError,
+            NoScriptError,
+            TryAgainError,
+        )
 
         script, keys, args, _answered = call
-        for _ in range(3):
-            asking = False
+        deadline = monotonic() + self.publish_retry_for
+        backoff = Backoff(0.02, self.max_backoff)
+        while True:
+            asked = None
+            if monotonic() > deadline:
+                raise error
             if isinstance(error, MovedError):
                 self._moved(error)
                 await self._refresh()
@@ -232,34 +248,35 @@ class ClusterSending:
                 if owner is None:
                     raise ConnectionError("no cluster node owns the key's slot")
                 node = owner
-            elif isinstance(error, AskError):  # the slot is migrating: ask its new node once
-                asking = True
-            elif not isinstance(error, NoScriptError):  # TRYAGAIN, CLUSTERDOWN
-                await asyncio.sleep(0.05)
-            client = node.commands
-            if asking:
-                client = self._client(error.host, error.port, True)  # type: ignore[attr-defined]
-            try:
-                pipeline = client.pipeline(transaction=False)
-                if asking:
-                    pipeline.execute_command("ASKING")
-                pipeline.eval(script.text, len(keys), *keys, *args)
-                results = await asyncio.wait_for(
-                    pipeline.execute(raise_on_error=False), self.command_timeout
-                )
-            finally:
-                if asking:
-                    with suppress(Exception):
-                        await client.aclose()
-            if not isinstance(results[-1], Exception):
-                return results[-1]
-            error = results[-1]
-            if not isinstance(error, AskError) and isinstance(error, Exception):
-                from redis.exceptions import ClusterDownError, TryAgainError
+            elif isinstance(error, AskError):
+                asked = error
+            elif isinstance(error, (TryAgainError, ClusterDownError)):
+                await asyncio.sleep(backoff.next())
+            elif not isinstance(error, NoScriptError):
+                raise error
+            result = await self._eval(node, script, keys, args, asked)
+            if not isinstance(result, Exception):
+                return result
+            error = result
 
-                if not isinstance(error, (TryAgainError, ClusterDownError)):
-                    raise error
-        raise error
+    async def _eval(
+        self, node: Node, script: Any, keys: list[str], args: list[Any], asked: Any
+    ) -> Any:
+        """Run ``script`` by its text on ``node``, or on the node an ASK named."""
+        client = node.commands if asked is None else self._client(asked.host, asked.port, True)
+        try:
+            pipeline = client.pipeline(transaction=False)
+            if asked is not None:
+                pipeline.execute_command("ASKING")
+            pipeline.eval(script.text, len(keys), *keys, *args)
+            results = await asyncio.wait_for(
+                pipeline.execute(raise_on_error=False), self.command_timeout
+            )
+        finally:
+            if asked is not None:
+                with suppress(Exception):
+                    await client.aclose()
+        return results[-1]
 
     def _abandoned_calls(self, calls: list[_Call]) -> None:
         _fail(calls, "the backplane stopped" if self._stopping else "the node was retired")

@@ -314,7 +314,10 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                         name = message["channel"].decode()
                         node.subscribed.discard(name)
                         if untagged(name[len(self.prefix) :]) in self._desired:
-                            self._resync = True  # the slot moved: read the map, then hold
+                            # The slot moved: read the map, hold the topic on its new
+                            # node, then resume the histories (publications may have
+                            # gone by meanwhile, as in a reconnection).
+                            self._resync = self._lost_since = True
                             self._wake.set()
                     else:
                         self._handle(message)
@@ -332,6 +335,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
 
     async def _hold_shard(self, node: Node, pubsub: Any) -> None:
         """Subscribe the connection to the node's desired topics, and nothing else."""
+        added = node.pubsub is None
         while True:
             wanted = {
                 name
@@ -345,11 +349,12 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                 node.subscribed -= extra
                 await asyncio.wait_for(pubsub.sunsubscribe(*extra), self.command_timeout)
             if missing:
+                added = True
                 self._pending |= missing
                 node.subscribed |= missing
                 await asyncio.wait_for(pubsub.ssubscribe(*missing), self.command_timeout)
-        if node.pubsub is None:
-            node.pubsub = pubsub
+        node.pubsub = pubsub
+        if added:
             self._reconnected()
         self._subscribed_all()
 
