@@ -17,6 +17,7 @@ from starlette.routing import Mount
 from starlette.websockets import WebSocketDisconnect
 
 from wsevents import (
+    BackplaneUnavailable,
     Channel,
     Codec,
     Connection,
@@ -288,6 +289,31 @@ def test_unmapped_exception_is_internal_error_without_text_and_logged(
     assert "secret detail" not in json.dumps(message.data)
     errors = [r.exc_info[1] for r in caplog.records if r.name == "wsevents" and r.exc_info]
     assert [type(exc) for exc in errors] == [Boom]
+
+
+def test_a_backplane_that_did_not_answer_is_unavailable_and_logged_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    busy = Channel("/busy")
+
+    @busy.on("read", reply=dict)
+    async def read(conn: Connection) -> dict[str, Any]:
+        raise BackplaneUnavailable("the backplane did not answer (ConnectionError())")
+
+    app = EventApp([busy], title="Busy", version="1")
+    with EventTestClient(app) as client, client.connect("/busy") as ws:
+        ws.send("read", id="r")
+        assert ws.receive() == Message(
+            "error",
+            {
+                "code": "unavailable",
+                "message": "the backplane did not answer; try again",
+                "details": None,
+            },
+            "r",
+        )
+    logged = [r for r in caplog.records if r.name == "wsevents" and "read" in r.getMessage()]
+    assert [(r.levelname, r.exc_info) for r in logged] == [("WARNING", None)]
 
 
 def test_event_error_reaches_client_with_code_message_details(client: EventTestClient) -> None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from wsevents.backplane import Backplane, create_backplane
@@ -218,9 +219,14 @@ async def test_a_killed_primary_pauses_only_its_own_topics_until_its_replica_ser
     found.start()
     prefix = "kill:"
     url = f"{found.url}?prefix={prefix}"
+    files = psutil.Process().num_fds()
+    tasks = len(asyncio.all_tasks())
     try:
         async with two(url) as (a, inbox, b):
             await killed_primary(found, prefix, a, inbox, b)
+        # Stopped, nothing of either is left: no task, no connection, no file.
+        assert len(asyncio.all_tasks()) == tasks, [t.get_coro() for t in asyncio.all_tasks()]
+        assert psutil.Process().num_fds() == files
     finally:
         found.stop()
 

@@ -21,7 +21,7 @@ from pydantic_core import to_jsonable_python
 
 from ._envelope import RequestId, error_frame
 from ._routing import Handler, Hook, callable_name
-from .exceptions import ErrorCode, EventError
+from .exceptions import BackplaneUnavailable, ErrorCode, EventError
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -45,6 +45,9 @@ logger = logging.getLogger("wsevents")
 _TOLD: weakref.WeakSet[Handler] = weakref.WeakSet()  # handlers whose dropped value was logged
 _MISSING = object()
 INTERNAL_ERROR = EventError(ErrorCode.INTERNAL_ERROR.value, "internal error")
+BACKPLANE_UNAVAILABLE = EventError(
+    ErrorCode.UNAVAILABLE.value, "the backplane did not answer; try again"
+)
 
 
 class Handled(NamedTuple):
@@ -87,10 +90,15 @@ async def map_exception(
     """The error frame for an exception a handler raised: its handler's, or ``internal_error``.
 
     What is not mapped is logged with its traceback; the client never sees
-    its text.
+    its text. A ``BackplaneUnavailable`` the app does not map is ``unavailable``
+    (the backplane did not answer, as during a Redis failover: worth trying
+    again), logged as a warning without a traceback.
     """
     mapper = registry.exception_handler_for(type(exc))
     if mapper is None:
+        if isinstance(exc, BackplaneUnavailable):
+            logger.warning("handler for event %r: %s", event, exc)
+            return BACKPLANE_UNAVAILABLE
         logger.error("handler for event %r raised", event, exc_info=exc)
         return INTERNAL_ERROR
     try:

@@ -62,7 +62,9 @@ class ErrorCode(str, Enum):
     VALIDATION_ERROR = "validation_error"
     RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
-    UNAVAILABLE = "unavailable"  # a once request whose claim the backplane did not confirm
+    # The backplane did not answer: a once request's claim, a handler's presence read
+    # or history publish (a BackplaneUnavailable the app does not map).
+    UNAVAILABLE = "unavailable"
 
     def __str__(self) -> str:
         return self.value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["SLOTS", "Address", "Script", "parse_nodes", "tagged", "untagged"]
+__all__ = ["SLOTS", "Address", "Script", "by_slot", "parse_nodes", "tagged", "untagged"]
 
 SLOTS = 16384
 Address = tuple[str, int]
@@ -31,6 +31,16 @@ def untagged(name: str) -> str:
     if name.startswith("{#"):
         return name[name.index("}") + 1 :]
     return name[1:-1]
+
+
+def by_slot(names: set[str]) -> list[set[str]]:
+    """``names`` (keys or shard channels) grouped by the slot each lives in."""
+    from redis.crc import key_slot
+
+    groups: dict[int, set[str]] = {}
+    for name in names:
+        groups.setdefault(key_slot(name.encode()), set()).add(name)
+    return list(groups.values())
 
 
 class Script:

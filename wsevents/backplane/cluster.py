@@ -35,7 +35,7 @@ from ._cluster_patterns import Patterns
 from ._cluster_sending import ClusterSending, Node
 from ._pipeline import Pipeline
 from ._sentinel import address_of
-from ._slots import SLOTS, Address, Script, parse_nodes, tagged, untagged
+from ._slots import SLOTS, Address, Script, by_slot, parse_nodes, tagged, untagged
 from .redis import RedisBackplane
 
 __all__ = ["CLUSTER_SCHEMES", "RedisClusterBackplane", "tagged", "untagged"]
@@ -81,6 +81,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         self._known: list[Address] = [address_of(host, FORM) for host in hosts.split(",")]
         self._owners: list[Address | None] = [None] * SLOTS
         self._nodes: dict[Address, Node] = {}
+        self._retiring: set[Node] = set()  # no longer primaries, their work being stopped
         self._stopping = False
         self._resync = False  # a shard subscription ended unasked: hold them all again
         self._wake = asyncio.Event()
@@ -88,7 +89,11 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         self._tasks: set[asyncio.Task[None]] = set()  # the maintainer, the global listener
         self._global: Any = None  # the pub/sub connection of patterns and notices
         self._patterns = Patterns(
-            self.prefix, uuid4().hex, max(30.0, 10 * self.check), self._command
+            self.prefix,
+            uuid4().hex,
+            max(30.0, 10 * self.check),
+            self._command,
+            self.command_timeout,
         )
         self.register_scripts(Script)
 
@@ -145,14 +150,17 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=bound)
-        for node in list(self._nodes.values()):
-            await self._retire(node, flush=True)
+        self._retiring.update(self._nodes.values())  # none is made once stopping
         self._nodes.clear()
+        while self._retiring:  # also those a cancelled look at the map was retiring
+            await self._retire(self._retiring.pop(), flush=True)
         self._ready.clear()
 
     def _subscribed_all(self) -> None:
-        nodes = self._nodes.values()
-        if not self._pending and self._global is not None and all(n.pubsub for n in nodes):
+        # Every subscription acknowledged, on every node, and the others know this
+        # process is alive (they answer its patterns' notices).
+        held = all(node.pubsub for node in self._nodes.values())
+        if held and not self._pending and self._global is not None and self._patterns.known:
             self._ready.set()
 
     # -- the slot map ------------------------------------------------------------------
@@ -164,6 +172,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             try:
                 await self._refresh()
                 await self._patterns.renew([s for s in self._desired if is_pattern(s)])
+                self._subscribed_all()
                 backoff.reset()
                 delay = self.check
             except Exception as exc:  # no node answered: the cluster is away
@@ -220,6 +229,8 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
 
     async def _follow(self) -> None:
         """Make a node for each primary that owns slots now, retire the others."""
+        if self._stopping:
+            return
         primaries = {address for address in self._owners if address is not None}
         for address in primaries - self._nodes.keys():
             node = Node(address, self._client(*address, True), self._client(*address, False))
@@ -234,7 +245,10 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             node.calls.start()
             node.listener = asyncio.get_running_loop().create_task(self._listen_node(node))
         for address in list(self._nodes.keys() - primaries):
-            await self._retire(self._nodes.pop(address), flush=False)
+            node = self._nodes.pop(address)
+            self._retiring.add(node)
+            await self._retire(node, flush=False)
+            self._retiring.discard(node)
         for node in self._nodes.values():
             node.dirty = True
         self._ready.clear()
@@ -268,10 +282,13 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
     async def subscribe(self, subscription: str) -> None:
         self._desired.add(subscription)
         name, pattern = self._name(subscription)
-        if pattern:
-            await self._patterns.hold(subscription, True)
+        if pattern:  # heard here first, then known to every process
             if self._global is not None:
                 await self._acknowledged(self._global.psubscribe, name)
+            try:
+                await self._patterns.hold(subscription, True)
+            except Exception as exc:  # the cluster is away: the next look renews it
+                logger.debug("redis cluster backplane: pattern %r not told: %r", name, exc)
             return
         node = self._owner(name)
         if node is not None and node.pubsub is not None:
@@ -345,14 +362,15 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             missing, extra = wanted - node.subscribed, node.subscribed - wanted
             if not missing and not extra:
                 break
-            if extra:
-                node.subscribed -= extra
-                await asyncio.wait_for(pubsub.sunsubscribe(*extra), self.command_timeout)
-            if missing:
+            # One command per slot: Redis refuses shard channels of two slots in one.
+            for names in by_slot(extra):
+                node.subscribed -= names
+                await asyncio.wait_for(pubsub.sunsubscribe(*names), self.command_timeout)
+            for names in by_slot(missing):
                 added = True
-                self._pending |= missing
-                node.subscribed |= missing
-                await asyncio.wait_for(pubsub.ssubscribe(*missing), self.command_timeout)
+                self._pending |= names
+                node.subscribed |= names
+                await asyncio.wait_for(pubsub.ssubscribe(*names), self.command_timeout)
         node.pubsub = pubsub
         if added:
             self._reconnected()
@@ -387,7 +405,9 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                     channel = message["channel"].decode()
                     if channel == self._patterns.key:
                         if message["type"] == "message":
-                            self._patterns.notice(message["data"].decode())
+                            answer = self._patterns.notice(message["data"].decode())
+                            if answer is not None:  # off this task: it only listens
+                                self._spawn(self._patterns.answer(answer))
                     else:
                         self._handle(message)
             except asyncio.CancelledError:
