@@ -129,6 +129,7 @@ $(STAMP)/install-bench: pyproject.toml | $(BIN)/python
 bench: $(STAMP)/install-bench
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --scale
+	$(BIN)/python bench/run.py --cluster
 
 ## soak: faults and load against a real uvicorn and Redis, about 3 minutes (docs/reliability.md)
 soak: $(STAMP)/install-dev

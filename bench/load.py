@@ -521,6 +521,57 @@ async def cluster(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def topics(args: argparse.Namespace) -> dict[str, Any]:
+    """Subscribers spread over every server and ``--topics`` topics; each server publishes
+    ``--count`` publications over the topics, round-robin.
+
+    Subscriber ``n`` holds topic ``(n // servers) % topics``, so each topic has a
+    subscriber on every server (while there are enough). Prints
+    ``{"connected": n}`` and waits for a line on stdin before the publications.
+    """
+    urls = args.url.split(",")
+    counters = [[0] for _ in urls]
+    delays: list[float] = []
+    subscribers = await connect_many(
+        lambda n: Subscriber(counters[n % len(urls)], False, delays),
+        [  # one URL per connection: connect_many takes the n-th for the n-th
+            f"{urls[n % len(urls)]}topics?t={(n // len(urls)) % args.topics}"
+            for n in range(args.connections)
+        ],
+        args.connections,
+        args.sources,
+    )
+    publishers = [
+        (await ws_connect(lambda: Subscriber([0], False, []), f"{url}topics?t=none"))[1]
+        for url in urls
+    ]
+    await asyncio.sleep(0.5)
+    print(json.dumps({"connected": len(subscribers)}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    delays.clear()
+    # Each publication reaches the subscribers of its topic: connections / topics of them.
+    expected = len(urls) * args.count * (args.connections // args.topics)
+    started = time.perf_counter()
+    spread = _json_bytes({"event": "spread", "data": {"count": args.count, "topics": args.topics}})
+    for client in publishers:
+        client.transport.send(WSMsgType.TEXT, spread)
+    deadline = started + 120
+    while sum(c[0] for c in counters) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    for client in subscribers + publishers:
+        client.transport.disconnect()
+    delays.sort()
+    return {
+        "deliveries_per_second": sum(c[0] for c in counters) / elapsed,
+        "publications": len(urls) * args.count,
+        "p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
+        "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
+        "delivered": sum(c[0] for c in counters),
+        "expected": expected,
+    }
+
+
 class Tally:
     """Presence frames and bytes some members got; ``all_in``: each of ``expected`` got one."""
 
@@ -609,7 +660,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         "command",
-        choices=["echo", "socketio", "fanout", "trigger", "idle", "storm", "cluster", "presence"],
+        choices=[
+            "echo",
+            "socketio",
+            "fanout",
+            "trigger",
+            "idle",
+            "storm",
+            "cluster",
+            "presence",
+            "topics",
+        ],
     )
     parser.add_argument("url")
     parser.add_argument("--url2", help="a second server for half the fan-out subscribers")
@@ -622,6 +683,7 @@ def main() -> None:
     parser.add_argument("--triggers", type=int, default=4, help="trigger: publishing clients")
     parser.add_argument("--sources", type=int, default=1, help="loopback addresses to connect from")
     parser.add_argument("--holders", type=int, default=1, help="cluster: servers with subscribers")
+    parser.add_argument("--topics", type=int, default=1000, help="topics: how many")
     parser.add_argument("--wait", action="store_true", help="fanout: print, wait for a line")
     parser.add_argument("--hold", type=float, default=3)
     parser.add_argument(
@@ -643,6 +705,7 @@ def main() -> None:
         "storm": storm,
         "cluster": cluster,
         "presence": presence,
+        "topics": topics,
     }[args.command]
     result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)

@@ -12,6 +12,8 @@ to bench/results/bench.json.
 times (written to bench/results/bench-only.json, with no targets: they need
 every scenario). ``--telemetry`` runs the telemetry scenario alone, with its
 targets, into bench/results/bench-telemetry.json (docs/telemetry.md shows it).
+``--cluster`` runs bench/shards.py: four processes on a Redis Cluster of three
+shards against the same on one Redis (docs/performance.md shows it).
 """
 
 from __future__ import annotations
@@ -437,6 +439,11 @@ def main() -> int:
         help="the scale set instead (minutes): 50,000 connections, eight processes on Redis",
     )
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="Redis Cluster against one Redis instead: four processes, 1,000 topics, a hot one",
+    )
+    parser.add_argument(
         "--telemetry",
         action="store_true",
         help="the telemetry scenario alone, with its targets (docs/telemetry.md)",
@@ -448,6 +455,10 @@ def main() -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     if args.scale:
         return run_scale(args.quick, tmp)
+    if args.cluster:
+        from bench.shards import run_cluster
+
+        return run_cluster(args.quick, tmp)
     scale = 10 if args.quick else 1
     results: dict[str, list[dict[str, Any]]] = {}
     seconds = args.seconds

@@ -355,13 +355,34 @@ async def _burst(conn: Connection, data: Burst) -> None:
     await asyncio.gather(*(publisher(first) for first in range(data.publishers)))
 
 
+# Many topics, for the Redis Cluster scenario (bench/shards.py): ``/topics?t=K``
+# subscribes to ``t/K``; ``spread`` publishes ``count`` ticks over ``t/0`` .. ``t/{topics-1}``.
+_topics = Channel("/topics")
+
+
+@_topics.on_connect
+async def _hold_topic(conn: Connection) -> None:
+    await conn.subscribe(f"t/{conn.query_params.get('t', '0')}")
+
+
+class Spread(BaseModel):
+    count: int
+    topics: int
+
+
+@_topics.on("spread", model=Spread)
+async def _spread(conn: Connection, data: Spread) -> None:
+    for n in range(data.count):
+        await conn.app.publish(f"t/{n % data.topics}", "tick", {"n": n, "t": time.time()})
+
+
 _options: dict[str, Any] = {
     "version": "1",
     "limits": Limits(rate=None, send_queue=100_000),
     "backplane": os.environ.get("WSEVENTS_BACKPLANE", "memory://"),
     "metrics_url": "/metrics",  # the backplane's counters, read by bench/scale.py
 }
-wsevents_app = EventApp([_bench], title="Bench", **_options)
+wsevents_app = EventApp([_bench, _topics], title="Bench", **_options)
 
 
 def _traced_options() -> dict[str, Any]:

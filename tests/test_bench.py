@@ -132,6 +132,30 @@ def test_eight_processes_on_redis_send_each_publication_to_the_processes_holding
     assert len(result["deliveries_per_cpu_second"]) == 4
 
 
+def test_four_processes_on_a_cluster_publish_each_topic_on_its_own_shard_only(
+    tmp_path: Path,
+) -> None:
+    from bench.shards import one_round
+
+    from .redis_sets import ClusterSet
+
+    found = ClusterSet(tmp_path, node_timeout=30_000)
+    found.start()
+    try:
+        primaries = found.primaries()
+        spread = one_round(found.url, primaries, 4 * 30, 30, 6)  # 30 topics, 6 each
+        hot = one_round(found.url, primaries, 40, 1, 2)
+    finally:
+        found.stop()
+    assert spread["delivered"] == spread["expected"] == 4 * 6 * 4  # 4 holders per topic
+    assert hot["delivered"] == hot["expected"] == 4 * 2 * 40
+    published = [node["publish_commands"] for node in spread["nodes"].values()]
+    assert sum(published) == 4 * 6 + spread["publish_retries"]  # one SPUBLISH each
+    assert sum(1 for count in published if count) == 3  # 30 topics: on every shard
+    shares = sorted(node["share"] for node in hot["nodes"].values())
+    assert shares == [0.0, 0.0, 1.0]  # one topic: one shard
+
+
 def test_the_presence_load_counts_every_member_s_first_frame_and_the_diffs() -> None:
     with serve(servers.wsevents_presence_app) as address:
         result = load(

@@ -181,6 +181,16 @@ def test_performance_page_shows_the_scale_set_and_its_curves() -> None:
             assert result.get("delivered", 0) >= result.get("expected", 0), label
 
 
+def test_performance_page_shows_the_cluster_set_and_its_picture() -> None:
+    stored = json.loads((ROOT / "bench" / "results" / "bench-cluster.json").read_text())
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert stored["table"] in page
+    assert "](cluster-shards.png)" in page
+    assert (ROOT / "docs" / "cluster-shards.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for label, result in stored["results"].items():
+        assert result["delivered"] >= result["expected"], label
+
+
 def test_concepts_example_runs(module: types.ModuleType) -> None:
     exec(blocks(ROOT / "docs" / "concepts.md", "python")[0], module.__dict__)
     with (
