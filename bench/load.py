@@ -493,32 +493,9 @@ async def cluster(args: argparse.Namespace) -> dict[str, Any]:
         args.sources,
     )
     publishers = [(await ws_connect(lambda: Subscriber([0], False, []), url))[1] for url in urls]
-    await asyncio.sleep(0.5)
-    print(json.dumps({"connected": len(subscribers)}), flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    delays.clear()
+    burst = {"event": "burst", "data": {"count": args.count}}
     expected = len(urls) * args.count * args.connections
-    started = time.perf_counter()
-    burst = _json_bytes({"event": "burst", "data": {"count": args.count}})
-    for client in publishers:
-        client.transport.send(WSMsgType.TEXT, burst)
-    deadline = started + 120
-    while sum(c[0] for c in counters) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - started
-    for client in subscribers + publishers:
-        client.transport.disconnect()
-    delays.sort()
-    return {
-        "deliveries_per_second": sum(c[0] for c in counters) / elapsed,
-        "per_process": [c[0] / elapsed for c in counters],
-        "delivered_per_process": [c[0] for c in counters],
-        "publications": len(urls) * args.count,
-        "p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
-        "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
-        "delivered": sum(c[0] for c in counters),
-        "expected": expected,
-    }
+    return await _bursts(counters, delays, subscribers, publishers, burst, expected)
 
 
 async def topics(args: argparse.Namespace) -> dict[str, Any]:
@@ -545,16 +522,28 @@ async def topics(args: argparse.Namespace) -> dict[str, Any]:
         (await ws_connect(lambda: Subscriber([0], False, []), f"{url}topics?t=none"))[1]
         for url in urls
     ]
+    spread = {"event": "spread", "data": {"count": args.count, "topics": args.topics}}
+    # Each publication reaches the subscribers of its topic: connections / topics of them.
+    expected = len(urls) * args.count * (args.connections // args.topics)
+    return await _bursts(counters, delays, subscribers, publishers, spread, expected)
+
+
+async def _bursts(
+    counters: list[list[int]],
+    delays: list[float],
+    subscribers: list[Any],
+    publishers: list[Any],
+    frame: dict[str, Any],
+    expected: int,
+) -> dict[str, Any]:
+    """Say connected, wait for a line, send ``frame`` to every publisher, count deliveries."""
     await asyncio.sleep(0.5)
     print(json.dumps({"connected": len(subscribers)}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     delays.clear()
-    # Each publication reaches the subscribers of its topic: connections / topics of them.
-    expected = len(urls) * args.count * (args.connections // args.topics)
     started = time.perf_counter()
-    spread = _json_bytes({"event": "spread", "data": {"count": args.count, "topics": args.topics}})
     for client in publishers:
-        client.transport.send(WSMsgType.TEXT, spread)
+        client.transport.send(WSMsgType.TEXT, _json_bytes(frame))
     deadline = started + 120
     while sum(c[0] for c in counters) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
@@ -564,7 +553,9 @@ async def topics(args: argparse.Namespace) -> dict[str, Any]:
     delays.sort()
     return {
         "deliveries_per_second": sum(c[0] for c in counters) / elapsed,
-        "publications": len(urls) * args.count,
+        "per_process": [c[0] / elapsed for c in counters],
+        "delivered_per_process": [c[0] for c in counters],
+        "publications": len(publishers) * frame["data"]["count"],
         "p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
         "p99_ms": delays[int(len(delays) * 0.99)] * 1000 if delays else None,
         "delivered": sum(c[0] for c in counters),

@@ -138,6 +138,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster of three primaries with a replica each, shared by a module's tests
+    (a long node timeout: a loaded machine's pause is no failover)."""
+    from .redis_sets import ClusterSet  # it imports this module
+
+    found = ClusterSet(tmp_path_factory.mktemp("cluster"), node_timeout=30_000)
+    found.start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

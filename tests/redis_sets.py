@@ -43,7 +43,20 @@ def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
     raise RuntimeError(f"{what} within {timeout} s (last: {last!r})")
 
 
-class SentinelSet:
+class _Servers:
+    """redis-server processes by port, SIGKILLed together at the end."""
+
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+        for process in self.processes.values():
+            process.wait(timeout=10)
+        self.processes.clear()
+
+
+class SentinelSet(_Servers):
     """A master, its replica and three sentinels watching them as ``SERVICE``.
 
     Failover is quick, as the fault tests need: a master is down after
@@ -139,13 +152,6 @@ class SentinelSet:
         """Wait until the sentinels name another master than ``old``; return its port."""
         return int(_wait("a failover", lambda: self.master() != old and self.master(), timeout))
 
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.kill()
-        for process in self.processes.values():
-            process.wait(timeout=10)
-        self.processes.clear()
-
 
 def cluster_port() -> int:
     """A free port whose bus port (the port plus 10,000) is a port too, and free."""
@@ -163,7 +169,7 @@ def cluster_port() -> int:
         return port
 
 
-class ClusterSet:
+class ClusterSet(_Servers):
     """A Redis Cluster of three primaries, each with a replica: six redis-servers.
 
     ``--cluster-enabled yes`` and ``redis-cli --cluster create``, as an
@@ -312,10 +318,3 @@ class ClusterSet:
             )
         for port in (target, source, *self.primaries()):
             _client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.kill()
-        for process in self.processes.values():
-            process.wait(timeout=10)
-        self.processes.clear()

@@ -61,15 +61,6 @@ def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]
     found.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
-    """Three primaries with a replica each, shared by the module's contract tests."""
-    found = ClusterSet(tmp_path_factory.mktemp("cluster"), node_timeout=30_000)
-    found.start()
-    yield found
-    found.stop()
-
-
 @pytest.fixture(params=["memory", "redis", "sentinel", "cluster"])
 def make_backplane(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -83,7 +74,7 @@ def make_backplane(
         return
     if request.param in ("sentinel", "cluster"):
         found: SentinelSet | ClusterSet = request.getfixturevalue(
-            "sentinels" if request.param == "sentinel" else "cluster"
+            "sentinels" if request.param == "sentinel" else "redis_cluster"
         )
         url = f"{found.url}?prefix=t{next(_hub_names)}:"
         yield lambda: create_backplane(url)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
@@ -26,12 +27,10 @@ pytestmark = pytest.mark.anyio
 _prefixes = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
-    found = ClusterSet(tmp_path_factory.mktemp("cluster"), node_timeout=30_000)
-    found.start()
-    yield found
-    found.stop()
+@pytest.fixture
+def cluster(redis_cluster: ClusterSet) -> ClusterSet:
+    """The module's cluster (tests/conftest.py)."""
+    return redis_cluster
 
 
 def calls(cluster: ClusterSet, command: str) -> dict[int, int]:
@@ -74,6 +73,21 @@ def test_a_topic_is_tagged_so_its_keys_and_channel_share_one_slot() -> None:
         assert tag  # a non-empty tag: Redis hashes it, not the whole key
         assert "{" not in tag
     assert tagged("a{b}c") != tagged("a{b}d")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("redis+cluster://", "expected redis+cluster://"),
+        ("redis+cluster://127.0.0.1:7000/0", "expected redis+cluster://"),
+        ("redis+cluster://127.0.0.1", "expected host:port"),
+        ("redis+cluster://127.0.0.1:7000?prefix=a{b}:", "prefix cannot hold"),
+        ("redis+cluster://127.0.0.1:7000?sentinel_check=1", "unknown option"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused_with_what_was_expected(url: str, said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
+        create_backplane(url)
 
 
 async def test_a_publication_costs_only_the_shard_that_owns_its_topic(
@@ -261,7 +275,7 @@ async def killed_primary(
     killed = time.monotonic()
     before = {topic: heard(topic) for topic in others}
     await asyncio.sleep(1.0)  # inside the failover: the node timeout is 1 s
-    assert all(heard(topic) >= before[topic] + 20 for topic in others), inbox.messages[-5:]
+    assert all(heard(topic) >= before[topic] + 10 for topic in others), inbox.messages[-5:]
     found.wait_promoted(victim)
     at_promotion = heard(paused)
     deadline = killed + 10

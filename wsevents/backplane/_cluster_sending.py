@@ -21,8 +21,8 @@ from typing import Any
 from .._retry import Backoff
 from ._cluster_patterns import Patterns
 from ._pipeline import Pipeline
+from ._redis_store import Call, answer, evalsha_all, fail_calls
 from ._slots import Address, tagged
-from .redis import _Call, _fail
 
 __all__ = ["ClusterSending", "Node"]
 
@@ -35,7 +35,7 @@ class Node:
         self.commands = commands  # with a read timeout
         self.subscriber = subscriber  # without one: a pub/sub connection waits
         self.outgoing: Pipeline[tuple[str, bytes]] | None = None
-        self.calls: Pipeline[_Call] | None = None
+        self.calls: Pipeline[Call] | None = None
         self.listener: asyncio.Task[None] | None = None
         self.pubsub: Any = None  # connected and subscribed, else None
         self.subscribed: set[str] = set()  # shard channels held on the current connection
@@ -188,21 +188,16 @@ class ClusterSending:
         node.calls.put((script, keys, args, answered))
         return await answered
 
-    async def _call_node(self, node: Node, batch: list[_Call]) -> None:
+    async def _call_node(self, node: Node, batch: list[Call]) -> None:
         """Run a batch of script calls on their node; a redirected one follows."""
         from redis.exceptions import AskError, ClusterDownError, NoScriptError, TryAgainError
 
         batch = [call for call in batch if not call[3].done()]
         try:
-            pipeline = node.commands.pipeline(transaction=False)
-            for script, keys, args, _answered in batch:
-                pipeline.evalsha(script.sha, len(keys), *keys, *args)
-            results = await asyncio.wait_for(
-                pipeline.execute(raise_on_error=False), self.command_timeout
-            )
+            results = await evalsha_all(node.commands, batch, self.command_timeout)
         except Exception as exc:
             self._wake.set()
-            _fail(batch, repr(exc))
+            fail_calls(batch, repr(exc))
             return
         for call, result in zip(batch, results, strict=True):
             if isinstance(result, (NoScriptError, AskError, TryAgainError, ClusterDownError)):
@@ -210,15 +205,9 @@ class ClusterSending:
                     result = await self._call_again(node, call, result)
                 except Exception as exc:
                     result = exc
-            answered = call[3]
-            if answered.done():
-                continue
-            if isinstance(result, Exception):
-                answered.set_exception(result)
-            else:
-                answered.set_result(result)
+            answer(call[3], result)
 
-    async def _call_again(self, node: Node, call: _Call, error: Exception) -> Any:
+    async def _call_again(self, node: Node, call: Call, error: Exception) -> Any:
         """One call again until it runs, for ``publish_retry_for`` seconds at most.
 
         By its text where the node lacked the script; at the slot's owner where
@@ -278,5 +267,5 @@ class ClusterSending:
                     await client.aclose()
         return results[-1]
 
-    def _abandoned_calls(self, calls: list[_Call]) -> None:
-        _fail(calls, "the backplane stopped" if self._stopping else "the node was retired")
+    def _abandoned_calls(self, calls: list[Call]) -> None:
+        fail_calls(calls, "the backplane stopped" if self._stopping else "the node was retired")

@@ -6,8 +6,9 @@ call (``_script``) in a pipeline shared with the calls made meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._history import Position
@@ -16,9 +17,37 @@ from ._base import HistoryRead
 from ._scripts import field, mapping, text
 from .memory import EPOCH_TTL, new_epoch
 
-__all__ = ["PRESENCE_LOG", "RedisStore"]
+__all__ = ["PRESENCE_LOG", "Call", "RedisStore", "answer", "evalsha_all", "fail_calls"]
 
 PRESENCE_LOG = 10_000  # changes a reader may be behind before it reads the members instead
+
+# A script call waiting for its round trip: the script, its keys and arguments, its caller.
+Call = tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]
+
+
+async def evalsha_all(client: Any, calls: list[Call], timeout: float) -> list[Any]:
+    """Run each of ``calls`` by its script's SHA in one pipeline: the results, errors kept."""
+    pipeline = client.pipeline(transaction=False)
+    for script, keys, args, _answered in calls:
+        pipeline.evalsha(script.sha, len(keys), *keys, *args)
+    results: list[Any] = await asyncio.wait_for(pipeline.execute(raise_on_error=False), timeout)
+    return results
+
+
+def answer(answered: asyncio.Future[Any], result: Any) -> None:
+    """Give a call's caller its result, or its exception, unless it stopped waiting."""
+    if answered.done():
+        return
+    if isinstance(result, Exception):
+        answered.set_exception(result)
+    else:
+        answered.set_result(result)
+
+
+def fail_calls(calls: Iterable[Call], why: str) -> None:
+    """Answer the callers of ``calls`` still waiting with a ``ConnectionError``."""
+    for _script, _keys, _args, answered in calls:
+        answer(answered, ConnectionError(why))
 
 
 class RedisStore:

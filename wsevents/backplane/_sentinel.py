@@ -11,6 +11,7 @@ drops its connections, the listener's included (:meth:`Sentinels.moved`).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 from urllib.parse import SplitResult, unquote
 
@@ -89,6 +90,7 @@ class Sentinels:
         return known is not None and known != address
 
     async def close(self) -> None:
-        """Close the connections to the sentinels."""
+        """Close the connections to the sentinels, each whatever the others did."""
         for sentinel in self._sentinel.sentinels:
-            await sentinel.aclose()
+            with suppress(Exception):
+                await sentinel.aclose()

@@ -31,6 +31,7 @@ from uuid import uuid4
 
 from .._retry import Backoff
 from .._wildcards import is_pattern
+from ._base import Receiver, Resumed
 from ._cluster_patterns import Patterns
 from ._cluster_sending import ClusterSending, Node
 from ._pipeline import Pipeline
@@ -69,7 +70,10 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         if not hosts or parts.path.strip("/"):
             raise ValueError(f"expected {FORM}, got {parts.geturl()!r}")
         username, _, password = auth.partition(":")
+        from redis.crc import key_slot
+
         self._redis = redis
+        self._slot_of = key_slot
         # A replica promoted may lack the last writes: a history it holds gets a new epoch.
         self.failover_guard = "1"
         self._options: dict[str, Any] = {
@@ -121,18 +125,17 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         return untagged(topic) if kind == "smessage" else topic
 
     def _owner(self, key: str) -> Node | None:
-        from redis.crc import key_slot
-
-        address = self._owners[key_slot(key.encode())]
+        address = self._owners[self._slot_of(key.encode())]
         return None if address is None else self._nodes.get(address)
 
     # -- life --------------------------------------------------------------------------
 
-    async def start(self, receive: Any, resumed: Any = None) -> None:
+    async def start(self, receive: Receiver, resumed: Resumed | None = None) -> None:
         self._new_ready()
         self._receive = receive
         self._resumed = resumed
         self._stopping = False
+        self._wake = asyncio.Event()
         self._refreshing = asyncio.Lock()
         self._spawn(self._maintain())
         self._spawn(self._listen_global())
@@ -270,7 +273,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             node.calls.clear()
         for client in (node.commands, node.subscriber):
             with suppress(Exception):
-                await asyncio.wait_for(client.aclose(), self.command_timeout)
+                await client.aclose()  # each disconnect bounded by redis-py
 
     def _moved(self, exc: Any) -> None:
         """A redirection: the slot's owner now, until the next map says more."""
@@ -347,7 +350,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                 node.pubsub = None
                 self._ready.clear()
                 with suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), self.command_timeout)
+                    await pubsub.aclose()
             await asyncio.sleep(backoff.next())
 
     async def _hold_shard(self, node: Node, pubsub: Any) -> None:
@@ -420,11 +423,9 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                 self._ready.clear()
                 if pubsub is not None:  # its client's own pool: closed with it
                     with suppress(Exception):
-                        await asyncio.wait_for(pubsub.aclose(), self.command_timeout)
+                        await pubsub.aclose()
                     with suppress(Exception):
-                        await asyncio.wait_for(
-                            pubsub.connection_pool.disconnect(), self.command_timeout
-                        )
+                        await pubsub.connection_pool.disconnect()
             await asyncio.sleep(backoff.next())
 
     async def _command(self, key: str, *args: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from time import monotonic, perf_counter
 from typing import Any
@@ -24,7 +24,7 @@ from .._retry import Backoff, Tally
 from .._wildcards import is_pattern
 from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
-from ._redis_store import RedisStore
+from ._redis_store import Call, RedisStore, answer, evalsha_all, fail_calls
 from ._sentinel import SENTINEL_SCHEMES, Sentinels
 
 __all__ = ["RedisBackplane"]
@@ -138,8 +138,10 @@ class RedisBackplane(RedisStore, Backplane):
         # Publishes waiting for Redis, and script calls waiting for their round trip:
         # each sent by one task, what is queued meanwhile together in the next batch.
         self._outgoing: Pipeline[tuple[str, bytes]] = Pipeline(self._send_batch, most=1000)
-        self._calls: Pipeline[_Call] = Pipeline(
-            self._call_batch, most=500, abandon=lambda calls: _fail(calls, "the backplane stopped")
+        self._calls: Pipeline[Call] = Pipeline(
+            self._call_batch,
+            most=500,
+            abandon=lambda calls: fail_calls(calls, "the backplane stopped"),
         )
         self._resumed: Resumed | None = None
         self._lost_since = False  # the listener lost Redis since it last subscribed
@@ -204,10 +206,10 @@ class RedisBackplane(RedisStore, Backplane):
         self._ready.clear()
         for client in (self._publisher, self._subscriber):
             with suppress(Exception):
-                await asyncio.wait_for(client.aclose(), self.command_timeout)
+                await client.aclose()  # each disconnect bounded by redis-py
         if self._sentinels is not None:
             with suppress(Exception):
-                await asyncio.wait_for(self._sentinels.close(), self.command_timeout)
+                await self._sentinels.close()
 
     async def subscribe(self, subscription: str) -> None:
         self._desired.add(subscription)
@@ -334,7 +336,7 @@ class RedisBackplane(RedisStore, Backplane):
                 self._pubsub = None
                 self._ready.clear()
                 with suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), self.command_timeout)
+                    await pubsub.aclose()
             await asyncio.sleep(backoff.next())  # jittered, never above max_backoff
 
     async def _watch(self, sentinels: Sentinels) -> None:
@@ -447,7 +449,7 @@ class RedisBackplane(RedisStore, Backplane):
         self._calls.put((script, keys, args, answered))
         return await answered
 
-    async def _call_batch(self, batch: list[_Call]) -> None:
+    async def _call_batch(self, batch: list[Call]) -> None:
         """Run each call of ``batch`` in one pipeline; answer each caller.
 
         By SHA, in one round trip (not redis-py's pipelined scripts, which ask
@@ -459,14 +461,9 @@ class RedisBackplane(RedisStore, Backplane):
 
         batch = [call for call in batch if not call[3].done()]
         try:
-            pipeline = self._publisher.pipeline(transaction=False)
-            for script, keys, args, _answered in batch:
-                pipeline.evalsha(script.sha, len(keys), *keys, *args)
-            results = await asyncio.wait_for(
-                pipeline.execute(raise_on_error=False), self.command_timeout
-            )
+            results = await evalsha_all(self._publisher, batch, self.command_timeout)
         except Exception as exc:
-            _fail(batch, repr(exc))
+            fail_calls(batch, repr(exc))
             return
         for call, result in zip(batch, results, strict=True):
             script, keys, args, answered = call
@@ -477,20 +474,4 @@ class RedisBackplane(RedisStore, Backplane):
                     )
                 except Exception as exc:
                     result = exc
-            if answered.done():
-                continue
-            if isinstance(result, Exception):
-                answered.set_exception(result)
-            else:
-                answered.set_result(result)
-
-
-# A script call waiting for its round trip: the script, its keys and arguments, its caller.
-_Call = tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]
-
-
-def _fail(calls: Iterable[_Call], why: str) -> None:
-    """Answer the callers of ``calls`` still waiting with a ``ConnectionError``."""
-    for _script, _keys, _args, answered in calls:
-        if not answered.done():
-            answered.set_exception(ConnectionError(why))
+            answer(answered, result)
