@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from contextlib import suppress
 from functools import partial
 from typing import Any
@@ -140,20 +140,23 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         self._spawn(self._maintain())
         self._spawn(self._listen_global())
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._stopping:  # a client closed by stop() would quietly connect again
+            work.close()
+            return
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping = True  # from here no task is spawned and no node made
         bound = self.connect_timeout + self.command_timeout
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=bound)
-        self._retiring.update(self._nodes.values())  # none is made once stopping
+        self._retiring.update(self._nodes.values())
         self._nodes.clear()
         while self._retiring:  # also those a cancelled look at the map was retiring
             await self._retire(self._retiring.pop(), flush=True)
