@@ -157,6 +157,18 @@ async def test_a_publication_counts_the_processes_holding_its_topic_and_no_other
         await backplane.stop()
 
 
+async def test_a_send_says_how_many_heard_it_and_reaches_its_holder(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    """What a server request to a connection in another process rests on (on a cluster,
+    an SPUBLISH on the shard of the holder's topic)."""
+    a, inbox_a, b, _ = pair
+    await a.subscribe("direct/a")
+    assert await b.send("direct/a", b"for a") == 1
+    assert await inbox_a.wait_for(1) == [("direct/a", b"for a")]
+    assert await b.send("direct/nobody", b"lost") == 0  # the holder is gone: said at once
+
+
 async def test_the_publisher_hears_its_own_subscriptions(
     pair: tuple[Backplane, Inbox, Backplane, Inbox],
 ) -> None:

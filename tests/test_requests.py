@@ -6,8 +6,10 @@ A real uvicorn in a thread, the real Python client.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,10 +264,27 @@ async def test_a_client_that_overfills_the_receive_queue_is_closed_with_1008() -
 # -- across processes: EventApp.request and request_all ---------------------------------
 
 
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One Redis, or the Redis Cluster the module shares (its own prefix per test)."""
+    if request.param == "cluster":
+        yield request.getfixturevalue("redis_cluster").url + f"?prefix=rq{next(_prefixes)}:"
+        return
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.kill()
+
+
 async def test_request_and_request_all_reach_connections_in_another_process(
-    redis_server: RedisServer, tmp_path: Path
+    shared_url: str, tmp_path: Path
 ) -> None:
-    env = {"WSEVENTS_BACKPLANE": redis_server.url}
+    env = {"WSEVENTS_BACKPLANE": shared_url}
     with (
         uvicorn_process("tests.apps.requests:app", tmp_path / "1.log", env=env) as (p1, _),
         uvicorn_process("tests.apps.requests:app", tmp_path / "2.log", env=env) as (p2, _),
@@ -430,9 +449,9 @@ async def frame_of(url: str, frame: dict[str, Any], timeout: float = 10) -> dict
 
 
 async def test_a_once_request_runs_once_across_two_processes_while_it_runs_and_after(
-    redis_server: RedisServer, tmp_path: Path
+    shared_url: str, tmp_path: Path
 ) -> None:
-    env = {"WSEVENTS_BACKPLANE": redis_server.url}
+    env = {"WSEVENTS_BACKPLANE": shared_url}
     session = "wsevents-session=" + "b" * 24
     with (
         uvicorn_process("tests.apps.requests:app", tmp_path / "1.log", env=env) as (p1, _),

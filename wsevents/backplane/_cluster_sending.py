@@ -76,6 +76,8 @@ class ClusterSending:
         node.outgoing.put((topic, payload))
 
     async def send(self, topic: str, payload: bytes) -> int:
+        """SPUBLISH now, to the topic's shard: how many of its subscribers heard it (a
+        pattern holder hears the cluster-wide copy, and is not counted)."""
         from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
         for _ in range(3):
