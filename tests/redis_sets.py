@@ -48,6 +48,18 @@ class _Servers:
 
     processes: dict[int, subprocess.Popen[bytes]]
 
+    def start(self) -> None:
+        """Start every server and wait until they work together; if they do not, none is
+        left running (a Popen left to the garbage collector fails the next test)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
     def stop(self) -> None:
         for process in self.processes.values():
             process.kill()
@@ -94,7 +106,7 @@ class SentinelSet(_Servers):
             "no", "--dir", str(data), *extra,
         )  # fmt: skip
 
-    def start(self) -> None:
+    def _start(self) -> None:
         master, replica = self.ports
         self._server(master)
         self._server(replica, "--replicaof", "127.0.0.1", str(master))
@@ -109,8 +121,12 @@ class SentinelSet(_Servers):
             )
             self._spawn(port, str(config), "--sentinel")
         _wait("the replica in sync", lambda: self._linked(replica))
-        for port in self.sentinel_ports:
-            _wait("each sentinel to know the others and the replica", lambda p=port: self._sees(p))
+        for port in self.sentinel_ports:  # a sentinel asks the master for replicas every 10 s
+            _wait(
+                "each sentinel to know the others and the replica",
+                lambda p=port: self._sees(p),
+                timeout=45,
+            )
 
     def _linked(self, replica: int) -> bool:
         info = _client(replica).info("replication")
@@ -189,7 +205,7 @@ class ClusterSet(_Servers):
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.ports[:3])
         return f"redis+cluster://{hosts}"
 
-    def start(self) -> None:
+    def _start(self) -> None:
         cli = self._cli()
         for port in self.ports:
             data = self.directory / f"node-{port}"
