@@ -167,6 +167,16 @@ async def test_a_send_says_how_many_heard_it_and_reaches_its_holder(
     assert await b.send("direct/a", b"for a") == 1
     assert await inbox_a.wait_for(1) == [("direct/a", b"for a")]
     assert await b.send("direct/nobody", b"lost") == 0  # the holder is gone: said at once
+    # It says as many as arrive, a pattern's delivery too: what request_all waits for
+    # (Redis delivers once per matching subscription, the memory hub once per process).
+    await a.subscribe("direct/+")
+    for topic, least in (("direct/a", 1), ("direct/other", 1)):
+        before = len(inbox_a.messages)
+        count = await b.send(topic, b"counted")
+        assert count >= least
+        await inbox_a.wait_for(before + count)
+        await asyncio.sleep(0.2)  # and no more than it said
+        assert len(inbox_a.messages) == before + count, (topic, count, inbox_a.messages)
 
 
 async def test_the_publisher_hears_its_own_subscriptions(

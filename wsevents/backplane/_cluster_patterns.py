@@ -65,6 +65,10 @@ class Patterns:
             self._matching[topic] = found
         return found
 
+    def holders(self, topic: str) -> int:
+        """How many pattern subscriptions, over every process, match ``topic``."""
+        return sum(len(held) for pattern, held in self._held.items() if matches(pattern, topic))
+
     def _expiry(self) -> int:
         return int((time() + self._ttl) * 1000)
 

@@ -76,8 +76,15 @@ class ClusterSending:
         node.outgoing.put((topic, payload))
 
     async def send(self, topic: str, payload: bytes) -> int:
-        """SPUBLISH now, to the topic's shard: how many of its subscribers heard it (a
-        pattern holder hears the cluster-wide copy, and is not counted)."""
+        """SPUBLISH now, to the topic's shard, and PUBLISH the cluster-wide copy where a
+        pattern matches: how many deliveries, as on one Redis (each process holding the
+        topic once, and once more for each pattern it holds that matches).
+
+        A cluster-wide PUBLISH answers only for its own node, so the pattern
+        holders are counted from the registry (every process alive that holds
+        the pattern; one that died without saying so is counted until its
+        entry expires).
+        """
         from redis.exceptions import AskError, ClusterDownError, TryAgainError
 
         for _ in range(3):
@@ -100,6 +107,7 @@ class ClusterSending:
                 await asyncio.wait_for(
                     node.commands.publish(self.prefix + topic, payload), self.command_timeout
                 )
+                receivers += self._patterns.holders(topic)
             self.stats["published"] += 1
             self.stats["publish_receivers"] += receivers
             return receivers
