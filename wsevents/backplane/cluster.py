@@ -37,7 +37,7 @@ from ._cluster_sending import ClusterSending, Node
 from ._pipeline import Pipeline
 from ._sentinel import address_of
 from ._slots import SLOTS, Address, Script, by_slot, parse_nodes, tagged, untagged
-from .redis import RedisBackplane
+from .redis import RedisBackplane, finish
 
 __all__ = ["CLUSTER_SCHEMES", "RedisClusterBackplane", "tagged", "untagged"]
 
@@ -151,11 +151,8 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
     async def stop(self) -> None:
         self._stopping = True  # from here no task is spawned and no node made
         bound = self.connect_timeout + self.command_timeout
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=bound)
+        for task in list(self._tasks):
+            await finish(task, bound)
         self._retiring.update(self._nodes.values())
         self._nodes.clear()
         while self._retiring:  # also those a cancelled look at the map was retiring
@@ -174,7 +171,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
     async def _maintain(self) -> None:
         """Keep the slot map and the pattern registry fresh, every ``check`` seconds."""
         backoff = Backoff(0.05, self.max_backoff)
-        while True:
+        while not self._stopping:
             try:
                 await self._refresh()
                 await self._patterns.renew([s for s in self._desired if is_pattern(s)])
@@ -264,8 +261,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         """Stop a node's work; what it still held goes to the topics' owners now."""
         bound = self.connect_timeout + self.command_timeout
         if node.listener is not None:
-            node.listener.cancel()
-            await asyncio.wait({node.listener}, timeout=bound)
+            await finish(node.listener, bound)
         if node.outgoing is not None:
             await node.outgoing.stop(bound)
             if flush and node.pubsub is not None:  # what is queued, once, bounded
@@ -320,7 +316,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
     async def _listen_node(self, node: Node) -> None:
         """Hold the node's shard of the topics on one pub/sub connection, whatever happens."""
         backoff = Backoff(0.05, self.max_backoff)
-        while True:
+        while not self._stopping:
             pubsub: Any = node.subscriber.pubsub()
             try:
                 await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
@@ -387,7 +383,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
     async def _listen_global(self) -> None:
         """Hold the patterns and hear the registry's notices, on one node (any will do)."""
         backoff = Backoff(0.05, self.max_backoff)
-        while True:
+        while not self._stopping:
             pubsub: Any = None
             try:
                 if not self._nodes:  # the map first: the registry's owner must be known

@@ -127,6 +127,9 @@ class RedisBackplane(RedisStore, Backplane):
         # The master moved: the listener reconnects (to the new one) at its next look.
         self._switched = False
         self._watcher: asyncio.Task[None] | None = None
+        # Set by stop(): a task that outlived its cancel must not connect again (a client
+        # stop() closed would open a connection nobody closes).
+        self._stopping = False
         self._desired: set[str] = set()
         self._pubsub: Any = None
         self._acks: dict[str, list[asyncio.Future[None]]] = {}
@@ -177,6 +180,7 @@ class RedisBackplane(RedisStore, Backplane):
 
     async def start(self, receive: Receiver, resumed: Resumed | None = None) -> None:
         self._new_ready()
+        self._stopping = False
         self._receive = receive
         self._resumed = resumed
         loop = asyncio.get_running_loop()
@@ -187,16 +191,13 @@ class RedisBackplane(RedisStore, Backplane):
         self._calls.start()
 
     async def stop(self) -> None:
+        self._stopping = True
         listener, self._listener = self._listener, None
         bound = self.connect_timeout + self.command_timeout
         watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.wait({watcher}, timeout=bound)
-        if listener is not None:
-            listener.cancel()
-            # Bounded: redis-py may swallow a cancellation that lands mid-connect.
-            await asyncio.wait({listener}, timeout=bound)
+        for task in (watcher, listener):
+            if task is not None:
+                await finish(task, bound)
         await self._outgoing.stop(bound)
         await self._calls.stop(bound)
         if self._pubsub is not None:  # what is queued, once, bounded
@@ -315,7 +316,7 @@ class RedisBackplane(RedisStore, Backplane):
 
     async def _listen(self) -> None:
         backoff = Backoff(0.05, self.max_backoff)
-        while True:
+        while not self._stopping:
             pubsub: Any = self._subscriber.pubsub()
             try:
                 await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
@@ -345,7 +346,7 @@ class RedisBackplane(RedisStore, Backplane):
         When it moved (a failover, also one that left the old master alive),
         every connection to the old one is dropped: the next ones go to the new.
         """
-        while True:
+        while not self._stopping:
             try:
                 # Bounded by the sentinels' socket timeouts, never cancelled midway: a
                 # cancel inside redis-py's connect could leave a connection unclosed.
@@ -475,3 +476,16 @@ class RedisBackplane(RedisStore, Backplane):
                 except Exception as exc:
                     result = exc
             answer(answered, result)
+
+
+async def finish(task: asyncio.Task[Any], bound: float) -> None:
+    """Cancel ``task`` and wait for it, ``bound`` seconds at a time, three times at most.
+
+    redis-py may swallow a cancellation that lands mid-connect: the task then
+    goes on to its next look at ``_stopping``, and ends there.
+    """
+    for _ in range(3):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=bound)
