@@ -29,6 +29,11 @@ def _client(port: int) -> Any:
     return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
 
 
+def _pid(port: int) -> int:
+    """The process id of the redis-server answering on ``port`` (ours, or one that took it)."""
+    return int(_client(port).info("server")["process_id"])
+
+
 def _wait(what: str, check: Any, timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -208,21 +213,9 @@ class ClusterSet(_Servers):
     def _start(self) -> None:
         cli = self._cli()
         for port in self.ports:
-            data = self.directory / f"node-{port}"
-            data.mkdir(exist_ok=True)
-            self.processes[port] = subprocess.Popen(
-                [
-                    self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "no", "--dir", str(data), "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", str(self.node_timeout),
-                    "--cluster-replica-validity-factor", "0",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        for port in self.ports:
-            _wait("a cluster node to answer", lambda p=port: _client(p).ping())
+            self._launch(port)
+        for index in range(len(self.ports)):
+            self._answering(index)
         subprocess.run(
             [
                 cli, "--cluster", "create",
@@ -233,6 +226,41 @@ class ClusterSet(_Servers):
         )  # fmt: skip
         for port in self.ports:  # and every node knows every replica for one
             _wait("the cluster to be ok on every node", lambda p=port: self._formed(p), 30)
+
+    def _launch(self, port: int) -> None:
+        data = self.directory / f"node-{port}"
+        data.mkdir(exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [
+                self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(data), "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout),
+                "--cluster-replica-validity-factor", "0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _answering(self, index: int) -> None:
+        """Wait until node ``index`` answers. One that exited found its port or bus port
+        taken since it was chosen (the suites of three Pythons run side by side): it is
+        started again on new ones, three times at most."""
+        for attempt in range(3):
+            port = self.ports[index]
+            process = self.processes[port]
+            _wait(
+                "a cluster node to answer",
+                lambda p=port, q=process: q.poll() is not None or _pid(p) == q.pid,
+                45,
+            )
+            if process.poll() is None:
+                return
+            del self.processes[port]
+            if attempt < 2:
+                self.ports[index] = cluster_port()
+                self._launch(self.ports[index])
+        raise RuntimeError(f"a cluster node exited three times, last on port {port}")
 
     def _cli(self) -> str:
         """redis-cli, beside a redis-server 7 or newer (sharded pub/sub); else the test is
