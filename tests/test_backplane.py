@@ -422,6 +422,36 @@ async def test_stop_with_redis_down_is_quick(redis_server: RedisServer) -> None:
     assert time.monotonic() - started < 5
 
 
+async def test_a_redis_call_cut_short_by_its_deadline_never_outlives_the_task_that_made_it() -> (
+    None
+):
+    """A backplane's Redis calls are bounded in the caller's task. redis-py may take a
+    cancel mid-connect as its own timeout and go on connecting; under ``asyncio.wait_for``
+    (3.10, 3.11) a caller cancelled then (the backplane stopping) left that connect running
+    alone, and its connection outlived the client closed after it (CI, 3.10)."""
+    from wsevents._tasks import within
+
+    went_on: list[str] = []
+
+    async def stubborn() -> None:  # takes the first cancel for its own timeout, as redis-py can
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)
+            went_on.append("connected")
+
+    async def caller() -> None:
+        await within(stubborn(), 0.05)
+
+    task = asyncio.get_running_loop().create_task(caller())
+    await asyncio.sleep(0.15)  # its deadline passed; stubborn is on its way back
+    task.cancel()  # the backplane stops
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError, asyncio.TimeoutError):
+        await task
+    await asyncio.sleep(0.4)
+    assert went_on == []  # nothing of it ran after its caller ended
+
+
 async def test_a_listener_that_meets_garbage_keeps_listening(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

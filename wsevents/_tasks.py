@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["EAGER", "deadline", "eager_task"]
+__all__ = ["EAGER", "deadline", "eager_task", "within"]
+
+T = TypeVar("T")
 
 EAGER = sys.version_info >= (3, 12)  # eager tasks: a coroutine's first step in the caller's
 
@@ -43,3 +45,15 @@ def eager_task(
     if loop is None:
         loop = asyncio.get_running_loop()
     return asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """What ``awaitable`` gives, or ``TimeoutError`` once ``seconds`` have passed.
+
+    Awaited in the caller's task, never in one of its own: on 3.10 and 3.11
+    ``asyncio.wait_for`` runs it in another task, and a cancel of the caller
+    that lands while that task is being cancelled leaves it running alone (a
+    Redis connect it made then outlives the client closed after it).
+    """
+    async with deadline(seconds):
+        return await awaitable

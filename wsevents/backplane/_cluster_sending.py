@@ -19,6 +19,7 @@ from time import monotonic, perf_counter
 from typing import Any
 
 from .._retry import Backoff
+from .._tasks import within
 from ._cluster_patterns import Patterns
 from ._pipeline import Pipeline
 from ._redis_store import Call, answer, evalsha_all, fail_calls
@@ -92,7 +93,7 @@ class ClusterSending:
             if node is None:
                 break
             try:
-                receivers: int = await asyncio.wait_for(
+                receivers: int = await within(
                     node.commands.execute_command("SPUBLISH", self.prefix + tagged(topic), payload),
                     self.command_timeout,
                 )
@@ -104,7 +105,7 @@ class ClusterSending:
                 await asyncio.sleep(0.05)
                 continue
             if self._patterns.matched(topic):
-                await asyncio.wait_for(
+                await within(
                     node.commands.publish(self.prefix + topic, payload), self.command_timeout
                 )
                 receivers += self._patterns.holders(topic)
@@ -137,9 +138,7 @@ class ClusterSending:
                         pipeline.publish(self.prefix + topic, payload)
                 sent = perf_counter()
                 results = iter(
-                    await asyncio.wait_for(
-                        pipeline.execute(raise_on_error=False), self.command_timeout
-                    )
+                    await within(pipeline.execute(raise_on_error=False), self.command_timeout)
                 )
                 if self.round_trip is not None:
                     self.round_trip(perf_counter() - sent)
@@ -268,9 +267,7 @@ class ClusterSending:
             if asked is not None:
                 pipeline.execute_command("ASKING")
             pipeline.eval(script.text, len(keys), *keys, *args)
-            results = await asyncio.wait_for(
-                pipeline.execute(raise_on_error=False), self.command_timeout
-            )
+            results = await within(pipeline.execute(raise_on_error=False), self.command_timeout)
         finally:
             if asked is not None:
                 with suppress(Exception):

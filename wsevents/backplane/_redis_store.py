@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._history import Position
+from .._tasks import within
 from . import _scripts
 from ._base import HistoryRead
 from ._scripts import field, mapping, text
@@ -30,7 +31,7 @@ async def evalsha_all(client: Any, calls: list[Call], timeout: float) -> list[An
     pipeline = client.pipeline(transaction=False)
     for script, keys, args, _answered in calls:
         pipeline.evalsha(script.sha, len(keys), *keys, *args)
-    results: list[Any] = await asyncio.wait_for(pipeline.execute(raise_on_error=False), timeout)
+    results: list[Any] = await within(pipeline.execute(raise_on_error=False), timeout)
     return results
 
 

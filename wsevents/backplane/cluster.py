@@ -30,6 +30,7 @@ from urllib.parse import SplitResult, unquote
 from uuid import uuid4
 
 from .._retry import Backoff
+from .._tasks import within
 from .._wildcards import is_pattern
 from ._base import Receiver, Resumed
 from ._cluster_patterns import Patterns
@@ -211,7 +212,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             node = self._nodes.get((host, port))
             client = node.commands if node is not None else self._client(host, port, True)
             try:
-                answer = await asyncio.wait_for(
+                answer = await within(
                     client.execute_command("CLUSTER", "NODES"), self.command_timeout
                 )
                 return answer.decode() if isinstance(answer, bytes) else str(answer)
@@ -303,7 +304,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         if pattern:
             if self._global is not None:
                 with suppress(Exception):
-                    await asyncio.wait_for(self._global.punsubscribe(name), self.command_timeout)
+                    await within(self._global.punsubscribe(name), self.command_timeout)
             with suppress(Exception):
                 await self._patterns.hold(subscription, False)
             return
@@ -311,7 +312,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         if node is not None and node.pubsub is not None and name in node.subscribed:
             node.subscribed.discard(name)
             with suppress(Exception):
-                await asyncio.wait_for(node.pubsub.sunsubscribe(name), self.command_timeout)
+                await within(node.pubsub.sunsubscribe(name), self.command_timeout)
 
     async def _listen_node(self, node: Node) -> None:
         """Hold the node's shard of the topics on one pub/sub connection, whatever happens."""
@@ -319,7 +320,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         while not self._stopping:
             pubsub: Any = node.subscriber.pubsub()
             try:
-                await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
+                await within(pubsub.connect(), self.connect_timeout)
                 node.subscribed = set()
                 node.dirty = True
                 while True:
@@ -367,12 +368,12 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             # One command per slot: Redis refuses shard channels of two slots in one.
             for names in by_slot(extra):
                 node.subscribed -= names
-                await asyncio.wait_for(pubsub.sunsubscribe(*names), self.command_timeout)
+                await within(pubsub.sunsubscribe(*names), self.command_timeout)
             for names in by_slot(missing):
                 added = True
                 self._pending |= names
                 node.subscribed |= names
-                await asyncio.wait_for(pubsub.ssubscribe(*names), self.command_timeout)
+                await within(pubsub.ssubscribe(*names), self.command_timeout)
         node.pubsub = pubsub
         if added:
             self._reconnected()
@@ -390,12 +391,12 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
                     await self._refresh()
                 address = next(iter(self._nodes), None) or self._known[0]
                 pubsub = self._client(*address, False).pubsub()
-                await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
-                await asyncio.wait_for(pubsub.subscribe(self._patterns.key), self.command_timeout)
+                await within(pubsub.connect(), self.connect_timeout)
+                await within(pubsub.subscribe(self._patterns.key), self.command_timeout)
                 patterns = [self._name(s)[0] for s in self._desired if is_pattern(s)]
                 if patterns:
                     self._pending |= set(patterns)
-                    await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
+                    await within(pubsub.psubscribe(*patterns), self.command_timeout)
                 self._global = pubsub
                 await self._patterns.read()
                 self._subscribed_all()
@@ -436,9 +437,7 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
             if node is None:
                 break
             try:
-                return await asyncio.wait_for(
-                    node.commands.execute_command(*args), self.command_timeout
-                )
+                return await within(node.commands.execute_command(*args), self.command_timeout)
             except AskError as exc:
                 self._moved(exc)
                 await self._refresh()

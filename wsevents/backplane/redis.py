@@ -21,6 +21,7 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._history import Position
 from .._retry import Backoff, Tally
+from .._tasks import within
 from .._wildcards import is_pattern
 from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
@@ -225,8 +226,8 @@ class RedisBackplane(RedisStore, Backplane):
         acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks.setdefault(name, []).append(acknowledged)
         try:
-            await asyncio.wait_for(command(name), self.command_timeout)
-            await asyncio.wait_for(asyncio.shield(acknowledged), self.command_timeout)
+            await within(command(name), self.command_timeout)
+            await within(asyncio.shield(acknowledged), self.command_timeout)
         except Exception as exc:  # the listener resubscribes after it reconnects
             logger.debug("redis backplane: subscribe %r not acknowledged: %r", name, exc)
         finally:
@@ -242,7 +243,7 @@ class RedisBackplane(RedisStore, Backplane):
         name, pattern = self._name(subscription)
         command = pubsub.punsubscribe if pattern else pubsub.unsubscribe
         with suppress(Exception):
-            await asyncio.wait_for(command(name), self.command_timeout)
+            await within(command(name), self.command_timeout)
 
     async def publish(self, topic: str, payload: bytes) -> None:
         if self._pubsub is None:  # Redis is away: fail fast rather than wait on a timeout
@@ -266,7 +267,7 @@ class RedisBackplane(RedisStore, Backplane):
     async def send(self, topic: str, payload: bytes) -> int:
         if self._pubsub is None:
             raise ConnectionError("Redis is not connected")
-        receivers: int = await asyncio.wait_for(
+        receivers: int = await within(
             self._publisher.publish(self.prefix + topic, payload), self.command_timeout
         )
         self.stats["published"] += 1
@@ -291,7 +292,7 @@ class RedisBackplane(RedisStore, Backplane):
                 for topic, payload in batch:
                     pipeline.publish(self.prefix + topic, payload)
                 sent = perf_counter()
-                receivers = await asyncio.wait_for(pipeline.execute(), self.command_timeout)
+                receivers = await within(pipeline.execute(), self.command_timeout)
                 if self.round_trip is not None:
                     self.round_trip(perf_counter() - sent)
             except self._transient as exc:
@@ -319,7 +320,7 @@ class RedisBackplane(RedisStore, Backplane):
         while not self._stopping:
             pubsub: Any = self._subscriber.pubsub()
             try:
-                await asyncio.wait_for(pubsub.connect(), self.connect_timeout)
+                await within(pubsub.connect(), self.connect_timeout)
                 await self._resubscribe(pubsub)
                 backoff.reset()
                 while True:
@@ -385,9 +386,9 @@ class RedisBackplane(RedisStore, Backplane):
             channels = [name for name, pattern in names if not pattern]
             patterns = [name for name, pattern in names if pattern]
             if channels:
-                await asyncio.wait_for(pubsub.subscribe(*channels), self.command_timeout)
+                await within(pubsub.subscribe(*channels), self.command_timeout)
             if patterns:
-                await asyncio.wait_for(pubsub.psubscribe(*patterns), self.command_timeout)
+                await within(pubsub.psubscribe(*patterns), self.command_timeout)
             sent |= missing
         self._pubsub = pubsub
         self._reconnected()
@@ -470,9 +471,7 @@ class RedisBackplane(RedisStore, Backplane):
             script, keys, args, answered = call
             if isinstance(result, NoScriptError):  # it did not run: safe to send again
                 try:
-                    result = await asyncio.wait_for(
-                        script(keys=keys, args=args), self.command_timeout
-                    )
+                    result = await within(script(keys=keys, args=args), self.command_timeout)
                 except Exception as exc:
                     result = exc
             answer(answered, result)
