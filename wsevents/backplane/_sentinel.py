@@ -7,10 +7,18 @@ see is a master that was cut off but is still alive (the sentinels promoted
 its replica, and its clients' connections still work): so the backplane asks
 the sentinels every ``sentinel_check`` seconds, and when the master moved it
 drops its connections, the listener's included (:meth:`Sentinels.moved`).
+
+redis-py's ``Sentinel.discover_master`` moves the sentinel that answered to
+the head of its list; two at once (the listener's connect, a publish's, the
+watch) can leave one sentinel twice in it and another not at all: never
+asked again, and never closed (its connections left to the garbage
+collector). Here one look at a time asks them, and :meth:`Sentinels.close`
+closes the clients it was given, whatever order the list is in.
 """
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import suppress
 from typing import Any
 from urllib.parse import SplitResult, unquote
@@ -46,6 +54,15 @@ class Sentinels:
     ) -> None:
         from redis.asyncio.sentinel import Sentinel
 
+        class OneLookAtATime(Sentinel):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+                self.looking = asyncio.Lock()
+
+            async def discover_master(self, service_name: str) -> Any:
+                async with self.looking:
+                    return await super().discover_master(service_name)
+
         auth, _, hosts = parts.netloc.rpartition("@")
         username, _, password = auth.partition(":")
         path = [segment for segment in parts.path.split("/") if segment]
@@ -65,7 +82,7 @@ class Sentinels:
             "ssl": ssl,
         }
         timeout = common["socket_connect_timeout"]
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = OneLookAtATime(
             [address_of(host, FORM) for host in hosts.split(",")],
             sentinel_kwargs={
                 "socket_connect_timeout": timeout,
@@ -74,6 +91,7 @@ class Sentinels:
                 "ssl": ssl,
             },
         )
+        self._clients = tuple(self._sentinel.sentinels)
         self.master: tuple[str, int] | None = None  # where it was when last asked
 
     def client(self, **options: Any) -> Any:
@@ -91,6 +109,6 @@ class Sentinels:
 
     async def close(self) -> None:
         """Close the connections to the sentinels, each whatever the others did."""
-        for sentinel in self._sentinel.sentinels:
+        for sentinel in self._clients:
             with suppress(Exception):
                 await sentinel.aclose()
