@@ -113,6 +113,29 @@ async def test_a_publish_reaches_the_subscriber_as_the_same_bytes(
     assert await inbox_a.wait_for(1) == [("rooms/lobby", payload)]
 
 
+# Not on a memory hub: its peers share the publisher's loop, and run only when it yields.
+@pytest.mark.parametrize("make_backplane", ["redis", "sentinel", "cluster"], indirect=True)
+async def test_a_burst_published_from_one_task_reaches_the_others_while_it_goes_on(
+    pair: tuple[Backplane, Inbox, Backplane, Inbox],
+) -> None:
+    """A handler publishing a burst yields only inside publish, each publication costing it
+    time here (its delivery to this process's subscribers): the other processes hear the
+    first ones before the burst is over, not all of them at its end (the sender ran only
+    once the handler yielded: a burst through Redis arrived ten times later than one
+    in a process)."""
+    a, _, b, inbox_b = pair
+    await b.subscribe("burst")
+    for n in range(50):
+        await a.publish("burst", str(n).encode())
+        busy = time.perf_counter() + 0.002  # the local delivery's work, no await in it
+        while time.perf_counter() < busy:
+            pass
+    heard_meanwhile = len(inbox_b.messages)
+    await inbox_b.wait_for(50)
+    assert heard_meanwhile >= 10
+    assert [payload for _, payload in inbox_b.messages] == [str(n).encode() for n in range(50)]
+
+
 async def test_wildcards_deliver_what_they_match(
     pair: tuple[Backplane, Inbox, Backplane, Inbox],
 ) -> None:

@@ -75,6 +75,7 @@ class ClusterSending:
             self._overflowed(len(node.outgoing))
             return
         node.outgoing.put((topic, payload))
+        await node.outgoing.turn()
 
     async def send(self, topic: str, payload: bytes) -> int:
         """SPUBLISH now, to the topic's shard, and PUBLISH the cluster-wide copy where a

@@ -3,6 +3,13 @@
 What is queued while a batch is out leaves together in the next, so that
 concurrent callers share round trips (as Centrifugo's broker auto-pipelines),
 and items leave in the order they were queued.
+
+The sender is a task: it runs only when the callers' tasks yield. A caller
+that queues many without yielding (a burst published from one handler, each
+publish delivering here first) would hold them all until it is done, and
+the other processes would get the whole burst at once, late; so a caller
+gives the sender a turn (:meth:`Pipeline.turn`) once what it queued has
+waited ``HOLD`` seconds.
 """
 
 from __future__ import annotations
@@ -10,9 +17,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
+from time import monotonic
 from typing import Generic, TypeVar
 
-__all__ = ["Pipeline"]
+__all__ = ["HOLD", "Pipeline"]
+
+HOLD = 0.001  # seconds an item may wait for the sender's turn while its caller goes on
 
 T = TypeVar("T")
 
@@ -38,6 +48,7 @@ class Pipeline(Generic[T]):
         self._most = most
         self._abandon = abandon
         self._queue: deque[T] = deque()
+        self._since = 0.0  # when the queue last went from empty to not
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -56,9 +67,17 @@ class Pipeline(Generic[T]):
 
     def put(self, item: T) -> None:
         """Queue ``item``; the sender takes it in its next batch."""
-        self._queue.append(item)
+        queue = self._queue
+        if not queue:
+            self._since = monotonic()
+        queue.append(item)
         if self._ready is not None:
             self._ready.set()
+
+    async def turn(self) -> None:
+        """Yield once, so that the sender runs, if what is queued has waited ``HOLD``."""
+        if self._queue and monotonic() - self._since > HOLD:
+            await asyncio.sleep(0)
 
     async def flush(self) -> None:
         """Send one batch of what is queued now, from the caller's task (at a stop)."""

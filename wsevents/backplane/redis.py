@@ -253,6 +253,7 @@ class RedisBackplane(RedisStore, Backplane):
             self._overflowed(len(self._outgoing))
             return
         self._outgoing.put((topic, payload))
+        await self._outgoing.turn()
 
     def _overflowed(self, queued: int) -> None:
         """A publish dropped: ``queued`` wait for Redis already."""
