@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import re
 import time
@@ -233,6 +234,7 @@ async def test_a_killed_primary_pauses_only_its_own_topics_until_its_replica_ser
     found.start()
     prefix = "kill:"
     url = f"{found.url}?prefix={prefix}"
+    gc.collect()  # what earlier tests left to the collector is not counted, nor closed during
     files = psutil.Process().num_fds()
     tasks = len(asyncio.all_tasks())
     try:
@@ -240,7 +242,8 @@ async def test_a_killed_primary_pauses_only_its_own_topics_until_its_replica_ser
             await killed_primary(found, prefix, a, inbox, b)
         # Stopped, nothing of either is left: no task, no connection, no file.
         assert len(asyncio.all_tasks()) == tasks, [t.get_coro() for t in asyncio.all_tasks()]
-        assert psutil.Process().num_fds() == files
+        gc.collect()
+        assert psutil.Process().num_fds() <= files
     finally:
         found.stop()
 
