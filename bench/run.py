@@ -364,8 +364,12 @@ def finished(client: subprocess.Popen[str], timeout: float = 300) -> dict[str, A
     return result
 
 
+IDLE_SECONDS = 3.0  # how long the server's CPU is measured while the connections idle
+
+
 def memory_round(connections: int, sources: int = 1) -> dict[str, Any]:
-    """RSS per idle connection, raw ASGI and wsevents, ``connections`` held at once."""
+    """RSS per idle connection, raw ASGI and wsevents, ``connections`` held at once; and
+    the server's CPU while they idle (the watchdog's, for wsevents, and uvicorn's pings)."""
     results = {}
     for name, app in (("raw ASGI (json)", "raw_json"), ("wsevents", "wsevents_app")):
         server = Server(app)
@@ -375,12 +379,19 @@ def memory_round(connections: int, sources: int = 1) -> dict[str, Any]:
             before = process.memory_info().rss
             client = held(
                 ["idle", server.url("/"), "--connections", str(connections),
-                 "--hold", "4", "--sources", str(sources)]
+                 "--hold", "6", "--sources", str(sources)]
             )  # fmt: skip
-            time.sleep(2)
+            time.sleep(1)
+            cpu = process.cpu_times()
+            time.sleep(IDLE_SECONDS)
+            cpu_after = process.cpu_times()
             after = process.memory_info().rss
             finished(client)
-            results[name] = {"bytes_per_connection": (after - before) / connections}
+            busy = cpu_after.user + cpu_after.system - cpu.user - cpu.system
+            results[name] = {
+                "bytes_per_connection": (after - before) / connections,
+                "idle_cpu_percent": 100 * busy / IDLE_SECONDS,
+            }
         finally:
             server.stop()
     return results

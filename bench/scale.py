@@ -217,12 +217,24 @@ def sizes_of(results: dict[str, Any], prefix: str) -> list[int]:
 
 def scale_tables(results: dict[str, Any]) -> str:
     """The scale set as markdown tables."""
-    lines = ["**Idle connections in one process** (RSS per connection)", ""]
-    lines += ["| connections | raw ASGI | wsevents | ratio |", "| --- | --- | --- | --- |"]
+    lines = [
+        "**Idle connections in one process** (RSS per connection; the server's CPU while "
+        "they idle, % of a core)",
+        "",
+    ]
+    lines += [
+        "| connections | raw ASGI | wsevents | ratio | CPU raw ASGI | CPU wsevents |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for size in sizes_of(results, "idle connections: "):
         row = results[f"idle connections: {size}"]
         raw, ours = (row[k]["bytes_per_connection"] for k in ("raw ASGI (json)", "wsevents"))
-        lines.append(f"| {size:,} | {raw:,.0f} B | {ours:,.0f} B | {ours / raw:.2f} |")
+        cpu = [row[k].get("idle_cpu_percent") for k in ("raw ASGI (json)", "wsevents")]
+        shown = [f"{c:.1f}%" if c is not None else "-" for c in cpu]
+        lines.append(
+            f"| {size:,} | {raw:,.0f} B | {ours:,.0f} B | {ours / raw:.2f} | {shown[0]} "
+            f"| {shown[1]} |"
+        )
     lines += [
         "",
         "**Fan-out burst in one process** (deliveries/s, delivery latency p50 / p99, the "

@@ -310,8 +310,8 @@ def _scale_results() -> dict[str, Any]:
         (19_000, 20_000, 23_400),
     ):
         results[f"idle connections: {size}"] = {
-            "raw ASGI (json)": {"bytes_per_connection": raw},
-            "wsevents": {"bytes_per_connection": ours},
+            "raw ASGI (json)": {"bytes_per_connection": raw, "idle_cpu_percent": 0.5},
+            "wsevents": {"bytes_per_connection": ours, "idle_cpu_percent": size / 2500},
         }
     for size, rate in ((1000, 100.0), (10_000, 95.0), (19_000, 80.0)):
         results[f"fan-out burst to {size}"] = {
@@ -345,7 +345,7 @@ def test_scale_targets_read_the_largest_size_and_the_processes_on_redis() -> Non
     assert rows[5].endswith("| 0.85 | yes |")  # 85 per CPU second against 100 in one process
     assert rows[6].endswith("| yes |")  # 8.00, 8.00 and 4.00: the holders
     table = scale_tables(_scale_results())
-    assert "| 19,000 | 20,000 B | 23,400 B | 1.17 |" in table
+    assert "| 19,000 | 20,000 B | 23,400 B | 1.17 | 0.5% | 7.6% |" in table
     assert (
         "| 8 processes on Redis, 8000 subscribers on 4 | 4,000 | 1,000 | 90 | 4.00 | 10 ms |"
         in table

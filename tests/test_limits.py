@@ -192,6 +192,27 @@ async def test_a_send_that_does_not_finish_in_send_timeout_closes_with_1013() ->
     assert stats["closed_by_server"] == {1013: 1}
 
 
+async def test_the_watchdog_looks_only_at_connections_with_something_to_time_out() -> None:
+    """Four times a second it walked every connection: 7% of a core at 15,000 idle ones
+    (`bench/run.py --scale`). Now an idle connection is looked at once after its accept,
+    and again only while a send of it is under way; the stuck client above is still
+    closed, by the same watchdog."""
+    app = build(Limits(rate=None))
+    with serve(app) as address:
+        clients = [await connect(f"ws://{address}/c") for _ in range(20)]
+        try:
+            assert (await ask(clients[0], "echo", "first"))["data"] == "first"
+            await asyncio.sleep(0.6)  # the looks after their accepts
+            looks = app.stats()["watchdog_looks"]
+            await asyncio.sleep(1.5)  # six looks, where it walked them all
+            assert app.stats()["watchdog_looks"] - looks <= 1  # the echo's reply, if seen
+            assert (await ask(clients[0], "echo", "alive"))["data"] == "alive"
+        finally:
+            for client in clients:
+                await client.close()
+    assert 20 <= looks <= 45  # each after its accept (a few looked at twice)
+
+
 async def test_idle_connections_are_closed_with_1000_and_busy_ones_are_not() -> None:
     with serve(build(Limits(idle_timeout=1.5))) as address:
         async with connect(f"ws://{address}/c") as busy, connect(f"ws://{address}/c") as idle:

@@ -148,7 +148,7 @@ class Connection:
 
     @expires_at.setter
     def expires_at(self, expires_at: float | None) -> None:
-        self._session.credentials_to_set().expires_at = check_expiry(expires_at)
+        self._session.expire_at(check_expiry(expires_at))
 
     def refresh_with(self, check: Check, *, before: float = 30.0) -> None:
         """Ask the client for a fresh token ``before`` seconds ahead of :attr:`expires_at`.

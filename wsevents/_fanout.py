@@ -100,13 +100,13 @@ class FanOut:
         while self._next < len(due):
             session, message = due[self._next]
             self._next += 1
-            await session.transmit(message)
+            await session.transmit(message, True)  # a fan-out's: watched once it waits
             if self._runner != runner:
                 return  # the send waited, and the publisher went on without this run
             if not EAGER:  # what was pushed to it while this run waited for its turn
                 queued = session.next_queued()
                 while queued is not None:
-                    await session.transmit(queued)
+                    await session.transmit(queued, True)
                     if self._runner != runner:
                         return
                     queued = session.next_queued()

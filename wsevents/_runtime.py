@@ -104,6 +104,9 @@ class Runtime:
         self.limits = limits
         self.stats = stats
         self.sessions: dict[str, Session] = {}
+        # What the watchdog looks at: connections with a send under way or credentials
+        # that expire (each adds itself; the watchdog drops it once it has neither).
+        self.watched: set[Session] = set()
         self.connections = ConnectionsView(self.sessions)
         declared = [channel.emitted for channel in registry().channels]
         self.broker = Broker(
@@ -256,6 +259,8 @@ class Runtime:
             self.sessions[session.id] = session
         finally:
             self._opening -= 1
+            if session.id not in self.sessions:  # refused, or gone before its accept
+                self.watched.discard(session)
         self.stats.connections_total += 1
         self._watch_soon()
         return session
@@ -337,6 +342,7 @@ class Runtime:
                     logger.exception("on_disconnect hook failed on %r", session.channel.address)
         finally:
             del self.sessions[session.id]
+            self.watched.discard(session)
             if self._idle is not None and not self.sessions:
                 self._idle.set()
 
@@ -351,12 +357,22 @@ class Runtime:
             )
 
     def _watch(self) -> None:
+        """Look at the connections with something to time out: all of them where
+        ``Limits.idle_timeout`` is set, else those with a send under way or
+        credentials that expire (an idle connection costs the watchdog nothing)."""
         self._watchdog = None
         if not self.sessions:
             return  # the next connection starts it again
         now, wall = monotonic(), time()
-        for session in list(self.sessions.values()):
-            session.watch(now, wall)
+        watched, sessions = self.watched, self.sessions
+        if self.limits.idle_timeout is not None:
+            looked = list(sessions.values())
+        else:  # accepted ones only, as the handshake's own deadline covers the others
+            looked = [session for session in watched if session.id in sessions]
+        self.stats.watchdog_looks += len(looked)
+        for session in looked:
+            if not session.watch(now, wall):
+                watched.discard(session)
         self._watch_soon()
 
     # -- shutdown ------------------------------------------------------------------------

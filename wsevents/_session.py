@@ -77,6 +77,7 @@ class Session(Receiving):
         "_task",
         "_tracing",
         "_wakeup",
+        "_watched",
         "_writer",
         "channel",
         "client_session",
@@ -129,6 +130,8 @@ class Session(Receiving):
         # frames pushed meanwhile wait for it to send them, not for the writer.
         self._fanned = False
         self._wakeup: asyncio.Future[None] | None = None  # what the idle writer waits on
+        # In the runtime's watched set: a send may be under way, or credentials expire.
+        self._watched = False
         self._task: asyncio.Task[Any] | None = None  # the receive loop's, once accepted
         self.loop: asyncio.AbstractEventLoop | None = None  # set once accepted
         self._cancels = 0  # cancellations of _task that abort asked for
@@ -171,6 +174,18 @@ class Session(Receiving):
         if self.credentials is None:
             self.credentials = Credentials()
         return self.credentials
+
+    def expire_at(self, expires_at: float | None) -> None:
+        """Close with 4401 at ``expires_at`` (UNIX seconds, checked), or never (``None``)."""
+        self.credentials_to_set().expires_at = expires_at
+        if expires_at is not None:
+            self._watch_me()
+
+    def _watch_me(self) -> None:
+        """Have the watchdog look at this connection until it has nothing to time out."""
+        if not self._watched:
+            self._watched = True
+            self._runtime.watched.add(self)
 
     @property
     def backlogged(self) -> bool:
@@ -226,8 +241,10 @@ class Session(Receiving):
     def left_waiting(self, task: asyncio.Task[None]) -> None:
         """A send of this connection waits in ``task``: an abort cancels it there.
 
-        What queues behind it is the writer's, once it is sent.
+        What queues behind it is the writer's, once it is sent; the watchdog
+        times it (a fan-out's send that did not wait needs no look).
         """
+        self._watch_me()
         self._fanned = False
         self._finishing = task
         task.add_done_callback(self._pushed)
@@ -298,19 +315,23 @@ class Session(Receiving):
             else:
                 await self.transmit(message)
 
-    async def transmit(self, message: Message) -> None:
+    async def transmit(self, message: Message, fan_out: bool = False) -> None:
         """Hand one message to ASGI ``send``: the only place that calls it for a connection.
 
         The accept, every frame, and the close frames (queued or an abort's)
         all come here, in the task that awaits this from its start to its
         end. The core has taken the send (``accepting``, ``send_now``,
         ``push``, ``next_item`` or ``abort_close``) before this; a frame whose
-        connection was aborted or ended since is dropped.
+        connection was aborted or ended since is dropped. The watchdog looks
+        at the connection from now until it finds no send under way; a
+        ``fan_out``'s send only once it waits (:meth:`left_waiting`).
         """
         core = self._core
         ended = core.aborted is not None or core.state is _CLOSED
         if ended and message["type"] == "websocket.send":
             return  # taken before the end (a fan-out's, on 3.10 and 3.11): dropped
+        if not fan_out and not self._watched:
+            self._watch_me()
         try:
             await self._send(message)
         except BaseException as exc:
@@ -371,26 +392,34 @@ class Session(Receiving):
 
     # -- the end -----------------------------------------------------------------------
 
-    def watch(self, now: float, wall: float) -> None:
+    def watch(self, now: float, wall: float) -> bool:
         """Let the core look at its timeouts, and close or refresh expiring credentials.
 
         The watchdog calls this a few times a second, with the monotonic and
-        the UNIX time.
+        the UNIX time. Returns whether it should go on looking: ``False`` once
+        no send is under way and no credentials expire (it forgets the
+        connection until the next send).
         """
-        if self._core.check_time(now) is not None:
+        core = self._core
+        if core.check_time(now) is not None:
             self._aborted()
-            return
+            return self._still_watched(False)
         credentials = self.credentials
-        if credentials is None or self._core.state is not _OPEN:
-            return
+        if credentials is None or credentials.expires_at is None or core.state is not _OPEN:
+            return self._still_watched(core.sending)
         if credentials.expired(wall):
             self.stats.closed[CloseCode.CREDENTIALS_EXPIRED] += 1
             logger.info("closing connection %s with 4401: credentials expired", self.id)
             self.close(CloseCode.CREDENTIALS_EXPIRED, "credentials expired")
-            return
+            return self._still_watched(core.sending)
         expires_at = credentials.due(wall)
         if expires_at is not None:
             credentials.start(refresh(self, credentials, expires_at))
+        return True
+
+    def _still_watched(self, watched: bool) -> bool:
+        self._watched = watched
+        return watched
 
     def host_cancelled(self) -> bool:
         """Account for a cancellation of the receive loop: whether the host asked for one too.

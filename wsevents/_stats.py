@@ -29,6 +29,8 @@ class Stats:
         # Refreshes of expiring credentials (wsevents.refresh), by outcome:
         # refreshed, refused, failed (the check raised).
         self.refreshes: Counter[str] = Counter()
+        # Connections the watchdog looked at, one per connection per look (4 a second).
+        self.watchdog_looks = 0
 
     def ok_counter(self, channel: str) -> defaultdict[str, int]:
         """The counts of frames handled without error on ``channel`` (its address), by event."""
@@ -69,6 +71,7 @@ class Stats:
             "requests": dict(sorted(self.requests.items())),
             "answers_dropped": self.answers_dropped,
             "refreshes": dict(sorted(self.refreshes.items())),
+            "watchdog_looks": self.watchdog_looks,
             "backplane": dict(backplane),
         }
 
@@ -97,6 +100,8 @@ _SERIES = (  # (snapshot key, metric name, type, help, label names)
      "Answers to server requests that nobody waited for (late or unknown).", ()),
     ("refreshes", "refreshes_total", "counter",
      "Refreshes of expiring credentials, by outcome.", ("outcome",)),
+    ("watchdog_looks", "watchdog_looks_total", "counter",
+     "Connections the watchdog looked at (those with a send under way or an expiry).", ()),
 )  # fmt: skip
 
 
