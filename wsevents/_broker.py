@@ -308,7 +308,8 @@ class Broker:
                 retry_for=rule.publish_timeout + 1.0,  # retries stop before
             ),
         )
-        self.streams.arrived(topic, position, message, self.subscriptions.heard(topic))
+        if self.streams.arrived(topic, position, message, self.subscriptions.heard(topic)):
+            await asyncio.sleep(0)  # as publish: writers, and a fan-out that starts next turn
         return position
 
     async def send_to(self, connection_id: str, event: str, data: Any) -> None:
@@ -380,16 +381,20 @@ class Broker:
                 backlog = self._push_all(pushes)
         return backlog or len(members) >= YIELD_AFTER
 
-    def _deliver_steps(self, topic: str, steps: list[Step]) -> None:
-        """Do what a history topic's order says: deliver publications, or tell where it stands."""
+    def _deliver_steps(self, topic: str, steps: list[Step]) -> bool:
+        """Do what a history topic's order says: deliver publications, or tell where it
+        stands; return whether the publisher should let the others run (as ``_deliver``)."""
+        let_others_run = False
         for position, message in steps:
             if message is None:
                 self._announce(topic, position)
-            else:
-                self._deliver_at(topic, position, message)
+            elif self._deliver_at(topic, position, message):
+                let_others_run = True
+        return let_others_run
 
-    def _deliver_at(self, topic: str, position: Position, message: Message) -> None:
-        """Push one publication of a history topic, in its turn, to this process's subscribers."""
+    def _deliver_at(self, topic: str, position: Position, message: Message) -> bool:
+        """Push one publication of a history topic, in its turn, to this process's subscribers;
+        return whether the publisher should let the others run (as ``_deliver``)."""
         skip = message.get("x") or ()
         frames: dict[tuple[object, Codec], str | bytes] = {}
         pushes: list[tuple[Subscriber, str | bytes]] = []
@@ -412,13 +417,14 @@ class Broker:
                 )
             pushes.append((subscriber, frame))
         if not pushes:
-            return
+            return False
         tracing = self.tracing
         if tracing is None:
-            self._push_all(pushes)
+            backlog = self._push_all(pushes)
         else:
             with tracing.deliver(topic, message["e"], message.get("p"), len(pushes)):
-                self._push_all(pushes)
+                backlog = self._push_all(pushes)
+        return backlog or len(pushes) >= YIELD_AFTER
 
     def _announce(self, topic: str, position: Position) -> None:
         """Tell every exact subscriber of ``topic`` it now stands at ``position``, not recovered."""

@@ -34,7 +34,7 @@ __all__ = ["Streams"]
 
 logger = logging.getLogger("wsevents")
 
-Deliver = Callable[[str, list[Step]], None]
+Deliver = Callable[[str, list[Step]], bool]  # whether the publisher should let others run
 Unpack = Callable[[bytes], Message]
 
 if sys.version_info >= (3, 11):
@@ -131,8 +131,9 @@ class Streams:
         order = self._orders.get(topic)
         return order is not None and order.delivered(position)
 
-    def arrived(self, topic: str, position: Position, message: Message, wanted: bool) -> None:
-        """Take a publication of a history topic, from this process or another.
+    def arrived(self, topic: str, position: Position, message: Message, wanted: bool) -> bool:
+        """Take a publication of a history topic, from this process or another; return
+        whether its publisher should let the others run (as ``Broker.publish`` says).
 
         ``wanted``: someone here subscribes to ``topic`` (a wildcard
         subscriber's topic gets an order at its first publication).
@@ -141,12 +142,13 @@ class Streams:
         if not wanted:
             if order is not None:  # its wildcard subscribers left
                 self.forget(topic)
-            return
+            return False
         if order is None:
             order = self._orders[topic] = Order(Position(position.epoch, position.offset - 1))
-        self._deliver(topic, order.arrived(position, message))
+        let_others_run = self._deliver(topic, order.arrived(position, message))
         if order.gap is not None and topic not in self._filling:
             self._filling[topic] = self._spawn(self._fill(topic, order))
+        return let_others_run
 
     async def _fill(self, topic: str, order: Order) -> None:
         """Read the publications missing before the ones that came early."""
