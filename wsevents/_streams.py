@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._history import History, Position, Publication, history_rule
 from ._ordering import Message, Order, Step
+from ._tasks import within
 from ._wildcards import check_topic
 from .exceptions import BackplaneUnavailable, TopicError
 
@@ -36,16 +36,6 @@ logger = logging.getLogger("wsevents")
 
 Deliver = Callable[[str, list[Step]], bool]  # whether the publisher should let others run
 Unpack = Callable[[bytes], Message]
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[Any], seconds: float) -> Any:
-        async with asyncio.timeout(seconds):  # no task per call, unlike wait_for on 3.11
-            return await awaitable
-
-else:
-    _within = asyncio.wait_for
-
 
 RETRY_DELAY = 0.05
 
@@ -81,7 +71,7 @@ class Streams:
         while True:
             left = deadline - loop.time()
             try:
-                return await _within(call(), max(left, 0.001))
+                return await within(call(), max(left, 0.001))
             except Exception as exc:
                 left = deadline - loop.time()
                 if left <= RETRY_DELAY:
