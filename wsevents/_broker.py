@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +25,7 @@ import msgpack
 from pydantic_core import to_jsonable_python
 
 from ._envelope import event_frame
-from ._history import (
-    History,
-    Position,
-    history_frame,
-    history_rule,
-    subscribed_frame,
-)
+from ._history import History, Position, history_frame, subscribed_frame
 from ._members import Presence
 from ._ordering import Message, Step
 from ._presence import Rooms
@@ -93,7 +88,8 @@ class Broker:
         self._declarations = list(declarations)
         self._find = find
         self._counter = itertools.count()
-        self._seen: dict[str, None] = {}  # recent message ids, oldest first
+        self._packer = msgpack.Packer()  # one, reused: packb makes a Packer per call
+        self._seen: OrderedDict[str, None] = OrderedDict()  # recent message ids, oldest first
         self.streams = Streams(backplane, history, self._deliver_steps, _unpack)
         self.rooms = Rooms(backplane, presence, self.subscriptions)
         # Who takes the messages that are not publications, by a key they carry:
@@ -115,8 +111,7 @@ class Broker:
 
     def history_rule(self, topic: str) -> History | None:
         """The ``History`` rule of ``topic``, if it has one."""
-        rules = self.streams.rules
-        return history_rule(rules, topic) if rules else None
+        return self.streams.rule_of(topic)
 
     @property
     def node_topic(self) -> str:
@@ -294,20 +289,7 @@ class Broker:
         if trace:  # kept with it: a live delivery links to it, a replay makes no span
             message["p"] = trace
         payload = self._pack(message)
-        key, backplane = message["i"], self.backplane
-        position: Position = await self.streams.call(
-            rule,
-            "publishing to",
-            topic,
-            lambda: backplane.append(
-                topic,
-                payload,
-                key=key,
-                size=rule.size,
-                ttl=rule.ttl,
-                retry_for=rule.publish_timeout + 1.0,  # retries stop before
-            ),
-        )
+        position = await self.streams.append(rule, topic, payload, message["i"])
         if self.streams.arrived(topic, position, message, self.subscriptions.heard(topic)):
             await asyncio.sleep(0)  # as publish: writers, and a fan-out that starts next turn
         return position
@@ -326,11 +308,11 @@ class Broker:
     def _remember(self, message_id: str) -> None:
         self._seen[message_id] = None
         if len(self._seen) > SEEN_MESSAGES:
-            del self._seen[next(iter(self._seen))]
+            self._seen.popitem(last=False)  # O(1): a dict's oldest is not
 
     def _pack(self, message: dict[str, Any]) -> bytes:
         message["i"] = f"{self.node_id}:{next(self._counter)}"
-        return msgpack.packb(message, use_bin_type=True)  # type: ignore[no-any-return]
+        return self._packer.pack(message)  # type: ignore[no-any-return]
 
     def _deliver(
         self,
@@ -398,23 +380,29 @@ class Broker:
         skip = message.get("x") or ()
         frames: dict[tuple[object, Codec], str | bytes] = {}
         pushes: list[tuple[Subscriber, str | bytes]] = []
-        subscriptions = self.subscriptions
-        for subscriber in subscriptions.members(topic):
-            if subscriber.id in skip:
+        get, event = self.subscriptions.get, message["e"]
+        last_emitted: object = None  # as in _deliver: most topics have one of each
+        last_codec: object = None
+        frame: str | bytes = ""
+        for subscriber in self.subscriptions.members(topic):
+            if skip and subscriber.id in skip:
                 continue
-            record = subscriptions.get(subscriber, topic)  # None: heard through a pattern
+            record = get(subscriber, topic)  # None: heard through a pattern
             if record is not None and record.kept:
                 if record.buffer is not None:
                     record.buffer.append((position, message))
                     continue
                 if not record.takes(position):
                     continue
-            emit = subscriber.emitted.get(message["e"])
-            frame = frames.get((emit, subscriber.codec))
-            if frame is None:
-                frame = frames[emit, subscriber.codec] = history_frame(
-                    subscriber.codec, emit, topic, position, message
-                )
+            emitted, codec = subscriber.emitted, subscriber.codec
+            if emitted is not last_emitted or codec is not last_codec:
+                emit = emitted.get(event)
+                found = frames.get((emit, codec))
+                if found is None:
+                    found = frames[emit, codec] = history_frame(
+                        codec, emit, topic, position, message
+                    )
+                frame, last_emitted, last_codec = found, emitted, codec
             pushes.append((subscriber, frame))
         if not pushes:
             return False

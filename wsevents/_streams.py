@@ -38,6 +38,7 @@ Deliver = Callable[[str, list[Step]], bool]  # whether the publisher should let 
 Unpack = Callable[[bytes], Message]
 
 RETRY_DELAY = 0.05
+RULES_KNOWN = 10_000  # topics whose rule is remembered; past it, forgotten and looked up again
 
 
 class Streams:
@@ -51,6 +52,7 @@ class Streams:
         self._deliver = deliver
         self._unpack = unpack
         self._orders: dict[str, Order] = {}
+        self._rule_of: dict[str, History | None] = {}
         self._filling: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -80,6 +82,29 @@ class Streams:
                         f" {rule.publish_timeout:g} s ({exc!r})"
                     ) from None
                 await asyncio.sleep(RETRY_DELAY)
+
+    async def append(self, rule: History, topic: str, payload: bytes, key: str) -> Position:
+        """Keep a publication of ``topic`` in its history: its position (``call``'s bounds)."""
+        backplane = self._backplane
+        retry_for = rule.publish_timeout + 1.0  # retries stop before
+        if not backplane.waits:  # in-process: at once, without call's closure
+            return await backplane.append(
+                topic, payload, key=key, size=rule.size, ttl=rule.ttl, retry_for=retry_for
+            )
+        position: Position = await self.call(
+            rule,
+            "publishing to",
+            topic,
+            lambda: backplane.append(
+                topic,
+                payload,
+                key=key,
+                size=rule.size,
+                ttl=rule.ttl,
+                retry_for=retry_for,
+            ),
+        )
+        return position
 
     async def history(self, topic: str, since: Position | None, limit: int) -> list[Publication]:
         """At most ``limit`` kept publications of ``topic`` after ``since``, oldest first.
@@ -197,9 +222,19 @@ class Streams:
 
     # -- subscriptions -----------------------------------------------------------------
 
+    def rule_of(self, topic: str) -> History | None:
+        """The ``History`` rule of ``topic``, if it has one; each topic's looked up once."""
+        known = self._rule_of
+        if topic in known:
+            return known[topic]
+        if len(known) >= RULES_KNOWN:
+            known.clear()
+        rule = known[topic] = history_rule(self.rules, topic) if self.rules else None
+        return rule
+
     def rule_for(self, topic: str) -> History:
         """The rule of a history topic."""
-        rule = history_rule(self.rules, topic)
+        rule = self.rule_of(topic)
         assert rule is not None
         return rule
 

@@ -9,7 +9,7 @@ import asyncio
 import itertools
 import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from math import inf
 from time import monotonic
 from typing import Any, ClassVar
@@ -57,7 +57,7 @@ class _Histories:
         self.lock = threading.Lock()
         self.logs: dict[str, _Log] = {}
         # Append keys already kept, oldest first: their position and until when.
-        self.results: dict[str, tuple[Position, float]] = {}
+        self.results: OrderedDict[str, tuple[Position, float]] = OrderedDict()
 
     def log(self, topic: str, now: float) -> _Log:
         log = self.logs.get(topic)
@@ -208,22 +208,24 @@ class MemoryBackplane(Backplane):
         histories = self._histories
         with histories.lock:
             now = monotonic()
-            known = histories.results.get(key)
+            results = histories.results
+            known = results.get(key)
             if known is not None and known[1] > now:
                 return known[0]
             log = histories.log(topic, now)
-            log.offset += 1
-            position = Position(log.epoch, log.offset)
-            log.entries.append((log.offset, payload, now + ttl))
-            while len(log.entries) > size:
-                log.entries.popleft()
-            results = histories.results
+            offset = log.offset = log.offset + 1
+            position = Position(log.epoch, offset)
+            entries = log.entries
+            entries.append((offset, payload, now + ttl))
+            while len(entries) > size:
+                entries.popleft()
             results[key] = (position, now + retry_for)  # expired ones are ignored when read
             if len(results) > _RESULTS_KEPT:
-                del results[next(iter(results))]
+                results.popitem(last=False)  # O(1); a dict's first is not, after many
             # In the lock: every peer hears a topic's publications in offset order.
             # Not this backplane's app: it delivers what it appended itself.
-            self._fan_out(topic, payload, position, others=True)
+            if self.name:  # a private one has no peers
+                self._fan_out(topic, payload, position, others=True)
         return position
 
     async def read(self, topic: str, *, after: int | None, limit: int, ttl: float) -> HistoryRead:
