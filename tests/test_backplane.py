@@ -679,6 +679,116 @@ async def test_concurrent_appends_share_one_connection_and_get_consecutive_offse
     await backplane.stop()
 
 
+def busy(seconds: float) -> None:
+    """Work ``seconds`` without yielding."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def test_an_idle_pipelines_caller_sends_from_its_task_the_others_queue_behind() -> None:
+    from wsevents.backplane._pipeline import Pipeline
+
+    sent: list[tuple[asyncio.Task[object] | None, list[str]]] = []
+
+    async def send(batch: list[str]) -> None:
+        sent.append((asyncio.current_task(), batch))
+
+    pipeline: Pipeline[str] = Pipeline(send, most=10)
+    pipeline.start()
+    release = asyncio.Event()
+
+    async def own() -> str:
+        sent.append((asyncio.current_task(), ["own"]))
+        await release.wait()  # its round trip
+        return "answered"
+
+    assert pipeline.idle
+    caller = asyncio.ensure_future(pipeline.alone(own()))
+    await asyncio.sleep(0)
+    assert sent == [(caller, ["own"])]  # the caller's own task: no hop through the sender
+    assert not pipeline.idle  # one is out: the next caller queues
+    pipeline.put("a")
+    pipeline.put("b")
+    await asyncio.sleep(0.01)
+    assert [batch for _, batch in sent] == [["own"], ["a", "b"]]  # together, meanwhile
+    assert sent[1][0] is not caller
+    release.set()
+    assert await caller == "answered"
+    assert pipeline.idle
+    await pipeline.stop(1)
+
+
+async def test_a_caller_whose_queue_waited_waits_until_the_sender_took_it() -> None:
+    from wsevents.backplane._pipeline import HOLD, Pipeline
+
+    batches: list[list[int]] = []
+
+    async def send(batch: list[int]) -> None:
+        batches.append(batch)
+        for _ in range(3):  # a round trip: some turns of the loop before its reply is read
+            await asyncio.sleep(0)
+
+    pipeline: Pipeline[int] = Pipeline(send, most=100)
+    pipeline.start()
+    pipeline.put(0)
+    await asyncio.sleep(0)  # the sender took 0, and waits for its reply
+    for n in range(1, 4):
+        pipeline.put(n)
+        busy(HOLD * 2)  # a delivery that does not yield, as a publish to many does
+        await pipeline.turn()
+        assert len(pipeline) == 0  # taken: the sender sends it while the caller goes on
+    assert batches == [[0], [1], [2], [3]]
+    await pipeline.stop(1)
+
+
+async def test_a_sender_that_hangs_holds_a_caller_up_once_not_at_each_turn() -> None:
+    from wsevents.backplane._pipeline import HOLD, Pipeline
+
+    hang = asyncio.Event()
+
+    async def send(batch: list[int]) -> None:
+        await hang.wait()  # Redis does not answer
+
+    pipeline: Pipeline[int] = Pipeline(send, most=100)
+    pipeline.start()
+    pipeline.put(0)
+    await asyncio.sleep(0)
+    pipeline.put(1)
+    busy(HOLD * 2)
+    await pipeline.turn()  # waits for the sender, in vain, WAIT at most
+    assert len(pipeline) == 1
+    others_ran: list[int] = []
+    for n in range(2, 12):
+        pipeline.put(n)
+        asyncio.get_running_loop().call_soon(others_ran.append, n)
+        await pipeline.turn()
+    assert others_ran == []  # no turn waited: none let the loop run
+    hang.set()
+    await pipeline.stop(1)
+
+
+async def test_an_append_to_a_frozen_redis_fails_at_its_command_timeout_and_the_next_lands(
+    redis_server: RedisServer,
+) -> None:
+    backplane = RedisBackplane(redis_server.url + "?command_timeout=0.5")
+    await backplane.start(Inbox())
+    assert await backplane.wait_ready(5)
+    await backplane.append("t", b"0", key="k0", size=10, ttl=60)
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(backplane.append("t", b"1", key="k1", size=10, ttl=60), 10)
+        waited = time.monotonic() - started
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert waited >= 0.5  # its command timeout, and no other bound before it
+    assert (await backplane.append("t", b"2", key="k2", size=10, ttl=60)).offset >= 2
+    await backplane.stop()
+
+
 async def test_a_burst_of_reads_and_presence_changes_shares_one_connection(
     redis_server: RedisServer,
 ) -> None:

@@ -33,7 +33,7 @@ class Node:
 
     def __init__(self, address: Address, commands: Any, subscriber: Any) -> None:
         self.address = address
-        self.commands = commands  # with a read timeout
+        self.commands = commands  # each call bounded by ``within``
         self.subscriber = subscriber  # without one: a pub/sub connection waits
         self.outgoing: Pipeline[tuple[str, bytes]] | None = None
         self.calls: Pipeline[Call] | None = None

@@ -7,9 +7,16 @@ and items leave in the order they were queued.
 The sender is a task: it runs only when the callers' tasks yield. A caller
 that queues many without yielding (a burst published from one handler, each
 publish delivering here first) would hold them all until it is done, and
-the other processes would get the whole burst at once, late; so a caller
-gives the sender a turn (:meth:`Pipeline.turn`) once what it queued has
-waited ``HOLD`` seconds.
+the other processes would get the whole burst at once, late. A single yield
+is not enough either: the sender needs a turn of the loop to read its last
+reply and one more to send, and each turn waits for the publisher's next
+delivery. So a caller whose queue has waited ``HOLD`` waits until the sender
+took it (:meth:`Pipeline.turn`), ``WAIT`` at most: the other processes hear a
+burst as it goes, and a process that shares its core with them lets them run.
+
+A caller that finds nothing queued and nothing out (:attr:`Pipeline.idle`)
+may send its own item from its task instead (:meth:`Pipeline.alone`): a
+sequential caller pays its round trip and no hop through the sender.
 """
 
 from __future__ import annotations
@@ -20,11 +27,15 @@ from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Generic, TypeVar
 
+from .._tasks import deadline
+
 __all__ = ["HOLD", "Pipeline"]
 
 HOLD = 0.001  # seconds an item may wait for the sender's turn while its caller goes on
+WAIT = 0.005  # the longest a caller then waits for the sender to take it
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Pipeline(Generic[T]):
@@ -51,6 +62,9 @@ class Pipeline(Generic[T]):
         self._since = 0.0  # when the queue last went from empty to not
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._out = 0  # batches on their way, the sender's and callers' own
+        self._taken: asyncio.Future[None] | None = None  # callers in turn() wait on it
+        self._stuck = False  # the sender did not take in WAIT: callers go on until it does
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -59,6 +73,23 @@ class Pipeline(Generic[T]):
     def running(self) -> bool:
         """Whether the sending task runs."""
         return self._task is not None
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is queued and nothing is out: a caller may go :meth:`alone`."""
+        return not self._queue and not self._out
+
+    async def alone(self, sending: Awaitable[R]) -> R:
+        """Await ``sending`` (the caller's item, sent from its task) as a batch out.
+
+        Items queued meanwhile go in the sender's next batch, as they would
+        behind one of its own.
+        """
+        self._out += 1
+        try:
+            return await sending
+        finally:
+            self._out -= 1
 
     def start(self) -> None:
         """Start the sending task, in the running loop."""
@@ -75,9 +106,21 @@ class Pipeline(Generic[T]):
             self._ready.set()
 
     async def turn(self) -> None:
-        """Yield once, so that the sender runs, if what is queued has waited ``HOLD``."""
-        if self._queue and monotonic() - self._since > HOLD:
-            await asyncio.sleep(0)
+        """If what is queued has waited ``HOLD``, wait until the sender took it, ``WAIT`` at most.
+
+        A sender that did not take it in time (Redis hangs) is not waited for
+        again until it takes a batch: a publish is held up once, not each time.
+        """
+        if not self._queue or self._stuck or monotonic() - self._since <= HOLD:
+            return
+        taken = self._taken
+        if taken is None:
+            taken = self._taken = asyncio.get_running_loop().create_future()
+        try:
+            async with deadline(WAIT):
+                await asyncio.shield(taken)
+        except TimeoutError:
+            self._stuck = True
 
     async def flush(self) -> None:
         """Send one batch of what is queued now, from the caller's task (at a stop)."""
@@ -102,6 +145,9 @@ class Pipeline(Generic[T]):
             self._abandon(left)
 
     def _take(self) -> list[T]:
+        taken, self._taken, self._stuck = self._taken, None, False
+        if taken is not None and not taken.done():
+            taken.set_result(None)
         queue = self._queue
         return [queue.popleft() for _ in range(min(len(queue), self._most))]
 
@@ -111,9 +157,12 @@ class Pipeline(Generic[T]):
             ready.clear()
             while self._queue and self._task is not None:
                 batch = self._take()
+                self._out += 1
                 try:
                     await self._send(batch)
                 except BaseException:
                     if self._abandon is not None:
                         self._abandon(batch)
                     raise
+                finally:
+                    self._out -= 1

@@ -225,10 +225,9 @@ class RedisClusterBackplane(ClusterSending, RedisBackplane):
         raise last
 
     def _client(self, host: str, port: int, commands: bool) -> Any:
-        if commands:
-            options = {"socket_timeout": self.command_timeout}
-        else:  # no read timeout on a subscriber: it waits; health checks find a dead peer
-            options = {"health_check_interval": 5}
+        # Commands: no socket_timeout, each call is bounded by ``within`` (as RedisBackplane's).
+        # A subscriber: no read timeout, it waits; health checks find a dead peer.
+        options = {"socket_timeout": None} if commands else {"health_check_interval": 5}
         return self._redis.Redis(host=host, port=port, **self._options, **options)
 
     async def _follow(self) -> None:

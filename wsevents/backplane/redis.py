@@ -25,7 +25,7 @@ from .._tasks import within
 from .._wildcards import is_pattern
 from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
-from ._redis_store import Call, RedisStore, answer, evalsha_all, fail_calls
+from ._redis_store import Call, RedisStore, answer, evalsha_all, evalsha_one, fail_calls
 from ._sentinel import SENTINEL_SCHEMES, Sentinels
 
 __all__ = ["RedisBackplane"]
@@ -154,19 +154,23 @@ class RedisBackplane(RedisStore, Backplane):
     def _clients(
         self, redis: Any, parts: SplitResult, options: dict[str, str], common: dict[str, Any]
     ) -> None:
-        """Make the clients of the URL's Redis, and register the scripts with them."""
+        """Make the clients of the URL's Redis, and register the scripts with them.
+
+        No ``socket_timeout`` on the publisher (redis-py 8 sets 5 s unless told):
+        every call through it is bounded by ``within`` (redis-py drops a connection
+        whose command was cancelled), and redis-py's own bound runs each command's
+        send in ``asyncio.wait_for``, a task per command on Python 3.10 and 3.11.
+        """
         if parts.scheme.lower() in SENTINEL_SCHEMES:
             check = float(options.pop("sentinel_check", 1.0))
             self._sentinels = Sentinels(parts, options, common, check)
             self.failover_guard = "1"
-            self._publisher = self._sentinels.client(socket_timeout=self.command_timeout)
+            self._publisher = self._sentinels.client(socket_timeout=None)
             # No read timeout on the subscriber: it waits; health checks find a dead peer.
             self._subscriber = self._sentinels.client(health_check_interval=5)
         else:
             clean = urlunsplit(parts._replace(query=urlencode(options)))
-            self._publisher = redis.Redis.from_url(
-                clean, socket_timeout=self.command_timeout, **common
-            )
+            self._publisher = redis.Redis.from_url(clean, socket_timeout=None, **common)
             self._subscriber = redis.Redis.from_url(clean, health_check_interval=5, **common)
         # The scripts, known to redis-py by their SHA (loaded again on NOSCRIPT).
         self.register_scripts(self._publisher.register_script)
@@ -322,6 +326,8 @@ class RedisBackplane(RedisStore, Backplane):
             pubsub: Any = self._subscriber.pubsub()
             try:
                 await within(pubsub.connect(), self.connect_timeout)
+                with suppress(Exception):  # the publisher's connection, before the first publish
+                    await within(self._publisher.ping(), self.command_timeout)
                 await self._resubscribe(pubsub)
                 backoff.reset()
                 while True:
@@ -445,12 +451,32 @@ class RedisBackplane(RedisStore, Backplane):
             self._subscribed_all()
 
     async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a registered script in Redis; calls made meanwhile share the round trip."""
-        if not self._calls.running:
+        """Run a registered script in Redis; calls made meanwhile share the round trip.
+
+        With nothing queued or out, the call goes from the caller's task at once.
+        """
+        calls = self._calls
+        if not calls.running:
             raise ConnectionError("the Redis backplane is not running")
+        if calls.idle:
+            return await calls.alone(self._call_now(script, keys, args))
         answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls.put((script, keys, args, answered))
+        calls.put((script, keys, args, answered))
         return await answered
+
+    async def _call_now(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """One call, answered as :meth:`_call_batch` answers each of its calls."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            result = await evalsha_one(self._publisher, script, keys, args, self.command_timeout)
+        except Exception as exc:
+            raise ConnectionError(repr(exc)) from None
+        if isinstance(result, NoScriptError):  # it did not run: safe to send again
+            result = await within(script(keys=keys, args=args), self.command_timeout)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def _call_batch(self, batch: list[Call]) -> None:
         """Run each call of ``batch`` in one pipeline; answer each caller.
