@@ -470,6 +470,9 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         "back": back,
         "attempts": state.attempts,
         "seconds_until_all_back": state.last_back - state.first_drop if back else None,
+        # The same instants by the wall clock, comparable across load generators.
+        "first_drop_at": time.time() - (time.perf_counter() - state.first_drop),
+        "last_back_at": time.time() - (time.perf_counter() - state.last_back),
         "handshakes_per_second": back / spread if back and spread else None,
         "delivered": back,
         "expected": args.connections,
@@ -496,6 +499,57 @@ async def cluster(args: argparse.Namespace) -> dict[str, Any]:
     burst = {"event": "burst", "data": {"count": args.count}}
     expected = len(urls) * args.count * args.connections
     return await _bursts(counters, delays, subscribers, publishers, burst, expected)
+
+
+async def share(args: argparse.Namespace) -> dict[str, Any]:
+    """One of several load generators in a burst (bench/spread.py): ``connections``
+    subscribers of ``url``; the one started with ``--trigger`` asks for the burst.
+
+    Prints ``{"connected": n}`` and waits for a line; after the burst, prints its
+    counts (wall-clock times, comparable across the generators) and waits for
+    another line before it disconnects, so that the caller reads the servers'
+    CPU time around the burst alone.
+    """
+    counter = [0]
+    delays: list[float] = []
+    done = Done()
+    subscribers = await connect_many(
+        lambda n: Subscriber(counter, False, delays, done),
+        [f"{args.url}?sub=1"],
+        args.connections,
+        args.sources,
+    )
+    await asyncio.sleep(0.5)
+    print(json.dumps({"connected": len(subscribers)}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    counter[0] = 0
+    delays.clear()
+    done.expected = expected = args.connections * args.count
+    sent_at = time.time()
+    if args.trigger:
+        frame = {"event": "burst", "data": {"count": args.count, "publishers": 1}}
+        subscribers[0].transport.send(WSMsgType.TEXT, _json_bytes(frame))
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(done.wait(), 120)
+    last_at = time.time() - (time.perf_counter() - done.at) if done.is_set() else time.time()
+    delays.sort()
+    print(
+        json.dumps(
+            {
+                "delivered": counter[0],
+                "expected": expected,
+                "sent_at": sent_at,
+                "last_at": last_at,
+                "delays": delays[:: max(1, len(delays) // 2000)],  # a sample, in order
+            }
+        ),
+        flush=True,
+    )
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for client in subscribers:
+        client.transport.disconnect()
+    return {"connections": len(subscribers)}
 
 
 async def topics(args: argparse.Namespace) -> dict[str, Any]:
@@ -661,6 +715,7 @@ def main() -> None:
             "cluster",
             "presence",
             "topics",
+            "share",
         ],
     )
     parser.add_argument("url")
@@ -677,6 +732,7 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=1000, help="topics: how many")
     parser.add_argument("--wait", action="store_true", help="fanout: print, wait for a line")
     parser.add_argument("--hold", type=float, default=3)
+    parser.add_argument("--trigger", action="store_true", help="share: ask for the burst")
     parser.add_argument(
         "--churn", type=int, default=50, help="presence: joins (and leaves) a second"
     )
@@ -697,6 +753,7 @@ def main() -> None:
         "cluster": cluster,
         "presence": presence,
         "topics": topics,
+        "share": share,
     }[args.command]
     result = uvloop.run(run(args))
     print(json.dumps(result), flush=True)

@@ -291,6 +291,59 @@ def history_round(connections: int, count: int, tmp: Path, publishers: int = 1) 
     return results
 
 
+CONFIRMED = "history: confirmed publish latency through Redis"
+CONFIRMED_NAME = "wsevents, one publisher"
+
+
+def confirmed_round(count: int, tmp: Path) -> dict[str, Any]:
+    """One publisher's publications to a history topic through Redis, each awaited (one
+    round trip, confirmed), against PINGs of the same Redis from the same process."""
+    from websockets.sync.client import connect
+
+    redis = RedisServer(tmp)
+    redis.start()
+    # Redis on the server's core: a wakeup across cores costs this machine hundreds of
+    # microseconds, which would hide what the publish itself adds to the round trip.
+    os.sched_setaffinity(redis.process.pid, {0})
+    server = Server("wsevents_history_app", {"WSEVENTS_BACKPLANE": redis.url})
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})  # the subscriber's thread, made below, where the load runs
+    try:
+        with connect(server.url("/")) as ws:  # no subscriber here: the publish alone
+            ws.send(json.dumps({"event": "probe", "data": {"count": count}, "id": 1}))
+            while (frame := json.loads(ws.recv(timeout=120))).get("id") != 1:
+                pass
+    finally:
+        os.sched_setaffinity(0, affinity)
+        server.stop()
+        redis.kill()
+    found = frame["data"]
+    return {
+        CONFIRMED_NAME: {
+            f"{key}_p50_us": statistics.median(found[f"{key}_us"])
+            for key in ("publish", "ping", "script")
+        }
+    }
+
+
+def confirmed_table(rounds: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"**{CONFIRMED}**",
+        "",
+        "| repetition | publish p50 | PING p50 | ratio | the script alone, bare client | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for n, round_ in enumerate(rounds, 1):
+        r = round_[CONFIRMED_NAME]
+        ping = r["ping_p50_us"]
+        lines.append(
+            f"| {n} | {r['publish_p50_us']:.0f} µs | {ping:.0f} µs "
+            f"| {r['publish_p50_us'] / ping:.2f} | {r['script_p50_us']:.0f} µs "
+            f"| {r['script_p50_us'] / ping:.2f} |"
+        )
+    return [*lines, ""]
+
+
 # The churn lasts one refresh period (Presence's ttl / 3): every member is refreshed once.
 PRESENCE_SECONDS = 10.0
 
@@ -455,6 +508,11 @@ def main() -> int:
         help="Redis Cluster against one Redis instead: four processes, 1,000 topics, a hot one",
     )
     parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="50,000 connections over three processes on one Redis instead (minutes)",
+    )
+    parser.add_argument(
         "--telemetry",
         action="store_true",
         help="the telemetry scenario alone, with its targets (docs/telemetry.md)",
@@ -466,6 +524,10 @@ def main() -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     if args.scale:
         return run_scale(args.quick, tmp)
+    if args.spread:
+        from bench.spread import run_spread
+
+        return run_spread(args.quick, tmp)
     if args.cluster:
         from bench.shards import run_cluster
 
@@ -497,6 +559,7 @@ def main() -> int:
         "history: publish to 2, 16 publishers": lambda: history_round(
             2, 2000 // scale, tmp, publishers=16
         ),
+        CONFIRMED: lambda: confirmed_round(2000 // scale, tmp),
         f"history: fan-out to {1000 // scale}": lambda: history_round(
             1000 // scale, 20 // scale, tmp
         ),
@@ -522,6 +585,9 @@ def main() -> int:
     for label, rounds in results.items():
         if label.startswith("presence"):
             lines += presence_table(label, rounds)
+            continue
+        if label == CONFIRMED:
+            lines += confirmed_table(rounds)
             continue
         if label.startswith(("echo", "server request", "once")):
             key, unit = "messages_per_second", "msg/s"

@@ -355,6 +355,55 @@ async def _burst(conn: Connection, data: Burst) -> None:
     await asyncio.gather(*(publisher(first) for first in range(data.publishers)))
 
 
+class Probe(BaseModel):
+    count: int
+
+
+class Probed(BaseModel):
+    publish_us: list[float]  # each confirmed publish, in the order made
+    ping_us: list[float]  # each PING, made between them
+    script_us: list[float]  # the history's script alone, called as a bare client calls it
+
+
+_pinger: Any = None  # a client of the backplane's Redis, made at the first probe
+
+
+@_bench.on("probe", model=Probe, reply=Probed)
+async def _probe(conn: Connection, data: Probe) -> Probed:
+    """``count`` publications to "all", one after the other, each awaited (on a history
+    topic: confirmed by Redis), and as many PINGs of the same Redis from this process."""
+    global _pinger
+    if _pinger is None:
+        import redis.asyncio as redis
+
+        _pinger = redis.Redis.from_url(os.environ["WSEVENTS_BACKPLANE"])
+    from wsevents.backplane._scripts import APPEND
+
+    sha = await _pinger.script_load(APPEND)
+    times: tuple[list[float], list[float], list[float]] = ([], [], [])
+    # The arguments the backplane passes, on a topic of its own.
+    args = [b"x" * 40, 1000, 300_000, "probe", "epoch123", 86_400, 61_000, "0", "p", "probe"]
+
+    def call(which: int, n: int) -> Any:
+        if which == 0:
+            return conn.app.publish("all", "tick", {"n": n, "t": time.time()})
+        if which == 1:
+            return _pinger.ping()
+        return _pinger.evalsha(sha, 3, "probe:meta", "probe:history", f"probe:result:{n}", *args)
+
+    # In blocks of 20, each kind in turn first, second and third: they see the same
+    # moments of the machine, and what one leaves behind (a publication's echo from
+    # Redis, read after it returned) falls on the next block's first call only.
+    for block in range(0, data.count, 20):
+        for k in range(3):
+            which = (block // 20 + k) % 3
+            for n in range(block, min(block + 20, data.count)):
+                started = time.perf_counter()
+                await call(which, n)
+                times[which].append((time.perf_counter() - started) * 1e6)
+    return Probed(publish_us=times[0], ping_us=times[1], script_us=times[2])
+
+
 # Many topics, for the Redis Cluster scenario (bench/shards.py): ``/topics?t=K``
 # subscribes to ``t/K``; ``spread`` publishes ``count`` ticks over ``t/0`` .. ``t/{topics-1}``.
 _topics = Channel("/topics")

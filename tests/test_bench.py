@@ -132,6 +132,34 @@ def test_eight_processes_on_redis_send_each_publication_to_the_processes_holding
     assert len(result["deliveries_per_cpu_second"]) == 4
 
 
+def test_three_processes_on_redis_hold_the_connections_hear_the_burst_and_get_them_back(
+    tmp_path: Path,
+) -> None:
+    from bench.spread import PROCESSES, burst, idle_memory, shares, storm
+
+    assert shares(100) == [34, 33, 33]
+    memory = idle_memory(60, tmp_path)
+    assert {r["processes"] for r in memory.values()} == {PROCESSES}
+    assert all(r["bytes_per_connection"] > 0 for r in memory.values())
+    heard = burst(60, tmp_path)  # published in the first process, heard in all three
+    assert heard["delivered"] == heard["expected"] == 60 * heard["publications"]
+    assert len(heard["cpu_seconds"]) == PROCESSES
+    assert 0 < heard["p50_ms"] <= heard["p99_ms"]
+    back = storm(60, tmp_path)  # the three restart under them
+    assert back["dropped"] == back["back"] == 60
+    assert back["seconds_until_all_back"] > 0
+
+
+def test_the_confirmed_publish_probe_times_publishes_pings_and_the_bare_script(
+    tmp_path: Path,
+) -> None:
+    from bench.run import CONFIRMED_NAME, confirmed_round
+
+    found = confirmed_round(40, tmp_path)[CONFIRMED_NAME]
+    assert set(found) == {"publish_p50_us", "ping_p50_us", "script_p50_us"}
+    assert all(value > 0 for value in found.values())
+
+
 def test_four_processes_on_a_cluster_publish_each_topic_on_its_own_shard_only(
     tmp_path: Path,
 ) -> None:
