@@ -125,11 +125,13 @@ $(STAMP)/install-bench: pyproject.toml | $(BIN)/python
 	@mkdir -p $(STAMP) && touch $@ $(STAMP)/install-dev $(STAMP)/install
 
 ## bench: wsevents against side-by-side baselines, 3 repetitions, pinned cores; then the
-## scale set (50,000 connections, eight processes on Redis) and its curves (docs/performance.md)
+## scale set (50,000 connections, eight processes on Redis) and its curves, the cluster set,
+## and 50,000 connections over three processes on one Redis (docs/performance.md)
 bench: $(STAMP)/install-bench
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/run.py --scale
 	$(BIN)/python bench/run.py --cluster
+	$(BIN)/python bench/run.py --spread
 
 ## soak: faults and load against a real uvicorn and Redis, about 3 minutes (docs/reliability.md)
 soak: $(STAMP)/install-dev

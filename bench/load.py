@@ -461,7 +461,8 @@ async def storm(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     state.reconnecting = False
     for client in state.clients.values():
-        client.transport.disconnect()
+        if client is not None:
+            client.transport.disconnect()
     back = state.back
     spread = state.last_back - state.first_back
     return {

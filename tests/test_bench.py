@@ -145,9 +145,42 @@ def test_three_processes_on_redis_hold_the_connections_hear_the_burst_and_get_th
     assert heard["delivered"] == heard["expected"] == 60 * heard["publications"]
     assert len(heard["cpu_seconds"]) == PROCESSES
     assert 0 < heard["p50_ms"] <= heard["p99_ms"]
+    raw = burst(20, tmp_path, "raw_fanout", 1)  # raw ASGI's loop, one process, no Redis
+    assert raw["delivered"] == raw["expected"] == 20 * raw["publications"]
+    assert len(raw["cpu_seconds"]) == 1
     back = storm(60, tmp_path)  # the three restart under them
     assert back["dropped"] == back["back"] == 60
     assert back["seconds_until_all_back"] > 0
+
+
+def test_spread_targets_compare_the_large_burst_with_the_small_and_say_what_raw_did() -> None:
+    from bench.spread import spread_tables, spread_targets
+
+    def shot(connections: int, rate: float, cpu: float) -> dict[str, Any]:
+        return {
+            "connections": connections, "publications": 4, "delivered": 8, "expected": 8,
+            "deliveries_per_second": rate, "cpu_us_per_delivery": cpu,
+            "p50_ms": 1.0, "p99_ms": 2.0,
+        }  # fmt: skip
+
+    results = {
+        "idle": {
+            "raw ASGI (json)": {"bytes_per_connection": 20_000.0, "processes": 3},
+            "wsevents": {"bytes_per_connection": 22_000.0, "processes": 3},
+        },
+        "burst": {"1000": shot(1000, 100_000, 10.0), "50000": shot(50_000, 90_000, 12.5)},
+        "raw burst": {"1000": shot(333, 80_000, 10.0), "50000": shot(16_666, 40_000, 20.0)},
+    }
+    storm = {"connections": 50_000, "dropped": 50_000, "back": 49_999, "attempts": 60_000}
+    storm.update({"seconds_until_all_back": 10.0, "handshakes_per_second": 5_000.0})
+    results["storm"] = {**storm, "delivered": 49_999, "expected": 50_000}
+    rows = spread_targets(results).splitlines()[2:]
+    assert rows[0].endswith("| 1.10 | yes |")  # memory: 22,000 / 20,000
+    assert "| 0.90; raw ASGI's loop in one process, 16,666 against 333: 0.50 | yes |" in rows[1]
+    assert "| 0.80 (12.5 µs against 10.0)" in rows[2]
+    assert rows[2].endswith("| no |")
+    assert rows[3].endswith("| no |")  # one client did not come back
+    assert "49,999 back in 10.0 s" in spread_tables(results)
 
 
 def test_the_confirmed_publish_probe_times_publishes_pings_and_the_bare_script(
