@@ -297,16 +297,27 @@ def draw_spread(results: dict[str, Any], out: Path) -> Path:
     memory.set(ylabel="KiB per connection", title=f"{largest:,} idle, {PROCESSES} processes")
     sizes = sorted(results["burst"], key=int)
     labels = [f"{int(s):,}" for s in sizes]
-    rows = [results["burst"][s] for s in sizes]
-    rate.bar(labels, [r["deliveries_per_second"] for r in rows])
-    rate.set(xlabel="connections", ylabel="deliveries/s", title="A burst through Redis")
-    cpu.bar(labels, [r["cpu_us_per_delivery"] for r in rows])
-    cpu.set(xlabel="connections", ylabel="server CPU µs per delivery", title="Its cost")
+    width = 0.4
+    where = list(range(len(sizes)))
+    for shift, key, name in (
+        (-width / 2, "burst", f"wsevents, {PROCESSES} processes on Redis"),
+        (width / 2, "raw burst", "raw ASGI's loop, one process, one share"),
+    ):
+        rows = [results[key][s] for s in sizes]
+        spots = [x + shift for x in where]
+        rate.bar(spots, [r["deliveries_per_second"] for r in rows], width, label=name)
+        cpu.bar(spots, [r["cpu_us_per_delivery"] for r in rows], width, label=name)
+    for axes in (rate, cpu):
+        axes.set_xticks(where, labels)
+        axes.set_ylim(0, axes.get_ylim()[1] * 1.3)  # room for the legend above the bars
+        axes.legend(fontsize="small", loc="upper left")
+    rate.set(xlabel="connections in all", ylabel="deliveries/s", title="A burst")
+    cpu.set(xlabel="connections in all", ylabel="server CPU µs per delivery", title="Its cost")
     s = results["storm"]
     storm_.bar(["until all back"], [s["seconds_until_all_back"]])
     storm_.set(
         ylabel="seconds",
-        title=f"Storm: {s['back']:,} back, {s['handshakes_per_second']:,.0f} handshakes/s",
+        title=f"Storm: {s['back']:,} back\n{s['handshakes_per_second']:,.0f} handshakes/s",
     )
     for axes in (memory, rate, cpu, storm_):
         axes.grid(True, axis="y", alpha=0.3)

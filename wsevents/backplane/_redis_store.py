@@ -23,6 +23,8 @@ __all__ = [
     "Call",
     "RedisStore",
     "answer",
+    "call_all",
+    "call_one",
     "evalsha_all",
     "evalsha_one",
     "fail_calls",
@@ -60,6 +62,49 @@ async def evalsha_all(client: Any, calls: list[Call], timeout: float) -> list[An
         pipeline.evalsha(script.sha, len(keys), *keys, *args)
     results: list[Any] = await within(pipeline.execute(raise_on_error=False), timeout)
     return results
+
+
+async def call_one(
+    client: Any, script: Any, keys: list[str], args: list[Any], timeout: float
+) -> Any:
+    """One call from its caller's task, answered as :func:`call_all` answers each of its own."""
+    from redis.exceptions import NoScriptError
+
+    try:
+        result = await evalsha_one(client, script, keys, args, timeout)
+    except Exception as exc:
+        raise ConnectionError(repr(exc)) from None
+    if isinstance(result, NoScriptError):  # it did not run: safe to send again
+        result = await within(script(keys=keys, args=args), timeout)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+async def call_all(client: Any, batch: list[Call], timeout: float) -> None:
+    """Run each call of ``batch`` in one round trip; answer each caller.
+
+    By SHA (not redis-py's pipelined scripts, which ask ``SCRIPT EXISTS``
+    first, a second round trip every time); a call that Redis did not know
+    the script of (it restarted, or was flushed) did not run, and goes again
+    through redis-py's script, which loads it.
+    """
+    from redis.exceptions import NoScriptError  # redis-py is optional: imported once used
+
+    batch = [call for call in batch if not call[3].done()]
+    try:
+        results = await evalsha_all(client, batch, timeout)
+    except Exception as exc:
+        fail_calls(batch, repr(exc))
+        return
+    for call, result in zip(batch, results, strict=True):
+        script, keys, args, answered = call
+        if isinstance(result, NoScriptError):  # it did not run: safe to send again
+            try:
+                result = await within(script(keys=keys, args=args), timeout)
+            except Exception as exc:
+                result = exc
+        answer(answered, result)
 
 
 def answer(answered: asyncio.Future[Any], result: Any) -> None:

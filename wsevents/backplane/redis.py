@@ -25,7 +25,7 @@ from .._tasks import within
 from .._wildcards import is_pattern
 from ._base import Backplane, Receiver, Resumed
 from ._pipeline import Pipeline
-from ._redis_store import Call, RedisStore, answer, evalsha_all, evalsha_one, fail_calls
+from ._redis_store import Call, RedisStore, call_all, call_one, fail_calls
 from ._sentinel import SENTINEL_SCHEMES, Sentinels
 
 __all__ = ["RedisBackplane"]
@@ -465,43 +465,10 @@ class RedisBackplane(RedisStore, Backplane):
         return await answered
 
     async def _call_now(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """One call, answered as :meth:`_call_batch` answers each of its calls."""
-        from redis.exceptions import NoScriptError
-
-        try:
-            result = await evalsha_one(self._publisher, script, keys, args, self.command_timeout)
-        except Exception as exc:
-            raise ConnectionError(repr(exc)) from None
-        if isinstance(result, NoScriptError):  # it did not run: safe to send again
-            result = await within(script(keys=keys, args=args), self.command_timeout)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await call_one(self._publisher, script, keys, args, self.command_timeout)
 
     async def _call_batch(self, batch: list[Call]) -> None:
-        """Run each call of ``batch`` in one pipeline; answer each caller.
-
-        By SHA, in one round trip (not redis-py's pipelined scripts, which ask
-        ``SCRIPT EXISTS`` first, a second round trip every time); a call that
-        Redis did not know the script of (it restarted, or was flushed) did not
-        run, and goes again through redis-py's script, which loads it.
-        """
-        from redis.exceptions import NoScriptError  # redis-py is optional: imported once used
-
-        batch = [call for call in batch if not call[3].done()]
-        try:
-            results = await evalsha_all(self._publisher, batch, self.command_timeout)
-        except Exception as exc:
-            fail_calls(batch, repr(exc))
-            return
-        for call, result in zip(batch, results, strict=True):
-            script, keys, args, answered = call
-            if isinstance(result, NoScriptError):  # it did not run: safe to send again
-                try:
-                    result = await within(script(keys=keys, args=args), self.command_timeout)
-                except Exception as exc:
-                    result = exc
-            answer(answered, result)
+        await call_all(self._publisher, batch, self.command_timeout)
 
 
 async def finish(task: asyncio.Task[Any], bound: float) -> None:
