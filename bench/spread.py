@@ -52,9 +52,17 @@ def servers(app: str, redis: RedisServer | None, processes: int = PROCESSES) -> 
     return [Server(app, env) for _ in range(processes)]
 
 
-def stop(started: list[Server]) -> None:
+def stop(
+    started: list[Server], clients: list[Any] | None = None, redis: RedisServer | None = None
+) -> None:
+    """Stop the servers; and the load generators still running, and Redis, if given."""
+    for client in clients or ():
+        if client.poll() is None:
+            client.kill()
     for server in started:
         server.stop()
+    if redis is not None:
+        redis.kill()
 
 
 def line(client: Any) -> dict[str, Any]:
@@ -98,12 +106,7 @@ def idle_memory(connections: int, tmp: Path) -> dict[str, Any]:
                 "processes": PROCESSES,
             }
         finally:
-            for client in clients:
-                if client.poll() is None:
-                    client.kill()
-            stop(started)
-            if redis is not None:
-                redis.kill()
+            stop(started, clients, redis)
     return results
 
 
@@ -134,12 +137,7 @@ def burst(
             say(client)
             client.communicate(timeout=120)
     finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-        stop(started)
-        if redis is not None:
-            redis.kill()
+        stop(started, clients, redis)
     delivered = sum(c["delivered"] for c in counts)
     sent_at = counts[0]["sent_at"]
     elapsed = max(c["last_at"] for c in counts) - sent_at
@@ -178,11 +176,7 @@ def storm(connections: int, tmp: Path) -> dict[str, Any]:
         for client in clients:
             client.communicate(timeout=60)
     finally:
-        for client in clients:
-            if client.poll() is None:
-                client.kill()
-        stop(started)
-        redis.kill()
+        stop(started, clients, redis)
     back = sum(r["back"] for r in results)
     first_drop = min(r["first_drop_at"] for r in results)
     last_back = max(r["last_back_at"] for r in results)
