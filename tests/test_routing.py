@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from wsevents import Channel, Connection, PayloadError, RegistrationError
 
@@ -363,6 +365,93 @@ def test_the_one_annotated_parameter_takes_the_data_whatever_its_name() -> None:
     async def add(conn: Connection, room: str, item: Item) -> None: ...
 
     assert channel.handlers["add"].model is Item
+
+
+def test_a_plain_typed_parameter_named_after_no_path_parameter_is_refused_naming_the_closest() -> (
+    None
+):
+    channel = Channel("/n/{user}")
+    with pytest.raises(
+        RegistrationError,
+        match=r"'usr' is not a path parameter of '/n/\{user\}': did you mean 'user'\? name "
+        "the data parameter 'data' or pass model=",
+    ):
+
+        @channel.on("ping")
+        async def ping(conn: Connection, usr: str) -> None: ...
+
+    with pytest.raises(
+        RegistrationError, match=r"'text' is not a path parameter of '/n/\{user\}'\. name"
+    ):
+
+        @channel.on("say")
+        async def say(text: str) -> None: ...
+
+
+class Shape(TypedDict):
+    sides: int
+
+
+@dataclasses.dataclass
+class Size:
+    width: int
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [Item, list[int], dict[str, int], Shape, Size, Annotated[Item, "note"], Item | None],
+    ids=["model", "list", "dict", "TypedDict", "dataclass", "Annotated", "optional"],
+)
+def test_a_model_like_parameter_takes_the_data_whatever_its_name(annotation: Any) -> None:
+    channel = Channel("/n/{user}")
+
+    def add(conn: Connection, user: str, payload: Any) -> Any:
+        return payload, user
+
+    add.__annotations__["payload"] = annotation
+    handler = channel.add_handler("add", add)
+    assert handler.model == annotation
+    conn = types.SimpleNamespace(params={"user": "ann"})
+    assert handler.invoke(conn, "sent") == ("sent", "ann")
+
+
+def test_an_annotated_datas_constraints_are_checked() -> None:
+    channel = Channel("/c")
+
+    @channel.on("take")
+    async def take(data: Annotated[int, Field(ge=1)]) -> None: ...
+
+    validate = channel.handlers["take"].validate
+    assert validate is not None
+    assert validate(1) == 1
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        validate(0)
+
+
+@pytest.mark.parametrize("annotation", [str, int, Any, Literal["a", "b"]], ids=repr)
+def test_a_plain_type_is_no_models_shape(annotation: Any) -> None:
+    from wsevents._binding import model_like
+
+    assert not model_like(annotation)
+
+
+def test_a_path_parameter_gets_the_path_even_where_its_type_is_the_given_model() -> None:
+    channel = Channel("/chat/{room}")
+
+    @channel.on("say", model=str)
+    def say(conn: Connection, data: str, room: str) -> tuple[str, str]:
+        return data, room
+
+    conn = types.SimpleNamespace(params={"room": "north"})
+    assert channel.handlers["say"].invoke(conn, "hi") == ("hi", "north")
+
+
+def test_a_hooks_parameter_close_to_a_path_parameter_is_refused_naming_it() -> None:
+    channel = Channel("/n/{user}")
+    with pytest.raises(RegistrationError, match="did you mean the path parameter 'user'"):
+
+        @channel.on_connect
+        async def join(conn: Connection, usr: str) -> None: ...
 
 
 def test_two_parameters_that_could_take_the_data_are_a_registration_error() -> None:

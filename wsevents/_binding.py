@@ -13,14 +13,18 @@ expected, in one place.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import inspect
+import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic import PydanticSchemaGenerationError, TypeAdapter
+import typing_extensions
+from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter
 
 from .exceptions import PayloadError, RegistrationError
 
@@ -34,6 +38,7 @@ __all__ = [
     "data_annotation",
     "docstring_of",
     "dumper",
+    "model_like",
     "return_annotation",
 ]
 
@@ -107,11 +112,16 @@ def adapter(model: Any, what: str, role: str) -> TypeAdapter[Any]:
     return adapter
 
 
-def data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str, ...]) -> Any:
+def data_annotation(
+    func: Callable[..., Any], what: str, path_params: tuple[str, ...], path: str = ""
+) -> Any:
     """The model a handler's annotations name for its data, or ``None``.
 
-    The parameter named ``data``, else the one parameter annotated with
-    something else than a ``Connection`` and not named after a path parameter.
+    The parameter named ``data``, else the one parameter annotated with a
+    model-like type (:func:`model_like`) and not named after a path
+    parameter. Another parameter annotated with a plain type (``usr: str``
+    on ``/n/{user}``) is a typo, not the data: an error naming the path
+    parameter it is closest to.
     """
     try:
         parameters = inspect.signature(func).parameters
@@ -139,8 +149,45 @@ def data_annotation(func: Callable[..., Any], what: str, path_params: tuple[str,
             "name the one that does 'data', or pass model="
         )
     for name, annotation in candidates.items():
-        return _resolved(func, annotation, name, what)
+        found = _resolved(func, annotation, name, what)
+        if not model_like(found):
+            raise RegistrationError(
+                f"{what}: {_not_a_path_parameter(name, path_params, path)} name the data "
+                "parameter 'data' or pass model="
+            )
+        return found
     return None
+
+
+def model_like(annotation: Any) -> bool:
+    """Whether ``annotation`` reads as the shape of a payload, not as one plain value.
+
+    A pydantic model, a dataclass, a ``TypedDict``, a collection (``list``,
+    ``dict[str, int]``, a ``NamedTuple``), an ``Annotated`` or a union of such;
+    not ``str``, ``int``, an ``Enum``, ``Literal`` or ``Any``.
+    """
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return model_like(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return all(model_like(member) for member in members)
+    shape = origin if isinstance(origin, type) else annotation
+    if not isinstance(shape, type):
+        return False
+    if issubclass(shape, BaseModel) or dataclasses.is_dataclass(shape):
+        return True
+    if typing.is_typeddict(shape) or typing_extensions.is_typeddict(shape):
+        return True
+    return issubclass(shape, Collection) and not issubclass(shape, (str, bytes, bytearray))
+
+
+def _not_a_path_parameter(name: str, path_params: Iterable[str], path: str) -> str:
+    """``name`` takes no path parameter: the one it is closest to, where one is close."""
+    where = f" of {path!r}" if path else ""
+    close = difflib.get_close_matches(name, list(path_params), n=1, cutoff=0.6)
+    guess = f": did you mean {close[0]!r}?" if close else "."
+    return f"{name!r} is not a path parameter{where}{guess}"
 
 
 def _resolved(func: Callable[..., Any], annotation: Any, name: str, what: str) -> Any:
@@ -200,7 +247,7 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
         return {}  # _bind says so
     target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__  # type: ignore[operator]
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)  # Annotated's Field(...) too
     except Exception:  # unresolvable string annotations: fall back to names below
         return {}
 
@@ -243,10 +290,12 @@ def bind(
         annotation = hints.get(name, parameter.annotation)
         if _is_connection(annotation):
             source = Source.CONNECTION
-        elif Source.DATA in sources and (name == "data" or _is_model(annotation, model)):
+        elif Source.DATA in sources and name == "data":
             source = Source.DATA
-        elif name in path_params:
+        elif name in path_params:  # before the model: `room: str` with model=str is the room
             source = Source.PATH
+        elif Source.DATA in sources and _is_model(annotation, model):
+            source = Source.DATA
         elif Source.CLOSE_CODE in sources and name == "code":
             source = Source.CLOSE_CODE
         else:
@@ -259,6 +308,8 @@ def bind(
             hint = ""
             if annotation is inspect.Parameter.empty and name in ("conn", "connection", "ws"):
                 hint = f"; to get the connection, annotate it: {name}: Connection"
+            elif close := difflib.get_close_matches(name, list(path_params), n=1, cutoff=0.6):
+                hint = f"; did you mean the path parameter {close[0]!r}?"
             raise RegistrationError(
                 f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
             )

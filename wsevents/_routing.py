@@ -237,7 +237,7 @@ class Channel:
         what = f"handler {callable_name(func)} for event {event!r} on {self!r}"
         self._check_event(event, what, self.handlers)
         if model is None:
-            model = data_annotation(func, what, self.params)
+            model = data_annotation(func, what, self.params, self.path_format)
         if reply is None:
             reply = return_annotation(func, what)
         # The core validator itself: pydantic's wrapper costs a call per frame.
