@@ -758,13 +758,42 @@ async def test_a_sender_that_hangs_holds_a_caller_up_once_not_at_each_turn() -> 
     busy(HOLD * 2)
     await pipeline.turn()  # waits for the sender, in vain, WAIT at most
     assert len(pipeline) == 1
-    others_ran: list[int] = []
+    loop = asyncio.get_running_loop()
+    turns = [0]  # of the loop, while the caller goes on
+
+    def spin() -> None:  # one a turn: thousands in a turn() that waits WAIT
+        turns[0] += 1
+        if not hang.is_set():
+            loop.call_soon(spin)
+
+    loop.call_soon(spin)
     for n in range(2, 12):
         pipeline.put(n)
-        asyncio.get_running_loop().call_soon(others_ran.append, n)
         await pipeline.turn()
-    assert others_ran == []  # no turn waited: none let the loop run
+    assert turns[0] <= 30  # each turn gave the sender its turn, and waited for nothing
     hang.set()
+    await pipeline.stop(1)
+
+
+async def test_a_caller_that_stopped_waiting_still_gives_the_sender_its_turn() -> None:
+    from wsevents.backplane._pipeline import HOLD, WAIT, Pipeline
+
+    batches: list[list[int]] = []
+
+    async def send(batch: list[int]) -> None:
+        batches.append(batch)
+        if len(batches) == 1:
+            await asyncio.sleep(WAIT * 2)  # a slow round trip: the caller stops waiting
+
+    pipeline: Pipeline[int] = Pipeline(send, most=100)
+    pipeline.start()
+    pipeline.put(0)
+    await asyncio.sleep(0)
+    for n in range(1, 16):  # a burst that yields only in turn(), 2 ms a publication
+        pipeline.put(n)
+        busy(HOLD * 2)
+        await pipeline.turn()
+    assert len(batches) >= 3  # sent while the burst went on, not all at its end
     await pipeline.stop(1)
 
 

@@ -108,10 +108,14 @@ class Pipeline(Generic[T]):
     async def turn(self) -> None:
         """If what is queued has waited ``HOLD``, wait until the sender took it, ``WAIT`` at most.
 
-        A sender that did not take it in time (Redis hangs) is not waited for
-        again until it takes a batch: a publish is held up once, not each time.
+        A sender that did not take it in time (Redis hangs, or this process
+        had no CPU) is not waited for again until it takes a batch, only given
+        its turn: a publish is held up once, not each time.
         """
-        if not self._queue or self._stuck or monotonic() - self._since <= HOLD:
+        if not self._queue or monotonic() - self._since <= HOLD:
+            return
+        if self._stuck:
+            await asyncio.sleep(0)  # its turn, without waiting for it
             return
         taken = self._taken
         if taken is None:
