@@ -107,7 +107,9 @@ def test_a_reconnect_storm_brings_every_client_back_after_a_restart(app: str) ->
     from bench.run import Server, finished, held
 
     server = Server(app)
-    client = held(["storm", server.url("/"), "--connections", "50", "--sources", "4"])
+    client = held(  # it ends once all are back; 60 s for a restart on a loaded machine
+        ["storm", server.url("/"), "--connections", "50", "--sources", "4", "--seconds", "60"]
+    )
     server.stop()
     server = Server(app, port=server.port)
     try:

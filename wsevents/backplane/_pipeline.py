@@ -65,6 +65,9 @@ class Pipeline(Generic[T]):
         self._out = 0  # batches on their way, the sender's and callers' own
         self._taken: asyncio.Future[None] | None = None  # callers in turn() wait on it
         self._stuck = False  # the sender did not take in WAIT: callers go on until it does
+        self._solo = 0  # callers' own items out (alone): the sender's next batch waits
+        self._free = asyncio.Event()
+        self._free.set()
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -86,10 +89,15 @@ class Pipeline(Generic[T]):
         behind one of its own.
         """
         self._out += 1
+        self._solo += 1
+        self._free.clear()
         try:
             return await sending
         finally:
             self._out -= 1
+            self._solo -= 1
+            if not self._solo:
+                self._free.set()
 
     def start(self) -> None:
         """Start the sending task, in the running loop."""
@@ -160,6 +168,9 @@ class Pipeline(Generic[T]):
             await ready.wait()
             ready.clear()
             while self._queue and self._task is not None:
+                if self._solo:  # behind a caller's own, as behind a batch of its own
+                    await self._free.wait()
+                    continue
                 batch = self._take()
                 self._out += 1
                 try:
