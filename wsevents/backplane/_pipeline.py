@@ -102,6 +102,8 @@ class Pipeline(Generic[T]):
     def start(self) -> None:
         """Start the sending task, in the running loop."""
         self._ready = asyncio.Event()
+        self._free = asyncio.Event()  # of this loop, as _ready (a backplane may start again)
+        self._free.set()
         self._task = asyncio.get_running_loop().create_task(self._run(self._ready))
 
     def put(self, item: T) -> None:
