@@ -37,17 +37,18 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.targets import TARGETS_HEADER, TRACED, targets, telemetry_rows  # noqa: E402
+from bench.targets import DEPENDS, TARGETS_HEADER, TRACED, targets, telemetry_rows  # noqa: E402
 from tests.conftest import RedisServer, free_port  # noqa: E402
 
 SIO = "/socket.io/?EIO=4&transport=websocket"
-ECHO_SERVERS = {  # name: (app, path, load command)
-    "raw ASGI (json)": ("raw_json", "/", "echo"),
-    "raw ASGI + pydantic-core one pass": ("raw_pydantic", "/", "echo"),
-    "bare loop: msgspec + pydantic, no framework": ("bare_loop", "/", "echo"),
-    "Starlette + pydantic": ("starlette_pydantic", "/", "echo"),
-    "python-socketio": ("python_socketio", SIO, "socketio"),
-    "wsevents": ("wsevents_app", "/", "echo"),
+ECHO_SERVERS = {  # name: (app, path, load command, event)
+    "raw ASGI (json)": ("raw_json", "/", "echo", "echo"),
+    "raw ASGI + pydantic-core one pass": ("raw_pydantic", "/", "echo", "echo"),
+    "bare loop: msgspec + pydantic, no framework": ("bare_loop", "/", "echo", "echo"),
+    "Starlette + pydantic": ("starlette_pydantic", "/", "echo", "echo"),
+    "python-socketio": ("python_socketio", SIO, "socketio", "echo"),
+    "wsevents": ("wsevents_app", "/", "echo", "echo"),
+    DEPENDS: ("wsevents_app", "/", "echo", "echo_depends"),
 }
 MSGPACK_SERVERS = {
     "raw ASGI (msgpack)": ("raw_msgpack", "/"),
@@ -104,12 +105,12 @@ def load(*args: str) -> dict[str, Any]:
 
 def echo_round(seconds: float, connections: int, window: int) -> dict[str, Any]:
     results = {}
-    for name, (app, path, command) in ECHO_SERVERS.items():
+    for name, (app, path, command, event) in ECHO_SERVERS.items():
         server = Server(app)
         try:
             results[name] = load(
                 command, server.url(path), "--connections", str(connections),
-                "--window", str(window), "--seconds", str(seconds),
+                "--window", str(window), "--seconds", str(seconds), "--event", event,
             )  # fmt: skip
         finally:
             server.stop()

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from wsevents import Channel, Connection, EventApp, History, Limits, Presence
+from wsevents import Channel, Connection, Depends, EventApp, History, Limits, Presence
 
 Scope = dict[str, Any]
 
@@ -313,6 +313,16 @@ async def _join(conn: Connection) -> None:
 
 @_bench.on("echo", model=Echo, reply=Echo)
 async def _echo(data: Echo) -> Echo:
+    return data
+
+
+async def _caller(conn: Connection) -> str:
+    return conn.id
+
+
+@_bench.on("echo_depends", model=Echo, reply=Echo)
+async def _echo_depends(data: Echo, caller: str = Depends(_caller)) -> Echo:
+    """The echo with one dependency (cached per event): what Depends(...) adds to a handler."""
     return data
 
 

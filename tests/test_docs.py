@@ -212,8 +212,16 @@ def test_testing_page_example_passes(module: types.ModuleType) -> None:
     module.test_divide()
 
 
-def test_testing_page_answers_a_server_request(module: types.ModuleType) -> None:
+def test_testing_page_reads_history_and_presence_frames_and_sends_a_bad_one(
+    module: types.ModuleType,
+) -> None:
     exec(blocks(ROOT / "docs" / "testing.md", "python")[1], module.__dict__)
+    module.test_a_notice_reaches_its_user_after_the_protocols_own_frames()
+    module.test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_open()
+
+
+def test_testing_page_answers_a_server_request(module: types.ModuleType) -> None:
+    exec(blocks(ROOT / "docs" / "testing.md", "python")[2], module.__dict__)
     module.test_an_order_is_confirmed_and_charged_once_though_sent_twice()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._app import EventApp
 from ._connection import Connection
 from ._history import History, Position, Publication
@@ -24,6 +26,9 @@ from .exceptions import (
     WSEventsError,
 )
 
+if TYPE_CHECKING:
+    from ._depends import Depends
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "Connection",
     "ConnectionGone",
     "DecodeError",
+    "Depends",
     "ErrorCode",
     "EventApp",
     "EventError",
@@ -52,3 +58,14 @@ __all__ = [
     "WSEventsError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Depends``: FastAPI's where it is installed, else wsevents' own (imported when asked)."""
+    if name == "Depends":
+        try:
+            from fastapi import Depends
+        except ImportError:
+            from ._depends import Depends  # type: ignore[assignment, unused-ignore]
+        return Depends
+    raise AttributeError(f"module 'wsevents' has no attribute {name!r}")

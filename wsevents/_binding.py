@@ -26,9 +26,11 @@ from typing import Any
 import typing_extensions
 from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter
 
+from ._depends import Dependency, Getter, Solve, is_marker
 from .exceptions import PayloadError, RegistrationError
 
 __all__ = [
+    "Bound",
     "Hook",
     "Invoker",
     "Source",
@@ -59,15 +61,16 @@ class Hook:
     func: Callable[..., Any]
     invoke: Invoker
     is_async: bool
+    solve: Solve | None = None  # its dependencies; invoke resolves and closes them
 
 
 def bind_hook(
     func: Callable[..., Any], what: str, params: Iterable[str] = (), *, close_code: bool = False
 ) -> Hook:
-    """Bind a lifecycle hook's parameters: the connection, path parameters, ``code``."""
+    """Bind a hook's parameters: the connection, path parameters, ``code``, dependencies."""
     sources = (Source.CONNECTION, Source.CLOSE_CODE) if close_code else (Source.CONNECTION,)
-    invoke, is_async = bind(func, what, tuple(params), model=None, sources=sources)
-    return Hook(func=func, invoke=invoke, is_async=is_async)
+    bound = bind(func, what, tuple(params), model=None, sources=sources, carry_context=True)
+    return Hook(func=func, invoke=bound.invoke, is_async=bound.is_async, solve=bound.solve)
 
 
 def docstring_of(func: Callable[..., Any]) -> tuple[str | None, str | None]:
@@ -132,6 +135,7 @@ def data_annotation(
         name: hints.get(name, parameter.annotation)
         for name, parameter in parameters.items()
         if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        and _marker(parameter, hints.get(name, parameter.annotation)) is None  # a dependency
     }
     if "data" in annotated:
         found = annotated["data"]
@@ -245,7 +249,12 @@ def dumper(type_adapter: TypeAdapter[Any], *, event: str | None = None) -> Calla
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
     if not callable(func):
         return {}  # _bind says so
-    target = func if inspect.isfunction(func) or inspect.ismethod(func) else func.__call__  # type: ignore[operator]
+    if isinstance(func, type):
+        target: Any = func.__init__  # type: ignore[misc]  # a class called as a dependency
+    elif inspect.isfunction(func) or inspect.ismethod(func):
+        target = func
+    else:
+        target = func.__call__  # type: ignore[operator]
     try:
         return typing.get_type_hints(target, include_extras=True)  # Annotated's Field(...) too
     except Exception:  # unresolvable string annotations: fall back to names below
@@ -266,6 +275,14 @@ def _is_model(annotation: Any, model: Any) -> bool:
     return bool(annotation is model or annotation == model)
 
 
+class Bound(typing.NamedTuple):
+    """How to call a handler or a hook: ``invoke(conn, data)``; ``solve``: its dependencies."""
+
+    invoke: Invoker
+    is_async: bool  # invoke returns an awaitable
+    solve: Solve | None = None
+
+
 def bind(
     func: Callable[..., Any],
     what: str,
@@ -273,83 +290,182 @@ def bind(
     *,
     model: Any,
     sources: tuple[Source, ...],
-) -> tuple[Invoker, bool]:
+    carry_context: bool = False,
+) -> Bound:
     """Work out, once, how to call ``func`` with ``(connection, data)``."""
     if not callable(func):
         raise RegistrationError(f"{what}: expected a function, got {func!r}")
+    is_async = inspect.iscoroutinefunction(func) or (
+        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+    )
+    positional, keyword = _parts(func, what, path_params, model, sources, 0)
+    if any(part.__class__ is Dependency for part in positional) or any(
+        part.__class__ is Dependency for _, part in keyword
+    ):
+        solve = Solve(func, is_async, tuple(positional), tuple(keyword), carry_context)
+        return Bound(solve, True, solve)
+    return Bound(_invoker(func, positional, keyword), is_async)
+
+
+def _parts(
+    func: Callable[..., Any],
+    what: str,
+    path_params: tuple[str, ...],
+    model: Any,
+    sources: tuple[Source, ...],
+    depth: int,
+) -> tuple[list[Any], list[tuple[str, Any]]]:
+    """Each parameter's source, or its bound dependency: positional ones, then keyword ones."""
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
         raise RegistrationError(f"{what}: cannot read its signature") from exc
     hints = _hints(func)
-    positional: list[tuple[Source, str]] = []
-    keyword: list[tuple[str, Source, str]] = []
+    positional: list[Any] = []
+    keyword: list[tuple[str, Any]] = []
     for name, parameter in signature.parameters.items():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise RegistrationError(f"{what}: *args and **kwargs cannot be bound")
         annotation = hints.get(name, parameter.annotation)
-        if _is_connection(annotation):
-            source = Source.CONNECTION
-        elif Source.DATA in sources and name == "data":
-            source = Source.DATA
-        elif name in path_params:  # before the model: `room: str` with model=str is the room
-            source = Source.PATH
-        elif Source.DATA in sources and _is_model(annotation, model):
-            source = Source.DATA
-        elif Source.CLOSE_CODE in sources and name == "code":
-            source = Source.CLOSE_CODE
+        part: Any
+        if (marker := _marker(parameter, annotation)) is not None:
+            part = _dependency(marker, annotation, name, what, path_params, model, sources, depth)
         else:
-            expected = ["a Connection"]
-            if Source.DATA in sources:
-                expected.append("'data' or the event's model")
-            expected += [repr(p) for p in path_params]
-            if Source.CLOSE_CODE in sources:
-                expected.append("'code'")
-            hint = ""
-            if annotation is inspect.Parameter.empty and name in ("conn", "connection", "ws"):
-                hint = f"; to get the connection, annotate it: {name}: Connection"
-            elif close := difflib.get_close_matches(name, list(path_params), n=1, cutoff=0.6):
-                hint = f"; did you mean the path parameter {close[0]!r}?"
-            raise RegistrationError(
-                f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
-            )
+            source = _source(name, annotation, what, path_params, model, sources)
+            part = _getter(source, name)
         if parameter.kind is parameter.KEYWORD_ONLY:
-            keyword.append((name, source, name))
+            keyword.append((name, part))
         else:
-            positional.append((source, name))
-    is_async = inspect.iscoroutinefunction(func) or (
-        not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+            positional.append(part)
+    return positional, keyword
+
+
+def _marker(parameter: inspect.Parameter, annotation: Any) -> Any:
+    """The ``Depends(...)`` of a parameter, in its default or its ``Annotated``; or ``None``."""
+    if is_marker(parameter.default):
+        return parameter.default
+    if typing.get_origin(annotation) is typing.Annotated:
+        for extra in reversed(typing.get_args(annotation)[1:]):
+            if is_marker(extra):
+                return extra
+    return None
+
+
+def _dependency(
+    marker: Any,
+    annotation: Any,
+    name: str,
+    what: str,
+    path_params: tuple[str, ...],
+    model: Any,
+    sources: tuple[Source, ...],
+    depth: int,
+) -> Dependency:
+    call = marker.dependency
+    if call is None:  # Depends(): the annotation is called, as FastAPI does
+        call = annotation
+        if typing.get_origin(call) is typing.Annotated:
+            call = typing.get_args(call)[0]
+    if isinstance(call, str):
+        raise RegistrationError(
+            f"{what}: Depends() calls the annotation {call!r} of parameter {name!r}, which "
+            "cannot be resolved (a class defined inside a function, with `from __future__ import "
+            "annotations`?): define it at module level, or name it in Depends(...)"
+        )
+    if not callable(call):
+        raise RegistrationError(
+            f"{what}: the dependency of parameter {name!r} is {call!r}, not something to call"
+        )
+    if depth > 32:
+        raise RegistrationError(f"{what}: dependencies nested more than 32 deep (a cycle?)")
+    inner = f"dependency {getattr(call, '__qualname__', repr(call))} of {what}"
+    positional, keyword = _parts(call, inner, path_params, model, sources, depth + 1)
+    return Dependency.of(call, bool(marker.use_cache), tuple(positional), tuple(keyword))
+
+
+def _source(
+    name: str,
+    annotation: Any,
+    what: str,
+    path_params: tuple[str, ...],
+    model: Any,
+    sources: tuple[Source, ...],
+) -> Source:
+    """Where a parameter's value comes from, by its annotation and name."""
+    if _is_connection(annotation):
+        return Source.CONNECTION
+    if Source.DATA in sources and name == "data":
+        return Source.DATA
+    if name in path_params:  # before the model: `room: str` with model=str is the room
+        return Source.PATH
+    if Source.DATA in sources and _is_model(annotation, model):
+        return Source.DATA
+    if Source.CLOSE_CODE in sources and name == "code":
+        return Source.CLOSE_CODE
+    expected = ["a Connection"]
+    if Source.DATA in sources:
+        expected.append("'data' or the event's model")
+    expected += [repr(p) for p in path_params]
+    if Source.CLOSE_CODE in sources:
+        expected.append("'code'")
+    expected.append("a Depends(...)")
+    hint = ""
+    shown = getattr(annotation, "__name__", annotation)
+    if annotation is inspect.Parameter.empty and name in ("conn", "connection", "ws"):
+        hint = f"; to get the connection, annotate it: {name}: Connection"
+    elif isinstance(annotation, str) and "Depends(" in annotation:
+        hint = (
+            f"; its annotation {annotation!r} cannot be resolved (a name defined inside a "
+            "function, with `from __future__ import annotations`?): define it at module level"
+        )
+    elif shown in ("WebSocket", "Request", "HTTPConnection"):
+        hint = (
+            f"; an event has no Starlette {shown}: take the Connection (conn: Connection), "
+            "which has the headers, cookies and query_params of the handshake"
+        )
+    elif close := difflib.get_close_matches(name, list(path_params), n=1, cutoff=0.6):
+        hint = f"; did you mean the path parameter {close[0]!r}?"
+    raise RegistrationError(
+        f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
     )
-    return _invoker(func, positional, keyword), is_async
 
 
-def _getter(source: Source, name: str) -> Callable[[Any, Any], Any]:
+def _connection(conn: Any, data: Any) -> Any:
+    return conn
+
+
+def _data(conn: Any, data: Any) -> Any:
+    return data  # the payload, or the close code for on_disconnect
+
+
+_SHAPES: dict[Any, str] = {_connection: "c", _data: "d"}
+
+
+def _getter(source: Source, name: str) -> Getter:
     if source is Source.CONNECTION:
-        return lambda conn, data: conn
+        return _connection
     if source is Source.PATH:
         return lambda conn, data: conn.params[name]
-    return lambda conn, data: data  # the payload, or the close code for on_disconnect
+    return _data
 
 
 def _invoker(
     func: Callable[..., Any],
-    positional: list[tuple[Source, str]],
-    keyword: list[tuple[str, Source, str]],
+    positional: list[Getter],
+    keyword: list[tuple[str, Getter]],
 ) -> Invoker:
     # The common shapes get a direct call; the per-frame cost is one lambda.
     if not keyword:
-        shape = tuple(source for source, _ in positional)
-        conn, data = Source.CONNECTION, Source.DATA
+        shape = tuple(_SHAPES.get(get) for get in positional)
         if shape == ():
             return lambda c, d: func()
-        if shape in ((conn,),):
+        if shape == ("c",):
             return lambda c, d: func(c)
-        if shape in ((data,), (Source.CLOSE_CODE,)):
+        if shape == ("d",):
             return lambda c, d: func(d)
-        if shape in ((conn, data), (conn, Source.CLOSE_CODE)):
+        if shape == ("c", "d"):
             return lambda c, d: func(c, d)
-    args = [_getter(source, name) for source, name in positional]
-    kwargs = [(key, _getter(source, name)) for key, source, name in keyword]
+    args, kwargs = tuple(positional), tuple(keyword)
 
     def invoke(c: Any, d: Any) -> Any:
         return func(*[get(c, d) for get in args], **{key: get(c, d) for key, get in kwargs})

@@ -20,7 +20,9 @@ class FrameChecker:
         try:
             from jsonschema import Draft7Validator
         except ImportError as exc:  # pragma: no cover - jsonschema ships with the dev extra
-            raise ImportError("check_frames needs jsonschema: pip install jsonschema") from exc
+            raise ImportError(
+                "check_frames needs jsonschema: pip install 'wsevents[testing]'"
+            ) from exc
         found = app.registry.match(path[len(mount) :] if path.startswith(mount) else path)
         self.channel = None if found is None else found[0].name
         self.document = document = app.asyncapi(root_path=mount)

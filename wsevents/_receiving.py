@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 from time import monotonic
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +30,7 @@ from ._calls import (
     send_error,
     unexpected,
 )
+from ._depends import arguments, close_after_reply, closed_after
 from ._dispatch import Call, Refusal
 from ._outcomes import Answered, InvalidState
 from .exceptions import CloseCode, ConnectionGone, EventError
@@ -243,8 +245,18 @@ class Receiving:
         if handler.once and request_id is not None and self.client_session is not None:
             return await self._runtime.once.serve(session, handler, data, request_id)
         event = handler.event
+        stack: AsyncExitStack | None = None  # its yield dependencies, closed once it is answered
         try:
-            if handler.is_async:
+            if handler.solve is not None:
+                solve = handler.solve
+                if solve.closes:
+                    stack = AsyncExitStack()
+                args, kwargs = await arguments(solve, self.connection, data, {}, stack)
+                if solve.is_async:
+                    result = await handler.func(*args, **kwargs)
+                else:
+                    result = await solve.call(args, kwargs)
+            elif handler.is_async:
                 result = await handler.invoke(self.connection, data)
             else:
                 result = await run_sync(handler.invoke, self.connection, data)
@@ -261,18 +273,29 @@ class Receiving:
                 else:
                     reply = validate_reply(result)
                 frame = self.codec.encode_event(event, reply, request_id)
-        except EventError as exc:
-            await send_error(session, exc.code, exc.message, exc.details, request_id, event)
-            return Handled(str(exc.code))
-        except Exception as exc:
+        except Exception as caught:
+            # The dependencies see what the handler raised; one may answer with its own.
+            exc = caught if stack is None else await closed_after(stack, caught)
+            if not isinstance(exc, Exception):
+                raise exc from caught
+            if isinstance(exc, EventError):
+                await send_error(session, exc.code, exc.message, exc.details, request_id, event)
+                return Handled(str(exc.code))
             error = await map_exception(self.registry, self.connection, exc, event)
             await send_error(session, error.code, error.message, error.details, request_id, event)
             return Handled(str(error.code), exc)
+        except BaseException as exc:  # cancelled: its dependencies are closed with it
+            if stack is not None:
+                await closed_after(stack, exc)
+            raise
         self._ok[event] += 1
-        if frame is None:
-            return None
-        if self._core.send_now():
-            await self.transmit({"type": "websocket.send", self._frame_key: frame})
-        else:
-            self.push(frame)
+        try:
+            if frame is not None:
+                if self._core.send_now():
+                    await self.transmit({"type": "websocket.send", self._frame_key: frame})
+                else:
+                    self.push(frame)
+        finally:
+            if stack is not None:
+                await close_after_reply(stack, handler.func)
         return None

@@ -32,6 +32,7 @@ from ._binding import (
     dumper,
     return_annotation,
 )
+from ._depends import Solve
 from .exceptions import ErrorCode, RegistrationError
 
 __all__ = ["Asked", "Channel", "Emit", "Handler", "Hook", "bind_hook"]
@@ -64,6 +65,7 @@ class Handler:
     is_async: bool
     errors: tuple[tuple[str, str], ...] = ()  # its own error codes and what each means
     once: bool = False  # runs at most once per (session, channel, event, id): section 12
+    solve: Solve | None = None  # its Depends(...): resolved per event, closed after the reply
 
 
 @dataclass(frozen=True, eq=False)
@@ -249,9 +251,7 @@ class Channel:
         validate_reply = (
             None if reply is None else adapter(reply, what, "reply").validator.validate_python
         )
-        invoke, is_async = bind(
-            func, what, self.params, model=model, sources=(Source.CONNECTION, Source.DATA)
-        )
+        bound = bind(func, what, self.params, model=model, sources=(Source.CONNECTION, Source.DATA))
         doc_summary, doc_description = docstring_of(func)
         own_errors = _error_codes(errors, what)
         handler = Handler(
@@ -265,10 +265,11 @@ class Channel:
             validate=validate,
             validate_reply=validate_reply,
             reply_class=reply if isinstance(reply, type) else None,
-            invoke=invoke,
-            is_async=is_async,
+            invoke=bound.invoke,
+            is_async=bound.is_async,
             errors=own_errors,
             once=bool(once),
+            solve=bound.solve,
         )
         self.handlers[event] = handler
         self.revision += 1

@@ -17,6 +17,7 @@ no answerer reaches :meth:`EventTestSession.receive` as a ``Message`` with its
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -25,7 +26,14 @@ from urllib.parse import urlsplit
 
 import anyio
 from pydantic_core import to_jsonable_python
-from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
+
+try:
+    from starlette.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
+except RuntimeError as missing:  # Starlette's: "requires the httpx2 package"
+    raise ImportError(
+        "wsevents.testing needs an HTTP client for Starlette's test client: "
+        "pip install 'wsevents[testing]'"
+    ) from missing
 from starlette.types import ASGIApp
 from starlette.types import Message as ASGIMessage
 from starlette.websockets import WebSocketDisconnect
@@ -143,13 +151,18 @@ class EventTestSession:
         self._session.__exit__(exc_type, exc, traceback)
 
     def send(self, event: str, data: Any = None, *, id: RequestId = None) -> None:
-        """Send ``event`` with ``data`` (a model, a dict, anything JSON can carry)."""
+        """Send ``event`` with ``data`` (a model, a dict, anything JSON can carry).
+
+        With ``check_frames=True``, a frame the AsyncAPI document does not
+        describe fails here with ``FrameContractError``; :meth:`send_raw`
+        sends anything, for a test of what the server does with bad frames.
+        """
         envelope: dict[str, Any] = {"event": event}
         if data is not None:
             envelope["data"] = to_jsonable_python(data)
         if id is not None:
             envelope["id"] = id
-        self.send_raw(self.codec.encode(envelope))
+        self._send_checked(envelope)
 
     def answer(self, event: str, answerer: Answerer | None = None) -> Any:
         """Answer the server's requests of ``event`` with ``answerer(data)``; usable as a decorator.
@@ -168,15 +181,14 @@ class EventTestSession:
 
     def send_answer(self, ask: str, event: str, data: Any = None) -> None:
         """Answer the server request ``ask`` (a received ``Message.ask``) with ``data``."""
-        self.send_raw(
-            self.codec.encode({"event": event, "data": to_jsonable_python(data), ASK: ask})
-        )
+        self._send_checked({"event": event, "data": to_jsonable_python(data), ASK: ask})
 
     def send_raw(self, payload: str | bytes) -> None:
-        """Send one frame as it is: text for ``str``, binary for ``bytes``."""
-        if self._checker is not None:
-            codec = self._json if isinstance(payload, str) else self._msgpack
-            self._checker.check_sent(codec.decode(payload))
+        """Send one frame as it is: text for ``str``, binary for ``bytes``; never checked.
+
+        For the frames a negative test sends (bad JSON, an unknown event, data
+        that does not match), also with ``check_frames=True``.
+        """
         if isinstance(payload, str):
             self._session.send_text(payload)
         else:
@@ -206,16 +218,36 @@ class EventTestSession:
             raise event_error(message.data)
         return message.data
 
-    def receive(self, *, timeout: float = DEFAULT_TIMEOUT) -> Message:
-        """Return the next frame as ``Message(event, data, id)``.
+    def receive(self, *, event: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """Return the next frame as ``Message(event, data, id)``; with ``event``, the next of it.
+
+        ``receive(event="notice")`` passes over the frames of other events
+        (a history topic's ``wsevents.subscribed``, a presence topic's
+        ``wsevents.presence``) and keeps them, in order, for the next
+        ``receive()``.
 
         Raises:
             WebSocketDisconnect: the server closed the connection (``code``, ``reason``).
-            TimeoutError: nothing arrived within ``timeout`` seconds.
+            TimeoutError: nothing (nothing of ``event``) arrived within ``timeout`` seconds.
         """
-        if self._pending:
-            return self._pending.popleft()
-        return self._read(timeout)
+        if event is None:
+            if self._pending:
+                return self._pending.popleft()
+            return self._read(timeout)
+        for index, message in enumerate(self._pending):
+            if message.event == event:
+                del self._pending[index]
+                return message
+        deadline = time.monotonic() + timeout
+        skipped: list[Message] = []
+        try:
+            while True:
+                message = self._read(max(deadline - time.monotonic(), 0.0))
+                if message.event == event:
+                    return message
+                skipped.append(message)
+        finally:
+            self._pending.extend(skipped)
 
     def receive_raw(self, *, timeout: float = DEFAULT_TIMEOUT) -> str | bytes:
         """Return the next frame's payload undecoded."""
@@ -224,6 +256,11 @@ class EventTestSession:
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason", ""))
         payload: str | bytes | None = message.get("text")
         return message["bytes"] if payload is None else payload
+
+    def _send_checked(self, frame: dict[str, Any]) -> None:
+        if self._checker is not None:
+            self._checker.check_sent(frame)
+        self.send_raw(self.codec.encode(frame))
 
     def close(self, code: int = 1000) -> None:
         """Close the connection from the client side."""
@@ -244,7 +281,7 @@ class EventTestSession:
             answer = self._session.portal.call(
                 self._answerers.answer, frame["event"], frame.get("data"), ask
             )
-            self.send_raw(self.codec.encode(answer))
+            self._send_checked(answer)
 
     def _receive_asgi(self, timeout: float) -> ASGIMessage:
         stream = getattr(self._session, "_send_rx", None)
