@@ -399,6 +399,14 @@ def test_docs_page_reads_at_1280_and_390_and_every_try_it_is_answered(
         page.goto(f"http://{address}{docs}")
         wide = page.evaluate("document.documentElement.scrollWidth")
         assert wide <= 390, f"{wide} px wide at 390"
+        # Every table wraps inside its box: no column (constraints, description) cut off.
+        cut = page.eval_on_selector_all(
+            ".scroll",
+            "boxes => boxes.filter((b) => b.scrollWidth > b.clientWidth + 1).map((b) => "
+            "b.querySelector('td') ? b.querySelector('td').textContent : b.outerHTML.slice(0, 80))",
+        )
+        assert page.eval_on_selector_all(".scroll table", "tables => tables.length") > 0
+        assert cut == [], f"tables wider than their box at 390 px: {cut}"
         if name == "chat":
             page.screenshot(path=str(Path(SCREENSHOTS or tmp_path) / "docs-page-phone.png"))
         page.set_viewport_size({"width": 1280, "height": 900})

@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from mypy import api as mypy_api
+from pydantic import BaseModel, Field, ValidationError
 from websockets.asyncio.client import connect as ws_connect
 
 from examples.chat.app import app as chat_app
@@ -27,6 +28,7 @@ from examples.chat.app import events as chat_events
 from examples.fastapi_app import events as fastapi_events
 from examples.notifications.app import events as notification_events
 from examples.orders.app import events as orders_events
+from wsevents import Channel, EventApp
 from wsevents.asyncapi import generate_client
 from wsevents.cli import main as cli
 
@@ -396,6 +398,7 @@ def test_the_python_client_drives_a_live_chat_through_every_event(
     assert out["said"] == ["py", "hello from python"]
     assert out["members"] == ["py"]
     assert out["topic"] == "rooms/py lobby"
+    assert out["refused"] == "string_too_short"  # the client's model, as the server's
     assert out["invalid"][0] == "validation_error"
     assert out["unknown"] == "unknown_event"
     assert out["pushed_error"] == "validation_error"
@@ -500,3 +503,78 @@ def test_clients_carry_a_handlers_own_error_codes() -> None:
     python = generate_client(shop_app(), "python")
     assert "        ``unknown_item``: the item is not on the menu" in python
     assert "'unavailable', 'unknown_item']" in python  # in ShopErrorCode
+
+
+class MarkRead(BaseModel):
+    notice_id: int = Field(ge=1, description="The notice that was read.")
+    note: str | None = Field(default=None, max_length=5, pattern="^[a-z]*$")
+    tags: list[Annotated[str, Field(min_length=1)]] = Field(default=[], max_length=2)
+
+
+def constrained_app() -> EventApp:
+    notices = Channel("/notices/{user}")
+    seen: list[int] = []
+
+    @notices.on("mark_read")
+    async def mark_read(data: MarkRead) -> Annotated[int, Field(ge=0)]:
+        seen.append(data.notice_id)
+        return len(seen)
+
+    @notices.on("seen")
+    async def seen_ids() -> list[int]:
+        return seen
+
+    return EventApp([notices], title="Notices", version="1")
+
+
+def test_the_python_client_refuses_what_the_servers_model_refuses_before_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = constrained_app()
+    (tmp_path / "notices_client.py").write_text(generate_client(app, "python"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("notices_client", None)
+    module = importlib.import_module("notices_client")
+    refused = (
+        {"notice_id": 0},
+        {"notice_id": 1, "note": "toolong"},
+        {"notice_id": 1, "note": "Up"},
+        {"notice_id": 1, "tags": [""]},
+    )
+
+    async def go(address: str) -> dict[str, Any]:
+        async with module.NoticesUserClient(f"ws://{address}", user="ann", reconnect=False) as c:
+            errors = []
+            for fields in refused:
+                with pytest.raises(ValidationError) as raised:
+                    await c.mark_read(**fields)
+                errors.append(raised.value.errors()[0]["type"])
+            return {
+                "errors": errors,
+                "count": await c.mark_read(notice_id=3),
+                "seen": await c.seen(),
+            }
+
+    with serve(app) as address:
+        out = asyncio.run(go(address))
+    assert out["errors"] == [
+        "greater_than_equal",
+        "string_too_long",
+        "string_pattern_mismatch",
+        "string_too_short",
+    ]
+    assert out["count"] == 1
+    assert out["seen"] == [3]  # nothing refused reached the server
+    with pytest.raises(ValidationError):
+        module.MarkRead(notice_id=1, tags=["a", "b", "c"])
+
+
+def test_the_typescript_types_state_the_constraints_in_their_doc_comments() -> None:
+    typescript = generate_client(constrained_app(), "typescript")
+    interface = typescript[typescript.index("export interface MarkRead") :]
+    interface = interface[: interface.index("\n}\n")]
+    assert (
+        "   * The notice that was read.\n   * @minimum 1\n   */\n  notice_id: number;" in interface
+    )
+    assert "   * @maxLength 5\n   * @pattern ^[a-z]*$\n   */\n  note?: string | null;" in interface
+    assert "  /** @maxItems 2 */\n  tags?: Array<string>;" in interface

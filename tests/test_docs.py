@@ -308,7 +308,7 @@ def test_asyncapi_page_python_typed_client_talks_to_the_chat(
     exec(code, module.__dict__)
     with serve(chat_app) as address:
         heard = asyncio.run(module.talk(f"ws://{address}"))
-    assert heard == ["pong 1", "validation_error"]
+    assert heard == ["pong 1", "string_too_short"]
 
 
 def test_asyncapi_page_typescript_recipes_are_the_ones_the_tests_run(tmp_path: Path) -> None:

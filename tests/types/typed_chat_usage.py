@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from chat_client import ChatRoomClient, ErrorData, Pong, PresenceDiff, Said, Subscribed
+from pydantic import ValidationError
 
 from wsevents import EventError
 
@@ -49,7 +50,11 @@ async def main(base: str) -> dict[str, object]:
         out["members"] = [info["user"] for info in diff.joined.values()]
         out["topic"] = (await asyncio.wait_for(position, 5)).topic
         try:
-            await chat.say(text="")  # the server's model wants at least one character
+            await chat.say(text="")  # refused before sending: the model wants one character
+        except ValidationError as error:
+            out["refused"] = error.errors()[0]["type"]
+        try:
+            await chat.client.request("say", {"text": ""})  # past the model: the server refuses
         except EventError as error:
             out["invalid"] = [error.code, ChatRoomClient.errors["validation_error"]]
         try:

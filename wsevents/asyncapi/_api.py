@@ -16,7 +16,31 @@ from ._build import Described, build_asyncapi, registry_of
 from ._messages import ERROR_CODES
 from ._schemas import REF_PREFIX, identifier
 
-__all__ = ["Api", "Ask", "ChannelApi", "Push", "Request", "describe"]
+__all__ = ["Api", "Ask", "ChannelApi", "Push", "Request", "constraints", "describe"]
+
+# The JSON Schema keywords that constrain one value, in the order the clients state them.
+CONSTRAINTS = (
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+)
+
+
+def constraints(schema: Any) -> dict[str, Any]:
+    """What ``schema`` requires of its value beyond its type: ``{"minimum": 1}``."""
+    if not isinstance(schema, dict):
+        return {}
+    return {key: schema[key] for key in CONSTRAINTS if key in schema}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import keyword
 import re
 from typing import Any
 
-from ._api import Api, Ask, ChannelApi, Request
+from ._api import Api, Ask, ChannelApi, Request, constraints
 from ._schemas import REF_PREFIX
 
 __all__ = ["render_python"]
@@ -346,19 +346,49 @@ def type_of(schema: Any, api: Api) -> str:
             if isinstance(extra, dict) and not schema.get("properties")
             else "_typing.Any"
         )
-        return f"dict[str, {value}]"
+        return _constrained(f"dict[str, {value}]", schema)
     if kind == "array":
         items = schema.get("items")
         if isinstance(items, list):
             if schema.get("additionalItems", True) is not False:
-                return "list[_typing.Any]"
+                return _constrained("list[_typing.Any]", schema)
             return f"tuple[{', '.join(type_of(item, api) for item in items) or '()'}]"
-        return f"list[{type_of(items, api)}]"
+        return _constrained(f"list[{type_of(items, api)}]", schema)
     if kind == "string":
-        return _FORMATS.get(schema.get("format", ""), "str")
-    return {"integer": "int", "number": "float", "boolean": "bool", "null": "None"}.get(
-        str(kind), "_typing.Any"
-    )
+        return _constrained(_FORMATS.get(schema.get("format", ""), "str"), schema)
+    simple = {"integer": "int", "number": "float", "boolean": "bool", "null": "None"}
+    return _constrained(simple.get(str(kind), "_typing.Any"), schema)
+
+
+# JSON Schema's constraints as pydantic's Field arguments (uniqueItems has none: left out).
+_FIELD_ARGUMENTS = {
+    "minimum": "ge",
+    "exclusiveMinimum": "gt",
+    "maximum": "le",
+    "exclusiveMaximum": "lt",
+    "multipleOf": "multiple_of",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+    "minItems": "min_length",
+    "maxItems": "max_length",
+    "minProperties": "min_length",
+    "maxProperties": "max_length",
+}
+
+
+def _constrained(annotation: str, schema: dict[str, Any]) -> str:
+    """``annotation`` with the schema's constraints, as the server's model checks them."""
+    arguments = [
+        f"{_FIELD_ARGUMENTS[key]}={value!r}"
+        for key, value in constraints(schema).items()
+        if key in _FIELD_ARGUMENTS
+        and isinstance(value, (int, float, str))
+        and not isinstance(value, bool)
+    ]
+    if not arguments or annotation == "_typing.Any":
+        return annotation
+    return f"_typing.Annotated[{annotation}, _pydantic.Field({', '.join(arguments)})]"
 
 
 def _union(parts: list[str]) -> str:

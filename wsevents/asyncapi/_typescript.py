@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from ._api import Api, ChannelApi
+from ._api import Api, ChannelApi, constraints
 
 __all__ = ["render_typescript"]
 
@@ -29,7 +29,7 @@ def render_typescript(api: Api, *, command: str) -> str:
         "",
     ]
     for schema in api.schemas.values():
-        out += [*_doc(schema.get("description"), ""), _declaration(schema, api), ""]
+        out += [*_doc(_described(schema), ""), _declaration(schema, api), ""]
     for channel in api.channels:
         out += _channel(channel, api)
     return "\n".join(out).rstrip() + "\n"
@@ -169,7 +169,7 @@ def _object(schema: dict[str, Any], api: Api) -> str:
     required = set(schema.get("required", ()))
     lines = ["{"]
     for name, value in properties.items():
-        lines += _doc(value.get("description") if isinstance(value, dict) else None, "  ")
+        lines += _doc(_described(value), "  ")
         optional = "" if name in required else "?"
         lines.append(f"  {_key(name)}{optional}: {type_of(value, api)};")
     if isinstance(extra, dict):  # the named properties must fit the index signature too
@@ -196,6 +196,26 @@ def _key(name: str) -> str:
 
 def _lower(name: str) -> str:
     return name[:1].lower() + name[1:]
+
+
+def _described(schema: Any) -> str | None:
+    """A schema's description and its constraints, as JSDoc tags (``@minimum 1``).
+
+    The tags are JSON Schema's keywords, which typescript-json-schema and
+    similar tools read back; a type cannot say them.
+    """
+    if not isinstance(schema, dict):
+        return None
+    stated = constraints(schema)
+    options = [o for o in schema.get("anyOf", ()) if o != {"type": "null"}]
+    if not stated and len(options) == 1:  # Optional[...]: the constraints of the one option
+        stated = constraints(options[0])
+    tags = [
+        f"@{key} {value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in stated.items()
+    ]
+    text = schema.get("description")
+    return "\n".join([text, *tags] if text else tags) or None
 
 
 def _doc(text: str | None, indent: str) -> list[str]:
