@@ -207,6 +207,14 @@ def test_concepts_example_runs(module: types.ModuleType) -> None:
     assert error["properties"]["data"]["properties"]["code"]["enum"][-1] == "not_found"
 
 
+def test_fastapi_page_runs_top_to_bottom_with_its_lifespan_dependencies_and_sign_in(
+    module: types.ModuleType,
+) -> None:
+    for block in blocks(ROOT / "docs" / "fastapi.md", "python"):
+        exec(block, module.__dict__)
+    module.test_a_notice_is_pushed_marked_read_and_read_over_http()
+
+
 def test_testing_page_example_passes(module: types.ModuleType) -> None:
     exec(blocks(ROOT / "docs" / "testing.md", "python")[0], module.__dict__)
     module.test_divide()

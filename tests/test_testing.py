@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from wsevents import Channel, Connection, EventApp
@@ -56,18 +53,3 @@ def test_receive_of_an_event_that_never_comes_times_out_and_keeps_what_came() ->
         with pytest.raises(TimeoutError):
             ws.receive(event="never", timeout=0.3)
         assert [ws.receive(), ws.receive()] == [Message("tick", 0), Message("tock", 1)]
-
-
-def test_without_its_extra_the_testing_module_names_the_extra_to_install() -> None:
-    blocked = (
-        "import sys\n"
-        "sys.modules['httpx2'] = sys.modules['httpx'] = None  # as if not installed\n"
-        "try:\n"
-        "    import wsevents.testing\n"
-        "except ImportError as exc:\n"
-        "    print(exc)\n"
-    )
-    shown = subprocess.run(
-        [sys.executable, "-c", blocked], capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    assert "pip install 'wsevents[testing]'" in shown

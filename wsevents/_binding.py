@@ -2,8 +2,11 @@
 
 A handler's parameters are bound by annotation and name when its decorator
 runs: the connection, the validated data, a path parameter, the close code
-of ``on_disconnect``. The result is an invoker, ``invoke(conn, data)``, that
-the receive loop calls without looking at the signature again. The data's
+of ``on_disconnect``, a ``Depends(...)`` (its own parameters bound by the
+same rules, see ``_depends``). The result is an invoker, ``invoke(conn,
+data)``, that the receive loop calls without looking at the signature
+again; a function with dependencies also gets its ``Solve``, which the
+receive loop uses to close them after the reply. The data's
 model and the reply are read from the annotations where not given, as
 FastAPI does.
 
@@ -61,7 +64,7 @@ class Hook:
     func: Callable[..., Any]
     invoke: Invoker
     is_async: bool
-    solve: Solve | None = None  # its dependencies; invoke resolves and closes them
+    solve: Solve | None = None  # its dependencies: called through _solving, not invoke
 
 
 def bind_hook(
@@ -303,7 +306,7 @@ def bind(
         part.__class__ is Dependency for _, part in keyword
     ):
         solve = Solve(func, is_async, tuple(positional), tuple(keyword), carry_context)
-        return Bound(solve, True, solve)
+        return Bound(_through_solving, is_async, solve)
     return Bound(_invoker(func, positional, keyword), is_async)
 
 
@@ -428,6 +431,11 @@ def _source(
     raise RegistrationError(
         f"{what}: cannot bind parameter {name!r}; expected {', '.join(expected)}{hint}"
     )
+
+
+def _through_solving(conn: Any, data: Any) -> Any:
+    """The invoker of a function with dependencies: the runtime calls it through ``_solving``."""
+    raise RuntimeError("a function with dependencies is called through wsevents._solving")
 
 
 def _connection(conn: Any, data: Any) -> Any:

@@ -21,6 +21,7 @@ from pydantic_core import to_jsonable_python
 
 from ._envelope import RequestId, error_frame
 from ._routing import Handler, Hook, callable_name
+from ._solving import invoke as invoke_solved
 from .exceptions import BackplaneUnavailable, ErrorCode, EventError
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
     What a sync hook sets in a ``ContextVar`` is set here too, as for an async
     hook, so that the handlers of the connection see it.
     """
+    if hook.solve is not None:
+        await invoke_solved(hook.solve, conn, argument)  # what a sync hook sets is kept too
+        return
     if hook.is_async:
         await hook.invoke(conn, argument)
         return
@@ -79,6 +83,8 @@ async def call_hook(hook: Hook, conn: Connection, argument: Any) -> None:
 
 async def invoke(handler: Handler, conn: Connection, data: Any) -> Any:
     """Call a handler with its connection and data; a sync one in a thread."""
+    if handler.solve is not None:
+        return await invoke_solved(handler.solve, conn, data)
     if handler.is_async:
         return await handler.invoke(conn, data)
     return await run_sync(handler.invoke, conn, data)

@@ -1,48 +1,25 @@
-"""Dependencies: parameters whose default is ``Depends(...)``, resolved per event as FastAPI does.
+"""Dependencies as registration sees them: ``Depends(...)`` markers and what each is bound to.
 
 A handler or a hook may declare ``db = Depends(get_db)`` (or
 ``Annotated[Db, Depends(get_db)]``), FastAPI's ``Depends`` or wsevents' own
 where FastAPI is not installed (``wsevents.Depends`` is FastAPI's where it
-is). What a dependency takes is bound at registration by the handler's own
-rules (the connection, the data, a path parameter, another dependency);
-per event, each dependency is called once however many ask for it (unless
-``use_cache=False``), async ones in the event's task, sync ones in a
-thread, and a ``yield`` dependency is closed after the handler, once its
-reply is sent, with the handler's exception thrown in where it raised.
-Handlers without dependencies never come here.
+is). ``_binding`` binds what a dependency takes by the handler's own rules
+(the connection, the data, a path parameter, another dependency) into the
+records here; ``_solving`` resolves them per event. Nothing here awaits.
 """
 
 from __future__ import annotations
 
-import contextvars
 import enum
 import functools
 import inspect
-import logging
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager, AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Union
 
-from anyio.to_thread import run_sync
-
-__all__ = [
-    "Dependency",
-    "Depends",
-    "Kind",
-    "Solve",
-    "arguments",
-    "close_after_reply",
-    "closed_after",
-    "is_marker",
-    "kind_of",
-]
-
-logger = logging.getLogger("wsevents")
-
-_MISSING = object()
+__all__ = ["Dependency", "Depends", "Getter", "Kind", "Part", "Solve", "is_marker", "kind_of"]
 
 
 class Depends:
@@ -135,50 +112,6 @@ class Dependency:
         return cls(call, kind, use_cache, positional, keyword, enter)
 
 
-async def _value(
-    dependency: Dependency, conn: Any, data: Any, cache: dict[Any, Any], stack: Any
-) -> Any:
-    """A dependency's value for one event: from ``cache`` where it was called already."""
-    if dependency.use_cache:
-        value = cache.get(dependency.call, _MISSING)
-        if value is not _MISSING:
-            return value
-    args, kwargs = await arguments(dependency, conn, data, cache, stack)
-    kind = dependency.kind
-    if kind is Kind.ASYNC:
-        value = await dependency.call(*args, **kwargs)
-    elif kind is Kind.ASYNC_GENERATOR:
-        value = await stack.enter_async_context(dependency.enter(*args, **kwargs))  # type: ignore[misc]
-    elif kind is Kind.GENERATOR:
-        value = await stack.enter_async_context(_InThread(dependency.enter(*args, **kwargs)))  # type: ignore[misc]
-    else:
-        value = await run_sync(functools.partial(dependency.call, *args, **kwargs))
-    if dependency.use_cache:
-        cache[dependency.call] = value
-    return value
-
-
-async def arguments(
-    bound: Dependency | Solve, conn: Any, data: Any, cache: dict[Any, Any], stack: Any
-) -> tuple[list[Any], dict[str, Any]]:
-    """The arguments of a handler (or a dependency) for one event: getters called,
-    dependencies resolved, each once per ``cache`` (a new dict per event), ``yield``
-    ones entered on ``stack``."""
-    args = []
-    for part in bound.positional:
-        if part.__class__ is Dependency:
-            args.append(await _value(part, conn, data, cache, stack))
-        else:
-            args.append(part(conn, data))  # type: ignore[operator]
-    kwargs = {}
-    for key, part in bound.keyword:
-        if part.__class__ is Dependency:
-            kwargs[key] = await _value(part, conn, data, cache, stack)
-        else:
-            kwargs[key] = part(conn, data)  # type: ignore[operator]
-    return args, kwargs
-
-
 def _closes(positional: tuple[Part, ...], keyword: tuple[tuple[str, Part], ...]) -> bool:
     for part in (*positional, *(part for _, part in keyword)):
         if part.__class__ is Dependency:
@@ -188,29 +121,9 @@ def _closes(positional: tuple[Part, ...], keyword: tuple[tuple[str, Part], ...])
     return False
 
 
-class _InThread:
-    """A sync context manager entered and exited in a worker thread, as FastAPI does."""
-
-    __slots__ = ("_manager",)
-
-    def __init__(self, manager: AbstractContextManager[Any]) -> None:
-        self._manager = manager
-
-    async def __aenter__(self) -> Any:
-        return await run_sync(self._manager.__enter__)
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        return await run_sync(self._manager.__exit__, kind, exc, traceback)
-
-
 @dataclass(frozen=True, eq=False)
 class Solve:
-    """How to call a function with dependencies: its arguments for one event, and the call."""
+    """A function with dependencies, bound: its parameters' getters and dependencies."""
 
     func: Callable[..., Any]
     is_async: bool
@@ -222,54 +135,3 @@ class Solve:
     def closes(self) -> bool:
         """Whether a ``yield`` dependency is among its own: an exit stack to close after it."""
         return _closes(self.positional, self.keyword)
-
-    async def call(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """Call the function: an async one here, a sync one in a thread."""
-        if self.is_async:
-            return await self.func(*args, **kwargs)
-        if not self.carry_context:
-            return await run_sync(functools.partial(self.func, *args, **kwargs))
-        context = contextvars.copy_context()
-        result = await run_sync(functools.partial(context.run, self.func, *args, **kwargs))
-        for variable, value in context.items():
-            if variable.get(_MISSING) is not value:
-                variable.set(value)
-        return result
-
-    async def __call__(self, conn: Any, data: Any) -> Any:
-        """Resolve, call, and close the ``yield`` dependencies at once (an invoker)."""
-        if not self.closes:
-            return await self.call(*await arguments(self, conn, data, {}, None))
-        stack = AsyncExitStack()
-        try:
-            result = await self.call(*await arguments(self, conn, data, {}, stack))
-        except BaseException as exc:
-            error = await closed_after(stack, exc)
-            if error is exc:
-                raise
-            raise error from exc
-        await stack.aclose()
-        return result
-
-
-async def closed_after(stack: AsyncExitStack, exc: BaseException) -> BaseException:
-    """Close the ``yield`` dependencies with ``exc`` thrown in: what to answer for.
-
-    A dependency that raises instead (an ``EventError`` for a database
-    error) is answered for; one that swallows ``exc`` does not make it an
-    answer: ``exc`` still is.
-    """
-    try:
-        await stack.__aexit__(type(exc), exc, exc.__traceback__)
-    except BaseException as raised:
-        return raised
-    return exc
-
-
-async def close_after_reply(stack: AsyncExitStack, func: Callable[..., Any]) -> None:
-    """Close the ``yield`` dependencies of a handler that answered: what they raise is logged."""
-    try:
-        await stack.aclose()
-    except Exception:
-        name = getattr(func, "__qualname__", repr(func))
-        logger.exception("a dependency of handler %s raised as it closed, after the reply", name)

@@ -30,9 +30,9 @@ from ._calls import (
     send_error,
     unexpected,
 )
-from ._depends import arguments, close_after_reply, closed_after
 from ._dispatch import Call, Refusal
 from ._outcomes import Answered, InvalidState
+from ._solving import arguments, call, close_after_reply, closed_after
 from .exceptions import CloseCode, ConnectionGone, EventError
 
 if TYPE_CHECKING:
@@ -255,7 +255,7 @@ class Receiving:
                 if solve.is_async:
                     result = await handler.func(*args, **kwargs)
                 else:
-                    result = await solve.call(args, kwargs)
+                    result = await call(solve, args, kwargs)
             elif handler.is_async:
                 result = await handler.invoke(self.connection, data)
             else:
@@ -273,8 +273,7 @@ class Receiving:
                 else:
                     reply = validate_reply(result)
                 frame = self.codec.encode_event(event, reply, request_id)
-        except Exception as caught:
-            # The dependencies see what the handler raised; one may answer with its own.
+        except Exception as caught:  # the dependencies see it; one may raise its own instead
             exc = caught if stack is None else await closed_after(stack, caught)
             if not isinstance(exc, Exception):
                 raise exc from caught

@@ -210,7 +210,9 @@ class Channel:
         Its parameters are bound by annotation and name: one annotated
         ``Connection`` gets the connection; one annotated with ``model``, or named
         ``data``, gets the validated payload; one named after a path parameter
-        gets its converted value.
+        gets its converted value; one whose default (or ``Annotated``) is
+        ``Depends(dep)`` gets what ``dep`` returns, resolved per event as
+        FastAPI does (docs/fastapi.md).
 
         As in FastAPI, what is not given is read from the annotations: without
         ``model``, the data parameter's annotation (``data: Order``, or the one
