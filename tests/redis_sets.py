@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,9 @@ class SentinelSet(_Servers):
         self.down_after = down_after
         self.binary = redis_server_binary()
         self.directory = directory
-        self.ports = [free_port(), free_port()]  # the master's, then the replica's
-        self.sentinel_ports = [free_port() for _ in range(3)]
+        ports = distinct_ports(5)
+        self.ports = ports[:2]  # the master's, then the replica's
+        self.sentinel_ports = ports[2:]
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -174,13 +176,25 @@ class SentinelSet(_Servers):
         return int(_wait("a failover", lambda: self.master() != old and self.master(), timeout))
 
 
-def cluster_port() -> int:
-    """A free port whose bus port (the port plus 10,000) is a port too, and free."""
+def distinct_ports(count: int) -> list[int]:
+    """``count`` free ports, all different (the kernel may hand one out twice while
+    nothing listens on it yet)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def cluster_port(taken: Collection[int] = ()) -> int:
+    """A free port whose bus port (the port plus 10,000) is a port too, and free, and
+    neither of them one of ``taken`` nor its bus port: the nodes of one set differ."""
     import socket
 
     while True:
         port = free_port()
-        if port >= CLUSTER_PORTS_BELOW:
+        if port >= CLUSTER_PORTS_BELOW or {port, port + 10_000, port - 10_000} & set(taken):
             continue
         with socket.socket() as sock:
             try:
@@ -202,7 +216,9 @@ class ClusterSet(_Servers):
         self.binary = redis_server_binary()
         self.directory = directory
         self.node_timeout = node_timeout
-        self.ports = [cluster_port() for _ in range(6)]
+        self.ports: list[int] = []
+        for _ in range(6):
+            self.ports.append(cluster_port(self.ports))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -258,7 +274,7 @@ class ClusterSet(_Servers):
                 return
             del self.processes[port]
             if attempt < 2:
-                self.ports[index] = cluster_port()
+                self.ports[index] = cluster_port(self.ports)
                 self._launch(self.ports[index])
         raise RuntimeError(f"a cluster node exited three times, last on port {port}")
 

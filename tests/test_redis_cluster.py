@@ -291,3 +291,19 @@ async def killed_primary(
         await publishing
     assert heard(paused) >= at_promotion + 10, "the failed primary's topic did not go on"
     assert b.stats["publish_failures"] == 0  # they waited for the promoted replica
+
+
+def test_the_nodes_of_one_cluster_set_never_share_a_port_or_a_bus_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from . import redis_sets
+
+    # The kernel may hand out a free port again until something listens on it.
+    handed = iter([21000, 21000, 11000, 21001, 21000, 11001, 21002, 21003, 21004, 21005])
+    monkeypatch.setattr(redis_sets, "free_port", lambda: next(handed))
+    ports = [redis_sets.cluster_port()]
+    for _ in range(4):
+        ports.append(redis_sets.cluster_port(ports))
+    assert ports == [21000, 21001, 21002, 21003, 21004]  # 11000: its bus port is 21000
+    monkeypatch.setattr(redis_sets, "free_port", iter([7, 7, 8, 7, 9, 10, 11]).__next__)
+    assert redis_sets.distinct_ports(5) == [7, 8, 9, 10, 11]
