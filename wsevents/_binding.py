@@ -5,8 +5,8 @@ runs: the connection, the validated data, a path parameter, the close code
 of ``on_disconnect``, a ``Depends(...)`` (its own parameters bound by the
 same rules, see ``_depends``). The result is an invoker, ``invoke(conn,
 data)``, that the receive loop calls without looking at the signature
-again; a function with dependencies also gets its ``Solve``, which the
-receive loop uses to close them after the reply. The data's
+again; for a function with dependencies, a ``Solve`` instead, which the
+runtime resolves per event (``_solving``) and closes after the reply. The data's
 model and the reply are read from the annotations where not given, as
 FastAPI does.
 
